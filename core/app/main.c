@@ -1,0 +1,211 @@
+/* The `hdlm` command line: run Lua experiments, inspect plugins, prepare data, query the store.
+ * Each subcommand parses its own flags; errors print one line and exit non-zero. The only place
+ * that calls exit(). */
+#include "base/error.h"
+#include "base/log.h"
+#include "base/text.h"
+#include "data/tokfile.h"
+#include "lua/lua_host.h"
+#include "plugin/host.h"
+#include "store/store.h"
+#include "tensor/blas.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *usage;
+    const char *help;
+} command;
+
+static int die(const error *e) {
+    fprintf(stderr, "hdlm: %s\n", e->msg);
+    return e->code == HDLM_OK ? 1 : (e->code < 0 ? -e->code : e->code);
+}
+
+static int usage_error(const char *fmt, const char *arg) {
+    fprintf(stderr, "hdlm: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n");
+    return 2;
+}
+
+/* Takes "--db FILE" / "--db=FILE" out of argv (in place); returns the new argc. */
+static int take_flag_value(int argc, char **argv, const char *flag, const char **out) {
+    size_t fl = strlen(flag);
+    int w = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], flag) && i + 1 < argc) {
+            *out = argv[++i];
+            continue;
+        }
+        if (!strncmp(argv[i], flag, fl) && argv[i][fl] == '=') {
+            *out = argv[i] + fl + 1;
+            continue;
+        }
+        argv[w++] = argv[i];
+    }
+    return w;
+}
+
+static int take_flag(int argc, char **argv, const char *flag, int *out) {
+    int w = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], flag)) {
+            *out = 1;
+            continue;
+        }
+        argv[w++] = argv[i];
+    }
+    return w;
+}
+
+/* ---- hdlm run ---- */
+static int cmd_run(int argc, char **argv) {
+    const char *db = "runs.db";
+    argc = take_flag_value(argc, argv, "--db", &db);
+    if (argc < 1) return usage_error("run: missing script (hdlm run experiments/x.lua [key=value ...])%s", "");
+    for (int i = 1; i < argc; i++)
+        if (!strncmp(argv[i], "--", 2))
+            return usage_error("run: unknown flag '%s' (script arguments are key=value)", argv[i]);
+    lua_host_opts o = {.script = argv[0], .n_args = argc - 1, .args = argv + 1, .db_path = db};
+    error e = {0};
+    if (lua_host_run(&o, &e) != HDLM_OK) {
+        fprintf(stderr, "hdlm: %s\n", e.msg);
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- hdlm plugins ---- */
+static int cmd_plugins(int argc, char **argv) {
+    if (argc > 0) return usage_error("plugins: unexpected argument '%s'", argv[0]);
+    error e = {0};
+    plugin_registry *r = NULL;
+    if (plugin_registry_open(&r, &e) != HDLM_OK) return die(&e);
+    char refusals[8192] = "";
+    if (plugin_registry_load_default(r, refusals, sizeof refusals, &e) < 0) {
+        plugin_registry_close(r);
+        return die(&e);
+    }
+    plugin_registry_print(r, stdout);
+    if (refusals[0]) fprintf(stderr, "hdlm: refused plugins:\n%s", refusals);
+    plugin_registry_close(r);
+    return 0;
+}
+
+/* ---- hdlm query ---- */
+static int cmd_query(int argc, char **argv) {
+    const char *db = "runs.db";
+    int csv = 0, json = 0;
+    argc = take_flag_value(argc, argv, "--db", &db);
+    argc = take_flag(argc, argv, "--csv", &csv);
+    argc = take_flag(argc, argv, "--json", &json);
+    if (argc != 1) return usage_error("query: expected one SQL argument (hdlm query [--db FILE] [--csv|--json] \"SQL\")%s", "");
+    error e = {0};
+    store *s = NULL;
+    if (store_open(db, STORE_READONLY, &s, &e) != HDLM_OK) return die(&e);
+    int fmt = csv ? STORE_FMT_CSV : json ? STORE_FMT_JSON : STORE_FMT_TABLE;
+    int rc = store_query_print(s, argv[0], fmt, stdout, &e);
+    store_close(s);
+    return rc == HDLM_OK ? 0 : die(&e);
+}
+
+/* ---- hdlm runs ---- */
+static int cmd_runs(int argc, char **argv) {
+    const char *db = "runs.db";
+    argc = take_flag_value(argc, argv, "--db", &db);
+    if (argc > 0) return usage_error("runs: unexpected argument '%s'", argv[0]);
+    error e = {0};
+    store *s = NULL;
+    if (store_open(db, 0, &s, &e) != HDLM_OK) return die(&e);
+    int rc = store_reap_runs(s, &e);
+    if (rc == HDLM_OK)
+        rc = store_query_print(s,
+                               "SELECT id, name, kind, status, seed, started_at, ended_at, "
+                               "substr(coalesce(error,''),1,60) AS error FROM runs ORDER BY id",
+                               STORE_FMT_TABLE, stdout, &e);
+    store_close(s);
+    return rc == HDLM_OK ? 0 : die(&e);
+}
+
+/* ---- hdlm data ---- */
+static int cmd_data(int argc, char **argv) {
+    if (argc < 1 || strcmp(argv[0], "prepare"))
+        return usage_error("data: expected 'prepare' (hdlm data prepare corpus.txt -o corpus.tok [--tokenizer bytes|text8] [--valid 0.05] [--seed N])%s", "");
+    const char *out = NULL, *tok = "bytes", *valid_s = "0.05", *seed_s = "0";
+    argc = take_flag_value(argc - 1, argv + 1, "-o", &out);
+    argc = take_flag_value(argc, argv + 1, "--tokenizer", &tok);
+    argc = take_flag_value(argc, argv + 1, "--valid", &valid_s);
+    argc = take_flag_value(argc, argv + 1, "--seed", &seed_s);
+    if (argc != 1) return usage_error("data prepare: expected one input text file%s", "");
+    const char *in = argv[1];
+    char defout[1024];
+    if (!out) {
+        snprintf(defout, sizeof defout, "%s.tok", in);
+        out = defout;
+    }
+    char *end;
+    double valid = strtod(valid_s, &end);
+    if (*end || end == valid_s) return usage_error("data prepare: --valid expects a number, got '%s'", valid_s);
+    unsigned long long seed = strtoull(seed_s, &end, 10);
+    if (*end || end == seed_s) return usage_error("data prepare: --seed expects an integer, got '%s'", seed_s);
+    tokfile_stats st;
+    error e = {0};
+    if (tokfile_prepare(in, out, tok, valid, seed, &st, &e) != HDLM_OK) return die(&e);
+    printf("%s: %lld bytes -> %lld train + %lld valid tokens (%s) -> %s\n", in,
+           (long long)st.n_bytes, (long long)st.n_train, (long long)st.n_valid, tok, out);
+    return 0;
+}
+
+static int cmd_help(int argc, char **argv);
+
+static const command commands[] = {
+    {"run", cmd_run, "run SCRIPT.lua [key=value ...] [--db FILE]",
+     "run a Lua experiment (require \"hdlm\"); key=value pairs become hdlm.args"},
+    {"plugins", cmd_plugins, "plugins", "list every plugin found: kind, name, version, file, options"},
+    {"query", cmd_query, "query [--db FILE] [--csv|--json] \"SQL\"",
+     "run SQL on the store and print a table, CSV or JSON"},
+    {"runs", cmd_runs, "runs [--db FILE]", "list the runs in the store"},
+    {"data", cmd_data,
+     "data prepare TEXT -o OUT.tok [--tokenizer bytes|text8] [--valid F] [--seed N]",
+     "encode a UTF-8 text file into a token file with a deterministic train/valid split"},
+    {"help", cmd_help, "help", "this text"},
+};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+static int cmd_help(int argc, char **argv) {
+    printf("hdlm %s — hybrid autoregressive/diffusion language models on the CPU\n\n", HDLM_VERSION);
+    printf("usage: hdlm COMMAND [ARGS]\n\ncommands:\n");
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        printf("  hdlm %-60s\n      %s\n", commands[i].usage, commands[i].help);
+    printf("\nenvironment:\n"
+           "  HDLM_PLUGIN_PATH  extra plugin folders (colon-separated)\n"
+           "  HDLM_PROGRESS     tty | plain | off (progress output)\n"
+           "  HDLM_LOG          debug | info | warn | error\n"
+           "  OMP_NUM_THREADS   threads for training and sampling (default: all cores)\n");
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))
+        return cmd_help(0, NULL);
+    if (!strcmp(argv[1], "--version")) {
+        printf("hdlm %s (plugin ABI %u, %s)\n", HDLM_VERSION, HDLM_ABI_VERSION, blas_info());
+        return 0;
+    }
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 2, argv + 2);
+    const char *names[N_COMMANDS];
+    for (size_t i = 0; i < N_COMMANDS; i++) names[i] = commands[i].name;
+    const char *near = text_closest(argv[1], names, N_COMMANDS);
+    if (near)
+        fprintf(stderr, "hdlm: unknown command '%s' (did you mean '%s'?); see hdlm --help\n",
+                argv[1], near);
+    else
+        fprintf(stderr, "hdlm: unknown command '%s'; see hdlm --help\n", argv[1]);
+    return 2;
+}

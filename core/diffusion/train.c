@@ -1,0 +1,443 @@
+/* Training loop and checkpoints (see train.h). Each optimizer step draws `accum` micro-batches;
+ * gradients are summed over them and the loss is normalised by the total token count, so
+ * accum x batch b equals one batch of accum*b exactly up to float summation order. */
+#include "train.h"
+
+#include "base/json.h"
+#include "base/log.h"
+#include "base/progress.h"
+#include "data/batch.h"
+#include "nn/mask.h"
+#include "nn/safetensors.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int train_objective_from_name(const char *s) {
+    if (!strcmp(s, "ar")) return OBJ_AR;
+    if (!strcmp(s, "mask")) return OBJ_MASK;
+    return 0;
+}
+
+const char *train_objective_name(int obj) {
+    return obj == OBJ_AR ? "ar" : obj == OBJ_MASK ? "mask" : "?";
+}
+
+void trainer_free(trainer *t) {
+    if (!t) return;
+    model_free(&t->m);
+    optim_free(&t->opt);
+    free(t->window);
+    free(t->inp);
+    free(t->tgt);
+    free(t->pos);
+    free(t->sigma);
+    free(t->wloss);
+    free(t->loss);
+    free(t->dlogits);
+    free(t->rows);
+    memset(t, 0, sizeof *t);
+}
+
+int trainer_init(trainer *t, const train_config *cfg, const corpus *data, error *e) {
+    memset(t, 0, sizeof *t);
+    t->cfg = *cfg;
+    t->data = data;
+    train_config *c = &t->cfg;
+    if (!c->objective)
+        return error_set(e, HDLM_EINVAL, "train: objective must be 'ar' or 'mask'");
+    if (c->batch < 1 || c->accum < 1 || c->steps < 1)
+        return error_set(e, HDLM_EINVAL,
+                         "train: batch (%d), accum (%d) and steps (%lld) must be positive",
+                         c->batch, c->accum, (long long)c->steps);
+    c->model.vocab = data->tok.vocab + (c->objective == OBJ_MASK ? 1 : 0);
+    c->model.mask_id = c->objective == OBJ_MASK ? data->tok.vocab : -1;
+    if (model_config_check(&c->model, e) != HDLM_OK) return e->code;
+    int T = c->model.seq_len;
+    int64_t need = T + (c->objective == OBJ_AR ? 1 : 0);
+    if (data->n_train < need)
+        return error_set(e, HDLM_EINVAL,
+                         "train: the train split has %lld tokens, fewer than one window of %lld "
+                         "(seq_len %d); use a shorter seq_len or a bigger corpus",
+                         (long long)data->n_train, (long long)need, T);
+    if (c->eval_every > 0 && data->n_valid < need)
+        return error_set(e, HDLM_EINVAL,
+                         "train: the valid split has %lld tokens, fewer than one window of %lld; "
+                         "set eval_every = 0 or prepare with a larger valid fraction",
+                         (long long)data->n_valid, (long long)need);
+    /* refuse before allocating what the machine cannot hold */
+    double C = c->model.d_model, V = c->model.vocab, N = (double)c->batch * T;
+    double act_floats = c->model.n_layer * (N * C * 20 + (double)c->batch * c->model.n_head * T * T) +
+                        N * V * 2;
+    long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGE_SIZE);
+    double mem = (double)pages * (double)psize;
+    double need_bytes = act_floats * 4 + 0; /* parameters are small next to activations */
+    if (pages > 0 && need_bytes > 0.8 * mem)
+        return error_set(e, HDLM_ENOMEM,
+                         "train: batch %d x seq_len %d needs about %.1f GiB of activations, this "
+                         "machine has %.1f GiB; lower batch (use accum) or seq_len",
+                         c->batch, T, need_bytes / 1073741824.0, mem / 1073741824.0);
+
+    if (model_init(&t->m, &c->model, c->seed, e) != HDLM_OK) return e->code;
+    if (model_alloc_grads(&t->m, e) != HDLM_OK) goto fail;
+    if (optim_init(&t->opt, &c->opt, &t->m, e) != HDLM_OK) goto fail;
+    rng base;
+    rng_init(&base, c->seed);
+    t->data_rng = rng_split(&base, 1001);
+    t->noise_rng = rng_split(&base, 1002);
+    t->T = T;
+    size_t BT = (size_t)c->batch * T;
+    t->window = malloc((size_t)c->batch * (T + 1) * sizeof *t->window);
+    t->inp = malloc(BT * sizeof *t->inp);
+    t->tgt = malloc(BT * sizeof *t->tgt);
+    t->pos = malloc(BT * sizeof *t->pos);
+    t->sigma = calloc(BT, sizeof *t->sigma);
+    t->wloss = malloc(BT * sizeof *t->wloss);
+    t->loss = malloc(BT * sizeof *t->loss);
+    t->dlogits = malloc(BT * (size_t)c->model.vocab * sizeof *t->dlogits);
+    t->rows = malloc(BT * sizeof *t->rows);
+    if (!t->window || !t->inp || !t->tgt || !t->pos || !t->sigma || !t->wloss || !t->loss ||
+        !t->dlogits || !t->rows) {
+        error_set(e, HDLM_ENOMEM, "train: out of memory for batch buffers");
+        goto fail;
+    }
+    for (int b = 0; b < c->batch; b++)
+        for (int i = 0; i < T; i++) t->pos[(size_t)b * T + i] = i;
+    for (int b = 0; b < c->batch; b++) {
+        if (c->objective == OBJ_AR)
+            mask_rows_causal(t->rows + (size_t)b * T, T);
+        else
+            mask_rows_full(t->rows + (size_t)b * T, T);
+    }
+    return HDLM_OK;
+fail:
+    trainer_free(t);
+    return e->code;
+}
+
+/* Fills inp/tgt/wloss/sigma for one micro-batch of windows already in t->window. The loss of
+ * the micro-batch is Σ wloss·CE; weights already carry the 1/(tokens of the whole step). */
+static void build_inputs(trainer *t, const int32_t *win, int B, double norm, rng *nr) {
+    int T = t->T, mask_id = t->cfg.model.mask_id;
+    for (int b = 0; b < B; b++) {
+        const int32_t *w = win + (size_t)b * (T + 1);
+        int32_t *in = t->inp + (size_t)b * T, *tg = t->tgt + (size_t)b * T;
+        float *wl = t->wloss + (size_t)b * T, *sg = t->sigma + (size_t)b * T;
+        if (t->cfg.objective == OBJ_AR) {
+            for (int i = 0; i < T; i++) {
+                in[i] = w[i];
+                tg[i] = w[i + 1];
+                wl[i] = (float)norm;
+            }
+        } else {
+            double tt = (1.0 - 1e-3) * rng_uniform(nr) + 1e-3;
+            float s = (float)(-log1p(-(1.0 - 5e-3) * tt));
+            for (int i = 0; i < T; i++) {
+                int masked = rng_uniform(nr) < tt;
+                in[i] = masked ? mask_id : w[i];
+                tg[i] = masked ? w[i] : -1;
+                wl[i] = masked ? (float)(norm / tt) : 0.0f;
+                sg[i] = s;
+            }
+        }
+    }
+}
+
+static int micro_batch(trainer *t, const int32_t *tokens, int64_t n, rng *dr, rng *nr, double norm,
+                       int backward, double *loss_sum, error *e) {
+    int B = t->cfg.batch, T = t->T, V = t->cfg.model.vocab;
+    /* windows of T+1 tokens so the AR objective has its shifted targets */
+    int64_t span = T + 1 <= n ? T + 1 : T;
+    if (batch_draw(tokens, n, B, span, dr, t->window, e) != HDLM_OK) return e->code;
+    if (span == T) /* mask objective on a split of exactly T tokens: repack */
+        for (int b = B - 1; b >= 0; b--)
+            memmove(t->window + (size_t)b * (T + 1), t->window + (size_t)b * T,
+                    (size_t)T * sizeof(int32_t));
+    build_inputs(t, t->window, B, norm, nr);
+    model_batch mb = {B, T, t->inp, t->pos, t->cfg.model.cond ? t->sigma : NULL, t->rows};
+    float *logits;
+    if (model_forward(&t->m, &mb, &logits, e) != HDLM_OK) return e->code;
+    size_t BT = (size_t)B * T;
+    crossentropy_forward(t->loss, logits, t->tgt, (int)BT, V);
+    double s = 0;
+    for (size_t i = 0; i < BT; i++) s += (double)t->wloss[i] * t->loss[i];
+    *loss_sum += s;
+    if (backward) {
+        memset(t->dlogits, 0, BT * (size_t)V * sizeof(float));
+        crossentropy_backward(t->dlogits, logits, t->tgt, t->wloss, (int)BT, V);
+        model_backward(&t->m, &mb, t->dlogits);
+    }
+    return HDLM_OK;
+}
+
+int trainer_step(trainer *t, train_stats *st, error *e) {
+    const train_config *c = &t->cfg;
+    double t0 = progress_now();
+    model_zero_grad(&t->m);
+    /* normalise by the tokens of the whole optimizer step so accumulation sums exactly */
+    double norm = 1.0 / ((double)c->accum * c->batch * t->T);
+    double loss = 0;
+    for (int a = 0; a < c->accum; a++)
+        if (micro_batch(t, t->data->train, t->data->n_train, &t->data_rng, &t->noise_rng, norm, 1,
+                        &loss, e) != HDLM_OK)
+            return e->code;
+    double gn = optim_grad_norm(t->m.grads, t->m.n_params);
+    if (!isfinite(loss) || !isfinite(gn))
+        return error_set(e, HDLM_ESTATE,
+                         "train: non-finite %s at step %lld (loss %g, grad norm %g); stopping, the "
+                         "last checkpoint is kept",
+                         isfinite(loss) ? "gradient" : "loss", (long long)t->step + 1, loss, gn);
+    double lr;
+    optim_step(&t->opt, t->m.params, t->m.grads, &gn, &lr);
+    t->step++;
+    double dt = progress_now() - t0;
+    if (st) {
+        st->step = t->step;
+        st->loss = loss;
+        st->lr = lr;
+        st->grad_norm = gn;
+        st->step_time = dt;
+        st->tokens_per_s = (double)c->accum * c->batch * t->T / dt;
+    }
+    return HDLM_OK;
+}
+
+void trainer_swap_ema(trainer *t) {
+    if (!t->opt.ema) return;
+    float *p = t->m.params;
+    t->m.params = t->opt.ema;
+    t->opt.ema = p;
+    /* views point into the slab: rebuild them by offset */
+    ptrdiff_t d = t->m.params - p;
+    model_params *mp = &t->m.p;
+    mp->wte += d;
+    if (mp->t_w1) mp->t_w1 += d, mp->t_b1 += d, mp->t_w2 += d, mp->t_b2 += d;
+    for (int l = 0; l < t->m.cfg.n_layer; l++) {
+        layer_params *lp = &mp->layers[l];
+        lp->ln1_w += d, lp->qkv_w += d, lp->proj_w += d, lp->ln2_w += d;
+        lp->fc1_w += d, lp->fc1_b += d, lp->fc2_w += d, lp->fc2_b += d;
+        if (lp->ada_w) lp->ada_w += d, lp->ada_b += d;
+    }
+    mp->lnf_w += d, mp->out_w += d, mp->out_b += d;
+}
+
+int trainer_eval(trainer *t, int use_ema, double *loss, error *e) {
+    const train_config *c = &t->cfg;
+    int nb = c->eval_batches > 0 ? c->eval_batches : 4;
+    rng dr, nr;
+    rng_init(&dr, 0x5eed0001u); /* the same windows and masks at every evaluation */
+    rng_init(&nr, 0x5eed0002u);
+    if (use_ema) trainer_swap_ema(t);
+    double sum = 0;
+    int rc = HDLM_OK;
+    for (int i = 0; i < nb && rc == HDLM_OK; i++)
+        rc = micro_batch(t, t->data->valid, t->data->n_valid, &dr, &nr,
+                         1.0 / ((double)nb * c->batch * t->T), 0, &sum, e);
+    if (use_ema) trainer_swap_ema(t);
+    *loss = sum;
+    return rc;
+}
+
+/* ---- checkpoints --------------------------------------------------------------------------- */
+
+static int mkdir_p(const char *dir, error *e) {
+    char tmp[1024];
+    snprintf(tmp, sizeof tmp, "%s", dir);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(tmp, 0777) != 0 && errno != EEXIST)
+            return error_set(e, HDLM_EIO, "%s: cannot create directory: %s", tmp,
+                             strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(tmp, 0777) != 0 && errno != EEXIST)
+        return error_set(e, HDLM_EIO, "%s: cannot create directory: %s", tmp, strerror(errno));
+    return HDLM_OK;
+}
+
+static int write_weights(const model *m, const float *slab, const char *path,
+                         const char *const *mk, const char *const *mv, int nm, error *e) {
+    st_tensor *ts = calloc((size_t)m->n_tensors, sizeof *ts);
+    if (!ts) return error_set(e, HDLM_ENOMEM, "%s: out of memory", path);
+    for (int i = 0; i < m->n_tensors; i++) {
+        const model_tensor *mt = &m->tensors[i];
+        snprintf(ts[i].name, sizeof ts[i].name, "%s", mt->name);
+        ts[i].dtype = ST_F32;
+        ts[i].ndim = mt->ndim;
+        ts[i].shape[0] = mt->shape[0];
+        ts[i].shape[1] = mt->shape[1];
+        ts[i].data = slab + mt->offset;
+        ts[i].nbytes = (int64_t)mt->size * 4;
+    }
+    int rc = st_write(path, ts, m->n_tensors, mk, mv, nm, e);
+    free(ts);
+    return rc;
+}
+
+static int read_weights(const model *m, float *slab, const char *path, error *e) {
+    st_file *f = NULL;
+    if (st_open(path, &f, e) != HDLM_OK) return e->code;
+    int rc = HDLM_OK;
+    for (int i = 0; i < m->n_tensors && rc == HDLM_OK; i++) {
+        const model_tensor *mt = &m->tensors[i];
+        rc = st_read_f32(f, mt->name, slab + mt->offset, mt->ndim, mt->shape, e);
+    }
+    st_close(f);
+    return rc;
+}
+
+/* The config that must match for a resume (everything that shapes the computation). */
+static void config_json(const trainer *t, json_buf *jb) {
+    const train_config *c = &t->cfg;
+    char buf[1024];
+    snprintf(buf, sizeof buf,
+             "{\"objective\":\"%s\",\"vocab\":%d,\"d_model\":%d,\"n_layer\":%d,\"n_head\":%d,"
+             "\"seq_len\":%d,\"cond\":%d,\"batch\":%d,\"accum\":%d,\"steps\":%lld,\"seed\":%llu,"
+             "\"lr\":%.17g,\"min_lr\":%.17g,\"warmup\":%lld,\"schedule\":\"%s\",\"beta1\":%.17g,"
+             "\"beta2\":%.17g,\"eps\":%.17g,\"weight_decay\":%.17g,\"clip\":%.17g,\"ema\":%.17g}",
+             train_objective_name(c->objective), c->model.vocab, c->model.d_model,
+             c->model.n_layer, c->model.n_head, c->model.seq_len, c->model.cond, c->batch,
+             c->accum, (long long)c->steps, (unsigned long long)c->seed, c->opt.lr,
+             c->opt.min_lr, (long long)c->opt.warmup, lr_schedule_name(c->opt.schedule),
+             c->opt.beta1, c->opt.beta2, c->opt.eps, c->opt.weight_decay, c->opt.clip,
+             c->opt.ema);
+    json_buf_raw(jb, buf);
+}
+
+static void rng_hex(const rng *r, char out[80]) {
+    snprintf(out, 80, "%016llx%016llx%016llx%016llx", (unsigned long long)r->s[0],
+             (unsigned long long)r->s[1], (unsigned long long)r->s[2],
+             (unsigned long long)r->s[3]);
+}
+
+static int rng_parse(const char *s, rng *r) {
+    if (!s || strlen(s) != 64) return -1;
+    for (int i = 0; i < 4; i++) {
+        char part[17];
+        memcpy(part, s + 16 * i, 16);
+        part[16] = '\0';
+        char *end;
+        r->s[i] = strtoull(part, &end, 16);
+        if (*end) return -1;
+    }
+    return 0;
+}
+
+static void ckpt_name(const trainer *t, int64_t step, const char *suffix, char *out, size_t cap) {
+    snprintf(out, cap, "%s/step_%08lld%s", t->cfg.ckpt_dir, (long long)step, suffix);
+}
+
+int trainer_save(trainer *t, char *path, size_t cap, error *e) {
+    if (!t->cfg.ckpt_dir[0]) return error_set(e, HDLM_EINVAL, "train: no checkpoint directory");
+    if (mkdir_p(t->cfg.ckpt_dir, e) != HDLM_OK) return e->code;
+    char wpath[1200], epath[1200], spath[1200], stepbuf[32], dr[80], nr[80];
+    ckpt_name(t, t->step, ".safetensors", wpath, sizeof wpath);
+    ckpt_name(t, t->step, ".ema.safetensors", epath, sizeof epath);
+    ckpt_name(t, t->step, ".state.safetensors", spath, sizeof spath);
+    snprintf(stepbuf, sizeof stepbuf, "%lld", (long long)t->step);
+    rng_hex(&t->data_rng, dr);
+    rng_hex(&t->noise_rng, nr);
+    json_buf cj = {0};
+    config_json(t, &cj);
+    const char *mk[] = {"format", "step", "config"};
+    const char *mv[] = {"hdlm-ddit-1", stepbuf, cj.data};
+    int rc = write_weights(&t->m, t->m.params, wpath, mk, mv, 3, e);
+    if (rc == HDLM_OK && t->opt.ema) rc = write_weights(&t->m, t->opt.ema, epath, mk, mv, 3, e);
+    if (rc == HDLM_OK) {
+        char tbuf[32];
+        snprintf(tbuf, sizeof tbuf, "%lld", (long long)t->opt.t);
+        st_tensor ts[2] = {{.name = "adam.m", .dtype = ST_F32, .ndim = 1}, {.name = "adam.v", .dtype = ST_F32, .ndim = 1}};
+        ts[0].shape[0] = ts[1].shape[0] = (int64_t)t->m.n_params;
+        ts[0].data = t->opt.m;
+        ts[1].data = t->opt.v;
+        ts[0].nbytes = ts[1].nbytes = (int64_t)t->m.n_params * 4;
+        const char *sk[] = {"format", "step", "config", "adam_t", "data_rng", "noise_rng"};
+        const char *sv[] = {"hdlm-state-1", stepbuf, cj.data, tbuf, dr, nr};
+        rc = st_write(spath, ts, 2, sk, sv, 6, e);
+    }
+    json_buf_free(&cj);
+    if (rc != HDLM_OK) return rc;
+    /* `latest` names a complete set: written last, atomically */
+    char lpath[1200], ltmp[1300];
+    snprintf(lpath, sizeof lpath, "%s/latest", t->cfg.ckpt_dir);
+    snprintf(ltmp, sizeof ltmp, "%s.tmp.%d", lpath, (int)getpid());
+    FILE *f = fopen(ltmp, "w");
+    if (!f) return error_set(e, HDLM_EIO, "%s: cannot write: %s", ltmp, strerror(errno));
+    int ok = fprintf(f, "%lld\n", (long long)t->step) > 0;
+    ok = fflush(f) == 0 && ok;
+    ok = fsync(fileno(f)) == 0 && ok;
+    ok = fclose(f) == 0 && ok;
+    if (!ok || rename(ltmp, lpath) != 0) {
+        unlink(ltmp);
+        return error_set(e, HDLM_EIO, "%s: cannot write: %s", lpath, strerror(errno));
+    }
+    /* prune older step checkpoints beyond keep_ckpts (never the one just written) */
+    int keep = t->cfg.keep_ckpts > 0 ? t->cfg.keep_ckpts : 2;
+    int64_t every = t->cfg.ckpt_every > 0 ? t->cfg.ckpt_every : 1;
+    for (int64_t s = t->step - (int64_t)keep * every; s >= 0 && s > t->step - (keep + 4) * every;
+         s -= every) {
+        char p[1200];
+        ckpt_name(t, s, ".safetensors", p, sizeof p);
+        unlink(p);
+        ckpt_name(t, s, ".ema.safetensors", p, sizeof p);
+        unlink(p);
+        ckpt_name(t, s, ".state.safetensors", p, sizeof p);
+        unlink(p);
+    }
+    if (path) snprintf(path, cap, "%s", wpath);
+    return HDLM_OK;
+}
+
+int trainer_resume(trainer *t, int *found, error *e) {
+    *found = 0;
+    if (!t->cfg.ckpt_dir[0]) return HDLM_OK;
+    char lpath[1200];
+    snprintf(lpath, sizeof lpath, "%s/latest", t->cfg.ckpt_dir);
+    FILE *f = fopen(lpath, "r");
+    if (!f) return HDLM_OK; /* nothing to resume */
+    long long step = -1;
+    int n = fscanf(f, "%lld", &step);
+    fclose(f);
+    if (n != 1 || step < 0)
+        return error_set(e, HDLM_EIO, "%s: expected a step number", lpath);
+    char wpath[1200], epath[1200], spath[1200];
+    ckpt_name(t, step, ".safetensors", wpath, sizeof wpath);
+    ckpt_name(t, step, ".ema.safetensors", epath, sizeof epath);
+    ckpt_name(t, step, ".state.safetensors", spath, sizeof spath);
+    st_file *sf = NULL;
+    if (st_open(spath, &sf, e) != HDLM_OK) return e->code;
+    json_buf cj = {0};
+    config_json(t, &cj);
+    const char *saved = st_meta(sf, "config");
+    int rc = HDLM_OK;
+    if (!saved || strcmp(saved, cj.data))
+        rc = error_set(e, HDLM_EINVAL,
+                       "%s: checkpoint was made with a different config; saved %s, now %s", spath,
+                       saved ? saved : "(none)", cj.data);
+    json_buf_free(&cj);
+    int64_t shape[1] = {(int64_t)t->m.n_params};
+    if (rc == HDLM_OK) rc = st_read_f32(sf, "adam.m", t->opt.m, 1, shape, e);
+    if (rc == HDLM_OK) rc = st_read_f32(sf, "adam.v", t->opt.v, 1, shape, e);
+    if (rc == HDLM_OK) {
+        const char *at = st_meta(sf, "adam_t");
+        if (!at || rng_parse(st_meta(sf, "data_rng"), &t->data_rng) ||
+            rng_parse(st_meta(sf, "noise_rng"), &t->noise_rng))
+            rc = error_set(e, HDLM_EINVAL, "%s: missing or malformed training state metadata",
+                           spath);
+        else
+            t->opt.t = strtoll(at, NULL, 10);
+    }
+    st_close(sf);
+    if (rc == HDLM_OK) rc = read_weights(&t->m, t->m.params, wpath, e);
+    if (rc == HDLM_OK && t->opt.ema) rc = read_weights(&t->m, t->opt.ema, epath, e);
+    if (rc != HDLM_OK) return rc;
+    t->step = step;
+    *found = 1;
+    return HDLM_OK;
+}

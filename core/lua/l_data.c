@@ -1,0 +1,225 @@
+/* Lua bindings of the data module: hdlm.corpus{path=..., tokenizer=..., valid=...} prepares a
+ * token file next to a text file when needed (or loads a .tok directly) and returns a Corpus with
+ * encode/decode/batch for inspection; hdlm.prepare(text, out, {...}) writes a token file. */
+#include "base/rng.h"
+#include "data/batch.h"
+#include "data/tokfile.h"
+#include "l_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define CORPUS_MT "hdlm.Corpus"
+
+typedef struct l_corpus {
+    corpus c;
+    char path[1024]; /* the token file */
+} l_corpus;
+
+static l_corpus *check_corpus(lua_State *L, int idx) {
+    return luaL_checkudata(L, idx, CORPUS_MT);
+}
+
+const corpus *l_check_corpus(lua_State *L, int idx) {
+    l_corpus *u = luaL_testudata(L, idx, CORPUS_MT);
+    if (!u) luaL_error(L, "expected a corpus (from hdlm.corpus{...}), got %s", luaL_typename(L, idx));
+    return &u->c;
+}
+
+const char *l_corpus_path(lua_State *L, int idx) {
+    return check_corpus(L, idx)->path;
+}
+
+static int ends_with(const char *s, const char *suf) {
+    size_t n = strlen(s), m = strlen(suf);
+    return n >= m && !strcmp(s + n - m, suf);
+}
+
+static const char *const corpus_keys[] = {"path", "tokenizer", "valid", "seed", "out", NULL};
+
+static int l_corpus_new(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    l_check_keys(L, 1, "hdlm.corpus", corpus_keys);
+    const char *path = l_opt_string(L, 1, "hdlm.corpus", "path", NULL);
+    if (!path) return luaL_error(L, "hdlm.corpus: key 'path' is required (a text or .tok file)");
+    const char *tokname = l_opt_string(L, 1, "hdlm.corpus", "tokenizer", "bytes");
+    double valid = l_opt_number(L, 1, "hdlm.corpus", "valid", 0.05);
+    long long seed = l_opt_integer(L, 1, "hdlm.corpus", "seed", 0);
+    const char *out = l_opt_string(L, 1, "hdlm.corpus", "out", NULL);
+
+    l_corpus *u = lua_newuserdatauv(L, sizeof *u, 0);
+    memset(u, 0, sizeof *u);
+    luaL_setmetatable(L, CORPUS_MT);
+    error e = {0};
+    if (ends_with(path, ".tok")) {
+        snprintf(u->path, sizeof u->path, "%s", path);
+    } else {
+        /* the token file name carries the settings, so different settings never collide */
+        if (out)
+            snprintf(u->path, sizeof u->path, "%s", out);
+        else
+            snprintf(u->path, sizeof u->path, "%s.%s.v%g.s%lld.tok", path, tokname, valid, seed);
+        struct stat st_text, st_tok;
+        int have_text = stat(path, &st_text) == 0;
+        int fresh = stat(u->path, &st_tok) == 0 &&
+                    (!have_text || st_tok.st_mtime >= st_text.st_mtime);
+        if (!fresh) {
+            tokfile_stats stats;
+            if (tokfile_prepare(path, u->path, tokname, valid, (uint64_t)seed, &stats, &e) !=
+                HDLM_OK)
+                return l_raise(L, &e);
+        }
+    }
+    if (corpus_load(u->path, &u->c, &e) != HDLM_OK) return l_raise(L, &e);
+    if (strcmp(tokenizer_name(u->c.tok.kind), tokname) && !ends_with(path, ".tok"))
+        return luaL_error(L, "hdlm.corpus: %s uses tokenizer %s, expected %s", u->path,
+                          tokenizer_name(u->c.tok.kind), tokname);
+    return 1;
+}
+
+static int corpus_gc(lua_State *L) {
+    l_corpus *u = check_corpus(L, 1);
+    corpus_free(&u->c);
+    return 0;
+}
+
+static int corpus_encode(lua_State *L) {
+    l_corpus *u = check_corpus(L, 1);
+    size_t n;
+    const char *s = luaL_checklstring(L, 2, &n);
+    int32_t *ids = lua_newuserdatauv(L, (n ? n : 1) * sizeof *ids, 0);
+    int64_t m = tokenizer_encode(&u->c.tok, s, n, ids);
+    lua_createtable(L, (int)m, 0);
+    for (int64_t i = 0; i < m; i++) {
+        lua_pushinteger(L, ids[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+static int corpus_decode(lua_State *L) {
+    l_corpus *u = check_corpus(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
+    int32_t *ids = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *ids, 0);
+    for (lua_Integer i = 0; i < n; i++) {
+        lua_rawgeti(L, 2, i + 1);
+        int ok;
+        lua_Integer v = lua_tointegerx(L, -1, &ok);
+        if (!ok) return luaL_error(L, "corpus:decode: entry %d is not an integer", (int)i + 1);
+        ids[i] = (int32_t)v;
+        lua_pop(L, 1);
+    }
+    size_t cap = (size_t)n * 4 + 1;
+    char *buf = lua_newuserdatauv(L, cap, 0);
+    size_t len = tokenizer_decode(&u->c.tok, ids, (size_t)n, buf, cap);
+    lua_pushlstring(L, buf, len);
+    return 1;
+}
+
+/* corpus:batch(B, L, seed [, "train"|"valid"]) -> array of B arrays of L token ids */
+static int corpus_batch(lua_State *L) {
+    l_corpus *u = check_corpus(L, 1);
+    lua_Integer B = luaL_checkinteger(L, 2), T = luaL_checkinteger(L, 3);
+    lua_Integer seed = luaL_checkinteger(L, 4);
+    static const char *const splits[] = {"train", "valid", NULL};
+    int split = luaL_checkoption(L, 5, "train", splits);
+    luaL_argcheck(L, B > 0 && B <= 4096, 2, "batch size must be in 1..4096");
+    luaL_argcheck(L, T > 0 && T <= 1 << 20, 3, "length must be in 1..1048576");
+    int32_t *out = lua_newuserdatauv(L, (size_t)(B * T) * sizeof *out, 0);
+    rng r;
+    rng_init(&r, (uint64_t)seed);
+    error e = {0};
+    const int32_t *tok = split ? u->c.valid : u->c.train;
+    int64_t n = split ? u->c.n_valid : u->c.n_train;
+    if (batch_draw(tok, n, B, T, &r, out, &e) != HDLM_OK) return l_raise(L, &e);
+    lua_createtable(L, (int)B, 0);
+    for (lua_Integer b = 0; b < B; b++) {
+        lua_createtable(L, (int)T, 0);
+        for (lua_Integer t = 0; t < T; t++) {
+            lua_pushinteger(L, out[b * T + t]);
+            lua_rawseti(L, -2, t + 1);
+        }
+        lua_rawseti(L, -2, b + 1);
+    }
+    return 1;
+}
+
+static int corpus_index(lua_State *L) {
+    l_corpus *u = check_corpus(L, 1);
+    const char *k = luaL_checkstring(L, 2);
+    if (!strcmp(k, "vocab")) lua_pushinteger(L, u->c.tok.vocab);
+    else if (!strcmp(k, "n_train")) lua_pushinteger(L, u->c.n_train);
+    else if (!strcmp(k, "n_valid")) lua_pushinteger(L, u->c.n_valid);
+    else if (!strcmp(k, "tokenizer")) lua_pushstring(L, tokenizer_name(u->c.tok.kind));
+    else if (!strcmp(k, "path")) lua_pushstring(L, u->path);
+    else {
+        lua_getmetatable(L, 1);
+        lua_getfield(L, -1, "__methods");
+        lua_getfield(L, -1, k);
+    }
+    return 1;
+}
+
+static int corpus_tostring(lua_State *L) {
+    l_corpus *u = check_corpus(L, 1);
+    lua_pushfstring(L, "hdlm.Corpus(%s, %s, %d train / %d valid tokens)", u->path,
+                    tokenizer_name(u->c.tok.kind), (int)u->c.n_train, (int)u->c.n_valid);
+    return 1;
+}
+
+static const char *const prepare_keys[] = {"tokenizer", "valid", "seed", NULL};
+
+/* hdlm.prepare(text_path, out_path [, {tokenizer=, valid=, seed=}]) -> {bytes=, train=, valid=} */
+static int l_prepare(lua_State *L) {
+    const char *text = luaL_checkstring(L, 1);
+    const char *out = luaL_checkstring(L, 2);
+    const char *tokname = "bytes";
+    double valid = 0.05;
+    long long seed = 0;
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        l_check_keys(L, 3, "hdlm.prepare", prepare_keys);
+        tokname = l_opt_string(L, 3, "hdlm.prepare", "tokenizer", "bytes");
+        valid = l_opt_number(L, 3, "hdlm.prepare", "valid", 0.05);
+        seed = l_opt_integer(L, 3, "hdlm.prepare", "seed", 0);
+    }
+    tokfile_stats st;
+    error e = {0};
+    if (tokfile_prepare(text, out, tokname, valid, (uint64_t)seed, &st, &e) != HDLM_OK)
+        return l_raise(L, &e);
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, st.n_bytes);
+    lua_setfield(L, -2, "bytes");
+    lua_pushinteger(L, st.n_train);
+    lua_setfield(L, -2, "train");
+    lua_pushinteger(L, st.n_valid);
+    lua_setfield(L, -2, "valid");
+    return 1;
+}
+
+void l_data_register(lua_State *L, int ctx_idx) {
+    static const luaL_Reg methods[] = {{"encode", corpus_encode},
+                                       {"decode", corpus_decode},
+                                       {"batch", corpus_batch},
+                                       {NULL, NULL}};
+    static const luaL_Reg meta[] = {{"__gc", corpus_gc},
+                                    {"__index", corpus_index},
+                                    {"__tostring", corpus_tostring},
+                                    {NULL, NULL}};
+    luaL_newmetatable(L, CORPUS_MT);
+    lua_pushvalue(L, ctx_idx);
+    luaL_setfuncs(L, meta, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, ctx_idx);
+    luaL_setfuncs(L, methods, 1);
+    lua_setfield(L, -2, "__methods");
+    lua_pop(L, 1);
+    lua_pushvalue(L, ctx_idx);
+    lua_pushcclosure(L, l_corpus_new, 1);
+    lua_setfield(L, -2, "corpus");
+    lua_pushvalue(L, ctx_idx);
+    lua_pushcclosure(L, l_prepare, 1);
+    lua_setfield(L, -2, "prepare");
+}

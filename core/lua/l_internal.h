@@ -1,0 +1,61 @@
+/* Shared pieces of the Lua bindings: the host context (an upvalue of every binding, not a
+ * global), argument checks with "did you mean" messages, and Lua value <-> JSON. */
+#ifndef HDLM_L_INTERNAL_H
+#define HDLM_L_INTERNAL_H
+
+#include "base/error.h"
+#include "plugin/host.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+
+typedef struct l_run l_run;
+
+typedef struct l_ctx {
+    plugin_registry *plugins; /* loaded on first use */
+    char refusals[8192];      /* plugins that were refused, one per line */
+    l_run *open_runs;         /* runs begun and not yet ended (marked failed on a script error) */
+    const char *db_path;
+    const char *script;
+} l_ctx;
+
+#define L_CTX(L) ((l_ctx *)lua_touserdata((L), lua_upvalueindex(1)))
+
+/* Checks that every string key of the table at idx is in allowed (NULL-terminated); otherwise
+ * raises "<what>: unknown key 'x' (did you mean 'y'?); allowed: a, b, c". */
+void l_check_keys(lua_State *L, int idx, const char *what, const char *const *allowed);
+/* Field readers for option tables: raise "<what>: key 'k' must be a <type>, got <type>". */
+const char *l_opt_string(lua_State *L, int idx, const char *what, const char *key,
+                         const char *def);
+double l_opt_number(lua_State *L, int idx, const char *what, const char *key, double def);
+long long l_opt_integer(lua_State *L, int idx, const char *what, const char *key, long long def);
+int l_opt_bool(lua_State *L, int idx, const char *what, const char *key, int def);
+/* Raises the error's message as a Lua error. */
+int l_raise(lua_State *L, const error *e);
+/* Serialises the Lua value at idx to JSON (tables with keys 1..n are arrays, other tables
+ * objects with sorted keys). Pushes the JSON string. Raises on cycles/functions. */
+void l_push_json(lua_State *L, int idx);
+/* Closest candidate by edit distance, or NULL when nothing is close. */
+const char *l_closest(const char *key, const char *const *cands);
+
+/* Opening functions of the binding files: each pushes nothing, registers into the module table
+ * at the top of the stack, with the ctx upvalue at ctx_idx. */
+void l_store_register(lua_State *L, int ctx_idx);
+void l_data_register(lua_State *L, int ctx_idx);
+void l_plugin_register(lua_State *L, int ctx_idx);
+/* The context's plugin registry, loaded on first use (raises when it cannot be read). */
+plugin_registry *l_plugins(lua_State *L, l_ctx *c);
+/* The corpus of a Corpus userdata (raises when idx is not one). */
+struct corpus;
+const struct corpus *l_check_corpus(lua_State *L, int idx);
+const char *l_corpus_path(lua_State *L, int idx);
+/* Trains with the option table at opts_idx on the corpus at corpus_idx, logging to (st, run_id).
+ * Pushes the trained Model and a summary table {loss, tokens_per_s, steps}; returns 2. */
+struct store;
+int l_train_run(lua_State *L, struct store *st, int64_t run_id, int opts_idx, int corpus_idx,
+                const struct corpus *data);
+void l_model_register(lua_State *L, int ctx_idx);
+/* Marks every open run ended with status (and error text); used by the host at script end. */
+void l_runs_end_all(l_ctx *c, const char *status, const char *error_text);
+
+#endif

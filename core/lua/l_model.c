@@ -1,0 +1,495 @@
+/* Lua bindings of the model and the trainer:
+ *   db:train{...} -> Run (finished), with run.model the trained model (EMA weights by default)
+ *   hdlm.model{d_model=..., ...} or hdlm.model{checkpoint="x.safetensors"} -> Model
+ *   model:forward(tokens, {sigma=, states=, context=, block=, block_type=}) -> logits (T x V)
+ *   model:generate{prompt=, n=, temperature=, seed=, cache=} -> token ids (autoregressive)
+ * Option tables are checked key by key; errors name the key and the allowed ones. */
+#include "base/json.h"
+#include "base/progress.h"
+#include "base/rng.h"
+#include "data/tokfile.h"
+#include "diffusion/train.h"
+#include "l_internal.h"
+#include "nn/mask.h"
+#include "nn/safetensors.h"
+#include "store/store.h"
+#include "tensor/blas.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MODEL_MT "hdlm.Model"
+
+typedef struct l_model {
+    model m;
+    int objective; /* OBJ_* the model was trained with; 0 unknown */
+    tokenizer tok; /* kind 0 when unknown */
+} l_model;
+
+static l_model *check_model(lua_State *L, int idx) {
+    l_model *u = luaL_checkudata(L, idx, MODEL_MT);
+    if (!u->m.params) luaL_error(L, "model is not initialised");
+    return u;
+}
+
+static l_model *new_model_ud(lua_State *L) {
+    l_model *u = lua_newuserdatauv(L, sizeof *u, 0);
+    memset(u, 0, sizeof *u);
+    luaL_setmetatable(L, MODEL_MT);
+    return u;
+}
+
+static void read_model_config(lua_State *L, int idx, const char *what, model_config *mc) {
+    static const char *const keys[] = {"d_model", "n_layer", "n_head", "seq_len", "cond",
+                                       "vocab",   "mask_id", "gamma",  NULL};
+    l_check_keys(L, idx, what, keys);
+    mc->d_model = (int)l_opt_integer(L, idx, what, "d_model", 128);
+    mc->n_layer = (int)l_opt_integer(L, idx, what, "n_layer", 4);
+    mc->n_head = (int)l_opt_integer(L, idx, what, "n_head", 4);
+    mc->seq_len = (int)l_opt_integer(L, idx, what, "seq_len", 128);
+    mc->cond = l_opt_bool(L, idx, what, "cond", 0);
+    mc->vocab = (int)l_opt_integer(L, idx, what, "vocab", mc->vocab);
+    mc->mask_id = (int)l_opt_integer(L, idx, what, "mask_id", mc->mask_id);
+    mc->mix_gamma = (float)l_opt_number(L, idx, what, "gamma", 0.01);
+}
+
+/* ---- db:train ---------------------------------------------------------------------------- */
+
+static const char *const train_keys[] = {
+    "name",         "data",       "objective", "model",     "steps",       "batch",
+    "accum",        "lr",         "min_lr",    "warmup",    "schedule",    "weight_decay",
+    "beta1",        "beta2",      "eps",       "clip",      "ema",         "seed",
+    "log_every",    "eval_every", "eval_batches", "checkpoint_dir", "ckpt_every", "keep",
+    "resume",       "threads",    "stop_after", NULL};
+
+static int log_metric(store *st, int64_t run, int64_t step, const char *name, double v, error *e) {
+    return store_metric(st, run, step, name, v, e);
+}
+
+int l_train_run(lua_State *L, store *st, int64_t run_id, int o, int corpus_idx,
+                const corpus *data) {
+    const char *W = "db:train";
+    l_check_keys(L, o, W, train_keys);
+    train_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    int threads = (int)l_opt_integer(L, o, W, "threads", 0);
+    if (threads < 0 || threads > 256)
+        return luaL_error(L, "db:train: key 'threads' must be in 0..256 (0 = all cores), got %d", threads);
+    if (threads > 0) blas_set_threads(threads);
+    const char *obj = l_opt_string(L, o, W, "objective", "ar");
+    cfg.objective = train_objective_from_name(obj);
+    if (!cfg.objective)
+        return luaL_error(L, "db:train: key 'objective' must be 'ar' or 'mask', got '%s'", obj);
+    lua_getfield(L, o, "model");
+    if (!lua_isnil(L, -1) && !lua_istable(L, -1))
+        return luaL_error(L, "db:train: key 'model' must be a table, got %s", luaL_typename(L, -1));
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+    }
+    cfg.model.mask_id = -1;
+    read_model_config(L, lua_gettop(L), "db:train model", &cfg.model);
+    lua_pop(L, 1);
+    cfg.steps = l_opt_integer(L, o, W, "steps", 100);
+    cfg.batch = (int)l_opt_integer(L, o, W, "batch", 8);
+    cfg.accum = (int)l_opt_integer(L, o, W, "accum", 1);
+    cfg.seed = (uint64_t)l_opt_integer(L, o, W, "seed", 0);
+    cfg.opt.lr = l_opt_number(L, o, W, "lr", 3e-4);
+    cfg.opt.min_lr = l_opt_number(L, o, W, "min_lr", cfg.opt.lr * 0.1);
+    cfg.opt.warmup = l_opt_integer(L, o, W, "warmup", 0);
+    cfg.opt.steps = cfg.steps;
+    const char *sched = l_opt_string(L, o, W, "schedule", "cosine");
+    cfg.opt.schedule = lr_schedule_from_name(sched);
+    if (cfg.opt.schedule < 0)
+        return luaL_error(L, "db:train: key 'schedule' must be cosine, linear or constant, got '%s'",
+                          sched);
+    cfg.opt.weight_decay = l_opt_number(L, o, W, "weight_decay", 0.1);
+    cfg.opt.beta1 = l_opt_number(L, o, W, "beta1", 0.9);
+    cfg.opt.beta2 = l_opt_number(L, o, W, "beta2", 0.95);
+    cfg.opt.eps = l_opt_number(L, o, W, "eps", 1e-8);
+    cfg.opt.clip = l_opt_number(L, o, W, "clip", 1.0);
+    cfg.opt.ema = l_opt_number(L, o, W, "ema", 0.999);
+    cfg.log_every = (int)l_opt_integer(L, o, W, "log_every", 10);
+    cfg.eval_every = (int)l_opt_integer(L, o, W, "eval_every", 0);
+    cfg.eval_batches = (int)l_opt_integer(L, o, W, "eval_batches", 4);
+    cfg.ckpt_every = (int)l_opt_integer(L, o, W, "ckpt_every", 0);
+    cfg.keep_ckpts = (int)l_opt_integer(L, o, W, "keep", 2);
+    const char *dir = l_opt_string(L, o, W, "checkpoint_dir", "");
+    snprintf(cfg.ckpt_dir, sizeof cfg.ckpt_dir, "%s", dir);
+    int resume = l_opt_bool(L, o, W, "resume", 1);
+    int64_t stop_after = l_opt_integer(L, o, W, "stop_after", 0);
+    if (cfg.opt.ema < 0 || cfg.opt.ema >= 1)
+        return luaL_error(L, "db:train: key 'ema' must be in [0, 1), got %f", cfg.opt.ema);
+    if (cfg.log_every < 1) cfg.log_every = 1;
+
+    /* the Model userdata owns the trainer's model at the end; the trainer lives in C memory
+     * that a Lua error below could leak, so it sits in a userdata with a __gc too */
+    l_model *out = new_model_ud(L);
+    int out_idx = lua_gettop(L);
+    trainer *t = lua_newuserdatauv(L, sizeof *t, 0);
+    memset(t, 0, sizeof *t);
+    lua_pushvalue(L, corpus_idx); /* keep the corpus alive */
+    lua_pop(L, 1);
+    error e = {0};
+    if (trainer_init(t, &cfg, data, &e) != HDLM_OK) return l_raise(L, &e);
+    int found = 0;
+    if (resume && trainer_resume(t, &found, &e) != HDLM_OK) {
+        trainer_free(t);
+        return l_raise(L, &e);
+    }
+    if (found) fprintf(stderr, "hdlm: resuming from step %lld of %s\n", (long long)t->step, dir);
+    store_metric(st, run_id, 0, "params", (double)t->m.n_params, &e);
+
+    progress pg;
+    progress_init(&pg, NULL, "train", cfg.steps);
+    int rc = HDLM_OK;
+    train_stats s = {0};
+    double tok_s_sum = 0;
+    int tok_s_n = 0;
+    int64_t start = t->step;
+    while (t->step < cfg.steps) {
+        if ((rc = trainer_step(t, &s, &e)) != HDLM_OK) break;
+        if (t->step > start + 1) { /* the first step includes allocation */
+            tok_s_sum += s.tokens_per_s;
+            tok_s_n++;
+        }
+        if (t->step % cfg.log_every == 0 || t->step == cfg.steps) {
+            log_metric(st, run_id, t->step, "loss", s.loss, &e);
+            log_metric(st, run_id, t->step, "lr", s.lr, &e);
+            log_metric(st, run_id, t->step, "grad_norm", s.grad_norm, &e);
+            log_metric(st, run_id, t->step, "tokens_per_s", s.tokens_per_s, &e);
+            rc = log_metric(st, run_id, t->step, "step_time", s.step_time, &e);
+            if (rc != HDLM_OK) break;
+        }
+        if (cfg.eval_every > 0 && (t->step % cfg.eval_every == 0 || t->step == cfg.steps)) {
+            double vl;
+            if ((rc = trainer_eval(t, t->opt.ema != NULL, &vl, &e)) != HDLM_OK) break;
+            log_metric(st, run_id, t->step, "valid_loss", vl, &e);
+        }
+        if (cfg.ckpt_every > 0 && cfg.ckpt_dir[0] &&
+            (t->step % cfg.ckpt_every == 0 || t->step == cfg.steps)) {
+            char path[1200];
+            if ((rc = trainer_save(t, path, sizeof path, &e)) != HDLM_OK) break;
+            int64_t cid;
+            if ((rc = store_checkpoint(st, run_id, t->step, path, "", 0, &cid, &e)) != HDLM_OK)
+                break;
+            if ((rc = store_flush(st, &e)) != HDLM_OK) break;
+        }
+        progress_update(&pg, t->step, s.tokens_per_s, "tok/s", s.loss);
+        if (stop_after > 0 && t->step >= stop_after) break;
+    }
+    progress_finish(&pg);
+    if (rc != HDLM_OK) {
+        trainer_free(t);
+        return l_raise(L, &e);
+    }
+    /* hand the model over (EMA weights in front: evaluation and sampling use them) */
+    if (t->opt.ema) trainer_swap_ema(t);
+    out->m = t->m;
+    memset(&t->m, 0, sizeof t->m);
+    out->objective = cfg.objective;
+    out->tok = data->tok;
+    trainer_free(t);
+    lua_settop(L, out_idx);
+    lua_createtable(L, 0, 4);
+    lua_pushnumber(L, s.loss);
+    lua_setfield(L, -2, "loss");
+    lua_pushnumber(L, tok_s_n ? tok_s_sum / tok_s_n : s.tokens_per_s);
+    lua_setfield(L, -2, "tokens_per_s");
+    lua_pushinteger(L, (lua_Integer)s.step);
+    lua_setfield(L, -2, "steps");
+    return 2; /* model, summary */
+}
+
+/* ---- hdlm.model ---------------------------------------------------------------------------- */
+
+static const char *const model_keys[] = {"d_model", "n_layer", "n_head", "seq_len", "cond",
+                                         "vocab",   "mask_id", "gamma",  "seed",    "checkpoint",
+                                         NULL};
+
+static int l_model_new(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    l_check_keys(L, 1, "hdlm.model", model_keys);
+    const char *ckpt = l_opt_string(L, 1, "hdlm.model", "checkpoint", NULL);
+    model_config mc = {.vocab = 256, .mask_id = -1};
+    error e = {0};
+    if (ckpt) {
+        st_file *f = NULL;
+        if (st_open(ckpt, &f, &e) != HDLM_OK) return l_raise(L, &e);
+        const char *cj = st_meta(f, "config");
+        json_value *v = NULL;
+        if (!cj || json_parse(cj, strlen(cj), &v, &e) != HDLM_OK) {
+            st_close(f);
+            if (!cj) return luaL_error(L, "%s: no 'config' metadata (not an hdlm checkpoint?)", ckpt);
+            return l_raise(L, &e);
+        }
+#define GETI(k, dst)                                                                               \
+    do {                                                                                           \
+        const json_value *x = json_get(v, k);                                                      \
+        if (x && json_type(x) == JSON_NUMBER) dst = (int)json_number(x);                          \
+    } while (0)
+        GETI("vocab", mc.vocab);
+        GETI("d_model", mc.d_model);
+        GETI("n_layer", mc.n_layer);
+        GETI("n_head", mc.n_head);
+        GETI("seq_len", mc.seq_len);
+        GETI("cond", mc.cond);
+#undef GETI
+        const json_value *ob = json_get(v, "objective");
+        int objective = ob && json_type(ob) == JSON_STRING ? train_objective_from_name(json_string(ob)) : 0;
+        if (objective == OBJ_MASK) mc.mask_id = mc.vocab - 1;
+        json_free(v);
+        l_model *u = new_model_ud(L);
+        u->objective = objective;
+        if (model_init(&u->m, &mc, 0, &e) != HDLM_OK) {
+            st_close(f);
+            return l_raise(L, &e);
+        }
+        for (int i = 0; i < u->m.n_tensors; i++) {
+            const model_tensor *mt = &u->m.tensors[i];
+            if (st_read_f32(f, mt->name, u->m.params + mt->offset, mt->ndim, mt->shape, &e) !=
+                HDLM_OK) {
+                st_close(f);
+                return l_raise(L, &e);
+            }
+        }
+        st_close(f);
+        return 1;
+    }
+    read_model_config(L, 1, "hdlm.model", &mc);
+    mc.vocab = (int)l_opt_integer(L, 1, "hdlm.model", "vocab", 256);
+    long long seed = l_opt_integer(L, 1, "hdlm.model", "seed", 0);
+    l_model *u = new_model_ud(L);
+    if (model_init(&u->m, &mc, (uint64_t)seed, &e) != HDLM_OK) return l_raise(L, &e);
+    return 1;
+}
+
+static int model_gc(lua_State *L) {
+    l_model *u = luaL_checkudata(L, 1, MODEL_MT);
+    model_free(&u->m);
+    return 0;
+}
+
+/* Reads a Lua array of integers into a fresh userdata buffer (pushed); returns it. */
+static int32_t *check_ids(lua_State *L, int idx, const char *what, int *n) {
+    luaL_checktype(L, idx, LUA_TTABLE);
+    int len = (int)lua_rawlen(L, idx);
+    int32_t *ids = lua_newuserdatauv(L, (size_t)(len ? len : 1) * sizeof *ids, 0);
+    for (int i = 0; i < len; i++) {
+        lua_rawgeti(L, idx, i + 1);
+        int ok;
+        lua_Integer v = lua_tointegerx(L, -1, &ok);
+        if (!ok) luaL_error(L, "%s: entry %d is not an integer", what, i + 1);
+        ids[i] = (int32_t)v;
+        lua_pop(L, 1);
+    }
+    *n = len;
+    return ids;
+}
+
+static const char *const forward_keys[] = {"sigma", "states", "context", "block", "block_type",
+                                           "positions", NULL};
+
+/* model:forward(tokens, opts) -> logits table (T rows of V numbers) */
+static int model_forward_l(lua_State *L) {
+    l_model *u = check_model(L, 1);
+    int T;
+    int32_t *tok = check_ids(L, 2, "model:forward tokens", &T);
+    if (T < 1) return luaL_error(L, "model:forward: empty token list");
+    int o = 3;
+    if (lua_isnoneornil(L, o)) {
+        lua_newtable(L);
+        lua_replace(L, o);
+    }
+    luaL_checktype(L, o, LUA_TTABLE);
+    l_check_keys(L, o, "model:forward", forward_keys);
+    const char *ctx = l_opt_string(L, o, "model:forward", "context", "full");
+    const char *bt = l_opt_string(L, o, "model:forward", "block_type", "full");
+    int context = mask_context_from_name(ctx), btype = mask_block_from_name(bt);
+    if (context < 0)
+        return luaL_error(L, "model:forward: key 'context' must be full, causal or block_causal, got '%s'", ctx);
+    if (btype < 0)
+        return luaL_error(L, "model:forward: key 'block_type' must be full or causal, got '%s'", bt);
+    int block = (int)l_opt_integer(L, o, "model:forward", "block", 1);
+    uint8_t *state = lua_newuserdatauv(L, (size_t)T, 0);
+    lua_getfield(L, o, "states");
+    if (lua_istable(L, -1)) {
+        if ((int)lua_rawlen(L, -1) != T)
+            return luaL_error(L, "model:forward: 'states' has %d entries, tokens %d", (int)lua_rawlen(L, -1), T);
+        for (int i = 0; i < T; i++) {
+            lua_rawgeti(L, -1, i + 1);
+            const char *s = lua_tostring(L, -1);
+            if (!s) return luaL_error(L, "model:forward: states[%d] must be a string", i + 1);
+            if (!strcmp(s, "settled")) state[i] = HDLM_SETTLED;
+            else if (!strcmp(s, "active")) state[i] = HDLM_ACTIVE;
+            else if (!strcmp(s, "worthless")) state[i] = HDLM_WORTHLESS;
+            else return luaL_error(L, "model:forward: states[%d] must be settled, active or worthless, got '%s'", i + 1, s);
+            lua_pop(L, 1);
+        }
+    } else {
+        /* no states: every position settled with the given context (full = bidirectional) */
+        memset(state, HDLM_SETTLED, (size_t)T);
+    }
+    lua_pop(L, 1);
+    float *sigma = NULL;
+    if (u->m.cfg.cond) {
+        sigma = lua_newuserdatauv(L, (size_t)T * sizeof *sigma, 0);
+        lua_getfield(L, o, "sigma");
+        if (lua_type(L, -1) == LUA_TNUMBER) {
+            for (int i = 0; i < T; i++) sigma[i] = (float)lua_tonumber(L, -1);
+        } else if (lua_istable(L, -1) && (int)lua_rawlen(L, -1) == T) {
+            for (int i = 0; i < T; i++) {
+                lua_rawgeti(L, -1, i + 1);
+                sigma[i] = (float)luaL_checknumber(L, -1);
+                lua_pop(L, 1);
+            }
+        } else {
+            return luaL_error(L, "model:forward: conditioned model needs 'sigma' (a number or %d numbers)", T);
+        }
+        lua_pop(L, 1);
+    }
+    int32_t *pos = lua_newuserdatauv(L, (size_t)T * sizeof *pos, 0);
+    for (int i = 0; i < T; i++) pos[i] = i;
+    attn_row *rows = lua_newuserdatauv(L, (size_t)T * sizeof *rows, 0);
+    mask_rows_from_states(rows, state, T, context, block, btype);
+    model_batch mb = {1, T, tok, pos, sigma, rows};
+    float *logits;
+    error e = {0};
+    if (model_forward(&u->m, &mb, &logits, &e) != HDLM_OK) return l_raise(L, &e);
+    int V = u->m.cfg.vocab;
+    lua_createtable(L, T, 0);
+    for (int i = 0; i < T; i++) {
+        lua_createtable(L, V, 0);
+        for (int v = 0; v < V; v++) {
+            lua_pushnumber(L, logits[(size_t)i * V + v]);
+            lua_rawseti(L, -2, v + 1);
+        }
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+static const char *const gen_keys[] = {"prompt", "n", "temperature", "seed", "cache", NULL};
+
+/* Draws from softmax(logits / temperature) in float64 (inverse CDF); temperature 0 = argmax. */
+static int32_t draw_token(const float *logits, int V, double temp, rng *r) {
+    int best = 0;
+    for (int v = 1; v < V; v++)
+        if (logits[v] > logits[best]) best = v;
+    if (temp <= 0) return best;
+    double mx = logits[best], z = 0;
+    for (int v = 0; v < V; v++) z += exp(((double)logits[v] - mx) / temp);
+    double u = rng_uniform(r) * z, acc = 0;
+    for (int v = 0; v < V; v++) {
+        acc += exp(((double)logits[v] - mx) / temp);
+        if (u < acc) return v;
+    }
+    return V - 1;
+}
+
+/* model:generate{prompt = ids, n = tokens to add, temperature = 0, seed = 0, cache = true}
+ * Autoregressive decoding with causal attention; with the cache each step runs one position. */
+static int model_generate(lua_State *L) {
+    l_model *u = check_model(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    l_check_keys(L, 2, "model:generate", gen_keys);
+    int np = 0;
+    int32_t *prompt = NULL;
+    lua_getfield(L, 2, "prompt");
+    if (lua_istable(L, -1)) prompt = check_ids(L, lua_gettop(L), "model:generate prompt", &np);
+    int n = (int)l_opt_integer(L, 2, "model:generate", "n", 32);
+    double temp = l_opt_number(L, 2, "model:generate", "temperature", 0.0);
+    long long seed = l_opt_integer(L, 2, "model:generate", "seed", 0);
+    int cache = l_opt_bool(L, 2, "model:generate", "cache", 1);
+    if (np < 1) return luaL_error(L, "model:generate: key 'prompt' must hold at least one token id");
+    if (u->m.cfg.cond) return luaL_error(L, "model:generate: autoregressive decoding needs an unconditioned model");
+    int total = np + n;
+    if (n < 0 || total > u->m.cfg.seq_len)
+        return luaL_error(L, "model:generate: prompt %d + n %d exceeds the model's seq_len %d", np, n, u->m.cfg.seq_len);
+    int32_t *seq = lua_newuserdatauv(L, (size_t)total * sizeof *seq, 0);
+    memcpy(seq, prompt, (size_t)np * sizeof *seq);
+    int32_t *pos = lua_newuserdatauv(L, (size_t)total * sizeof *pos, 0);
+    attn_row *rows = lua_newuserdatauv(L, (size_t)total * sizeof *rows, 0);
+    for (int i = 0; i < total; i++) pos[i] = i;
+    mask_rows_causal(rows, total);
+    rng r;
+    rng_init(&r, (uint64_t)seed);
+    error e = {0};
+    int V = u->m.cfg.vocab;
+    float *logits;
+    if (cache) {
+        kv_cache kc;
+        if (kv_cache_init(&kc, &u->m, 1, total, &e) != HDLM_OK) return l_raise(L, &e);
+        /* the prompt in one pass, then one position per step */
+        model_batch mb = {1, np, seq, pos, NULL, rows};
+        int rc = model_forward_cached(&u->m, &kc, &mb, 1, &logits, &e);
+        for (int i = np; i < total && rc == HDLM_OK; i++) {
+            seq[i] = draw_token(logits + (size_t)(i - np == 0 ? np - 1 : 0) * V, V, temp, &r);
+            if (i + 1 == total) break;
+            model_batch one = {1, 1, seq + i, pos + i, NULL, rows + i};
+            rc = model_forward_cached(&u->m, &kc, &one, 1, &logits, &e);
+        }
+        kv_cache_free(&kc);
+        if (rc != HDLM_OK) return l_raise(L, &e);
+    } else {
+        for (int i = np; i < total; i++) {
+            model_batch mb = {1, i, seq, pos, NULL, rows};
+            if (model_forward(&u->m, &mb, &logits, &e) != HDLM_OK) return l_raise(L, &e);
+            seq[i] = draw_token(logits + (size_t)(i - 1) * V, V, temp, &r);
+        }
+    }
+    lua_createtable(L, total, 0);
+    for (int i = 0; i < total; i++) {
+        lua_pushinteger(L, seq[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+/* model:save(path) writes the weights as safetensors */
+static int model_index(lua_State *L) {
+    l_model *u = luaL_checkudata(L, 1, MODEL_MT);
+    const char *k = luaL_checkstring(L, 2);
+    if (!strcmp(k, "n_params")) lua_pushinteger(L, (lua_Integer)u->m.n_params);
+    else if (!strcmp(k, "vocab")) lua_pushinteger(L, u->m.cfg.vocab);
+    else if (!strcmp(k, "d_model")) lua_pushinteger(L, u->m.cfg.d_model);
+    else if (!strcmp(k, "n_layer")) lua_pushinteger(L, u->m.cfg.n_layer);
+    else if (!strcmp(k, "n_head")) lua_pushinteger(L, u->m.cfg.n_head);
+    else if (!strcmp(k, "seq_len")) lua_pushinteger(L, u->m.cfg.seq_len);
+    else if (!strcmp(k, "objective")) lua_pushstring(L, u->objective ? train_objective_name(u->objective) : NULL);
+    else {
+        lua_getmetatable(L, 1);
+        lua_getfield(L, -1, "__methods");
+        lua_getfield(L, -1, k);
+    }
+    return 1;
+}
+
+static int model_tostring(lua_State *L) {
+    l_model *u = luaL_checkudata(L, 1, MODEL_MT);
+    lua_pushfstring(L, "hdlm.Model(d_model %d, %d layers, %d heads, vocab %d, %d params)",
+                    u->m.cfg.d_model, u->m.cfg.n_layer, u->m.cfg.n_head, u->m.cfg.vocab,
+                    (int)u->m.n_params);
+    return 1;
+}
+
+void l_model_register(lua_State *L, int ctx_idx) {
+    static const luaL_Reg methods[] = {
+        {"forward", model_forward_l}, {"generate", model_generate}, {NULL, NULL}};
+    static const luaL_Reg meta[] = {{"__gc", model_gc},
+                                    {"__index", model_index},
+                                    {"__tostring", model_tostring},
+                                    {NULL, NULL}};
+    luaL_newmetatable(L, MODEL_MT);
+    lua_pushvalue(L, ctx_idx);
+    luaL_setfuncs(L, meta, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, ctx_idx);
+    luaL_setfuncs(L, methods, 1);
+    lua_setfield(L, -2, "__methods");
+    lua_pop(L, 1);
+    lua_pushvalue(L, ctx_idx);
+    lua_pushcclosure(L, l_model_new, 1);
+    lua_setfield(L, -2, "model");
+}

@@ -1,0 +1,419 @@
+/* Lua bindings of the store: hdlm.open(path) -> Store; Store:run{...} -> Run; Store:query(sql,
+ * ...) -> rows; Run:log(step, name, value | table); Run:finish(); Run:fail(msg). A run that is
+ * still open when the script fails is marked failed with the error (see lua_host.c). */
+#include "base/provenance.h"
+#include "data/tokfile.h"
+#include "l_internal.h"
+#include "store/store.h"
+#include "tensor/blas.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define STORE_MT "hdlm.Store"
+#define RUN_MT   "hdlm.Run"
+
+typedef struct l_store {
+    store *st;
+} l_store;
+
+struct l_run {
+    store *st;     /* borrowed; the Run keeps its Store userdata alive via a uservalue */
+    int64_t id;
+    int open;
+    l_run *next;   /* in ctx->open_runs */
+    l_ctx *ctx;
+};
+
+static l_store *check_store(lua_State *L, int idx) {
+    l_store *s = luaL_checkudata(L, idx, STORE_MT);
+    if (!s->st) luaL_error(L, "store is closed");
+    return s;
+}
+
+static l_run *check_run(lua_State *L, int idx) {
+    return luaL_checkudata(L, idx, RUN_MT);
+}
+
+static void run_unlink(l_run *r) {
+    if (!r->ctx) return;
+    for (l_run **p = &r->ctx->open_runs; *p; p = &(*p)->next)
+        if (*p == r) {
+            *p = r->next;
+            break;
+        }
+    r->next = NULL;
+}
+
+static int run_end(l_run *r, const char *status, const char *msg, error *e) {
+    if (!r->open) return HDLM_OK;
+    r->open = 0;
+    run_unlink(r);
+    return store_run_end(r->st, r->id, status, msg, e);
+}
+
+void l_runs_end_all(l_ctx *c, const char *status, const char *error_text) {
+    while (c->open_runs) {
+        error e = {0};
+        l_run *r = c->open_runs;
+        if (run_end(r, status, error_text, &e) != HDLM_OK)
+            fprintf(stderr, "hdlm: could not mark run %lld %s: %s\n", (long long)r->id, status,
+                    e.msg);
+    }
+}
+
+/* ---- Store ---- */
+
+static int l_open(lua_State *L) {
+    l_ctx *c = L_CTX(L);
+    const char *path = luaL_optstring(L, 1, c->db_path ? c->db_path : "runs.db");
+    l_store *s = lua_newuserdatauv(L, sizeof *s, 0);
+    s->st = NULL;
+    luaL_setmetatable(L, STORE_MT);
+    error e = {0};
+    if (store_open(path, 0, &s->st, &e) != HDLM_OK) return l_raise(L, &e);
+    if (store_reap_runs(s->st, &e) != HDLM_OK) return l_raise(L, &e);
+    return 1;
+}
+
+static int store_gc(lua_State *L) {
+    l_store *s = luaL_checkudata(L, 1, STORE_MT);
+    store_close(s->st);
+    s->st = NULL;
+    return 0;
+}
+
+static int store_tostring(lua_State *L) {
+    l_store *s = luaL_checkudata(L, 1, STORE_MT);
+    lua_pushfstring(L, "hdlm.Store(%s)", s->st ? store_path(s->st) : "closed");
+    return 1;
+}
+
+/* Begins a run row for (kind, name, seed, config at cfg_idx as JSON). Pushes the Run. */
+static l_run *begin_run(lua_State *L, int store_idx, const char *name, const char *kind,
+                        long long seed, const char *config) {
+    l_ctx *c = L_CTX(L);
+    l_store *s = check_store(L, store_idx);
+    provenance p;
+    provenance_collect(&p, HDLM_SOURCE_DIR);
+    store_run_info info = {
+        .name = name, .kind = kind, .config_json = config, .seed = seed,
+        .git_rev = p.git_rev, .git_dirty = p.git_dirty, .host = p.host, .cpu = p.cpu,
+        .blas = blas_info(), .threads = blas_get_threads(), .world_size = 1,
+        .script = c->script, .hdlm_version = HDLM_VERSION,
+    };
+    l_run *r = lua_newuserdatauv(L, sizeof *r, 3);
+    memset(r, 0, sizeof *r);
+    luaL_setmetatable(L, RUN_MT);
+    lua_pushvalue(L, store_idx);
+    lua_setiuservalue(L, -2, 1); /* keep the Store alive as long as the Run */
+    error e = {0};
+    if (store_run_begin(s->st, &info, &r->id, &e) != HDLM_OK) l_raise(L, &e);
+    r->st = s->st;
+    r->open = 1;
+    r->ctx = c;
+    r->next = c->open_runs;
+    c->open_runs = r;
+    return r;
+}
+
+static const char *const run_keys[] = {"name", "kind", "config", "seed", NULL};
+
+static int store_run(lua_State *L) {
+    check_store(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    l_check_keys(L, 2, "db:run", run_keys);
+    const char *name = l_opt_string(L, 2, "db:run", "name", NULL);
+    const char *kind = l_opt_string(L, 2, "db:run", "kind", "script");
+    long long seed = l_opt_integer(L, 2, "db:run", "seed", 0);
+    lua_getfield(L, 2, "config");
+    if (!lua_isnil(L, -1) && !lua_istable(L, -1))
+        return luaL_error(L, "db:run: key 'config' must be a table, got %s", luaL_typename(L, -1));
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+    }
+    l_push_json(L, -1);
+    begin_run(L, 1, name, kind, seed, lua_tostring(L, -1));
+    return 1;
+}
+
+static int train_protected(lua_State *L) {
+    /* 1 = opts, 2 = corpus, 3 = run (light: l_run *) */
+    l_run *r = lua_touserdata(L, 3);
+    return l_train_run(L, r->st, r->id, 1, 2, l_check_corpus(L, 2));
+}
+
+/* db:train{...} -> Run (finished) with run.model and run.summary */
+static int store_train(lua_State *L) {
+    check_store(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_getfield(L, 2, "data");
+    const corpus *data = l_check_corpus(L, -1);
+    (void)data;
+    int corpus_idx = lua_gettop(L);
+    const char *name = l_opt_string(L, 2, "db:train", "name", NULL);
+    long long seed = l_opt_integer(L, 2, "db:train", "seed", 0);
+    /* the resolved config: every option except the corpus object, plus the corpus path */
+    lua_newtable(L);
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+        if (lua_type(L, -2) == LUA_TSTRING && !strcmp(lua_tostring(L, -2), "data")) {
+            lua_pop(L, 1);
+            continue;
+        }
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_settable(L, -4);
+    }
+    lua_pushstring(L, l_corpus_path(L, corpus_idx));
+    lua_setfield(L, -2, "data");
+    l_push_json(L, -1);
+    const char *config = lua_tostring(L, -1);
+    l_run *r = begin_run(L, 1, name, "train", seed, config);
+    int run_idx = lua_gettop(L);
+    lua_pushcfunction(L, train_protected);
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, corpus_idx);
+    lua_pushlightuserdata(L, r);
+    if (lua_pcall(L, 3, 2, 0) != LUA_OK) {
+        error e = {0};
+        run_end(r, "failed", lua_tostring(L, -1), &e);
+        return lua_error(L);
+    }
+    lua_setiuservalue(L, run_idx, 3); /* summary */
+    lua_setiuservalue(L, run_idx, 2); /* model */
+    error e = {0};
+    if (run_end(r, "done", NULL, &e) != HDLM_OK) return l_raise(L, &e);
+    lua_settop(L, run_idx);
+    return 1;
+}
+
+typedef struct rows_ud {
+    lua_State *L;
+    int tbl;
+    lua_Integer n;
+} rows_ud;
+
+static int push_row(void *ud, int ncol, const char *const *names, const store_value *vals) {
+    rows_ud *u = ud;
+    lua_State *L = u->L;
+    lua_createtable(L, 0, ncol);
+    for (int i = 0; i < ncol; i++) {
+        switch (vals[i].type) {
+        case STORE_INT: lua_pushinteger(L, (lua_Integer)vals[i].i); break;
+        case STORE_REAL: lua_pushnumber(L, vals[i].d); break;
+        case STORE_TEXT:
+        case STORE_BLOB: lua_pushlstring(L, vals[i].s, (size_t)vals[i].len); break;
+        default: lua_pushnil(L); break;
+        }
+        lua_setfield(L, -2, names[i]);
+    }
+    lua_rawseti(L, u->tbl, ++u->n);
+    return 0;
+}
+
+/* db:query(sql, p1, p2, ...) -> array of rows (tables keyed by column name) */
+static int store_query_l(lua_State *L) {
+    l_store *s = check_store(L, 1);
+    const char *sql = luaL_checkstring(L, 2);
+    int np = lua_gettop(L) - 2;
+    if (np > 64) return luaL_error(L, "db:query: at most 64 parameters, got %d", np);
+    store_value params[64];
+    for (int i = 0; i < np; i++) {
+        int idx = 3 + i;
+        memset(&params[i], 0, sizeof params[i]);
+        switch (lua_type(L, idx)) {
+        case LUA_TNIL: params[i].type = STORE_NULL; break;
+        case LUA_TBOOLEAN:
+            params[i].type = STORE_INT;
+            params[i].i = lua_toboolean(L, idx);
+            break;
+        case LUA_TNUMBER:
+            if (lua_isinteger(L, idx)) {
+                params[i].type = STORE_INT;
+                params[i].i = lua_tointeger(L, idx);
+            } else {
+                params[i].type = STORE_REAL;
+                params[i].d = lua_tonumber(L, idx);
+            }
+            break;
+        case LUA_TSTRING: {
+            size_t len;
+            params[i].type = STORE_TEXT;
+            params[i].s = lua_tolstring(L, idx, &len);
+            params[i].len = (int64_t)len;
+            break;
+        }
+        default:
+            return luaL_error(L, "db:query: parameter %d must be nil, boolean, number or string, got %s",
+                              i + 1, luaL_typename(L, idx));
+        }
+    }
+    lua_newtable(L);
+    rows_ud u = {L, lua_gettop(L), 0};
+    error e = {0};
+    if (store_query_params(s->st, sql, np, params, push_row, &u, &e) != HDLM_OK)
+        return l_raise(L, &e);
+    return 1;
+}
+
+static int store_close_l(lua_State *L) {
+    l_store *s = luaL_checkudata(L, 1, STORE_MT);
+    l_ctx *c = L_CTX(L);
+    /* runs of this store that are still open end as done: closing is an explicit choice */
+    for (l_run *r = c->open_runs; r;) {
+        l_run *next = r->next;
+        if (r->st == s->st) {
+            error e = {0};
+            if (run_end(r, "done", NULL, &e) != HDLM_OK) return l_raise(L, &e);
+        }
+        r = next;
+    }
+    store_close(s->st);
+    s->st = NULL;
+    return 0;
+}
+
+static int store_index(lua_State *L) {
+    l_store *s = luaL_checkudata(L, 1, STORE_MT);
+    const char *k = luaL_checkstring(L, 2);
+    if (!strcmp(k, "path")) {
+        lua_pushstring(L, s->st ? store_path(s->st) : NULL);
+        return 1;
+    }
+    lua_getmetatable(L, 1);
+    lua_getfield(L, -1, "__methods");
+    lua_getfield(L, -1, k);
+    return 1;
+}
+
+/* ---- Run ---- */
+
+static int run_log(lua_State *L) {
+    l_run *r = check_run(L, 1);
+    if (!r->open) return luaL_error(L, "run:log: run %d is already finished", (int)r->id);
+    lua_Integer step = luaL_checkinteger(L, 2);
+    error e = {0};
+    if (lua_type(L, 3) == LUA_TTABLE) {
+        lua_pushnil(L);
+        while (lua_next(L, 3)) {
+            if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TNUMBER)
+                return luaL_error(L, "run:log: the table must map metric names to numbers");
+            if (store_metric(r->st, r->id, step, lua_tostring(L, -2), lua_tonumber(L, -1), &e) !=
+                HDLM_OK)
+                return l_raise(L, &e);
+            lua_pop(L, 1);
+        }
+        return 0;
+    }
+    const char *name = luaL_checkstring(L, 3);
+    double v = luaL_checknumber(L, 4);
+    if (store_metric(r->st, r->id, step, name, v, &e) != HDLM_OK) return l_raise(L, &e);
+    return 0;
+}
+
+static int run_finish(lua_State *L) {
+    l_run *r = check_run(L, 1);
+    static const char *const st[] = {"done", "failed", "interrupted", NULL};
+    int i = luaL_checkoption(L, 2, "done", st);
+    const char *msg = luaL_optstring(L, 3, NULL);
+    error e = {0};
+    if (run_end(r, st[i], msg, &e) != HDLM_OK) return l_raise(L, &e);
+    return 0;
+}
+
+static int run_fail(lua_State *L) {
+    l_run *r = check_run(L, 1);
+    const char *msg = luaL_checkstring(L, 2);
+    error e = {0};
+    if (run_end(r, "failed", msg, &e) != HDLM_OK) return l_raise(L, &e);
+    return 0;
+}
+
+static int run_close(lua_State *L) { /* __close: a to-be-closed run ends as done (or failed) */
+    l_run *r = check_run(L, 1);
+    error e = {0};
+    if (!lua_isnil(L, 2))
+        run_end(r, "failed", luaL_tolstring(L, 2, NULL), &e);
+    else
+        run_end(r, "done", NULL, &e);
+    return 0;
+}
+
+static int run_gc(lua_State *L) {
+    l_run *r = check_run(L, 1);
+    /* collected while still open: the script lost its handle; the host ends open runs at exit,
+     * so only unlink here and let l_runs_end_all see it first */
+    if (r->open) {
+        error e = {0};
+        run_end(r, "done", NULL, &e);
+    }
+    return 0;
+}
+
+static int run_index(lua_State *L) {
+    l_run *r = check_run(L, 1);
+    const char *k = luaL_checkstring(L, 2);
+    if (!strcmp(k, "id")) {
+        lua_pushinteger(L, (lua_Integer)r->id);
+        return 1;
+    }
+    if (!strcmp(k, "open")) {
+        lua_pushboolean(L, r->open);
+        return 1;
+    }
+    if (!strcmp(k, "model")) {
+        lua_getiuservalue(L, 1, 2);
+        return 1;
+    }
+    if (!strcmp(k, "summary")) {
+        lua_getiuservalue(L, 1, 3);
+        return 1;
+    }
+    lua_getmetatable(L, 1);
+    lua_getfield(L, -1, "__methods");
+    lua_getfield(L, -1, k);
+    return 1;
+}
+
+static int run_tostring(lua_State *L) {
+    l_run *r = check_run(L, 1);
+    lua_pushfstring(L, "hdlm.Run(%d%s)", (int)r->id, r->open ? ", open" : "");
+    return 1;
+}
+
+static void new_class(lua_State *L, int ctx_idx, const char *name, const luaL_Reg *methods,
+                      const luaL_Reg *meta) {
+    luaL_newmetatable(L, name);
+    lua_pushvalue(L, ctx_idx);
+    luaL_setfuncs(L, meta, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, ctx_idx);
+    luaL_setfuncs(L, methods, 1);
+    lua_setfield(L, -2, "__methods");
+    lua_pop(L, 1);
+}
+
+void l_store_register(lua_State *L, int ctx_idx) {
+    static const luaL_Reg store_methods[] = {
+        {"run", store_run},     {"train", store_train}, {"query", store_query_l},
+        {"close", store_close_l}, {NULL, NULL}};
+    static const luaL_Reg store_meta[] = {{"__gc", store_gc},
+                                          {"__close", store_close_l},
+                                          {"__index", store_index},
+                                          {"__tostring", store_tostring},
+                                          {NULL, NULL}};
+    static const luaL_Reg run_methods[] = {
+        {"log", run_log}, {"finish", run_finish}, {"fail", run_fail}, {NULL, NULL}};
+    static const luaL_Reg run_meta[] = {{"__gc", run_gc},
+                                        {"__close", run_close},
+                                        {"__index", run_index},
+                                        {"__tostring", run_tostring},
+                                        {NULL, NULL}};
+    new_class(L, ctx_idx, STORE_MT, store_methods, store_meta);
+    new_class(L, ctx_idx, RUN_MT, run_methods, run_meta);
+    lua_pushvalue(L, ctx_idx);
+    lua_pushcclosure(L, l_open, 1);
+    lua_setfield(L, -2, "open");
+}

@@ -1,0 +1,211 @@
+/* Argument checking and JSON conversion shared by the Lua bindings. Every check raises a Lua
+ * error naming the key, the expected type and what was found, before any C resource is taken. */
+#include "base/json.h"
+#include "base/text.h"
+#include "l_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *l_closest(const char *key, const char *const *cands) {
+    size_t n = 0;
+    while (cands[n]) n++;
+    return text_closest(key, cands, n);
+}
+
+void l_check_keys(lua_State *L, int idx, const char *what, const char *const *allowed) {
+    idx = lua_absindex(L, idx);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING) continue; /* positional entries are checked by callers */
+        const char *k = lua_tostring(L, -1);
+        int ok = 0;
+        for (const char *const *a = allowed; *a; a++)
+            if (!strcmp(*a, k)) ok = 1;
+        if (!ok) {
+            luaL_Buffer b;
+            luaL_buffinit(L, &b);
+            for (const char *const *a = allowed; *a; a++) {
+                if (a != allowed) luaL_addstring(&b, ", ");
+                luaL_addstring(&b, *a);
+            }
+            luaL_pushresult(&b);
+            const char *near = l_closest(k, allowed);
+            if (near)
+                luaL_error(L, "%s: unknown key '%s' (did you mean '%s'?); allowed: %s", what, k,
+                           near, lua_tostring(L, -1));
+            else
+                luaL_error(L, "%s: unknown key '%s'; allowed: %s", what, k, lua_tostring(L, -1));
+        }
+    }
+}
+
+static int field_type_error(lua_State *L, const char *what, const char *key, const char *want,
+                            int idx) {
+    return luaL_error(L, "%s: key '%s' must be %s, got %s", what, key, want,
+                      luaL_typename(L, idx));
+}
+
+const char *l_opt_string(lua_State *L, int idx, const char *what, const char *key,
+                         const char *def) {
+    lua_getfield(L, idx, key);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return def;
+    }
+    if (lua_type(L, -1) != LUA_TSTRING) field_type_error(L, what, key, "a string", -1);
+    const char *s = lua_tostring(L, -1);
+    lua_pop(L, 1); /* the table still references the string, so the pointer stays valid */
+    return s;
+}
+
+double l_opt_number(lua_State *L, int idx, const char *what, const char *key, double def) {
+    lua_getfield(L, idx, key);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return def;
+    }
+    if (lua_type(L, -1) != LUA_TNUMBER) field_type_error(L, what, key, "a number", -1);
+    double v = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    if (!isfinite(v)) luaL_error(L, "%s: key '%s' must be finite, got %f", what, key, v);
+    return v;
+}
+
+long long l_opt_integer(lua_State *L, int idx, const char *what, const char *key, long long def) {
+    lua_getfield(L, idx, key);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return def;
+    }
+    int isint = 0;
+    long long v = (long long)lua_tointegerx(L, -1, &isint);
+    if (!isint) {
+        if (lua_type(L, -1) == LUA_TNUMBER)
+            luaL_error(L, "%s: key '%s' must be an integer, got %s", what, key,
+                       lua_tostring(L, -1));
+        field_type_error(L, what, key, "an integer", -1);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+int l_opt_bool(lua_State *L, int idx, const char *what, const char *key, int def) {
+    lua_getfield(L, idx, key);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return def;
+    }
+    if (lua_type(L, -1) != LUA_TBOOLEAN) field_type_error(L, what, key, "a boolean", -1);
+    int v = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+int l_raise(lua_State *L, const error *e) {
+    return luaL_error(L, "%s", e->msg);
+}
+
+/* ---- Lua -> JSON ---- */
+
+static int cmp_keys(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void to_json(lua_State *L, int idx, json_buf *jb, int depth) {
+    idx = lua_absindex(L, idx);
+    if (depth > 64) luaL_error(L, "json: nesting deeper than 64 (cycle?)");
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL: json_buf_raw(jb, "null"); return;
+    case LUA_TBOOLEAN: json_buf_raw(jb, lua_toboolean(L, idx) ? "true" : "false"); return;
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx)) {
+            char tmp[32];
+            snprintf(tmp, sizeof tmp, "%lld", (long long)lua_tointeger(L, idx));
+            json_buf_raw(jb, tmp);
+        } else {
+            json_buf_num(jb, lua_tonumber(L, idx));
+        }
+        return;
+    case LUA_TSTRING: json_buf_str(jb, lua_tostring(L, idx)); return;
+    case LUA_TTABLE: break;
+    default: luaL_error(L, "json: cannot encode a %s", luaL_typename(L, idx));
+    }
+    lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+    lua_Integer count = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        count++;
+        lua_pop(L, 1);
+    }
+    if (n > 0 && count == n) {
+        json_buf_raw(jb, "[");
+        for (lua_Integer i = 1; i <= n; i++) {
+            if (i > 1) json_buf_raw(jb, ",");
+            lua_rawgeti(L, idx, i);
+            to_json(L, -1, jb, depth + 1);
+            lua_pop(L, 1);
+        }
+        json_buf_raw(jb, "]");
+        return;
+    }
+    /* object: string keys sorted (numbers become strings) for a deterministic config text */
+    const char **keys = lua_newuserdatauv(L, (size_t)(count ? count : 1) * sizeof *keys, 0);
+    int kidx = lua_gettop(L);
+    lua_newtable(L); /* keeps converted key strings alive */
+    int anchor = lua_gettop(L);
+    lua_Integer k = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        lua_pushvalue(L, -1);
+        const char *ks = luaL_tolstring(L, -1, NULL);
+        lua_rawseti(L, anchor, k + 1);
+        lua_pop(L, 1);
+        lua_rawgeti(L, anchor, k + 1);
+        keys[k++] = lua_tostring(L, -1);
+        lua_pop(L, 1);
+        (void)ks;
+    }
+    qsort(keys, (size_t)k, sizeof *keys, cmp_keys);
+    json_buf_raw(jb, "{");
+    for (lua_Integer i = 0; i < k; i++) {
+        if (i) json_buf_raw(jb, ",");
+        json_buf_str(jb, keys[i]);
+        json_buf_raw(jb, ":");
+        lua_getfield(L, idx, keys[i]);
+        if (lua_isnil(L, -1)) { /* numeric key stored as a number */
+            lua_pop(L, 1);
+            lua_pushstring(L, keys[i]);
+            lua_Integer ik = lua_tointeger(L, -1);
+            lua_pop(L, 1);
+            lua_rawgeti(L, idx, ik);
+        }
+        to_json(L, -1, jb, depth + 1);
+        lua_pop(L, 1);
+    }
+    json_buf_raw(jb, "}");
+    lua_settop(L, kidx - 1);
+}
+
+static int jsonbuf_gc(lua_State *L) {
+    json_buf_free((json_buf *)lua_touserdata(L, 1));
+    return 0;
+}
+
+void l_push_json(lua_State *L, int idx) {
+    idx = lua_absindex(L, idx);
+    /* the buffer lives in a userdata so that a Lua error raised while encoding cannot leak it */
+    json_buf *jb = lua_newuserdatauv(L, sizeof *jb, 0);
+    memset(jb, 0, sizeof *jb);
+    if (luaL_newmetatable(L, "hdlm.JsonBuf")) {
+        lua_pushcfunction(L, jsonbuf_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    to_json(L, idx, jb, 0);
+    lua_pushlstring(L, jb->data ? jb->data : "", jb->len);
+    lua_remove(L, -2);
+}

@@ -1,0 +1,142 @@
+/* Lua host: owns the lua_State, preloads the `hdlm` module, runs a script under a traceback
+ * handler, and on failure marks the runs the script left open as failed with the message. */
+#include "lua_host.h"
+
+#include "l_internal.h"
+
+#include <lualib.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int msghandler(lua_State *L) {
+    const char *msg = lua_tostring(L, 1);
+    if (!msg) {
+        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
+        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    }
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+static int l_time(lua_State *L);
+static int l_log(lua_State *L);
+
+/* Pushes the hdlm module table (called through package.preload). */
+static int luaopen_hdlm(lua_State *L) {
+    lua_newtable(L);
+    int mod = lua_gettop(L);
+    lua_pushvalue(L, lua_upvalueindex(1)); /* ctx */
+    int ctx_idx = lua_gettop(L);
+    lua_pushvalue(L, mod);
+    l_store_register(L, ctx_idx);
+    l_data_register(L, ctx_idx);
+    l_plugin_register(L, ctx_idx);
+    l_model_register(L, ctx_idx);
+    lua_pop(L, 1);
+    lua_pushcfunction(L, l_time);
+    lua_setfield(L, mod, "time");
+    lua_pushcfunction(L, l_log);
+    lua_setfield(L, mod, "log");
+    lua_pushstring(L, HDLM_VERSION);
+    lua_setfield(L, mod, "version");
+    lua_getfield(L, LUA_REGISTRYINDEX, "hdlm.args");
+    lua_setfield(L, mod, "args");
+    l_ctx *c = lua_touserdata(L, ctx_idx);
+    lua_pushstring(L, c->db_path);
+    lua_setfield(L, mod, "db_path");
+    lua_pushstring(L, HDLM_SOURCE_DIR);
+    lua_setfield(L, mod, "source_dir");
+    lua_settop(L, mod);
+    return 1;
+}
+
+#include "base/progress.h"
+
+static int l_time(lua_State *L) {
+    lua_pushnumber(L, progress_now());
+    return 1;
+}
+
+static int l_log(lua_State *L) {
+    int n = lua_gettop(L);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = 1; i <= n; i++) {
+        if (i > 1) luaL_addchar(&b, ' ');
+        luaL_tolstring(L, i, NULL);
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    fprintf(stderr, "%s\n", lua_tostring(L, -1));
+    return 0;
+}
+
+/* "key=value" -> args[key] = number when it parses as one, true/false, else the string. */
+static int push_args(lua_State *L, int n, char *const *args, error *e) {
+    lua_newtable(L);
+    for (int i = 0; i < n; i++) {
+        const char *eq = strchr(args[i], '=');
+        if (!eq || eq == args[i])
+            return error_set(e, HDLM_EINVAL,
+                             "script argument '%s' must look like key=value", args[i]);
+        lua_pushlstring(L, args[i], (size_t)(eq - args[i]));
+        const char *v = eq + 1;
+        if (!strcmp(v, "true"))
+            lua_pushboolean(L, 1);
+        else if (!strcmp(v, "false"))
+            lua_pushboolean(L, 0);
+        else if (!lua_stringtonumber(L, v))
+            lua_pushstring(L, v);
+        lua_settable(L, -3);
+    }
+    lua_setfield(L, LUA_REGISTRYINDEX, "hdlm.args");
+    return HDLM_OK;
+}
+
+int lua_host_run(const lua_host_opts *o, error *e) {
+    lua_State *L = luaL_newstate();
+    if (!L) return error_set(e, HDLM_ENOMEM, "cannot create a Lua state");
+    luaL_openlibs(L);
+    l_ctx *c = lua_newuserdatauv(L, sizeof *c, 0);
+    memset(c, 0, sizeof *c);
+    c->db_path = o->db_path ? o->db_path : "runs.db";
+    c->script = o->script;
+    lua_setfield(L, LUA_REGISTRYINDEX, "hdlm.ctx"); /* anchored for the state's lifetime */
+
+    int rc = push_args(L, o->n_args, o->args, e);
+    if (rc == HDLM_OK) {
+        /* package.preload.hdlm with the ctx as upvalue; scripts/ and experiments/ on the path */
+        lua_getglobal(L, "package");
+        lua_getfield(L, -1, "preload");
+        lua_pushlightuserdata(L, c);
+        lua_pushcclosure(L, luaopen_hdlm, 1);
+        lua_setfield(L, -2, "hdlm");
+        lua_pop(L, 1);
+        lua_pushfstring(L, "%s/scripts/?.lua;%s/experiments/?.lua;", HDLM_SOURCE_DIR,
+                        HDLM_SOURCE_DIR);
+        lua_getfield(L, -2, "path");
+        lua_concat(L, 2);
+        lua_setfield(L, -2, "path");
+        lua_pop(L, 1);
+
+        lua_pushcfunction(L, msghandler);
+        int status = luaL_loadfile(L, o->script);
+        if (status == LUA_OK) status = lua_pcall(L, 0, 0, -2);
+        if (status != LUA_OK) {
+            const char *msg = lua_tostring(L, -1);
+            error_set(e, HDLM_ELUA, "%s", msg ? msg : "(no message)");
+            /* runs keep the first line only: the traceback stays on the terminal */
+            char first[1024];
+            snprintf(first, sizeof first, "%s", e->msg);
+            first[strcspn(first, "\n")] = '\0';
+            l_runs_end_all(c, "failed", first);
+            rc = HDLM_ELUA;
+        } else {
+            l_runs_end_all(c, "done", NULL);
+        }
+    }
+    plugin_registry *reg = c->plugins;
+    lua_close(L); /* finalizers (stores, corpora) run before the plugins are unloaded */
+    plugin_registry_close(reg);
+    return rc;
+}

@@ -1,0 +1,19 @@
+/* The Lua host: runs experiment scripts with `require "hdlm"` available. The only folder that
+ * includes lua.h. A script error becomes a message with a traceback and a non-zero status; runs
+ * the script opened and did not finish are then marked failed in the store with that message. */
+#ifndef HDLM_LUA_HOST_H
+#define HDLM_LUA_HOST_H
+
+#include "base/error.h"
+
+typedef struct lua_host_opts {
+    const char *script;       /* path of the .lua file */
+    int n_args;               /* "key=value" strings, exposed as hdlm.args */
+    char *const *args;
+    const char *db_path;      /* default for hdlm.open() without a path ("runs.db") */
+} lua_host_opts;
+
+/* Runs the script. On failure e->msg holds the error with its traceback (several lines). */
+int lua_host_run(const lua_host_opts *o, error *e);
+
+#endif

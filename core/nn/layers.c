@@ -1,0 +1,696 @@
+/* Forward/backward kernels of the DDiT transformer (spec §5): linear (through blas_sgemm),
+ * embeddings, LayerNorm without bias, adaLN modulation, gated residuals, tanh-GELU, SiLU, sinusoidal
+ * σ features, NeoX rotary, attention with range masks, cross-entropy. Plain loops written so that
+ * gcc -O3 -march=native vectorises them (our own expf, no libm calls in hot loops), rows/heads in
+ * parallel with OpenMP. No model layout, no allocation visible to callers, no dropout. */
+#include "nn/layers.h"
+
+#include "base/error.h"
+#include "tensor/blas.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Below this many elements a kernel stays on the calling thread: waking the pool costs more. */
+#define PAR_MIN 16384
+
+/* ---------------------------------------------------------------------------------------------- */
+/* vectorisable exp                                                                               */
+
+static inline float f32_from_bits(int32_t b) {
+    float f;
+    memcpy(&f, &b, sizeof f);
+    return f;
+}
+
+/* exp(x) for x clamped to [-87.3, 88.3] (so 2^n stays a normal float), max rel error ~2e-7.
+ * x = n·ln2 + r with |r| <= ln2/2 (Cody-Waite split of ln2, the FMAs keep n·ln2_hi exact), then a
+ * degree-7 Taylor polynomial for e^r (truncation 5e-9 at |r| = 0.347) and 2^n built in the exponent
+ * bits. Inline and branch-free so the callers' loops vectorise; libm's expf would not. */
+static inline float fast_expf(float x) {
+    x = x < -87.3f ? -87.3f : x;
+    x = x > 88.3f ? 88.3f : x;
+    const float shifter = 12582912.0f; /* 1.5·2^23: adding it rounds to an integer */
+    float n = (x * 1.44269504088896341f + shifter) - shifter;
+    float r = fmaf(n, -0.693145751953125f, x);  /* ln2_hi, 16 significant bits */
+    r = fmaf(n, -1.42860682030941723e-6f, r);   /* ln2_lo */
+    float p = 1.0f / 5040.0f;
+    p = fmaf(p, r, 1.0f / 720.0f);
+    p = fmaf(p, r, 1.0f / 120.0f);
+    p = fmaf(p, r, 1.0f / 24.0f);
+    p = fmaf(p, r, 1.0f / 6.0f);
+    p = fmaf(p, r, 0.5f);
+    p = fmaf(p, r, 1.0f);
+    p = fmaf(p, r, 1.0f);
+    return p * f32_from_bits(((int32_t)n + 127) << 23);
+}
+
+/* sigmoid(a) = 1/(1+z), z = exp(-a), for a clamped to [-40, 40]; also returns z for derivatives.
+ * The clamp keeps (1+z)^2 finite and results away from denormals (slow on some cores); below -40
+ * the sigmoid is flushed to 0 (true value < 5e-18) so x·sigmoid stays 0 for huge negative x. */
+static inline float fast_sigmoid(float a, float *z_out) {
+    float ac = a < -40.0f ? -40.0f : a;
+    ac = ac > 40.0f ? 40.0f : ac;
+    float z = fast_expf(-ac);
+    float s = 1.0f / (1.0f + z);
+    *z_out = z;
+    return a < -40.0f ? 0.0f : s;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* linear                                                                                         */
+
+void linear_forward(float *out, const float *inp, const float *w, const float *bias, int N, int C,
+                    int OC) {
+    /* out(N,OC) = inp(N,C) · w(OC,C)^T */
+    blas_sgemm(0, 1, N, OC, C, 1.0f, inp, C, w, C, 0.0f, out, OC);
+    if (!bias) return;
+#pragma omp parallel for schedule(static) if ((int64_t)N * OC >= PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        float *o = out + (size_t)n * OC;
+#pragma omp simd
+        for (int j = 0; j < OC; j++) o[j] += bias[j];
+    }
+}
+
+/* Column sums of a (N, C) matrix added into acc (C): each thread owns a slice of columns so the
+ * result is race-free and does not depend on the thread count. */
+static void colsum_accumulate(float *acc, const float *x, int N, int C) {
+#pragma omp parallel if ((int64_t)N * C >= PAR_MIN)
+    {
+        int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+        int c0 = (int)((int64_t)C * tid / nt), c1 = (int)((int64_t)C * (tid + 1) / nt);
+        for (int n = 0; n < N; n++) {
+            const float *xn = x + (size_t)n * C;
+#pragma omp simd
+            for (int c = c0; c < c1; c++) acc[c] += xn[c];
+        }
+    }
+}
+
+void linear_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                     const float *w, int N, int C, int OC) {
+    /* dinp(N,C) += dout(N,OC) · w(OC,C) */
+    if (dinp) blas_sgemm(0, 0, N, C, OC, 1.0f, dout, OC, w, C, 1.0f, dinp, C);
+    /* dw(OC,C) += dout(N,OC)^T · inp(N,C) */
+    if (dw) blas_sgemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
+    if (dbias) colsum_accumulate(dbias, dout, N, OC);
+}
+
+void linear_forward_naive(float *out, const float *inp, const float *w, const float *bias, int N,
+                          int C, int OC) {
+    for (int n = 0; n < N; n++) {
+        for (int o = 0; o < OC; o++) {
+            double acc = bias ? bias[o] : 0.0;
+            for (int c = 0; c < C; c++) acc += (double)inp[(size_t)n * C + c] * w[(size_t)o * C + c];
+            out[(size_t)n * OC + o] = (float)acc;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* embeddings                                                                                     */
+
+void embedding_forward(float *out, const int32_t *tok, const float *wte, int N, int C) {
+#pragma omp parallel for schedule(static) if ((int64_t)N * C >= PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        HDLM_ASSERT(tok[n] >= 0);
+        memcpy(out + (size_t)n * C, wte + (size_t)tok[n] * C, (size_t)C * sizeof(float));
+    }
+}
+
+/* Rows of dwte repeat when tokens repeat, so threads split the columns instead of the rows. */
+void embedding_backward(float *dwte, const float *dout, const int32_t *tok, int N, int C) {
+#pragma omp parallel if ((int64_t)N * C >= PAR_MIN)
+    {
+        int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+        int c0 = (int)((int64_t)C * tid / nt), c1 = (int)((int64_t)C * (tid + 1) / nt);
+        for (int n = 0; n < N; n++) {
+            float *d = dwte + (size_t)tok[n] * C;
+            const float *g = dout + (size_t)n * C;
+#pragma omp simd
+            for (int c = c0; c < c1; c++) d[c] += g[c];
+        }
+    }
+}
+
+void embedding_mix_forward(float *out, const int32_t *tok, const float *w, const float *wte,
+                           int mask_id, int N, int C) {
+    const float *em = wte + (size_t)mask_id * C; /* (C) the mask token's row */
+#pragma omp parallel for schedule(static) if ((int64_t)N * C >= PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        HDLM_ASSERT(tok[n] >= 0);
+        const float *et = wte + (size_t)tok[n] * C;
+        float *o = out + (size_t)n * C;
+        float a = w[n], b = 1.0f - w[n];
+#pragma omp simd
+        for (int c = 0; c < C; c++) o[c] = a * et[c] + b * em[c];
+    }
+}
+
+void embedding_mix_backward(float *dwte, const float *dout, const int32_t *tok, const float *w,
+                            int mask_id, int N, int C) {
+#pragma omp parallel if ((int64_t)N * C >= PAR_MIN)
+    {
+        int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+        int c0 = (int)((int64_t)C * tid / nt), c1 = (int)((int64_t)C * (tid + 1) / nt);
+        float *dm = dwte + (size_t)mask_id * C;
+        for (int n = 0; n < N; n++) {
+            float *dt = dwte + (size_t)tok[n] * C;
+            const float *g = dout + (size_t)n * C;
+            float a = w[n], b = 1.0f - w[n];
+            /* two statements, not one loop body: dt and dm are the same row when tok == mask_id */
+#pragma omp simd
+            for (int c = c0; c < c1; c++) dt[c] += a * g[c];
+#pragma omp simd
+            for (int c = c0; c < c1; c++) dm[c] += b * g[c];
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* LayerNorm (weight, no bias), adaLN modulation, gated residual                                  */
+
+#define LN_EPS 1e-5f
+
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                       int N, int C) {
+#pragma omp parallel for schedule(static) if ((int64_t)N * C >= PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        float *o = out + (size_t)n * C;
+        /* two passes over a row that sits in L1: exact-enough variance without Welford */
+        float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+        for (int c = 0; c < C; c++) s += x[c];
+        float m = s / (float)C;
+        float v = 0.0f;
+#pragma omp simd reduction(+ : v)
+        for (int c = 0; c < C; c++) {
+            float d = x[c] - m;
+            v += d * d;
+        }
+        float rs = 1.0f / sqrtf(v / (float)C + LN_EPS);
+#pragma omp simd
+        for (int c = 0; c < C; c++) o[c] = (x[c] - m) * rs * weight[c];
+        if (mean) mean[n] = m;
+        if (rstd) rstd[n] = rs;
+    }
+}
+
+void layernorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
+                        const float *weight, const float *mean, const float *rstd, int N, int C) {
+    int nt = (int64_t)N * C >= PAR_MIN ? omp_get_max_threads() : 1;
+    /* dweight sums over rows: one partial (C) per thread, added in thread order afterwards */
+    float *part = NULL;
+    if (dweight) {
+        part = calloc((size_t)nt * C, sizeof(float));
+        HDLM_ASSERT(part);
+    }
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        float *dw = part ? part + (size_t)omp_get_thread_num() * C : NULL;
+#pragma omp for schedule(static)
+        for (int n = 0; n < N; n++) {
+            const float *x = inp + (size_t)n * C, *g = dout + (size_t)n * C;
+            float m = mean[n], rs = rstd[n];
+            /* dnorm = g*weight; dx = rs*(dnorm - mean(dnorm) - norm*mean(dnorm*norm)) */
+            float a = 0.0f, b = 0.0f;
+#pragma omp simd reduction(+ : a, b)
+            for (int c = 0; c < C; c++) {
+                float norm = (x[c] - m) * rs, dnorm = g[c] * weight[c];
+                a += dnorm;
+                b += dnorm * norm;
+            }
+            a /= (float)C;
+            b /= (float)C;
+            if (dinp) {
+                float *d = dinp + (size_t)n * C;
+#pragma omp simd
+                for (int c = 0; c < C; c++) {
+                    float norm = (x[c] - m) * rs;
+                    d[c] += (g[c] * weight[c] - a - norm * b) * rs;
+                }
+            }
+            if (dw) {
+#pragma omp simd
+                for (int c = 0; c < C; c++) dw[c] += g[c] * (x[c] - m) * rs;
+            }
+        }
+    }
+    if (dweight) {
+        for (int t = 0; t < nt; t++) {
+            const float *p = part + (size_t)t * C;
+            for (int c = 0; c < C; c++) dweight[c] += p[c];
+        }
+        free(part);
+    }
+}
+
+void modulate_forward(float *out, const float *inp, const float *shift, const float *scale, int ld,
+                      int N, int C) {
+#pragma omp parallel for schedule(static) if ((int64_t)N * C >= PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C, *sh = shift + (size_t)n * ld,
+                    *sc = scale + (size_t)n * ld;
+        float *o = out + (size_t)n * C;
+#pragma omp simd
+        for (int c = 0; c < C; c++) o[c] = x[c] * (1.0f + sc[c]) + sh[c];
+    }
+}
+
+void modulate_backward(float *dinp, float *dshift, float *dscale, const float *dout,
+                       const float *inp, const float *scale, int ld, int N, int C) {
+#pragma omp parallel for schedule(static) if ((int64_t)N * C >= PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        const float *g = dout + (size_t)n * C, *x = inp + (size_t)n * C;
+        const float *sc = scale + (size_t)n * ld;
+        if (dinp) {
+            float *d = dinp + (size_t)n * C;
+#pragma omp simd
+            for (int c = 0; c < C; c++) d[c] += g[c] * (1.0f + sc[c]);
+        }
+        if (dshift) {
+            float *d = dshift + (size_t)n * ld;
+#pragma omp simd
+            for (int c = 0; c < C; c++) d[c] += g[c];
+        }
+        if (dscale) {
+            float *d = dscale + (size_t)n * ld;
+#pragma omp simd
+            for (int c = 0; c < C; c++) d[c] += g[c] * x[c];
+        }
+    }
+}
+
+void residual_forward(float *out, const float *res, const float *x, const float *gate, int ld,
+                      int N, int C) {
+#pragma omp parallel for schedule(static) if ((int64_t)N * C >= PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        const float *r = res + (size_t)n * C, *xn = x + (size_t)n * C;
+        float *o = out + (size_t)n * C;
+        if (gate) {
+            const float *gt = gate + (size_t)n * ld;
+#pragma omp simd
+            for (int c = 0; c < C; c++) o[c] = r[c] + gt[c] * xn[c];
+        } else {
+#pragma omp simd
+            for (int c = 0; c < C; c++) o[c] = r[c] + xn[c];
+        }
+    }
+}
+
+void residual_backward(float *dres, float *dx, float *dgate, const float *dout, const float *x,
+                       const float *gate, int ld, int N, int C) {
+#pragma omp parallel for schedule(static) if ((int64_t)N * C >= PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        const float *g = dout + (size_t)n * C, *xn = x + (size_t)n * C;
+        const float *gt = gate ? gate + (size_t)n * ld : NULL;
+        if (dres) {
+            float *d = dres + (size_t)n * C;
+#pragma omp simd
+            for (int c = 0; c < C; c++) d[c] += g[c];
+        }
+        if (dx) {
+            float *d = dx + (size_t)n * C;
+            if (gt) {
+#pragma omp simd
+                for (int c = 0; c < C; c++) d[c] += gt[c] * g[c];
+            } else {
+#pragma omp simd
+                for (int c = 0; c < C; c++) d[c] += g[c];
+            }
+        }
+        if (dgate && gt) {
+            float *d = dgate + (size_t)n * ld;
+#pragma omp simd
+            for (int c = 0; c < C; c++) d[c] += g[c] * xn[c];
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* activations                                                                                    */
+
+#define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
+#define GELU_A 0.044715f
+
+/* 0.5x(1 + tanh(u)) == x·sigmoid(2u), u = K(x + A x^3). The sigmoid form is the same function
+ * without the cancellation in 1 + tanh(u) for negative x or 1 - tanh^2 in the derivative, so the
+ * fast exp alone sets the error (< 1e-6 absolute against libm tanh over [-10, 10]). */
+void gelu_forward(float *out, const float *inp, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        float x = inp[i];
+        float u = GELU_K * (x + GELU_A * x * x * x), z;
+        out[i] = x * fast_sigmoid(2.0f * u, &z);
+    }
+}
+
+void gelu_backward(float *dinp, const float *inp, const float *dout, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        float x = inp[i];
+        float u = GELU_K * (x + GELU_A * x * x * x);
+        float z, s = fast_sigmoid(2.0f * u, &z); /* sigmoid(2u) */
+        float du = GELU_K * (1.0f + 3.0f * GELU_A * x * x);
+        /* x · sigmoid'(2u) · 2u', with sigmoid' = s(1-s) = z·s² (no 1-s cancellation); zero once
+         * |2u| > 40 where it is < 1e-15 but x·u' may overflow */
+        float slope = 2.0f * x * du * z * s * s;
+        dinp[i] += (s + (fabsf(2.0f * u) > 40.0f ? 0.0f : slope)) * dout[i];
+    }
+}
+
+void silu_forward(float *out, const float *inp, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        float x = inp[i], z;
+        out[i] = x * fast_sigmoid(x, &z);
+    }
+}
+
+void silu_backward(float *dinp, const float *inp, const float *dout, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        float x = inp[i];
+        float z, s = fast_sigmoid(x, &z);
+        /* d/dx x·s(x) = s + x·s(1-s) = s + x·z·s², the second term dropped where |x| > 40 */
+        float slope = x * z * s * s;
+        dinp[i] += (s + (fabsf(x) > 40.0f ? 0.0f : slope)) * dout[i];
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* sinusoidal σ features and rotary positions                                                     */
+
+void timestep_features(float *out, const float *sigma, int N, int dim) {
+    int half = dim / 2;
+    for (int n = 0; n < N; n++) {
+        float *o = out + (size_t)n * dim;
+        for (int k = 0; k < half; k++) {
+            /* like the reference: frequencies and arguments in float32, cos/sin of that float */
+            float w = (float)exp(-log(10000.0) * (double)k / (double)half);
+            float arg = sigma[n] * w;
+            o[k] = cosf(arg);
+            o[half + k] = sinf(arg);
+        }
+        if (dim % 2) o[dim - 1] = 0.0f;
+    }
+}
+
+/* Rotates pairs (x[k], x[k+hd/2]) by theta_{p,k}; sign -1 applies the inverse rotation.
+ * cos/sin are tabulated once per call: per distinct position when the positions span at most N
+ * values (the usual 0..T-1 repeated over the batch), otherwise per row. */
+static void rope_apply(float *x, int ld, const int32_t *pos, int N, int H, int hd, float sign) {
+    HDLM_ASSERT(hd % 2 == 0 && hd > 0);
+    if (N <= 0) return;
+    int half = hd / 2;
+    int32_t pmin = pos[0], pmax = pos[0];
+    for (int n = 1; n < N; n++) {
+        pmin = pos[n] < pmin ? pos[n] : pmin;
+        pmax = pos[n] > pmax ? pos[n] : pmax;
+    }
+    HDLM_ASSERT(pmin >= 0);
+    int by_pos = (int64_t)pmax - pmin + 1 <= N;
+    int R = by_pos ? pmax - pmin + 1 : N; /* table rows */
+    float *tab = malloc(((size_t)R * hd + half) * sizeof(float)); /* cos (R,half), sin (R,half) */
+    HDLM_ASSERT(tab);
+    float *ctab = tab, *stab = tab + (size_t)R * half, *inv = tab + (size_t)R * hd;
+    /* inv_freq like the reference: 1 / 10000^(2k/hd) in float32, theta = p * inv_freq in float32 */
+    for (int k = 0; k < half; k++) inv[k] = 1.0f / powf(10000.0f, (float)(2 * k) / (float)hd);
+#pragma omp parallel for schedule(static) if ((int64_t)R * half >= PAR_MIN / 4)
+    for (int r = 0; r < R; r++) {
+        float p = (float)(by_pos ? pmin + r : pos[r]);
+        for (int k = 0; k < half; k++) {
+            float th = p * inv[k];
+            ctab[(size_t)r * half + k] = cosf(th);
+            stab[(size_t)r * half + k] = sign * sinf(th);
+        }
+    }
+#pragma omp parallel for schedule(static) if ((int64_t)N * H * hd >= PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        size_t r = by_pos ? (size_t)(pos[n] - pmin) : (size_t)n;
+        const float *cs = ctab + r * half, *sn = stab + r * half;
+        for (int h = 0; h < H; h++) {
+            float *x1 = x + (size_t)n * ld + (size_t)h * hd, *x2 = x1 + half;
+#pragma omp simd
+            for (int k = 0; k < half; k++) {
+                float a = x1[k], b = x2[k];
+                x1[k] = a * cs[k] - b * sn[k];
+                x2[k] = b * cs[k] + a * sn[k];
+            }
+        }
+    }
+    free(tab);
+}
+
+void rope_forward(float *x, int ld, const int32_t *pos, int N, int H, int hd) {
+    rope_apply(x, ld, pos, N, H, hd, 1.0f);
+}
+
+void rope_backward(float *dx, int ld, const int32_t *pos, int N, int H, int hd) {
+    rope_apply(dx, ld, pos, N, H, hd, -1.0f);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* attention                                                                                      */
+
+/* The allowed keys of a row as 0, 1 or 2 sorted, disjoint segments seg[2i]..seg[2i+1]. */
+static int attn_segments(const attn_row *r, int Tk, int seg[4]) {
+    int a0 = r->lo1, a1 = r->hi1, b0 = r->lo2, b1 = r->hi2;
+    int na = a0 < a1, nb = b0 < b1;
+    if (na) HDLM_ASSERT(a0 >= 0 && a1 <= Tk);
+    if (nb) HDLM_ASSERT(b0 >= 0 && b1 <= Tk);
+    if (!na && !nb) return 0;
+    if (!na || !nb) {
+        seg[0] = na ? a0 : b0;
+        seg[1] = na ? a1 : b1;
+        return 1;
+    }
+    if (b0 < a0) { /* order by start */
+        int t0 = a0, t1 = a1;
+        a0 = b0, a1 = b1, b0 = t0, b1 = t1;
+    }
+    seg[0] = a0;
+    if (b0 <= a1) { /* overlapping or touching: merge */
+        seg[1] = a1 > b1 ? a1 : b1;
+        return 1;
+    }
+    seg[1] = a1, seg[2] = b0, seg[3] = b1;
+    return 2;
+}
+
+/* Masked softmax in place over one row of scores p (Tk): allowed keys get probabilities, blocked
+ * keys 0; a fully blocked row becomes uniform over all Tk keys (spec §2.2). */
+static void attn_softmax_row(float *p, const attn_row *r, int Tk) {
+    int seg[4];
+    int ns = attn_segments(r, Tk, seg);
+    if (ns == 0) {
+        float u = 1.0f / (float)Tk;
+        for (int j = 0; j < Tk; j++) p[j] = u;
+        return;
+    }
+    float m = -INFINITY;
+    for (int s = 0; s < ns; s++) {
+#pragma omp simd reduction(max : m)
+        for (int j = seg[2 * s]; j < seg[2 * s + 1]; j++) m = p[j] > m ? p[j] : m;
+    }
+    float sum = 0.0f;
+    for (int s = 0; s < ns; s++) {
+#pragma omp simd reduction(+ : sum)
+        for (int j = seg[2 * s]; j < seg[2 * s + 1]; j++) {
+            p[j] = fast_expf(p[j] - m);
+            sum += p[j];
+        }
+    }
+    float inv = 1.0f / sum;
+    int prev = 0; /* end of the previous segment: zero the gap before each segment */
+    for (int s = 0; s < ns; s++) {
+        for (int j = prev; j < seg[2 * s]; j++) p[j] = 0.0f;
+#pragma omp simd
+        for (int j = seg[2 * s]; j < seg[2 * s + 1]; j++) p[j] *= inv;
+        prev = seg[2 * s + 1];
+    }
+    for (int j = prev; j < Tk; j++) p[j] = 0.0f;
+}
+
+void attention_forward(float *out, float *att, const float *q, int ldq, const float *k, int ldk,
+                       const float *v, int ldv, int64_t kv_bstride, const attn_row *rows, int B,
+                       int T, int Tk, int C, int H) {
+    HDLM_ASSERT(H > 0 && C % H == 0 && Tk > 0);
+    int hd = C / H;
+    float scale = 1.0f / sqrtf((float)hd);
+    /* (b,h) pairs in parallel, each with single-threaded sgemm (we are inside a parallel region) */
+#pragma omp parallel for schedule(static) if (B * H > 1)
+    for (int bh = 0; bh < B * H; bh++) {
+        int b = bh / H, h = bh % H;
+        const float *qh = q + (size_t)b * T * ldq + (size_t)h * hd;   /* (T,hd) stride ldq */
+        const float *kh = k + b * kv_bstride + (size_t)h * hd;        /* (Tk,hd) stride ldk */
+        const float *vh = v + b * kv_bstride + (size_t)h * hd;        /* (Tk,hd) stride ldv */
+        float *ah = att + (size_t)bh * T * Tk;                        /* (T,Tk) */
+        float *oh = out + (size_t)b * T * C + (size_t)h * hd;         /* (T,hd) stride C */
+        blas_sgemm(0, 1, T, Tk, hd, scale, qh, ldq, kh, ldk, 0.0f, ah, Tk);
+        for (int t = 0; t < T; t++) attn_softmax_row(ah + (size_t)t * Tk, &rows[b * T + t], Tk);
+        blas_sgemm(0, 0, T, hd, Tk, 1.0f, ah, Tk, vh, ldv, 0.0f, oh, C);
+    }
+}
+
+void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att,
+                        const float *q, int ldq, const float *k, int ldk, const float *v, int ldv,
+                        int64_t kv_bstride, const attn_row *rows, int B, int T, int Tk, int C,
+                        int H) {
+    HDLM_ASSERT(H > 0 && C % H == 0 && Tk > 0);
+    int hd = C / H;
+    float scale = 1.0f / sqrtf((float)hd);
+    /* Tasks write disjoint slices: (b,h) owns rows of batch b, columns of head h. With a K/V
+     * shared by the whole batch (kv_bstride 0) dk/dv of one head collect from every b, so a task
+     * is then a head with all its batch rows. */
+    int shared = kv_bstride == 0 && B > 1;
+    int ntask = shared ? H : B * H;
+#pragma omp parallel if (ntask > 1)
+    {
+        float *dp = NULL; /* (T,Tk) scratch: dP, then dS in place */
+        if (dq || dk) {
+            dp = malloc((size_t)T * Tk * sizeof(float));
+            HDLM_ASSERT(dp);
+        }
+#pragma omp for schedule(static)
+        for (int task = 0; task < ntask; task++) {
+            int h = task % H;
+            int bstart = shared ? 0 : task / H, bend = shared ? B : task / H + 1;
+            for (int b = bstart; b < bend; b++) {
+                size_t qoff = (size_t)b * T * ldq + (size_t)h * hd;
+                size_t koff = (size_t)(b * kv_bstride) + (size_t)h * hd;
+                size_t voff = (size_t)(b * kv_bstride) + (size_t)h * hd;
+                const float *ah = att + ((size_t)b * H + h) * T * Tk; /* (T,Tk) */
+                const float *doh = dout + (size_t)b * T * C + (size_t)h * hd; /* (T,hd) */
+                /* dV(Tk,hd) += P^T · dO */
+                if (dv) blas_sgemm(1, 0, Tk, hd, T, 1.0f, ah, Tk, doh, C, 1.0f, dv + voff, ldv);
+                if (!dp) continue;
+                /* dP(T,Tk) = dO · V^T */
+                blas_sgemm(0, 1, T, Tk, hd, 1.0f, doh, C, v + voff, ldv, 0.0f, dp, Tk);
+                /* dS = P ⊙ (dP - rowsum(P ⊙ dP)); zero where P is 0, and on fully blocked rows
+                 * whose scores were replaced by constants */
+                for (int t = 0; t < T; t++) {
+                    const float *p = ah + (size_t)t * Tk;
+                    float *d = dp + (size_t)t * Tk;
+                    const attn_row *r = &rows[b * T + t];
+                    if (!(r->lo1 < r->hi1) && !(r->lo2 < r->hi2)) {
+                        memset(d, 0, (size_t)Tk * sizeof(float));
+                        continue;
+                    }
+                    float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+                    for (int j = 0; j < Tk; j++) dot += p[j] * d[j];
+#pragma omp simd
+                    for (int j = 0; j < Tk; j++) d[j] = p[j] * (d[j] - dot);
+                }
+                /* dQ(T,hd) += scale · dS · K ; dK(Tk,hd) += scale · dS^T · Q */
+                if (dq) blas_sgemm(0, 0, T, hd, Tk, scale, dp, Tk, k + koff, ldk, 1.0f, dq + qoff,
+                                   ldq);
+                if (dk) blas_sgemm(1, 0, Tk, hd, T, scale, dp, Tk, q + qoff, ldq, 1.0f, dk + koff,
+                                   ldk);
+            }
+        }
+        free(dp);
+    }
+}
+
+void attention_forward_naive(float *out, float *att, const float *q, int ldq, const float *k,
+                             int ldk, const float *v, int ldv, int64_t kv_bstride,
+                             const attn_row *rows, int B, int T, int Tk, int C, int H) {
+    HDLM_ASSERT(H > 0 && C % H == 0 && Tk > 0);
+    int hd = C / H;
+    double scale = 1.0 / sqrt((double)hd);
+    double *p = malloc((size_t)Tk * sizeof(double));
+    HDLM_ASSERT(p);
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < H; h++) {
+            for (int t = 0; t < T; t++) {
+                const attn_row *r = &rows[b * T + t];
+                const float *qt = q + (size_t)(b * T + t) * ldq + (size_t)h * hd;
+                int any = 0;
+                double m = -INFINITY;
+                for (int j = 0; j < Tk; j++) {
+                    int ok = (j >= r->lo1 && j < r->hi1) || (j >= r->lo2 && j < r->hi2);
+                    if (!ok) {
+                        p[j] = NAN; /* marks blocked */
+                        continue;
+                    }
+                    const float *kj = k + b * kv_bstride + (size_t)j * ldk + (size_t)h * hd;
+                    double s = 0.0;
+                    for (int i = 0; i < hd; i++) s += (double)qt[i] * kj[i];
+                    p[j] = s * scale;
+                    m = p[j] > m ? p[j] : m;
+                    any = 1;
+                }
+                double sum = 0.0;
+                for (int j = 0; j < Tk; j++) {
+                    if (!any) p[j] = 1.0; /* fully blocked: scores 0 for every key */
+                    else p[j] = isnan(p[j]) ? 0.0 : exp(p[j] - m);
+                    sum += p[j];
+                }
+                float *at = att + (((size_t)b * H + h) * T + t) * Tk;
+                for (int j = 0; j < Tk; j++) at[j] = (float)(p[j] / sum);
+                float *ot = out + (size_t)(b * T + t) * C + (size_t)h * hd;
+                for (int i = 0; i < hd; i++) {
+                    double acc = 0.0;
+                    for (int j = 0; j < Tk; j++)
+                        acc += p[j] / sum * v[b * kv_bstride + (size_t)j * ldv + (size_t)h * hd + i];
+                    ot[i] = (float)acc;
+                }
+            }
+        }
+    }
+    free(p);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* cross-entropy                                                                                  */
+
+/* max and Σ exp(x - max) of one row of logits */
+static void softmax_stats(const float *x, int V, float *max_out, float *sum_out) {
+    float m = -INFINITY;
+#pragma omp simd reduction(max : m)
+    for (int j = 0; j < V; j++) m = x[j] > m ? x[j] : m;
+    float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+    for (int j = 0; j < V; j++) s += fast_expf(x[j] - m);
+    *max_out = m;
+    *sum_out = s;
+}
+
+void crossentropy_forward(float *loss, const float *logits, const int32_t *target, int N, int V) {
+#pragma omp parallel for schedule(static) if ((int64_t)N * V >= PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        if (target[n] < 0) {
+            loss[n] = 0.0f;
+            continue;
+        }
+        HDLM_ASSERT(target[n] < V);
+        const float *x = logits + (size_t)n * V;
+        float m, s;
+        softmax_stats(x, V, &m, &s);
+        loss[n] = logf(s) + m - x[target[n]];
+    }
+}
+
+void crossentropy_backward(float *dlogits, const float *logits, const int32_t *target,
+                           const float *dloss, int N, int V) {
+#pragma omp parallel for schedule(static) if ((int64_t)N * V >= PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        if (target[n] < 0) continue;
+        HDLM_ASSERT(target[n] < V);
+        const float *x = logits + (size_t)n * V;
+        float *d = dlogits + (size_t)n * V;
+        float m, s;
+        softmax_stats(x, V, &m, &s);
+        float w = dloss ? dloss[n] : 1.0f;
+        float c = w / s;
+#pragma omp simd
+        for (int j = 0; j < V; j++) d[j] += fast_expf(x[j] - m) * c;
+        d[target[n]] -= w;
+    }
+}
