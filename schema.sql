@@ -4,8 +4,8 @@
 -- section has shipped, change the schema by adding a new section, never by editing an old one.
 --
 -- Conventions: STRICT tables; timestamps are TEXT, ISO-8601 UTC with milliseconds
--- (2024-05-01T12:34:56.789Z); columns named *_json or holding settings/options/config are JSON
--- text (checked with json_valid); deleting a run deletes everything that belongs to it.
+-- (2024-05-01T12:34:56.789Z); JSON columns (config, options, settings, sampler, schedule, noise,
+-- tokens, metrics) are checked with json_valid; deleting a run deletes everything it owns.
 
 -- migration: 1
 

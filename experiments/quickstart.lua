@@ -1,33 +1,50 @@
--- Quickstart: prepare the default corpus, record a run in runs.db and show what the store holds.
---   build/hdlm run experiments/quickstart.lua [corpus=data/brown.txt]
+-- Quickstart: prepare the default corpus, train a small autoregressive model on it (a few
+-- minutes on 2 cores), print the loss curve and greedy samples; everything is recorded in runs.db.
+--   build/hdlm run experiments/quickstart.lua [corpus=data/brown.txt] [steps=600]
 local hdlm = require "hdlm"
 
-local corpus_path = hdlm.args.corpus or "data/brown.txt"
+local args = hdlm.args
+local corpus_path = args.corpus or "data/brown.txt"
+local steps = args.steps or 600
 local db = hdlm.open()
 
 local t0 = hdlm.time()
 local data = hdlm.corpus{ path = corpus_path, tokenizer = "bytes", valid = 0.05 }
-print(("corpus: %s (%s tokenizer, vocabulary %d)"):format(data.path, data.tokenizer, data.vocab))
-print(("        %d train / %d valid tokens, prepared in %.2f s"):format(
-  data.n_train, data.n_valid, hdlm.time() - t0))
+print(("corpus: %s (%s tokenizer, vocabulary %d): %d train / %d valid tokens (%.2f s)"):format(
+  corpus_path, data.tokenizer, data.vocab, data.n_train, data.n_valid, hdlm.time() - t0))
 
-local run = db:run{
-  name = "quickstart", kind = "prepare", seed = 0,
-  config = { corpus = corpus_path, tokenizer = "bytes", valid = 0.05, token_file = data.path },
+t0 = hdlm.time()
+local run = db:train{
+  name = "quickstart", data = data, objective = "ar", seed = 1,
+  model = { d_model = 128, n_layer = 4, n_head = 4, seq_len = 128 },
+  steps = steps, batch = 16, lr = 2e-3, min_lr = 2e-4, warmup = 50, schedule = "cosine",
+  weight_decay = 0.1, clip = 1.0, ema = 0.995,
+  log_every = 10, eval_every = steps // 4, eval_batches = 8,
+  checkpoint_dir = "checkpoints/quickstart", ckpt_every = steps // 2, resume = false,
 }
-run:log(0, { train_tokens = data.n_train, valid_tokens = data.n_valid, vocab = data.vocab })
+local model = run.model
+print(("trained %s in %.0f s (%.0f tokens/s), run %d"):format(tostring(model), hdlm.time() - t0,
+  run.summary.tokens_per_s, run.id))
 
--- a peek at the data: the first window of a seeded batch, decoded
-local batch = data:batch(1, 80, 1)
-print("sample window: " .. data:decode(batch[1]):gsub("\n", " "))
-run:finish()
-
-local plugins = hdlm.plugins()
-print(("plugins found: %d"):format(#plugins))
-for _, row in ipairs(db:query(
-    "SELECT id, name, status, git_rev, host FROM runs ORDER BY id DESC LIMIT 3")) do
-  print(("run %d  %-12s %-8s git %s on %s"):format(row.id, row.name, row.status,
-    (row.git_rev or "?"):sub(1, 10), row.host))
+-- loss curve summary from the store
+print("step   train loss   valid loss (nats/token; EMA weights for valid)")
+local rows = db:query([[
+  SELECT t.step, t.value AS train, v.value AS valid
+  FROM metrics t LEFT JOIN metrics v ON v.run_id = t.run_id AND v.step = t.step AND v.name = 'valid_loss'
+  WHERE t.run_id = ? AND t.name = 'loss' AND (t.step % ? = 0 OR t.step = 10) ORDER BY t.step]],
+  run.id, math.max(10, steps // 10))
+for _, r in ipairs(rows) do
+  print(("%5d   %10.3f   %10s"):format(r.step, r.train, r.valid and ("%.3f"):format(r.valid) or ""))
 end
-print("The model and trainer come next (see README, 'Status'): this quickstart prepares data and")
-print("records runs; query them with: build/hdlm query \"SELECT * FROM runs\"")
+local last = db:query("SELECT value FROM metrics WHERE run_id = ? AND name = 'valid_loss' ORDER BY step DESC LIMIT 1", run.id)[1]
+if last then print(("final valid loss %.3f nats/token = %.3f bits/byte"):format(last.value, last.value / math.log(2))) end
+
+print("\ngreedy samples (KV-cached autoregressive decoding):")
+for _, prompt in ipairs{ "The ", "In the morning ", "He said that " } do
+  local ids = model:generate{ prompt = data:encode(prompt), n = 80, temperature = 0 }
+  print("  " .. data:decode(ids):gsub("\n", " "))
+end
+print("\nsampled at temperature 0.8:")
+local ids = model:generate{ prompt = data:encode("The "), n = 100, temperature = 0.8, seed = 7 }
+print("  " .. data:decode(ids):gsub("\n", " "))
+print(("\nruns.db holds this run (id %d); try: build/hdlm query \"SELECT step, name, value FROM metrics WHERE run_id = %d LIMIT 20\""):format(run.id, run.id))

@@ -10,6 +10,7 @@
 #include "nn/mask.h"
 #include "nn/safetensors.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -151,8 +152,10 @@ static void build_inputs(trainer *t, const int32_t *win, int B, double norm, rng
 static int micro_batch(trainer *t, const int32_t *tokens, int64_t n, rng *dr, rng *nr, double norm,
                        int backward, double *loss_sum, error *e) {
     int B = t->cfg.batch, T = t->T, V = t->cfg.model.vocab;
-    /* windows of T+1 tokens so the AR objective has its shifted targets */
-    int64_t span = T + 1 <= n ? T + 1 : T;
+    /* windows of T+1 tokens so the AR objective has its shifted targets (always: a split of
+     * exactly T tokens must be refused for AR, not read one stale target past the window);
+     * the mask objective makes do with T */
+    int64_t span = t->cfg.objective == OBJ_AR || T + 1 <= n ? T + 1 : T;
     if (batch_draw(tokens, n, B, span, dr, t->window, e) != HDLM_OK) return e->code;
     if (span == T) /* mask objective on a split of exactly T tokens: repack */
         for (int b = B - 1; b >= 0; b--)
@@ -298,15 +301,16 @@ static void config_json(const trainer *t, json_buf *jb) {
     char buf[1024];
     snprintf(buf, sizeof buf,
              "{\"objective\":\"%s\",\"vocab\":%d,\"d_model\":%d,\"n_layer\":%d,\"n_head\":%d,"
-             "\"seq_len\":%d,\"cond\":%d,\"batch\":%d,\"accum\":%d,\"steps\":%lld,\"seed\":%llu,"
-             "\"lr\":%.17g,\"min_lr\":%.17g,\"warmup\":%lld,\"schedule\":\"%s\",\"beta1\":%.17g,"
-             "\"beta2\":%.17g,\"eps\":%.17g,\"weight_decay\":%.17g,\"clip\":%.17g,\"ema\":%.17g}",
+             "\"seq_len\":%d,\"cond\":%d,\"gamma\":%.9g,\"batch\":%d,\"accum\":%d,"
+             "\"steps\":%lld,\"seed\":%llu,\"lr\":%.17g,\"min_lr\":%.17g,\"warmup\":%lld,"
+             "\"schedule\":\"%s\",\"beta1\":%.17g,\"beta2\":%.17g,\"eps\":%.17g,"
+             "\"weight_decay\":%.17g,\"clip\":%.17g,\"ema\":%.17g}",
              train_objective_name(c->objective), c->model.vocab, c->model.d_model,
-             c->model.n_layer, c->model.n_head, c->model.seq_len, c->model.cond, c->batch,
-             c->accum, (long long)c->steps, (unsigned long long)c->seed, c->opt.lr,
-             c->opt.min_lr, (long long)c->opt.warmup, lr_schedule_name(c->opt.schedule),
-             c->opt.beta1, c->opt.beta2, c->opt.eps, c->opt.weight_decay, c->opt.clip,
-             c->opt.ema);
+             c->model.n_layer, c->model.n_head, c->model.seq_len, c->model.cond,
+             (double)c->model.mix_gamma, c->batch, c->accum, (long long)c->steps,
+             (unsigned long long)c->seed, c->opt.lr, c->opt.min_lr, (long long)c->opt.warmup,
+             lr_schedule_name(c->opt.schedule), c->opt.beta1, c->opt.beta2, c->opt.eps,
+             c->opt.weight_decay, c->opt.clip, c->opt.ema);
     json_buf_raw(jb, buf);
 }
 
@@ -331,6 +335,67 @@ static int rng_parse(const char *s, rng *r) {
 
 static void ckpt_name(const trainer *t, int64_t step, const char *suffix, char *out, size_t cap) {
     snprintf(out, cap, "%s/step_%08lld%s", t->cfg.ckpt_dir, (long long)step, suffix);
+}
+
+/* The step of a checkpoint file name "step_<N><suffix>" (any of the three suffixes), or -1. */
+static int64_t ckpt_file_step(const char *name) {
+    static const char *const suffixes[] = {".safetensors", ".ema.safetensors",
+                                           ".state.safetensors"};
+    if (strncmp(name, "step_", 5)) return -1;
+    const char *p = name + 5;
+    int64_t s = 0;
+    int digits = 0;
+    for (; *p >= '0' && *p <= '9' && digits < 18; p++, digits++) s = s * 10 + (*p - '0');
+    if (!digits) return -1;
+    for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++)
+        if (!strcmp(p, suffixes[i])) return s;
+    return -1;
+}
+
+static int cmp_desc(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* Keeps the newest keep_ckpts step checkpoints up to the one just written (which counts) and
+ * deletes the older ones. The directory is scanned rather than the steps guessed from
+ * ckpt_every, so an off-grid final step or a changed ckpt_every leaves nothing behind. Later
+ * steps (left by a killed run past `latest`) stay: the run overwrites them when it gets there.
+ * Best effort: a failure to list or delete is not an error of the save. */
+static void prune_checkpoints(const trainer *t) {
+    int keep = t->cfg.keep_ckpts > 0 ? t->cfg.keep_ckpts : 2;
+    DIR *d = opendir(t->cfg.ckpt_dir);
+    if (!d) return;
+    int64_t *steps = NULL; /* (n) distinct older steps */
+    size_t n = 0, cap = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        int64_t s = ckpt_file_step(de->d_name);
+        if (s < 0 || s >= t->step) continue;
+        size_t i = 0;
+        while (i < n && steps[i] != s) i++;
+        if (i < n) continue;
+        if (n == cap) {
+            size_t nc = cap ? 2 * cap : 16;
+            int64_t *ns = realloc(steps, nc * sizeof *ns);
+            if (!ns) break;
+            steps = ns;
+            cap = nc;
+        }
+        steps[n++] = s;
+    }
+    closedir(d);
+    if (n) qsort(steps, n, sizeof *steps, cmp_desc);
+    for (size_t i = (size_t)(keep - 1); i < n; i++) {
+        char p[1200];
+        ckpt_name(t, steps[i], ".safetensors", p, sizeof p);
+        unlink(p);
+        ckpt_name(t, steps[i], ".ema.safetensors", p, sizeof p);
+        unlink(p);
+        ckpt_name(t, steps[i], ".state.safetensors", p, sizeof p);
+        unlink(p);
+    }
+    free(steps);
 }
 
 int trainer_save(trainer *t, char *path, size_t cap, error *e) {
@@ -377,19 +442,7 @@ int trainer_save(trainer *t, char *path, size_t cap, error *e) {
         unlink(ltmp);
         return error_set(e, HDLM_EIO, "%s: cannot write: %s", lpath, strerror(errno));
     }
-    /* prune older step checkpoints beyond keep_ckpts (never the one just written) */
-    int keep = t->cfg.keep_ckpts > 0 ? t->cfg.keep_ckpts : 2;
-    int64_t every = t->cfg.ckpt_every > 0 ? t->cfg.ckpt_every : 1;
-    for (int64_t s = t->step - (int64_t)keep * every; s >= 0 && s > t->step - (keep + 4) * every;
-         s -= every) {
-        char p[1200];
-        ckpt_name(t, s, ".safetensors", p, sizeof p);
-        unlink(p);
-        ckpt_name(t, s, ".ema.safetensors", p, sizeof p);
-        unlink(p);
-        ckpt_name(t, s, ".state.safetensors", p, sizeof p);
-        unlink(p);
-    }
+    prune_checkpoints(t);
     if (path) snprintf(path, cap, "%s", wpath);
     return HDLM_OK;
 }

@@ -169,6 +169,37 @@ static int corpus_tostring(lua_State *L) {
     return 1;
 }
 
+static const char *const synth_keys[] = {"vocab", "n", "valid", "seed", NULL};
+
+/* hdlm.random_corpus{vocab=, n=, valid=, seed=}: uniformly random tokens held in memory, for
+ * benchmarks that need a vocabulary no tokenizer has (config c: 8192). Not for learning. */
+static int l_random_corpus(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    l_check_keys(L, 1, "hdlm.random_corpus", synth_keys);
+    long long vocab = l_opt_integer(L, 1, "hdlm.random_corpus", "vocab", 256);
+    long long n = l_opt_integer(L, 1, "hdlm.random_corpus", "n", 1 << 20);
+    long long nv = l_opt_integer(L, 1, "hdlm.random_corpus", "valid", 65536);
+    long long seed = l_opt_integer(L, 1, "hdlm.random_corpus", "seed", 0);
+    if (vocab < 2 || vocab > 65536 || n < 1 || n > (1LL << 31) || nv < 0 || nv > (1LL << 31))
+        return luaL_error(L, "hdlm.random_corpus: vocab must be in 2..65536 and n, valid in 1..2^31");
+    l_corpus *u = lua_newuserdatauv(L, sizeof *u, 0);
+    memset(u, 0, sizeof *u);
+    luaL_setmetatable(L, CORPUS_MT);
+    snprintf(u->path, sizeof u->path, "random:vocab=%lld,seed=%lld", vocab, seed);
+    u->c.tok.kind = TOKENIZER_BYTES;
+    u->c.tok.vocab = (int32_t)vocab;
+    u->c.train = malloc((size_t)n * sizeof(int32_t));
+    u->c.valid = malloc((size_t)(nv ? nv : 1) * sizeof(int32_t));
+    if (!u->c.train || !u->c.valid) return luaL_error(L, "hdlm.random_corpus: out of memory");
+    u->c.n_train = n;
+    u->c.n_valid = nv;
+    rng r;
+    rng_init(&r, (uint64_t)seed);
+    for (long long i = 0; i < n; i++) u->c.train[i] = (int32_t)rng_below(&r, (uint64_t)vocab);
+    for (long long i = 0; i < nv; i++) u->c.valid[i] = (int32_t)rng_below(&r, (uint64_t)vocab);
+    return 1;
+}
+
 static const char *const prepare_keys[] = {"tokenizer", "valid", "seed", NULL};
 
 /* hdlm.prepare(text_path, out_path [, {tokenizer=, valid=, seed=}]) -> {bytes=, train=, valid=} */
@@ -222,4 +253,7 @@ void l_data_register(lua_State *L, int ctx_idx) {
     lua_pushvalue(L, ctx_idx);
     lua_pushcclosure(L, l_prepare, 1);
     lua_setfield(L, -2, "prepare");
+    lua_pushvalue(L, ctx_idx);
+    lua_pushcclosure(L, l_random_corpus, 1);
+    lua_setfield(L, -2, "random_corpus");
 }

@@ -123,8 +123,8 @@ int l_train_run(lua_State *L, store *st, int64_t run_id, int o, int corpus_idx,
         return luaL_error(L, "db:train: key 'ema' must be in [0, 1), got %f", cfg.opt.ema);
     if (cfg.log_every < 1) cfg.log_every = 1;
 
-    /* the Model userdata owns the trainer's model at the end; the trainer lives in C memory
-     * that a Lua error below could leak, so it sits in a userdata with a __gc too */
+    /* the Model userdata owns the trainer's model at the end; the trainer struct sits in a
+     * userdata, and every error path below frees its buffers before raising */
     l_model *out = new_model_ud(L);
     int out_idx = lua_gettop(L);
     trainer *t = lua_newuserdatauv(L, sizeof *t, 0);
@@ -190,6 +190,7 @@ int l_train_run(lua_State *L, store *st, int64_t run_id, int o, int corpus_idx,
     memset(&t->m, 0, sizeof t->m);
     out->objective = cfg.objective;
     out->tok = data->tok;
+    int64_t steps_done = t->step; /* also right when a resumed run had nothing left to do */
     trainer_free(t);
     lua_settop(L, out_idx);
     lua_createtable(L, 0, 4);
@@ -197,7 +198,7 @@ int l_train_run(lua_State *L, store *st, int64_t run_id, int o, int corpus_idx,
     lua_setfield(L, -2, "loss");
     lua_pushnumber(L, tok_s_n ? tok_s_sum / tok_s_n : s.tokens_per_s);
     lua_setfield(L, -2, "tokens_per_s");
-    lua_pushinteger(L, (lua_Integer)s.step);
+    lua_pushinteger(L, (lua_Integer)steps_done);
     lua_setfield(L, -2, "steps");
     return 2; /* model, summary */
 }
@@ -236,6 +237,8 @@ static int l_model_new(lua_State *L) {
         GETI("seq_len", mc.seq_len);
         GETI("cond", mc.cond);
 #undef GETI
+        const json_value *gm = json_get(v, "gamma");
+        if (gm && json_type(gm) == JSON_NUMBER) mc.mix_gamma = (float)json_number(gm);
         const json_value *ob = json_get(v, "objective");
         int objective = ob && json_type(ob) == JSON_STRING ? train_objective_from_name(json_string(ob)) : 0;
         if (objective == OBJ_MASK) mc.mask_id = mc.vocab - 1;

@@ -5,6 +5,7 @@
 #include "l_internal.h"
 
 #include <lualib.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,6 +47,11 @@ static int luaopen_hdlm(lua_State *L) {
     lua_setfield(L, mod, "db_path");
     lua_pushstring(L, HDLM_SOURCE_DIR);
     lua_setfield(L, mod, "source_dir");
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[n > 0 ? n : 0] = '\0';
+    lua_pushstring(L, exe); /* the running hdlm binary, for scripts that start sub-runs */
+    lua_setfield(L, mod, "binary");
     lua_settop(L, mod);
     return 1;
 }

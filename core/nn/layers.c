@@ -1,8 +1,9 @@
 /* Forward/backward kernels of the DDiT transformer (spec §5): linear (through blas_sgemm),
- * embeddings, LayerNorm without bias, adaLN modulation, gated residuals, tanh-GELU, SiLU, sinusoidal
- * σ features, NeoX rotary, attention with range masks, cross-entropy. Plain loops written so that
- * gcc -O3 -march=native vectorises them (our own expf, no libm calls in hot loops), rows/heads in
- * parallel with OpenMP. No model layout, no allocation visible to callers, no dropout. */
+ * embeddings, LayerNorm without bias, adaLN modulation, gated residuals, tanh-GELU, SiLU,
+ * sinusoidal σ features, NeoX rotary, attention with range masks, cross-entropy. Plain loops
+ * written so that gcc -O3 -march=native vectorises them (our own expf, no libm calls in hot loops),
+ * rows/heads in parallel with OpenMP. No model layout, no allocation visible to callers, no
+ * dropout. */
 #include "nn/layers.h"
 
 #include "base/error.h"
@@ -25,17 +26,18 @@ static inline float f32_from_bits(int32_t b) {
     return f;
 }
 
-/* exp(x) for x clamped to [-87.3, 88.3] (so 2^n stays a normal float), max rel error ~2e-7.
- * x = n·ln2 + r with |r| <= ln2/2 (Cody-Waite split of ln2, the FMAs keep n·ln2_hi exact), then a
- * degree-7 Taylor polynomial for e^r (truncation 5e-9 at |r| = 0.347) and 2^n built in the exponent
- * bits. Inline and branch-free so the callers' loops vectorise; libm's expf would not. */
+/* exp(x) for x clamped to [-87.3, 88.3] (so 2^n stays a normal float), max rel error 8e-8
+ * (measured). x = n·ln2 + r with |r| <= ln2/2 (Cody-Waite split of ln2, the FMAs keep n·ln2_hi
+ * exact), then a degree-7 Taylor polynomial for e^r (truncation 5e-9 at |r| = 0.347) and 2^n built
+ * in the exponent bits. Inline and branch-free so the callers' loops vectorise; libm's expf would
+ * not. */
 static inline float fast_expf(float x) {
     x = x < -87.3f ? -87.3f : x;
     x = x > 88.3f ? 88.3f : x;
     const float shifter = 12582912.0f; /* 1.5·2^23: adding it rounds to an integer */
     float n = (x * 1.44269504088896341f + shifter) - shifter;
-    float r = fmaf(n, -0.693145751953125f, x);  /* ln2_hi, 16 significant bits */
-    r = fmaf(n, -1.42860682030941723e-6f, r);   /* ln2_lo */
+    float r = fmaf(n, -0.693145751953125f, x); /* ln2_hi, 16 significant bits */
+    r = fmaf(n, -1.42860682030941723e-6f, r);  /* ln2_lo */
     float p = 1.0f / 5040.0f;
     p = fmaf(p, r, 1.0f / 720.0f);
     p = fmaf(p, r, 1.0f / 120.0f);
@@ -64,15 +66,15 @@ static inline float fast_sigmoid(float a, float *z_out) {
 
 void linear_forward(float *out, const float *inp, const float *w, const float *bias, int N, int C,
                     int OC) {
-    /* out(N,OC) = inp(N,C) · w(OC,C)^T */
-    blas_sgemm(0, 1, N, OC, C, 1.0f, inp, C, w, C, 0.0f, out, OC);
-    if (!bias) return;
+    if (bias) {
+        /* rows start as the bias and sgemm adds with beta 1: this replaces the pass in which
+         * OpenBLAS zeroes C for beta 0, instead of adding a pass after the product */
 #pragma omp parallel for schedule(static) if ((int64_t)N * OC >= PAR_MIN)
-    for (int n = 0; n < N; n++) {
-        float *o = out + (size_t)n * OC;
-#pragma omp simd
-        for (int j = 0; j < OC; j++) o[j] += bias[j];
+        for (int n = 0; n < N; n++)
+            memcpy(out + (size_t)n * OC, bias, (size_t)OC * sizeof(float));
     }
+    /* out(N,OC) (+)= inp(N,C) · w(OC,C)^T */
+    blas_sgemm(0, 1, N, OC, C, 1.0f, inp, C, w, C, bias ? 1.0f : 0.0f, out, OC);
 }
 
 /* Column sums of a (N, C) matrix added into acc (C): each thread owns a slice of columns so the
@@ -85,7 +87,8 @@ static void colsum_accumulate(float *acc, const float *x, int N, int C) {
         for (int n = 0; n < N; n++) {
             const float *xn = x + (size_t)n * C;
 #pragma omp simd
-            for (int c = c0; c < c1; c++) acc[c] += xn[c];
+            for (int c = c0; c < c1; c++)
+                acc[c] += xn[c];
         }
     }
 }
@@ -104,7 +107,8 @@ void linear_forward_naive(float *out, const float *inp, const float *w, const fl
     for (int n = 0; n < N; n++) {
         for (int o = 0; o < OC; o++) {
             double acc = bias ? bias[o] : 0.0;
-            for (int c = 0; c < C; c++) acc += (double)inp[(size_t)n * C + c] * w[(size_t)o * C + c];
+            for (int c = 0; c < C; c++)
+                acc += (double)inp[(size_t)n * C + c] * w[(size_t)o * C + c];
             out[(size_t)n * OC + o] = (float)acc;
         }
     }
@@ -131,7 +135,8 @@ void embedding_backward(float *dwte, const float *dout, const int32_t *tok, int 
             float *d = dwte + (size_t)tok[n] * C;
             const float *g = dout + (size_t)n * C;
 #pragma omp simd
-            for (int c = c0; c < c1; c++) d[c] += g[c];
+            for (int c = c0; c < c1; c++)
+                d[c] += g[c];
         }
     }
 }
@@ -146,7 +151,8 @@ void embedding_mix_forward(float *out, const int32_t *tok, const float *w, const
         float *o = out + (size_t)n * C;
         float a = w[n], b = 1.0f - w[n];
 #pragma omp simd
-        for (int c = 0; c < C; c++) o[c] = a * et[c] + b * em[c];
+        for (int c = 0; c < C; c++)
+            o[c] = a * et[c] + b * em[c];
     }
 }
 
@@ -163,9 +169,11 @@ void embedding_mix_backward(float *dwte, const float *dout, const int32_t *tok, 
             float a = w[n], b = 1.0f - w[n];
             /* two statements, not one loop body: dt and dm are the same row when tok == mask_id */
 #pragma omp simd
-            for (int c = c0; c < c1; c++) dt[c] += a * g[c];
+            for (int c = c0; c < c1; c++)
+                dt[c] += a * g[c];
 #pragma omp simd
-            for (int c = c0; c < c1; c++) dm[c] += b * g[c];
+            for (int c = c0; c < c1; c++)
+                dm[c] += b * g[c];
         }
     }
 }
@@ -184,7 +192,8 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, c
         /* two passes over a row that sits in L1: exact-enough variance without Welford */
         float s = 0.0f;
 #pragma omp simd reduction(+ : s)
-        for (int c = 0; c < C; c++) s += x[c];
+        for (int c = 0; c < C; c++)
+            s += x[c];
         float m = s / (float)C;
         float v = 0.0f;
 #pragma omp simd reduction(+ : v)
@@ -194,7 +203,8 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, c
         }
         float rs = 1.0f / sqrtf(v / (float)C + LN_EPS);
 #pragma omp simd
-        for (int c = 0; c < C; c++) o[c] = (x[c] - m) * rs * weight[c];
+        for (int c = 0; c < C; c++)
+            o[c] = (x[c] - m) * rs * weight[c];
         if (mean) mean[n] = m;
         if (rstd) rstd[n] = rs;
     }
@@ -236,14 +246,16 @@ void layernorm_backward(float *dinp, float *dweight, const float *dout, const fl
             }
             if (dw) {
 #pragma omp simd
-                for (int c = 0; c < C; c++) dw[c] += g[c] * (x[c] - m) * rs;
+                for (int c = 0; c < C; c++)
+                    dw[c] += g[c] * (x[c] - m) * rs;
             }
         }
     }
     if (dweight) {
         for (int t = 0; t < nt; t++) {
             const float *p = part + (size_t)t * C;
-            for (int c = 0; c < C; c++) dweight[c] += p[c];
+            for (int c = 0; c < C; c++)
+                dweight[c] += p[c];
         }
         free(part);
     }
@@ -257,7 +269,8 @@ void modulate_forward(float *out, const float *inp, const float *shift, const fl
                     *sc = scale + (size_t)n * ld;
         float *o = out + (size_t)n * C;
 #pragma omp simd
-        for (int c = 0; c < C; c++) o[c] = x[c] * (1.0f + sc[c]) + sh[c];
+        for (int c = 0; c < C; c++)
+            o[c] = x[c] * (1.0f + sc[c]) + sh[c];
     }
 }
 
@@ -270,17 +283,20 @@ void modulate_backward(float *dinp, float *dshift, float *dscale, const float *d
         if (dinp) {
             float *d = dinp + (size_t)n * C;
 #pragma omp simd
-            for (int c = 0; c < C; c++) d[c] += g[c] * (1.0f + sc[c]);
+            for (int c = 0; c < C; c++)
+                d[c] += g[c] * (1.0f + sc[c]);
         }
         if (dshift) {
             float *d = dshift + (size_t)n * ld;
 #pragma omp simd
-            for (int c = 0; c < C; c++) d[c] += g[c];
+            for (int c = 0; c < C; c++)
+                d[c] += g[c];
         }
         if (dscale) {
             float *d = dscale + (size_t)n * ld;
 #pragma omp simd
-            for (int c = 0; c < C; c++) d[c] += g[c] * x[c];
+            for (int c = 0; c < C; c++)
+                d[c] += g[c] * x[c];
         }
     }
 }
@@ -294,10 +310,12 @@ void residual_forward(float *out, const float *res, const float *x, const float 
         if (gate) {
             const float *gt = gate + (size_t)n * ld;
 #pragma omp simd
-            for (int c = 0; c < C; c++) o[c] = r[c] + gt[c] * xn[c];
+            for (int c = 0; c < C; c++)
+                o[c] = r[c] + gt[c] * xn[c];
         } else {
 #pragma omp simd
-            for (int c = 0; c < C; c++) o[c] = r[c] + xn[c];
+            for (int c = 0; c < C; c++)
+                o[c] = r[c] + xn[c];
         }
     }
 }
@@ -311,22 +329,26 @@ void residual_backward(float *dres, float *dx, float *dgate, const float *dout, 
         if (dres) {
             float *d = dres + (size_t)n * C;
 #pragma omp simd
-            for (int c = 0; c < C; c++) d[c] += g[c];
+            for (int c = 0; c < C; c++)
+                d[c] += g[c];
         }
         if (dx) {
             float *d = dx + (size_t)n * C;
             if (gt) {
 #pragma omp simd
-                for (int c = 0; c < C; c++) d[c] += gt[c] * g[c];
+                for (int c = 0; c < C; c++)
+                    d[c] += gt[c] * g[c];
             } else {
 #pragma omp simd
-                for (int c = 0; c < C; c++) d[c] += g[c];
+                for (int c = 0; c < C; c++)
+                    d[c] += g[c];
             }
         }
         if (dgate && gt) {
             float *d = dgate + (size_t)n * ld;
 #pragma omp simd
-            for (int c = 0; c < C; c++) d[c] += g[c] * xn[c];
+            for (int c = 0; c < C; c++)
+                d[c] += g[c] * xn[c];
         }
     }
 }
@@ -387,17 +409,22 @@ void silu_backward(float *dinp, const float *inp, const float *dout, int64_t n) 
 
 void timestep_features(float *out, const float *sigma, int N, int dim) {
     int half = dim / 2;
+    float *freq = malloc((size_t)(half > 0 ? half : 1) * sizeof(float)); /* (half) */
+    HDLM_ASSERT(freq);
+    for (int k = 0; k < half; k++)
+        freq[k] = (float)exp(-log(10000.0) * (double)k / (double)half);
+#pragma omp parallel for schedule(static) if ((int64_t)N * dim >= PAR_MIN / 4)
     for (int n = 0; n < N; n++) {
         float *o = out + (size_t)n * dim;
         for (int k = 0; k < half; k++) {
             /* like the reference: frequencies and arguments in float32, cos/sin of that float */
-            float w = (float)exp(-log(10000.0) * (double)k / (double)half);
-            float arg = sigma[n] * w;
+            float arg = sigma[n] * freq[k];
             o[k] = cosf(arg);
             o[half + k] = sinf(arg);
         }
         if (dim % 2) o[dim - 1] = 0.0f;
     }
+    free(freq);
 }
 
 /* Rotates pairs (x[k], x[k+hd/2]) by theta_{p,k}; sign -1 applies the inverse rotation.
@@ -414,12 +441,13 @@ static void rope_apply(float *x, int ld, const int32_t *pos, int N, int H, int h
     }
     HDLM_ASSERT(pmin >= 0);
     int by_pos = (int64_t)pmax - pmin + 1 <= N;
-    int R = by_pos ? pmax - pmin + 1 : N; /* table rows */
+    int R = by_pos ? pmax - pmin + 1 : N;                         /* table rows */
     float *tab = malloc(((size_t)R * hd + half) * sizeof(float)); /* cos (R,half), sin (R,half) */
     HDLM_ASSERT(tab);
     float *ctab = tab, *stab = tab + (size_t)R * half, *inv = tab + (size_t)R * hd;
     /* inv_freq like the reference: 1 / 10000^(2k/hd) in float32, theta = p * inv_freq in float32 */
-    for (int k = 0; k < half; k++) inv[k] = 1.0f / powf(10000.0f, (float)(2 * k) / (float)hd);
+    for (int k = 0; k < half; k++)
+        inv[k] = 1.0f / powf(10000.0f, (float)(2 * k) / (float)hd);
 #pragma omp parallel for schedule(static) if ((int64_t)R * half >= PAR_MIN / 4)
     for (int r = 0; r < R; r++) {
         float p = (float)(by_pos ? pmin + r : pos[r]);
@@ -489,13 +517,15 @@ static void attn_softmax_row(float *p, const attn_row *r, int Tk) {
     int ns = attn_segments(r, Tk, seg);
     if (ns == 0) {
         float u = 1.0f / (float)Tk;
-        for (int j = 0; j < Tk; j++) p[j] = u;
+        for (int j = 0; j < Tk; j++)
+            p[j] = u;
         return;
     }
     float m = -INFINITY;
     for (int s = 0; s < ns; s++) {
 #pragma omp simd reduction(max : m)
-        for (int j = seg[2 * s]; j < seg[2 * s + 1]; j++) m = p[j] > m ? p[j] : m;
+        for (int j = seg[2 * s]; j < seg[2 * s + 1]; j++)
+            m = p[j] > m ? p[j] : m;
     }
     float sum = 0.0f;
     for (int s = 0; s < ns; s++) {
@@ -508,12 +538,15 @@ static void attn_softmax_row(float *p, const attn_row *r, int Tk) {
     float inv = 1.0f / sum;
     int prev = 0; /* end of the previous segment: zero the gap before each segment */
     for (int s = 0; s < ns; s++) {
-        for (int j = prev; j < seg[2 * s]; j++) p[j] = 0.0f;
+        for (int j = prev; j < seg[2 * s]; j++)
+            p[j] = 0.0f;
 #pragma omp simd
-        for (int j = seg[2 * s]; j < seg[2 * s + 1]; j++) p[j] *= inv;
+        for (int j = seg[2 * s]; j < seg[2 * s + 1]; j++)
+            p[j] *= inv;
         prev = seg[2 * s + 1];
     }
-    for (int j = prev; j < Tk; j++) p[j] = 0.0f;
+    for (int j = prev; j < Tk; j++)
+        p[j] = 0.0f;
 }
 
 void attention_forward(float *out, float *att, const float *q, int ldq, const float *k, int ldk,
@@ -526,13 +559,14 @@ void attention_forward(float *out, float *att, const float *q, int ldq, const fl
 #pragma omp parallel for schedule(static) if (B * H > 1)
     for (int bh = 0; bh < B * H; bh++) {
         int b = bh / H, h = bh % H;
-        const float *qh = q + (size_t)b * T * ldq + (size_t)h * hd;   /* (T,hd) stride ldq */
-        const float *kh = k + b * kv_bstride + (size_t)h * hd;        /* (Tk,hd) stride ldk */
-        const float *vh = v + b * kv_bstride + (size_t)h * hd;        /* (Tk,hd) stride ldv */
-        float *ah = att + (size_t)bh * T * Tk;                        /* (T,Tk) */
-        float *oh = out + (size_t)b * T * C + (size_t)h * hd;         /* (T,hd) stride C */
+        const float *qh = q + (size_t)b * T * ldq + (size_t)h * hd; /* (T,hd) stride ldq */
+        const float *kh = k + b * kv_bstride + (size_t)h * hd;      /* (Tk,hd) stride ldk */
+        const float *vh = v + b * kv_bstride + (size_t)h * hd;      /* (Tk,hd) stride ldv */
+        float *ah = att + (size_t)bh * T * Tk;                      /* (T,Tk) */
+        float *oh = out + (size_t)b * T * C + (size_t)h * hd;       /* (T,hd) stride C */
         blas_sgemm(0, 1, T, Tk, hd, scale, qh, ldq, kh, ldk, 0.0f, ah, Tk);
-        for (int t = 0; t < T; t++) attn_softmax_row(ah + (size_t)t * Tk, &rows[b * T + t], Tk);
+        for (int t = 0; t < T; t++)
+            attn_softmax_row(ah + (size_t)t * Tk, &rows[b * T + t], Tk);
         blas_sgemm(0, 0, T, hd, Tk, 1.0f, ah, Tk, vh, ldv, 0.0f, oh, C);
     }
 }
@@ -564,7 +598,7 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                 size_t qoff = (size_t)b * T * ldq + (size_t)h * hd;
                 size_t koff = (size_t)(b * kv_bstride) + (size_t)h * hd;
                 size_t voff = (size_t)(b * kv_bstride) + (size_t)h * hd;
-                const float *ah = att + ((size_t)b * H + h) * T * Tk; /* (T,Tk) */
+                const float *ah = att + ((size_t)b * H + h) * T * Tk;         /* (T,Tk) */
                 const float *doh = dout + (size_t)b * T * C + (size_t)h * hd; /* (T,hd) */
                 /* dV(Tk,hd) += P^T · dO */
                 if (dv) blas_sgemm(1, 0, Tk, hd, T, 1.0f, ah, Tk, doh, C, 1.0f, dv + voff, ldv);
@@ -583,15 +617,17 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                     }
                     float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
-                    for (int j = 0; j < Tk; j++) dot += p[j] * d[j];
+                    for (int j = 0; j < Tk; j++)
+                        dot += p[j] * d[j];
 #pragma omp simd
-                    for (int j = 0; j < Tk; j++) d[j] = p[j] * (d[j] - dot);
+                    for (int j = 0; j < Tk; j++)
+                        d[j] = p[j] * (d[j] - dot);
                 }
                 /* dQ(T,hd) += scale · dS · K ; dK(Tk,hd) += scale · dS^T · Q */
-                if (dq) blas_sgemm(0, 0, T, hd, Tk, scale, dp, Tk, k + koff, ldk, 1.0f, dq + qoff,
-                                   ldq);
-                if (dk) blas_sgemm(1, 0, Tk, hd, T, scale, dp, Tk, q + qoff, ldq, 1.0f, dk + koff,
-                                   ldk);
+                if (dq)
+                    blas_sgemm(0, 0, T, hd, Tk, scale, dp, Tk, k + koff, ldk, 1.0f, dq + qoff, ldq);
+                if (dk)
+                    blas_sgemm(1, 0, Tk, hd, T, scale, dp, Tk, q + qoff, ldq, 1.0f, dk + koff, ldk);
             }
         }
         free(dp);
@@ -621,24 +657,29 @@ void attention_forward_naive(float *out, float *att, const float *q, int ldq, co
                     }
                     const float *kj = k + b * kv_bstride + (size_t)j * ldk + (size_t)h * hd;
                     double s = 0.0;
-                    for (int i = 0; i < hd; i++) s += (double)qt[i] * kj[i];
+                    for (int i = 0; i < hd; i++)
+                        s += (double)qt[i] * kj[i];
                     p[j] = s * scale;
                     m = p[j] > m ? p[j] : m;
                     any = 1;
                 }
                 double sum = 0.0;
                 for (int j = 0; j < Tk; j++) {
-                    if (!any) p[j] = 1.0; /* fully blocked: scores 0 for every key */
-                    else p[j] = isnan(p[j]) ? 0.0 : exp(p[j] - m);
+                    if (!any)
+                        p[j] = 1.0; /* fully blocked: scores 0 for every key */
+                    else
+                        p[j] = isnan(p[j]) ? 0.0 : exp(p[j] - m);
                     sum += p[j];
                 }
                 float *at = att + (((size_t)b * H + h) * T + t) * Tk;
-                for (int j = 0; j < Tk; j++) at[j] = (float)(p[j] / sum);
+                for (int j = 0; j < Tk; j++)
+                    at[j] = (float)(p[j] / sum);
                 float *ot = out + (size_t)(b * T + t) * C + (size_t)h * hd;
                 for (int i = 0; i < hd; i++) {
                     double acc = 0.0;
                     for (int j = 0; j < Tk; j++)
-                        acc += p[j] / sum * v[b * kv_bstride + (size_t)j * ldv + (size_t)h * hd + i];
+                        acc +=
+                            p[j] / sum * v[b * kv_bstride + (size_t)j * ldv + (size_t)h * hd + i];
                     ot[i] = (float)acc;
                 }
             }
@@ -654,10 +695,12 @@ void attention_forward_naive(float *out, float *att, const float *q, int ldq, co
 static void softmax_stats(const float *x, int V, float *max_out, float *sum_out) {
     float m = -INFINITY;
 #pragma omp simd reduction(max : m)
-    for (int j = 0; j < V; j++) m = x[j] > m ? x[j] : m;
+    for (int j = 0; j < V; j++)
+        m = x[j] > m ? x[j] : m;
     float s = 0.0f;
 #pragma omp simd reduction(+ : s)
-    for (int j = 0; j < V; j++) s += fast_expf(x[j] - m);
+    for (int j = 0; j < V; j++)
+        s += fast_expf(x[j] - m);
     *max_out = m;
     *sum_out = s;
 }
@@ -679,18 +722,33 @@ void crossentropy_forward(float *loss, const float *logits, const int32_t *targe
 
 void crossentropy_backward(float *dlogits, const float *logits, const int32_t *target,
                            const float *dloss, int N, int V) {
-#pragma omp parallel for schedule(static) if ((int64_t)N * V >= PAR_MIN)
-    for (int n = 0; n < N; n++) {
-        if (target[n] < 0) continue;
-        HDLM_ASSERT(target[n] < V);
-        const float *x = logits + (size_t)n * V;
-        float *d = dlogits + (size_t)n * V;
-        float m, s;
-        softmax_stats(x, V, &m, &s);
-        float w = dloss ? dloss[n] : 1.0f;
-        float c = w / s;
+#pragma omp parallel if ((int64_t)N * V >= PAR_MIN)
+    {
+        float *e = malloc((size_t)V * sizeof(float)); /* (V) exp(x - max) of the current row */
+        HDLM_ASSERT(e);
+#pragma omp for schedule(static)
+        for (int n = 0; n < N; n++) {
+            if (target[n] < 0) continue;
+            HDLM_ASSERT(target[n] < V);
+            const float *x = logits + (size_t)n * V;
+            float *d = dlogits + (size_t)n * V;
+            float m = -INFINITY, s = 0.0f;
+#pragma omp simd reduction(max : m)
+            for (int j = 0; j < V; j++)
+                m = x[j] > m ? x[j] : m;
+                /* one exp per logit: kept in e (L1/L2-resident) between the sum and the update */
+#pragma omp simd reduction(+ : s)
+            for (int j = 0; j < V; j++) {
+                e[j] = fast_expf(x[j] - m);
+                s += e[j];
+            }
+            float w = dloss ? dloss[n] : 1.0f;
+            float c = w / s;
 #pragma omp simd
-        for (int j = 0; j < V; j++) d[j] += fast_expf(x[j] - m) * c;
-        d[target[n]] -= w;
+            for (int j = 0; j < V; j++)
+                d[j] += e[j] * c;
+            d[target[n]] -= w;
+        }
+        free(e);
     }
 }

@@ -1,8 +1,9 @@
-/* Numerical kernels of the DDiT transformer (spec §5), llm.c style: `<op>_forward` / `<op>_backward`
- * pairs over flat float32 arrays. Every backward ACCUMULATES (+=) into parameter and input gradients
- * (callers zero gradient buffers once); the exceptions, rope_backward and the in-place transforms,
- * say so. Kernels parallelise internally with OpenMP; do not call them from inside a parallel
- * region. The model layout (which buffer is which) belongs to the caller, not to this file.
+/* Numerical kernels of the DDiT transformer (spec §5), llm.c style: `<op>_forward` /
+ * `<op>_backward` pairs over flat float32 arrays. Every backward ACCUMULATES (+=) into parameter
+ * and input gradients (callers zero gradient buffers once); the exceptions, rope_backward and the
+ * in-place transforms, say so. Kernels parallelise internally with OpenMP; do not call them from
+ * inside a parallel region. The model layout (which buffer is which) belongs to the caller, not to
+ * this file.
  *
  * Dimension letters: B batch, T query positions, Tk key positions, N rows (tokens, usually B*T),
  * C channels, OC output channels, H heads, hd = C/H head size, V classes (vocabulary). */
@@ -16,7 +17,8 @@
 /* out(N,OC) = inp(N,C) · w(OC,C)^T + bias(OC) (bias may be NULL) */
 void linear_forward(float *out, const float *inp, const float *w, const float *bias, int N, int C,
                     int OC);
-/* dinp(N,C) += dout·w (dinp may be NULL); dw(OC,C) += dout^T·inp; dbias(OC) += Σ_n dout (or NULL) */
+/* dinp(N,C) += dout·w (dinp may be NULL); dw(OC,C) += dout^T·inp; dbias(OC) += Σ_n dout (or NULL)
+ */
 void linear_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                      const float *w, int N, int C, int OC);
 /* Plain loops in double, for tests. */
@@ -28,7 +30,8 @@ void linear_forward_naive(float *out, const float *inp, const float *w, const fl
 /* out(N,C) = wte(V,C)[tok(N)] */
 void embedding_forward(float *out, const int32_t *tok, const float *wte, int N, int C);
 void embedding_backward(float *dwte, const float *dout, const int32_t *tok, int N, int C);
-/* RADD-style mix (spec §5.2 step 1): out_n = w_n*E[tok_n] + (1-w_n)*E[mask_id]. No gradient to w. */
+/* RADD-style mix (spec §5.2 step 1): out_n = w_n*E[tok_n] + (1-w_n)*E[mask_id]. No gradient to w.
+ */
 void embedding_mix_forward(float *out, const int32_t *tok, const float *w, const float *wte,
                            int mask_id, int N, int C);
 void embedding_mix_backward(float *dwte, const float *dout, const int32_t *tok, const float *w,

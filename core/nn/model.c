@@ -132,7 +132,8 @@ static void fill_views(model *m, float *slab, model_params *dst, const tensor_sp
 
 int model_init(model *m, const model_config *cfg, uint64_t seed, error *e) {
     memset(m, 0, sizeof *m);
-    if (model_config_check(cfg, e) != HDLM_OK) return e->code;
+    int rc = model_config_check(cfg, e); /* e may be NULL: keep the code, not e->code */
+    if (rc != HDLM_OK) return rc;
     m->cfg = *cfg;
     m->p.layers = calloc((size_t)cfg->n_layer, sizeof(layer_params));
     m->g.layers = calloc((size_t)cfg->n_layer, sizeof(layer_params));
@@ -214,7 +215,7 @@ struct model_acts {
     float *lnf, *lnf_mean, *lnf_rstd;
     float *logits;      /* (N, V) */
     /* backward scratch */
-    float *dx, *dln, *dm, *dqkv, *datty, *dfc, *dada, *dc, *dlnf;
+    float *dx, *dln, *dm, *dqkv, *datty, *dgl, *dfc, *dada, *dc, *dlnf;
     float *dt2, *dt1;
 };
 
@@ -300,6 +301,7 @@ static int acts_ensure(model *m, int B, int T, error *e) {
         TAKE(a->dm, N * C);
         TAKE(a->dqkv, N * 3 * C);
         TAKE(a->datty, N * C);
+        TAKE(a->dgl, N * 4 * C);
         TAKE(a->dfc, N * 4 * C);
         TAKE(a->dlnf, N * C);
 #undef TAKE
@@ -340,7 +342,11 @@ int model_alloc_grads(model *m, error *e) {
     /* same offsets as the parameters */
     int n = build_specs(m, NULL);
     tensor_spec *specs = calloc((size_t)n, sizeof *specs);
-    if (!specs) return error_set(e, HDLM_ENOMEM, "model: out of memory");
+    if (!specs) { /* leave no slab without views: the early return above would accept it */
+        free(m->grads);
+        m->grads = NULL;
+        return error_set(e, HDLM_ENOMEM, "model: out of memory");
+    }
     build_specs(m, specs);
     for (int i = 0; i < n; i++) specs[i].t.offset = m->tensors[i].offset;
     fill_views(m, m->grads, &m->g, specs);
@@ -401,8 +407,9 @@ static int check_batch(const model *m, const model_batch *b, error *e) {
 }
 
 int model_forward(model *m, const model_batch *b, float **logits, error *e) {
-    if (check_batch(m, b, e) != HDLM_OK) return e->code;
-    if (acts_ensure(m, b->B, b->T, e) != HDLM_OK) return e->code;
+    int rc = check_batch(m, b, e);
+    if (rc == HDLM_OK) rc = acts_ensure(m, b->B, b->T, e);
+    if (rc != HDLM_OK) return rc;
     model_acts *a = m->acts;
     const model_config *c = &m->cfg;
     int B = b->B, T = b->T, N = B * T, C = c->d_model, H = c->n_head, hd = C / H;
@@ -474,9 +481,12 @@ void model_backward(model *m, const model_batch *b, const float *dlogits) {
         float *dfc2 = a->dm; /* (N, C) */
         memset(dfc2, 0, NC * sizeof(float));
         residual_backward(NULL, dfc2, dgate2, a->dx, la->fc2, gate2, 6 * C, N, C);
+        memset(a->dgl, 0, (size_t)N * 4 * C * sizeof(float));
+        linear_backward(a->dgl, lg->fc2_w, lg->fc2_b, dfc2, la->gl, lp->fc2_w, N, 4 * C, C);
+        /* gelu_backward accumulates (dinp += f'·dout), so it cannot run in place: dfc and dgl
+         * must be different buffers */
         memset(a->dfc, 0, (size_t)N * 4 * C * sizeof(float));
-        linear_backward(a->dfc, lg->fc2_w, lg->fc2_b, dfc2, la->gl, lp->fc2_w, N, 4 * C, C);
-        gelu_backward(a->dfc, la->fc1, a->dfc, (int64_t)N * 4 * C); /* in place */
+        gelu_backward(a->dfc, la->fc1, a->dgl, (int64_t)N * 4 * C);
         float *dm2 = a->dm;
         memset(dm2, 0, NC * sizeof(float));
         linear_backward(dm2, lg->fc1_w, lg->fc1_b, a->dfc, la->m2, lp->fc1_w, N, C, 4 * C);
@@ -535,6 +545,9 @@ void model_backward(model *m, const model_batch *b, const float *dlogits) {
 
 int kv_cache_init(kv_cache *c, const model *m, int B, int Tmax, error *e) {
     memset(c, 0, sizeof *c);
+    if (B < 1 || Tmax < 1)
+        return error_set(e, HDLM_EINVAL, "kv cache: batch %d and length %d must be positive", B,
+                         Tmax);
     c->n_layer = m->cfg.n_layer;
     c->B = B;
     c->Tmax = Tmax;
@@ -559,14 +572,16 @@ void kv_cache_free(kv_cache *c) {
 
 int model_forward_cached(model *m, kv_cache *kc, const model_batch *b, int commit, float **logits,
                          error *e) {
-    if (check_batch(m, b, e) != HDLM_OK) return e->code;
+    int rc = check_batch(m, b, e);
+    if (rc != HDLM_OK) return rc;
     if (b->B != kc->B)
         return error_set(e, HDLM_EINVAL, "kv cache: batch %d, cache built for %d", b->B, kc->B);
     if (kc->len + b->T > kc->Tmax)
         return error_set(e, HDLM_EINVAL, "kv cache: %d cached + %d new positions exceed %d",
                          kc->len, b->T, kc->Tmax);
     /* inference reuses the layer-0 activation buffers for every layer (nothing is saved) */
-    if (acts_ensure(m, b->B, b->T, e) != HDLM_OK) return e->code;
+    rc = acts_ensure(m, b->B, b->T, e);
+    if (rc != HDLM_OK) return rc;
     size_t need = (size_t)b->B * m->cfg.n_head * b->T * (kc->len + b->T);
     if (need > kc->att_cap) {
         float *att = realloc(kc->att, need * sizeof(float));

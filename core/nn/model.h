@@ -97,8 +97,8 @@ int model_forward(model *m, const model_batch *b, float **logits, error *e);
 /* Accumulates parameter gradients from dlogits (N, V) for the batch of the last forward. */
 void model_backward(model *m, const model_batch *b, const float *dlogits);
 
-/* Multiply-adds of one forward pass per token, for GFLOP/s figures: matmul parameters and the
- * attention terms over T keys. Training ≈ 3x this (forward + backward). */
+/* FLOPs (2 per multiply-add) of one forward pass per token, for GFLOP/s figures: matmul
+ * parameters and the attention terms over T keys. Training ≈ 3x this (forward + backward). */
 double model_flops_per_token(const model_config *c, int T);
 
 /* ---- KV cache: exact incremental inference ------------------------------------------------- */

@@ -1,5 +1,5 @@
 /* AdamW, LR schedules, clipping, EMA. The update loop is elementwise and parallel; the norm is a
- * float64 reduction in a fixed order per thread count, so runs are deterministic. */
+ * float64 sum in a fixed order whatever the thread count, so runs are deterministic. */
 #include "optim.h"
 
 #include <math.h>
@@ -56,10 +56,24 @@ double optim_lr(const optim_config *c, int64_t t) {
     return c->min_lr + 0.5 * (c->lr - c->min_lr) * (1.0 + cos(M_PI * p));
 }
 
+/* The sum is cut into a fixed number of blocks, each summed in index order, and the block sums
+ * are added in block order: the same bits for any thread count. (An OpenMP `reduction` combines
+ * the per-thread partials in the order threads finish, which with 3 or more threads changes the
+ * last bits from call to call, and with it the clip scale.) */
+#define NORM_BLOCKS 64
+
 double optim_grad_norm(const float *g, size_t n) {
+    double part[NORM_BLOCKS];
+    size_t bs = (n + NORM_BLOCKS - 1) / NORM_BLOCKS;
+#pragma omp parallel for schedule(static) if (n >= 65536)
+    for (int b = 0; b < NORM_BLOCKS; b++) {
+        size_t lo = (size_t)b * bs, hi = lo + bs < n ? lo + bs : n;
+        double s = 0;
+        for (size_t i = lo; i < hi; i++) s += (double)g[i] * g[i];
+        part[b] = s;
+    }
     double s = 0;
-#pragma omp parallel for reduction(+ : s) schedule(static)
-    for (size_t i = 0; i < n; i++) s += (double)g[i] * g[i];
+    for (int b = 0; b < NORM_BLOCKS; b++) s += part[b];
     return sqrt(s);
 }
 
@@ -75,7 +89,7 @@ void optim_step(optim *o, float *params, float *grads, double *gnorm, double *lr
     float bc2 = (float)(1.0 - pow(c->beta2, (double)o->t));
     float alpha = (float)a, wd = (float)(a * c->weight_decay);
     /* EMA decay warms up as min(ema, (1+t)/(10+t)) so short runs are not dominated by the
-     * initial weights (the warm-up rule of diffusers' EMAModel) */
+     * initial weights (a warm-up in the style of diffusers' EMAModel) */
     double d = (1.0 + (double)o->t) / (10.0 + (double)o->t);
     float ema = (float)(c->ema < d ? c->ema : d);
     float *m = o->m, *v = o->v, *ew = o->ema;

@@ -171,7 +171,6 @@ static int db_fail(store *s, int rc, const char *sql, error *e) {
     char what[512], in[256] = "";
     switch (rc & 0xff) {
     case SQLITE_BUSY:
-    case SQLITE_LOCKED:
         snprintf(what, sizeof what,
                  "database is locked by another connection (gave up after %d ms)", s->busy_ms);
         break;

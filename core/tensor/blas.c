@@ -24,7 +24,8 @@ static void blas_check_args(int ta, int tb, int M, int N, int K, int lda, int ld
 static void blas_scale_c(int M, int N, float beta, float *C, int ldc) {
     for (int i = 0; i < M; i++) {
         float *c = C + (size_t)i * ldc;
-        for (int j = 0; j < N; j++) c[j] = beta == 0.0f ? 0.0f : beta * c[j];
+        for (int j = 0; j < N; j++)
+            c[j] = beta == 0.0f ? 0.0f : beta * c[j];
     }
 }
 
@@ -36,8 +37,8 @@ void blas_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A
         blas_scale_c(M, N, beta, C, ldc);
         return;
     }
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M,
-                N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N,
+                K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void blas_sgemm_naive(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,

@@ -6,6 +6,7 @@
 #include "base/rng.h"
 #include "check.h"
 #include "nn/layers.h"
+#include "tensor/blas.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -15,7 +16,8 @@ static rng g_rng;
 
 static float *buf_rand(int64_t n, float lo, float hi) {
     float *p = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
-    for (int64_t i = 0; i < n; i++) p[i] = lo + (hi - lo) * rng_uniform_f32(&g_rng);
+    for (int64_t i = 0; i < n; i++)
+        p[i] = lo + (hi - lo) * rng_uniform_f32(&g_rng);
     return p;
 }
 
@@ -27,7 +29,8 @@ static float *buf_copy(const float *x, int64_t n) {
 
 static double dot_R(const float *out, const float *R, int64_t n) {
     double s = 0.0;
-    for (int64_t i = 0; i < n; i++) s += (double)out[i] * R[i];
+    for (int64_t i = 0; i < n; i++)
+        s += (double)out[i] * R[i];
     return s;
 }
 
@@ -49,6 +52,10 @@ typedef double (*loss_fn)(void *ctx);
 static void check_fd(const char *what, float *x, int64_t n, const float *grad, const float *prior,
                      loss_fn f, void *ctx) {
     const double h = 1e-3;
+    /* the perturbed forwards run on one thread: thousands of tiny parallel regions are slow on a
+     * loaded machine, and the threaded forwards are compared with references elsewhere */
+    int threads = blas_get_threads();
+    blas_set_threads(1);
     double worst = 0.0;
     int64_t wi = -1;
     double wnum = 0.0, wana = 0.0;
@@ -66,6 +73,7 @@ static void check_fd(const char *what, float *x, int64_t n, const float *grad, c
         double ratio = fabs(num - ana) / (2e-3 + 1e-2 * mag);
         if (ratio > worst) worst = ratio, wi = i, wnum = num, wana = ana;
     }
+    blas_set_threads(threads);
     if (worst > 1.0)
         fprintf(stderr, "FD %s: element %lld numeric %.6g analytic %.6g\n", what, (long long)wi,
                 wnum, wana);
@@ -87,10 +95,17 @@ static double lin_loss(void *p) {
 
 static void test_linear(int with_bias) {
     int N = 5, C = 7, OC = 6;
-    lin_ctx c = {buf_rand(N * C, -1, 1), buf_rand(OC * C, -1, 1), NULL,
-                 buf_rand(N * OC, 0, 0), buf_rand(N * OC, -1, 1), N, C, OC};
+    lin_ctx c = {buf_rand(N * C, -1, 1),
+                 buf_rand(OC * C, -1, 1),
+                 NULL,
+                 buf_rand(N * OC, 0, 0),
+                 buf_rand(N * OC, -1, 1),
+                 N,
+                 C,
+                 OC};
     if (with_bias) c.bias = buf_rand(OC, -1, 1);
-    float *p_in = buf_rand(N * C, -1, 1), *p_w = buf_rand(OC * C, -1, 1), *p_b = buf_rand(OC, -1, 1);
+    float *p_in = buf_rand(N * C, -1, 1), *p_w = buf_rand(OC * C, -1, 1),
+          *p_b = buf_rand(OC, -1, 1);
     float *din = buf_copy(p_in, N * C), *dw = buf_copy(p_w, OC * C), *db = buf_copy(p_b, OC);
     lin_loss(&c);
     /* forward against the naive loops */
@@ -100,8 +115,10 @@ static void test_linear(int with_bias) {
     linear_backward(din, dw, with_bias ? db : NULL, c.R, c.inp, c.w, N, C, OC);
     check_fd("linear dinp", c.inp, N * C, din, p_in, lin_loss, &c);
     check_fd("linear dw", c.w, OC * C, dw, p_w, lin_loss, &c);
-    if (with_bias) check_fd("linear dbias", c.bias, OC, db, p_b, lin_loss, &c);
-    else CHECK(max_abs_diff(db, p_b, OC) == 0.0); /* untouched */
+    if (with_bias)
+        check_fd("linear dbias", c.bias, OC, db, p_b, lin_loss, &c);
+    else
+        CHECK(max_abs_diff(db, p_b, OC) == 0.0); /* untouched */
     /* dinp NULL: dw still right (same delta as before, added a second time) */
     float *dw2 = buf_copy(dw, OC * C);
     linear_backward(NULL, dw2, NULL, c.R, c.inp, c.w, N, C, OC);
@@ -130,7 +147,8 @@ static void test_linear_sanity(void) {
     double e = 0.0;
     for (int o = 0; o < OC; o++) {
         double s = 0.0;
-        for (int n = 0; n < N2; n++) s += g[n * OC + o];
+        for (int n = 0; n < N2; n++)
+            s += g[n * OC + o];
         e = fabs(s - db[o]) > e ? fabs(s - db[o]) : e;
     }
     CHECK(e < 1e-4);
@@ -147,16 +165,24 @@ typedef struct emb_ctx {
 
 static double emb_loss(void *p) {
     emb_ctx *c = p;
-    if (c->mask_id < 0) embedding_forward(c->out, c->tok, c->wte, c->N, c->C);
-    else embedding_mix_forward(c->out, c->tok, c->w, c->wte, c->mask_id, c->N, c->C);
+    if (c->mask_id < 0)
+        embedding_forward(c->out, c->tok, c->wte, c->N, c->C);
+    else
+        embedding_mix_forward(c->out, c->tok, c->w, c->wte, c->mask_id, c->N, c->C);
     return dot_R(c->out, c->R, (int64_t)c->N * c->C);
 }
 
 static void test_embedding(int mix) {
     enum { V = 6, N = 7, C = 5 };
     const int32_t tok[N] = {1, 3, 1, 0, 5, 3, 5}; /* repeats; 5 is the mask id in the mix case */
-    emb_ctx c = {buf_rand(V * C, -1, 1), buf_rand(N, 0.05f, 0.95f), buf_rand(N * C, 0, 0),
-                 buf_rand(N * C, -1, 1), tok, N, C, mix ? 5 : -1};
+    emb_ctx c = {buf_rand(V * C, -1, 1),
+                 buf_rand(N, 0.05f, 0.95f),
+                 buf_rand(N * C, 0, 0),
+                 buf_rand(N * C, -1, 1),
+                 tok,
+                 N,
+                 C,
+                 mix ? 5 : -1};
     float *prior = buf_rand(V * C, -1, 1), *d = buf_copy(prior, V * C);
     emb_loss(&c);
     if (mix) {
@@ -176,10 +202,12 @@ static void test_embedding(int mix) {
 static void test_embedding_large(void) {
     int V = 50, N = 3000, C = 16, mask_id = 49;
     int32_t *tok = malloc((size_t)N * sizeof(int32_t));
-    for (int n = 0; n < N; n++) tok[n] = (int32_t)rng_below(&g_rng, (uint64_t)V);
+    for (int n = 0; n < N; n++)
+        tok[n] = (int32_t)rng_below(&g_rng, (uint64_t)V);
     float *g = buf_rand(N * C, -1, 1), *w = buf_rand(N, 0, 1);
     float *d1 = buf_rand(V * C, 0, 0), *d2 = buf_rand(V * C, 0, 0);
-    double *ref1 = calloc((size_t)V * C, sizeof(double)), *ref2 = calloc((size_t)V * C, sizeof(double));
+    double *ref1 = calloc((size_t)V * C, sizeof(double)),
+           *ref2 = calloc((size_t)V * C, sizeof(double));
     embedding_backward(d1, g, tok, N, C);
     embedding_mix_backward(d2, g, tok, w, mask_id, N, C);
     for (int n = 0; n < N; n++)
@@ -214,13 +242,16 @@ static double ln_loss(void *p) {
 /* double reference of forward + backward for one shape */
 static void ln_reference(double *out, double *dinp, double *dw, const float *x, const float *w,
                          const float *g, int N, int C) {
-    for (int c = 0; c < C; c++) dw[c] = 0.0;
+    for (int c = 0; c < C; c++)
+        dw[c] = 0.0;
     for (int n = 0; n < N; n++) {
         const float *xn = x + (size_t)n * C;
         double m = 0.0, v = 0.0;
-        for (int c = 0; c < C; c++) m += xn[c];
+        for (int c = 0; c < C; c++)
+            m += xn[c];
         m /= C;
-        for (int c = 0; c < C; c++) v += (xn[c] - m) * (xn[c] - m);
+        for (int c = 0; c < C; c++)
+            v += (xn[c] - m) * (xn[c] - m);
         v /= C;
         double rs = 1.0 / sqrt(v + 1e-5), a = 0.0, b = 0.0;
         for (int c = 0; c < C; c++) {
@@ -240,16 +271,24 @@ static void ln_reference(double *out, double *dinp, double *dw, const float *x, 
 
 static void test_layernorm(void) {
     int N = 4, C = 8;
-    ln_ctx c = {buf_rand(N * C, -2, 2), buf_rand(C, 0.5f, 1.5f), buf_rand(N * C, 0, 0),
-                buf_rand(N, 0, 0), buf_rand(N, 0, 0), buf_rand(N * C, -1, 1), N, C};
+    ln_ctx c = {buf_rand(N * C, -2, 2),
+                buf_rand(C, 0.5f, 1.5f),
+                buf_rand(N * C, 0, 0),
+                buf_rand(N, 0, 0),
+                buf_rand(N, 0, 0),
+                buf_rand(N * C, -1, 1),
+                N,
+                C};
     float *p_in = buf_rand(N * C, -1, 1), *p_w = buf_rand(C, -1, 1);
     float *din = buf_copy(p_in, N * C), *dw = buf_copy(p_w, C);
     ln_loss(&c);
     /* row 0 by hand: mean/rstd */
     double m = 0.0, v = 0.0;
-    for (int i = 0; i < C; i++) m += c.inp[i];
+    for (int i = 0; i < C; i++)
+        m += c.inp[i];
     m /= C;
-    for (int i = 0; i < C; i++) v += (c.inp[i] - m) * (c.inp[i] - m);
+    for (int i = 0; i < C; i++)
+        v += (c.inp[i] - m) * (c.inp[i] - m);
     CHECK_NEAR(c.mean[0], m, 1e-6);
     CHECK_NEAR(c.rstd[0], 1.0 / sqrt(v / C + 1e-5), 1e-4);
     layernorm_backward(din, dw, c.R, c.inp, c.weight, c.mean, c.rstd, N, C);
@@ -260,7 +299,8 @@ static void test_layernorm(void) {
 
     /* threaded path (per-thread dweight partials) against the double reference */
     int N2 = 600, C2 = 64;
-    float *x = buf_rand(N2 * C2, -3, 3), *w = buf_rand(C2, 0.5f, 1.5f), *g = buf_rand(N2 * C2, -1, 1);
+    float *x = buf_rand(N2 * C2, -3, 3), *w = buf_rand(C2, 0.5f, 1.5f),
+          *g = buf_rand(N2 * C2, -1, 1);
     float *o = buf_rand(N2 * C2, 0, 0), *mean = buf_rand(N2, 0, 0), *rstd = buf_rand(N2, 0, 0);
     float *di = buf_rand(N2 * C2, 0, 0), *dwt = buf_rand(C2, 0, 0);
     double *ro = malloc(sizeof(double) * N2 * C2), *rdi = malloc(sizeof(double) * N2 * C2);
@@ -273,7 +313,8 @@ static void test_layernorm(void) {
         eo = fabs(ro[i] - o[i]) > eo ? fabs(ro[i] - o[i]) : eo;
         ei = fabs(rdi[i] - di[i]) > ei ? fabs(rdi[i] - di[i]) : ei;
     }
-    for (int i = 0; i < C2; i++) ew = fabs(rdw[i] - dwt[i]) > ew ? fabs(rdw[i] - dwt[i]) : ew;
+    for (int i = 0; i < C2; i++)
+        ew = fabs(rdw[i] - dwt[i]) > ew ? fabs(rdw[i] - dwt[i]) : ew;
     CHECK(eo < 1e-5);
     CHECK(ei < 1e-5);
     CHECK(ew < 1e-3);
@@ -303,8 +344,14 @@ static double res_loss(void *p) {
 
 static void test_modulate_residual(void) {
     int N = 5, C = 8, ld = 6 * C;
-    mod_ctx c = {buf_rand(N * C, -1, 1), buf_rand(N * ld, -1, 1), buf_rand(N * C, -1, 1),
-                 buf_rand(N * C, 0, 0), buf_rand(N * C, -1, 1), N, C, 1};
+    mod_ctx c = {buf_rand(N * C, -1, 1),
+                 buf_rand(N * ld, -1, 1),
+                 buf_rand(N * C, -1, 1),
+                 buf_rand(N * C, 0, 0),
+                 buf_rand(N * C, -1, 1),
+                 N,
+                 C,
+                 1};
     float *p_in = buf_rand(N * C, -1, 1), *p_ada = buf_rand(N * ld, -1, 1);
     float *p_res = buf_rand(N * C, -1, 1);
     float *din = buf_copy(p_in, N * C), *dada = buf_copy(p_ada, N * ld);
@@ -351,8 +398,10 @@ typedef struct act_ctx {
 
 static double act_loss(void *p) {
     act_ctx *c = p;
-    if (c->silu) silu_forward(c->out, c->inp, c->n);
-    else gelu_forward(c->out, c->inp, c->n);
+    if (c->silu)
+        silu_forward(c->out, c->inp, c->n);
+    else
+        gelu_forward(c->out, c->inp, c->n);
     return dot_R(c->out, c->R, c->n);
 }
 
@@ -362,19 +411,22 @@ static void test_activation_fd(int silu) {
     c.inp[0] = 0.0f, c.inp[1] = -0.001f, c.inp[2] = 0.7f;
     float *prior = buf_rand(n, -1, 1), *d = buf_copy(prior, n);
     act_loss(&c);
-    if (silu) silu_backward(d, c.inp, c.R, n);
-    else gelu_backward(d, c.inp, c.R, n);
+    if (silu)
+        silu_backward(d, c.inp, c.R, n);
+    else
+        gelu_backward(d, c.inp, c.R, n);
     check_fd(silu ? "silu" : "gelu", c.inp, n, d, prior, act_loss, &c);
     free(c.inp), free(c.out), free(c.R), free(prior), free(d);
 }
 
-/* The fast exp/tanh inside GELU and SiLU against libm in double, over [-10, 10] on 2M points
+/* The fast exp/tanh inside GELU and SiLU against libm in double, over [-10, 10] on 1M points
  * (enough to run threaded). */
 static void test_activation_accuracy(void) {
-    int n = 1 << 21;
+    int n = 1 << 20;
     float *x = malloc(sizeof(float) * n), *o = malloc(sizeof(float) * n);
     float *one = malloc(sizeof(float) * n), *d = malloc(sizeof(float) * n);
-    for (int i = 0; i < n; i++) x[i] = -10.0f + 20.0f * (float)i / (float)(n - 1), one[i] = 1.0f;
+    for (int i = 0; i < n; i++)
+        x[i] = -10.0f + 20.0f * (float)i / (float)(n - 1), one[i] = 1.0f;
     const double K = sqrt(2.0 / M_PI), A = 0.044715;
     double ef = 0.0, eb = 0.0;
     gelu_forward(o, x, n);
@@ -447,11 +499,14 @@ static void test_timestep(void) {
             CHECK_NEAR(o[n * dim + 128 + k], sin(sigma[n] * w), 2e-6);
         }
     }
-    CHECK_NEAR(o[0], 1.0, 0); CHECK_NEAR(o[128], 0.0, 0); /* σ = 0: cos 1, sin 0 */
+    CHECK_NEAR(o[0], 1.0, 0);
+    CHECK_NEAR(o[128], 0.0, 0); /* σ = 0: cos 1, sin 0 */
     float o5[2 * 5];
     timestep_features(o5, sigma + 1, 2, 5); /* odd dim: 2 cos, 2 sin, a zero */
-    CHECK_NEAR(o5[0], cos(0.37), 1e-6); CHECK_NEAR(o5[2], sin(0.37), 1e-6);
-    CHECK_NEAR(o5[4], 0.0, 0); CHECK_NEAR(o5[9], 0.0, 0);
+    CHECK_NEAR(o5[0], cos(0.37), 1e-6);
+    CHECK_NEAR(o5[2], sin(0.37), 1e-6);
+    CHECK_NEAR(o5[4], 0.0, 0);
+    CHECK_NEAR(o5[9], 0.0, 0);
     free(o);
 }
 
@@ -473,8 +528,14 @@ static double rope_loss(void *p) {
 static void test_rope(const int32_t *pos, int N) {
     int H = 2, hd = 8, C = H * hd, ld = 3 * C, half = hd / 2;
     /* a (N,3C) qkv buffer; rope on q and k together = 2H heads from column 0 */
-    rope_ctx c = {buf_rand(N * ld, -1, 1), buf_rand(N * ld, 0, 0), buf_rand(N * ld, -1, 1), pos, N,
-                  ld, 2 * H, hd};
+    rope_ctx c = {buf_rand(N * ld, -1, 1),
+                  buf_rand(N * ld, 0, 0),
+                  buf_rand(N * ld, -1, 1),
+                  pos,
+                  N,
+                  ld,
+                  2 * H,
+                  hd};
     rope_loss(&c);
     double e = 0.0;
     for (int n = 0; n < N; n++)
@@ -493,9 +554,11 @@ static void test_rope(const int32_t *pos, int N) {
     /* v columns untouched; rows at position 0 unchanged */
     int v_same = 1, p0_same = 1;
     for (int n = 0; n < N; n++) {
-        for (int j = 2 * C; j < 3 * C; j++) v_same &= c.work[n * ld + j] == c.x[n * ld + j];
+        for (int j = 2 * C; j < 3 * C; j++)
+            v_same &= c.work[n * ld + j] == c.x[n * ld + j];
         if (pos[n] == 0)
-            for (int j = 0; j < 2 * C; j++) p0_same &= c.work[n * ld + j] == c.x[n * ld + j];
+            for (int j = 0; j < 2 * C; j++)
+                p0_same &= c.work[n * ld + j] == c.x[n * ld + j];
     }
     CHECK(v_same);
     CHECK(p0_same);
@@ -514,13 +577,13 @@ static void test_rope(const int32_t *pos, int N) {
 typedef struct attn_ctx {
     const char *name;
     int B, T, Tk, C, H;
-    float *qbuf, *kvbuf;     /* packed: qkv (B*T, 3C) in qbuf; else q (B*T,C), k|v separate */
-    float *q, *k, *v;        /* views */
+    float *qbuf, *kvbuf; /* packed: qkv (B*T, 3C) in qbuf; else q (B*T,C), k|v separate */
+    float *q, *k, *v;    /* views */
     int ldq, ldk, ldv;
     int64_t kvs;
-    int64_t nq, nkv;         /* element counts of qbuf, kvbuf */
-    attn_row *rows;          /* (B,T) */
-    float *out, *att, *R;    /* (B,T,C), (B,H,T,Tk), (B,T,C) */
+    int64_t nq, nkv;      /* element counts of qbuf, kvbuf */
+    attn_row *rows;       /* (B,T) */
+    float *out, *att, *R; /* (B,T,C), (B,H,T,Tk), (B,T,C) */
 } attn_ctx;
 
 static double attn_loss(void *p) {
@@ -608,7 +671,8 @@ static void attn_check(attn_ctx *c) {
             if (r->lo1 < r->hi1 || r->lo2 < r->hi2) continue;
             for (int i = 0; i < C; i++) {
                 double m = 0.0;
-                for (int j = 0; j < Tk; j++) m += c->v[b * c->kvs + (int64_t)j * c->ldv + i];
+                for (int j = 0; j < Tk; j++)
+                    m += c->v[b * c->kvs + (int64_t)j * c->ldv + i];
                 CHECK_NEAR(c->out[(b * T + t) * C + i], m / Tk, 1e-5);
             }
         }
@@ -616,8 +680,10 @@ static void attn_check(attn_ctx *c) {
     float *pq = buf_rand(c->nq, -1, 1), *pkv = buf_rand(c->nkv, -1, 1);
     float *dq = buf_copy(pq, c->nq), *dkv = buf_copy(pkv, c->nkv);
     float *dqv = dq, *dkp, *dvp;
-    if (c->kvbuf) dkp = dkv, dvp = dkv + C;
-    else dkp = dq + C, dvp = dq + 2 * C;
+    if (c->kvbuf)
+        dkp = dkv, dvp = dkv + C;
+    else
+        dkp = dq + C, dvp = dq + 2 * C;
     attention_backward(dqv, dkp, dvp, c->R, c->att, c->q, c->ldq, c->k, c->ldk, c->v, c->ldv,
                        c->kvs, c->rows, B, T, Tk, C, H);
     char what[128];
@@ -647,7 +713,8 @@ static void test_attention(void) {
     /* causal, packed qkv */
     attn_setup(&c, "causal", 2, 5, 5, 8, 2, 0);
     for (int b = 0; b < 2; b++)
-        for (int t = 0; t < 5; t++) c.rows[b * 5 + t] = row_of(0, t + 1, 0, 0);
+        for (int t = 0; t < 5; t++)
+            c.rows[b * 5 + t] = row_of(0, t + 1, 0, 0);
     attn_check(&c);
     attn_free(&c);
 
@@ -657,7 +724,9 @@ static void test_attention(void) {
     attn_setup(&c, "block-causal", 2, 12, 12, 8, 2, 0);
     for (int t = 0; t < 12; t++) {
         c.rows[t] = t < 4 ? row_of(0, 4, 0, 0) : t < 8 ? row_of(0, 8, 0, 0) : row_of(0, 0, 0, 0);
-        c.rows[12 + t] = t < 2 ? row_of(0, 2, 0, 0) : t < 6 ? row_of(0, 6, 0, 0) : row_of(0, 0, 0, 0);
+        c.rows[12 + t] = t < 2   ? row_of(0, 2, 0, 0)
+                         : t < 6 ? row_of(0, 6, 0, 0)
+                                 : row_of(0, 0, 0, 0);
     }
     attn_check(&c);
     attn_free(&c);
@@ -665,7 +734,8 @@ static void test_attention(void) {
     /* spec §2.5 efficient-training mask, L=4, w=2: clean half block-causal; noisy bucket k sees
      * clean [0, k·w) and itself -> two ranges, the first empty for k = 0 */
     attn_setup(&c, "two-range", 1, 8, 8, 16, 2, 0);
-    for (int t = 0; t < 4; t++) c.rows[t] = row_of(0, (t / 2 + 1) * 2, 0, 0);
+    for (int t = 0; t < 4; t++)
+        c.rows[t] = row_of(0, (t / 2 + 1) * 2, 0, 0);
     for (int t = 4; t < 8; t++) {
         int k = (t - 4) / 2;
         c.rows[t] = row_of(0, 2 * k, 4 + 2 * k, 4 + 2 * k + 2);
@@ -676,7 +746,8 @@ static void test_attention(void) {
     /* KV cache: 4 cached keys then the 3 active queries' own keys (Tk = 7 > T = 3); batch 1 has
      * disjoint ranges, overlapping ranges and a blocked row */
     attn_setup(&c, "kv-cache", 2, 3, 7, 8, 2, 1);
-    for (int t = 0; t < 3; t++) c.rows[t] = row_of(0, 4, 4, 4 + t + 1);
+    for (int t = 0; t < 3; t++)
+        c.rows[t] = row_of(0, 4, 4, 4 + t + 1);
     c.rows[3] = row_of(0, 2, 4, 7);
     c.rows[4] = row_of(3, 6, 1, 5);
     c.rows[5] = row_of(2, 2, 7, 3);
@@ -685,13 +756,15 @@ static void test_attention(void) {
 
     /* one K/V shared by the batch (kv_bstride 0): dk/dv collect from both batch rows */
     attn_setup(&c, "shared-kv", 2, 3, 4, 8, 2, 2);
-    for (int t = 0; t < 6; t++) c.rows[t] = row_of(0, 1 + t % 4, 0, 0);
+    for (int t = 0; t < 6; t++)
+        c.rows[t] = row_of(0, 1 + t % 4, 0, 0);
     attn_check(&c);
     attn_free(&c);
 
     /* single head, single batch row (no parallel region) */
     attn_setup(&c, "single-head", 1, 4, 4, 4, 1, 0);
-    for (int t = 0; t < 4; t++) c.rows[t] = row_of(0, 4, 0, 0);
+    for (int t = 0; t < 4; t++)
+        c.rows[t] = row_of(0, 4, 0, 0);
     attn_check(&c);
     attn_free(&c);
 }
@@ -712,8 +785,10 @@ static double ce_loss(void *p) {
 
 static double ce_reference(const float *x, int V, int target) {
     double m = -INFINITY, s = 0.0;
-    for (int j = 0; j < V; j++) m = x[j] > m ? x[j] : m;
-    for (int j = 0; j < V; j++) s += exp(x[j] - m);
+    for (int j = 0; j < V; j++)
+        m = x[j] > m ? x[j] : m;
+    for (int j = 0; j < V; j++)
+        s += exp(x[j] - m);
     return log(s) + m - x[target];
 }
 
@@ -729,13 +804,15 @@ static void test_crossentropy(void) {
     crossentropy_backward(d, c.logits, target, c.dloss, N, V);
     check_fd("crossentropy", c.logits, N * V, d, prior, ce_loss, &c);
     int skipped = 1;
-    for (int j = 0; j < V; j++) skipped &= d[V + j] == prior[V + j];
+    for (int j = 0; j < V; j++)
+        skipped &= d[V + j] == prior[V + j];
     CHECK(skipped);
     /* dloss NULL = weight 1: the row's gradient sums to 0 and is p - 1 at the target */
     memset(d, 0, sizeof(float) * N * V);
     crossentropy_backward(d, c.logits, target, NULL, N, V);
     double s = 0.0;
-    for (int j = 0; j < V; j++) s += d[j];
+    for (int j = 0; j < V; j++)
+        s += d[j];
     CHECK_NEAR(s, 0.0, 1e-6);
     CHECK_NEAR(d[3], exp(-c.loss[0]) - 1.0, 1e-6);
     free(c.logits), free(c.loss), free(c.dloss), free(prior), free(d);
@@ -746,7 +823,8 @@ static void test_crossentropy(void) {
     float *lg = buf_rand((int64_t)N2 * V2, -8, 8), *l2 = buf_rand(N2, 0, 0);
     lg[12345 + 2 * V2] = 30.0f; /* a confident row */
     crossentropy_forward(l2, lg, t2, N2, V2);
-    for (int n = 0; n < 3; n++) CHECK_NEAR(l2[n], ce_reference(lg + (size_t)n * V2, V2, t2[n]), 1e-4);
+    for (int n = 0; n < 3; n++)
+        CHECK_NEAR(l2[n], ce_reference(lg + (size_t)n * V2, V2, t2[n]), 1e-4);
     CHECK_NEAR(l2[3], 0.0, 0);
     free(lg), free(l2);
 }
@@ -765,7 +843,7 @@ int main(void) {
     test_activation_fd(1);
     test_activation_accuracy();
     test_timestep();
-    const int32_t pos_dense[6] = {0, 1, 2, 0, 1, 2};     /* per-position table */
+    const int32_t pos_dense[6] = {0, 1, 2, 0, 1, 2};      /* per-position table */
     const int32_t pos_sparse[6] = {0, 1000, 5, 3, 77, 2}; /* per-row table */
     test_rope(pos_dense, 6);
     test_rope(pos_sparse, 6);

@@ -1,0 +1,73 @@
+/* A minimal hdlm plugin, built out of tree against plugin.h alone:
+ *   cc -shared -fPIC -O2 -I<hdlm>/core/include example_diffusion.c -o example_diffusion.so
+ *   HDLM_PLUGIN_PATH=$PWD hdlm plugins
+ * It is a hyperschedule where every position shares one noise level that falls from tau to 0,
+ * one level per step: conventional (MDLM/SEDD-style) diffusion with tau discrete times. */
+#include <hdlm/plugin.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+typedef struct self {
+    int32_t tau;
+} self;
+
+static const hdlm_option options[] = {
+    {"tau", HDLM_OPT_INTEGER, "16", "number of noise levels (steps)", NULL},
+    {NULL, 0, NULL, NULL, NULL},
+};
+
+static int create(const hdlm_host *host, const void *opts, void **out, char *err, size_t cap) {
+    double tau;
+    host->opt_number(opts, "tau", &tau); /* declared, so always present (default filled in) */
+    if (tau < 1 || tau > 1e6) {
+        snprintf(err, cap, "option 'tau' must be in 1..1000000, got %g", tau);
+        return HDLM_EINVAL;
+    }
+    self *s = malloc(sizeof *s);
+    if (!s) return HDLM_ENOMEM;
+    s->tau = (int32_t)tau;
+    *out = s;
+    return HDLM_OK;
+}
+
+static void destroy(void *s) {
+    free(s);
+}
+
+static int32_t n_levels(void *s) {
+    return ((self *)s)->tau;
+}
+
+static int64_t n_steps(void *s, int64_t L) {
+    (void)L;
+    return ((self *)s)->tau;
+}
+
+static int levels(void *s, int64_t step, int64_t L, int32_t *level, int64_t *n_settled, char *err,
+                  size_t cap) {
+    int32_t tau = ((self *)s)->tau;
+    if (step < 0 || step > tau) {
+        snprintf(err, cap, "step %lld outside 0..%d", (long long)step, tau);
+        return HDLM_EINVAL;
+    }
+    int32_t lv = step == 0 ? tau : tau - (int32_t)step; /* step k: level tau-k */
+    for (int64_t i = 0; i < L; i++) level[i] = lv;
+    *n_settled = 0;
+    return HDLM_OK;
+}
+
+static uint32_t growth(void *s, int64_t *block) {
+    (void)s;
+    *block = 1 << 30; /* one block: nothing settles before the end */
+    return HDLM_GROW_BLOCKS;
+}
+
+static const hdlm_schedule_ops ops = {sizeof(hdlm_schedule_ops), n_levels, n_steps, levels, growth};
+
+static const hdlm_plugin desc = {
+    HDLM_ABI_VERSION, sizeof(hdlm_plugin), HDLM_KIND_SCHEDULE, "example_diffusion", "1.0.0",
+    "every position shares one level, tau..0 (MDLM/SEDD with tau discrete times)",
+    options, create, destroy, &ops,
+};
+
+HDLM_PLUGIN_DEFINE(desc)
