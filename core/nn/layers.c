@@ -31,7 +31,10 @@ static inline float f32_from_bits(int32_t b) {
  * exact), then a degree-7 Taylor polynomial for e^r (truncation 5e-9 at |r| = 0.347) and 2^n built
  * in the exponent bits. Inline and branch-free so the callers' loops vectorise; libm's expf would
  * not. */
-static inline float fast_expf(float x) {
+static inline float fast_expf(float xin) {
+    /* NaN must not reach the float->int conversion below (undefined behaviour): compute on a
+     * NaN-free copy and hand NaN back at the end (a select, so the loops still vectorise) */
+    float x = xin != xin ? 0.0f : xin;
     x = x < -87.3f ? -87.3f : x;
     x = x > 88.3f ? 88.3f : x;
     const float shifter = 12582912.0f; /* 1.5·2^23: adding it rounds to an integer */
@@ -46,7 +49,8 @@ static inline float fast_expf(float x) {
     p = fmaf(p, r, 0.5f);
     p = fmaf(p, r, 1.0f);
     p = fmaf(p, r, 1.0f);
-    return p * f32_from_bits(((int32_t)n + 127) << 23);
+    float y = p * f32_from_bits(((int32_t)n + 127) << 23);
+    return xin != xin ? xin : y;
 }
 
 /* sigmoid(a) = 1/(1+z), z = exp(-a), for a clamped to [-40, 40]; also returns z for derivatives.

@@ -661,7 +661,9 @@ static const char *ops_missing_function(uint32_t kind, const void *ops) {
         const hdlm_noise_ops *o = ops;
         if (!o->n_extra) return "n_extra";
         if (!o->corrupt) return "corrupt";
-        if (!o->loss) return "loss"; /* conditioning may be NULL */
+        if (!o->loss) return "loss";
+        if (!o->reverse) return "reverse";
+        if (!o->limit) return "limit"; /* conditioning and bound may be NULL */
     } else if (kind == HDLM_KIND_SCHEDULE) {
         const hdlm_schedule_ops *o = ops;
         if (!o->n_levels) return "n_levels";

@@ -62,12 +62,25 @@ static uint32_t growth(void *s, int64_t *block) {
     return HDLM_GROW_BLOCKS;
 }
 
-static const hdlm_schedule_ops ops = {sizeof(hdlm_schedule_ops), n_levels, n_steps, levels, growth};
+static const hdlm_schedule_ops ops = {
+    .struct_size = sizeof(hdlm_schedule_ops),
+    .n_levels = n_levels,
+    .n_steps = n_steps,
+    .levels = levels,
+    .growth = growth,
+};
 
 static const hdlm_plugin desc = {
-    HDLM_ABI_VERSION, sizeof(hdlm_plugin), HDLM_KIND_SCHEDULE, "example_diffusion", "1.0.0",
-    "every position shares one level, tau..0 (MDLM/SEDD with tau discrete times)",
-    options, create, destroy, &ops,
+    .abi_version = HDLM_ABI_VERSION,
+    .struct_size = sizeof(hdlm_plugin),
+    .kind = HDLM_KIND_SCHEDULE,
+    .name = "example_diffusion",
+    .version = "1.0.0",
+    .summary = "every position shares one level, tau..0 (MDLM/SEDD with tau discrete times)",
+    .options = options,
+    .create = create,
+    .destroy = destroy,
+    .ops = &ops,
 };
 
 HDLM_PLUGIN_DEFINE(desc)

@@ -70,7 +70,8 @@ static int fn_corrupt(void *self, hdlm_noise_batch *b, char *err, size_t err_cap
     return HDLM_OK;
 }
 
-static int fn_conditioning(void *self, size_t count, const float *t, float *sigma) {
+static int fn_conditioning(void *self, size_t count, const float *t, float *sigma, char *err,
+                           size_t err_cap) {
     const fixture_noise *n = self;
     for (size_t j = 0; j < count; j++)
         sigma[j] =
@@ -107,6 +108,32 @@ static int fn_loss(void *self, hdlm_noise_batch *b, char *err, size_t err_cap) {
     return HDLM_OK;
 }
 
+/* Reverse: a masked active position keeps the mask with probability s/t, else takes the model's
+ * softmax over the V real tokens (the absorbing posterior); a visible one stays. */
+static int fn_reverse(void *self, hdlm_noise_batch *b, char *err, size_t err_cap) {
+    for (int64_t j = 0; j < b->B * b->L; j++) {
+        if (b->state[j] != HDLM_ACTIVE) continue;
+        double *p = b->probs + j * b->Vp;
+        const float *lg = b->logits + j * b->Vp;
+        for (int32_t v = 0; v < b->Vp; v++) p[v] = 0;
+        if (b->xt[j] != b->V) {
+            p[b->xt[j]] = 1;
+            continue;
+        }
+        double keep = b->s[j] / b->t[j], mx = lg[0], z = 0;
+        for (int32_t v = 1; v < b->V; v++) mx = lg[v] > mx ? lg[v] : mx;
+        for (int32_t v = 0; v < b->V; v++) z += exp(lg[v] - mx);
+        for (int32_t v = 0; v < b->V; v++) p[v] = (1 - keep) * exp(lg[v] - mx) / z;
+        p[b->V] = keep;
+    }
+    return HDLM_OK;
+}
+
+static int fn_limit(void *self, hdlm_noise_batch *b, char *err, size_t err_cap) {
+    for (int64_t j = 0; j < b->B * b->L; j++) b->xt[j] = b->V;
+    return HDLM_OK;
+}
+
 static const hdlm_noise_ops fn_ops = {
     .struct_size = sizeof(hdlm_noise_ops),
     .flags = HDLM_NOISE_CONDITIONED,
@@ -114,6 +141,8 @@ static const hdlm_noise_ops fn_ops = {
     .corrupt = fn_corrupt,
     .conditioning = fn_conditioning,
     .loss = fn_loss,
+    .reverse = fn_reverse,
+    .limit = fn_limit,
 };
 
 static const hdlm_option fn_options[] = {

@@ -37,12 +37,8 @@ static int fsm_step(void *self, hdlm_sampler_ctx *ctx, char *err, size_t err_cap
         for (int64_t i = 0; i < ctx->L; i++) {
             int64_t j = b * ctx->L + i;
             if (ctx->fixed[j] || ctx->state[j] != HDLM_ACTIVE || ctx->x[j] != ctx->V) continue;
-            int rc = ctx->reverse(ctx->core, b, i, s->probs);
-            if (rc) {
-                snprintf(err, err_cap, "reverse failed at (%lld, %lld)", (long long)b,
-                         (long long)i);
-                return rc;
-            }
+            const double *rp = ctx->probs + j * ctx->Vp;
+            for (int32_t v = 0; v < ctx->Vp; v++) s->probs[v] = rp[v];
             int32_t tok = ctx->draw(ctx->core, s->probs, ctx->Vp);
             if (tok == ctx->x[j]) continue;
             ctx->event(ctx->core, b, i, ctx->x[j], tok, s->probs[tok], HDLM_EVENT_UNMASK);

@@ -408,7 +408,7 @@ static void test_defaults_and_json(plugin_registry *r) {
         const hdlm_noise_ops *ops = p->ops;
         CHECK_EQ(ops->n_extra(p->self), 3);
         float t[2] = {0.5f, 1.0f}, sigma[2] = {0, 0};
-        CHECK_EQ(ops->conditioning(p->self, 2, t, sigma), HDLM_OK);
+        CHECK_EQ(ops->conditioning(p->self, 2, t, sigma, NULL, 0), HDLM_OK);
         CHECK_NEAR(sigma[0], 0.25, 1e-7); /* geometric: eps * t */
         CHECK_NEAR(sigma[1], 0.5, 1e-7);
         plugin_instance_destroy(p);

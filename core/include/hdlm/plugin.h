@@ -57,6 +57,8 @@ enum {
     HDLM_OPT_BOOL = 4, /* read with opt_number: 0 or 1 */
 };
 
+/* hdlm_option has no size field: adding a field to it changes the array stride and needs an ABI
+ * version bump. */
 typedef struct hdlm_option {
     const char *name;  /* NULL terminates the array */
     uint32_t type;     /* HDLM_OPT_* */
@@ -90,14 +92,21 @@ enum {
     HDLM_GROW_BLOCKS = 1, /* settles whole blocks of `block` positions at once */
     HDLM_GROW_TOKENS = 2, /* settles token by token */
 };
+enum {
+    /* Continuous time (MDLM-style training): instead of drawing a step, the core draws one
+     * t ~ U[eps, 1) per sequence for every position, all active. Generation still uses levels. */
+    HDLM_SCHEDULE_CONTINUOUS = 1u << 0,
+};
 
 typedef struct hdlm_schedule_ops {
     uint32_t struct_size;
+    uint32_t flags; /* HDLM_SCHEDULE_* */
     /* W: the worthless level (tau). Levels are integers 0 (clean) .. W (fully noised). */
     int32_t (*n_levels)(void *self);
     /* Number of generation steps run for length L (steps are numbered 1 .. n_steps). */
     int64_t (*n_steps)(void *self, int64_t L);
-    /* Level of every position at `step` (0 <= step <= n_steps) and the settled prefix length. */
+    /* Level of every position at `step` (0 <= step <= n_steps) and the settled prefix length
+     * (spec §1.2: positions [0, n_settled) are settled; level W is worthless; the rest active). */
     int (*levels)(void *self, int64_t step, int64_t L, int32_t *level /* (L) */,
                   int64_t *n_settled, char *err, size_t err_cap);
     /* HDLM_GROW_*; *block receives the block size for HDLM_GROW_BLOCKS (else 1). */
@@ -107,35 +116,51 @@ typedef struct hdlm_schedule_ops {
 /* ---- noise kind ---- */
 enum {
     HDLM_NOISE_SCORE = 1u << 0,       /* model outputs are log concrete scores (γ family) */
-    HDLM_NOISE_CONDITIONED = 1u << 1, /* model takes per-token σ conditioning */
+    HDLM_NOISE_CONDITIONED = 1u << 1, /* the model takes per-token σ conditioning */
 };
 
-/* One micro-batch of B sequences of L positions; V real tokens, Vp = V + n_extra outputs. */
+/* One micro-batch of B sequences of L positions, V real tokens, Vp = V + n_extra model outputs
+ * (the extra symbols — the mask — have ids V, V+1, ...). Every op reads the fields it documents
+ * and writes only its outputs; all arrays are lent for the call. */
 typedef struct hdlm_noise_batch {
     uint32_t struct_size;
     int64_t B, L;
     int32_t V, Vp;
-    const int32_t *x0;     /* (B, L) clean tokens */
-    int32_t *xt;           /* (B, L) noised tokens (written by corrupt, read by loss) */
-    const float *t;        /* (B, L) per-position time in (0, 1) */
+    int64_t block;         /* block width w of the hyperschedule (L for one block) */
+    int32_t annealed;      /* 1: per-position times from a hyperschedule (spec §4.1 annealed
+                              losses); 0: continuous time, one t per sequence */
+    const int32_t *x0;     /* (B, L) clean tokens (NULL for reverse/limit) */
+    int32_t *xt;           /* (B, L) noised tokens: written by corrupt and limit, read otherwise */
+    const float *t;        /* (B, L) time of each position, in (0, 1) */
+    const float *s;        /* (B, L) next, less noisy time (reverse, bound); NULL otherwise */
     const uint8_t *state;  /* (B, L) HDLM_SETTLED / ACTIVE / WORTHLESS */
-    const float *logits;   /* (B, L, Vp) model output */
-    float *loss;           /* (B, L) per-token loss contribution (already normalised) */
-    float *dlogits;        /* (B, L, Vp) d(total loss)/d(logits); NULL when not training */
-    double total;          /* written by loss: the batch loss (sum of `loss`) */
-    void *rng;             /* for corrupt */
+    const float *logits;   /* (B, L, Vp) raw model output */
+    float *loss;           /* (B, L) loss: per-token contribution to `total` */
+    float *dlogits;        /* (B, L, Vp) loss: d(total)/d(logits), overwritten; NULL = none */
+    double total;          /* loss: the batch loss (already normalised by the plugin) */
+    double *probs;         /* (B, L, Vp) reverse: p(x_s = y | x_t) for ACTIVE positions, float64 */
+    double *bound;         /* (B, L) bound: per-position term of the NLL upper bound (nats) */
+    void *rng;             /* corrupt, limit: draw only through host->uniform(rng) */
 } hdlm_noise_batch;
 
 typedef struct hdlm_noise_ops {
     uint32_t struct_size;
-    uint32_t flags;                         /* HDLM_NOISE_* */
-    int32_t (*n_extra)(void *self);         /* extra symbols after the V real ones (mask: 1) */
-    /* Forward corruption of active positions: fills b->xt from b->x0, b->t, b->state. */
+    uint32_t flags;                  /* HDLM_NOISE_* */
+    int32_t (*n_extra)(void *self);  /* extra symbols after the V real ones (mask: 1) */
+    /* Forward corruption: b->xt from b->x0, b->t, b->state (spec §3). */
     int (*corrupt)(void *self, hdlm_noise_batch *b, char *err, size_t err_cap);
-    /* Conditioning signal per position (σ); may be NULL when the process has none. */
-    int (*conditioning)(void *self, size_t n, const float *t, float *sigma);
-    /* Training loss and its gradient with respect to the logits. */
+    /* Conditioning signal per position (σ of spec §1.9); NULL when the process has none. */
+    int (*conditioning)(void *self, size_t n, const float *t, float *sigma, char *err,
+                        size_t err_cap);
+    /* Training loss and its gradient with respect to the logits (spec §4). */
     int (*loss)(void *self, hdlm_noise_batch *b, char *err, size_t err_cap);
+    /* Reverse-step probabilities from time t to s for ACTIVE positions (spec §6), float64. */
+    int (*reverse)(void *self, hdlm_noise_batch *b, char *err, size_t err_cap);
+    /* Initial (limit) state: fills b->xt with draws from the fully-noised distribution. */
+    int (*limit)(void *self, hdlm_noise_batch *b, char *err, size_t err_cap);
+    /* Per-position terms of a valid NLL upper bound for the transition t -> s of every ACTIVE
+     * position given the clean tokens (x0) and the noised input the model saw (xt). */
+    int (*bound)(void *self, hdlm_noise_batch *b, char *err, size_t err_cap);
 } hdlm_noise_ops;
 
 /* ---- sampler kind ---- */
@@ -145,19 +170,18 @@ typedef struct hdlm_sampler_ctx {
     uint32_t struct_size;
     int64_t B, L;
     int32_t V, Vp;
+    int32_t mask_id;         /* -1 when the process has no mask symbol */
     int64_t step, n_steps;
     int32_t *x;              /* (B, L) current tokens; the sampler updates non-fixed ones */
     const uint8_t *state;    /* (B, L) */
     const uint8_t *fixed;    /* (B, L) 1 = prompt/infill position: MUST NOT change */
     const float *t_now;      /* (B, L) */
     const float *t_next;     /* (B, L) */
-    const float *logits;     /* (B, L, Vp) */
+    const float *logits;     /* (B, L, Vp) model output at this step */
+    const double *probs;     /* (B, L, Vp) the noise process's reverse probabilities (ACTIVE) */
     void *rng;
     void *core;              /* opaque; pass back to the callbacks below */
-    /* Reverse-step probabilities (float64, Vp entries) of position (b, i) under the run's noise
-     * process, before temperature/top-k/top-p. */
-    int (*reverse)(void *core, int64_t b, int64_t i, double *probs);
-    /* Draw from probs[n] (unnormalised, >= 0) with the run's temperature/top-k/top-p. */
+    /* Draw from probs[n] (unnormalised, >= 0) with the run's temperature/top-k/top-p, float64. */
     int32_t (*draw)(void *core, const double *probs, int32_t n);
     /* Report a change (kind HDLM_EVENT_*). */
     void (*event)(void *core, int64_t b, int64_t i, int32_t old_tok, int32_t new_tok, double p,
@@ -166,6 +190,7 @@ typedef struct hdlm_sampler_ctx {
 
 typedef struct hdlm_sampler_ops {
     uint32_t struct_size;
+    uint32_t needs;          /* HDLM_NOISE_* flags the noise process must have (e.g. SCORE) */
     int (*step)(void *self, hdlm_sampler_ctx *ctx, char *err, size_t err_cap);
 } hdlm_sampler_ops;
 
