@@ -663,7 +663,8 @@ static const char *ops_missing_function(uint32_t kind, const void *ops) {
         if (!o->corrupt) return "corrupt";
         if (!o->loss) return "loss";
         if (!o->reverse) return "reverse";
-        if (!o->limit) return "limit"; /* conditioning and bound may be NULL */
+        if (!o->limit) return "limit";
+        if (!o->marginal) return "marginal"; /* conditioning and bound may be NULL */
     } else if (kind == HDLM_KIND_SCHEDULE) {
         const hdlm_schedule_ops *o = ops;
         if (!o->n_levels) return "n_levels";
@@ -1052,7 +1053,26 @@ int plugin_instance_create(plugin_registry *r, uint32_t kind, const char *name, 
         plugin_opts_free(opts);
         return unknown_plugin_error(r, kind, name, e);
     }
+    /* noise plugins get "vocab" from the host without declaring it: take it out for the
+     * validation against the declared options and put it back afterwards */
+    double vocab = 0;
+    int has_vocab = 0;
+    if (kind == HDLM_KIND_NOISE) {
+        opt_item *it = opts_find(opts, "vocab");
+        if (!it || plugin_opts_number(opts, "vocab", &vocab) != HDLM_OK || vocab < 2 ||
+            vocab > (1 << 24) || vocab != (double)(int64_t)vocab) {
+            plugin_opts_free(opts);
+            return error_set(e, HDLM_EINVAL,
+                             "%s: option 'vocab' (number of real tokens) must be an integer in "
+                             "2..16777216%s",
+                             name, it ? "" : ", got none");
+        }
+        opt_item_clear(it);
+        *it = opts->items[--opts->n];
+        has_vocab = 1;
+    }
     int rc = plugin_opts_validate(opts, en->desc->options, name, e);
+    if (rc == HDLM_OK && has_vocab) rc = plugin_opts_set_number(opts, "vocab", vocab);
     if (rc != HDLM_OK) {
         plugin_opts_free(opts);
         return rc;

@@ -134,6 +134,14 @@ static int fn_limit(void *self, hdlm_noise_batch *b, char *err, size_t err_cap) 
     return HDLM_OK;
 }
 
+static int fn_marginal(void *self, int32_t x0, double t, double *probs, char *err, size_t cap) {
+    const fixture_noise *n = self;
+    for (int32_t v = 0; v < n->extra + 2; v++) probs[v] = 0;
+    probs[x0] = 1 - t;
+    probs[n->extra + 1] = t; /* a stand-in: the fixture does not know V here */
+    return HDLM_OK;
+}
+
 static const hdlm_noise_ops fn_ops = {
     .struct_size = sizeof(hdlm_noise_ops),
     .flags = HDLM_NOISE_CONDITIONED,
@@ -143,6 +151,7 @@ static const hdlm_noise_ops fn_ops = {
     .loss = fn_loss,
     .reverse = fn_reverse,
     .limit = fn_limit,
+    .marginal = fn_marginal,
 };
 
 static const hdlm_option fn_options[] = {

@@ -308,32 +308,46 @@ static void test_option_errors(plugin_registry *r) {
 
     o = plugin_opts_new();
     plugin_opts_set_string(o, "process", "cosine");
+    plugin_opts_set_number(o, "vocab", 10); /* set by the host for noise */
     CHECK_EQ(try_create(r, HDLM_KIND_NOISE, "fixture_noise", o, &e), HDLM_EINVAL);
     CHECK_STR(e.msg,
               "fixture_noise: option 'process' must be one of loglinear|geometric, got 'cosine'");
 
     o = plugin_opts_new();
     plugin_opts_set_number(o, "process", 3);
+    plugin_opts_set_number(o, "vocab", 10); /* set by the host for noise */
     CHECK_EQ(try_create(r, HDLM_KIND_NOISE, "fixture_noise", o, &e), HDLM_EINVAL);
     CHECK_STR(e.msg, "fixture_noise: option 'process' must be a string, got number 3");
 
     o = plugin_opts_new();
+    CHECK_EQ(try_create(r, HDLM_KIND_NOISE, "fixture_noise", o, &e), HDLM_EINVAL);
+    CHECK_STR(e.msg, "fixture_noise: option 'vocab' (number of real tokens) must be an integer in "
+                     "2..16777216, got none");
+    o = plugin_opts_new();
+    plugin_opts_set_number(o, "vocab", 1.5);
+    CHECK_EQ(try_create(r, HDLM_KIND_NOISE, "fixture_noise", o, &e), HDLM_EINVAL);
+
+    o = plugin_opts_new();
     plugin_opts_set_string(o, "eps", "small");
+    plugin_opts_set_number(o, "vocab", 10); /* set by the host for noise */
     CHECK_EQ(try_create(r, HDLM_KIND_NOISE, "fixture_noise", o, &e), HDLM_EINVAL);
     CHECK_STR(e.msg, "fixture_noise: option 'eps' must be a number, got string 'small'");
 
     o = plugin_opts_new();
     plugin_opts_set_bool(o, "eps", 1);
+    plugin_opts_set_number(o, "vocab", 10); /* set by the host for noise */
     CHECK_EQ(try_create(r, HDLM_KIND_NOISE, "fixture_noise", o, &e), HDLM_EINVAL);
     CHECK_STR(e.msg, "fixture_noise: option 'eps' must be a number, got bool true");
 
     o = plugin_opts_new();
     plugin_opts_set_number(o, "eps", NAN);
+    plugin_opts_set_number(o, "vocab", 10); /* set by the host for noise */
     CHECK_EQ(try_create(r, HDLM_KIND_NOISE, "fixture_noise", o, &e), HDLM_EINVAL);
     CHECK_STR(e.msg, "fixture_noise: option 'eps' must be a finite number, got number nan");
 
     o = plugin_opts_new();
     plugin_opts_set_number(o, "conditioned", 2);
+    plugin_opts_set_number(o, "vocab", 10); /* set by the host for noise */
     CHECK_EQ(try_create(r, HDLM_KIND_NOISE, "fixture_noise", o, &e), HDLM_EINVAL);
     CHECK_STR(e.msg, "fixture_noise: option 'conditioned' must be a bool (true/false or 0/1), got "
                      "number 2");
@@ -393,6 +407,7 @@ static void test_defaults_and_json(plugin_registry *r) {
     int logfd = mkstemp(logpath), saved = dup(2);
     fflush(stderr);
     dup2(logfd, 2);
+    plugin_opts_set_number(o, "vocab", 10); /* set by the host for noise */
     CHECK_EQ(plugin_instance_create(r, HDLM_KIND_NOISE, "fixture_noise", o, &p, &e), HDLM_OK);
     fflush(stderr);
     dup2(saved, 2);

@@ -143,6 +143,8 @@ typedef struct hdlm_noise_batch {
     void *rng;             /* corrupt, limit: draw only through host->uniform(rng) */
 } hdlm_noise_batch;
 
+/* Noise plugins receive one option they do not declare: "vocab" (integer >= 2), the number V of
+ * real tokens, set by the host from the corpus (or by the user when inspecting from Lua). */
 typedef struct hdlm_noise_ops {
     uint32_t struct_size;
     uint32_t flags;                  /* HDLM_NOISE_* */
@@ -161,6 +163,8 @@ typedef struct hdlm_noise_ops {
     /* Per-position terms of a valid NLL upper bound for the transition t -> s of every ACTIVE
      * position given the clean tokens (x0) and the noised input the model saw (xt). */
     int (*bound)(void *self, hdlm_noise_batch *b, char *err, size_t err_cap);
+    /* Exact forward marginal q(x_t = y | x_0) over the Vp symbols, float64 (spec §3). */
+    int (*marginal)(void *self, int32_t x0, double t, double *probs, char *err, size_t err_cap);
 } hdlm_noise_ops;
 
 /* ---- sampler kind ---- */
