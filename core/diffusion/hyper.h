@@ -21,6 +21,10 @@ typedef struct hyper {
                   error *e);
     uint32_t (*growth)(void *ctx, int64_t *block);
     const char *name; /* for messages */
+    /* Set by hyper_from_plugin (ctx is then the plugin's self), NULL for other sources: the
+     * callbacks receive ctx only, so the plugin's levels op (err buffer, not error) can only be
+     * reached from here. Call levels through hyper_levels, never h->levels directly. */
+    const hdlm_schedule_ops *plugin_ops;
 } hyper;
 
 /* A hyper over a schedule plugin instance (ops = hdlm_schedule_ops of the instance). */

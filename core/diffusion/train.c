@@ -91,6 +91,7 @@ int trainer_init(trainer *t, const train_config *cfg, const corpus *data, error 
     rng_init(&base, c->seed);
     t->data_rng = rng_split(&base, 1001);
     t->noise_rng = rng_split(&base, 1002);
+    t->dropout_rng = rng_split(&base, 1003);
     t->T = T;
     size_t BT = (size_t)c->batch * T;
     t->window = malloc((size_t)c->batch * (T + 1) * sizeof *t->window);
@@ -162,7 +163,8 @@ static int micro_batch(trainer *t, const int32_t *tokens, int64_t n, rng *dr, rn
             memmove(t->window + (size_t)b * (T + 1), t->window + (size_t)b * T,
                     (size_t)T * sizeof(int32_t));
     build_inputs(t, t->window, B, norm, nr);
-    model_batch mb = {B, T, t->inp, t->pos, t->cfg.model.cond ? t->sigma : NULL, t->rows};
+    model_batch mb = {B, T, t->inp, t->pos, t->cfg.model.cond ? t->sigma : NULL, t->rows,
+                      backward && t->cfg.model.dropout > 0 ? &t->dropout_rng : NULL};
     float *logits;
     if (model_forward(&t->m, &mb, &logits, e) != HDLM_OK) return e->code;
     size_t BT = (size_t)B * T;
@@ -301,13 +303,13 @@ static void config_json(const trainer *t, json_buf *jb) {
     char buf[1024];
     snprintf(buf, sizeof buf,
              "{\"objective\":\"%s\",\"vocab\":%d,\"d_model\":%d,\"n_layer\":%d,\"n_head\":%d,"
-             "\"seq_len\":%d,\"cond\":%d,\"gamma\":%.9g,\"batch\":%d,\"accum\":%d,"
+             "\"seq_len\":%d,\"cond\":%d,\"gamma\":%.9g,\"dropout\":%.9g,\"batch\":%d,\"accum\":%d,"
              "\"steps\":%lld,\"seed\":%llu,\"lr\":%.17g,\"min_lr\":%.17g,\"warmup\":%lld,"
              "\"schedule\":\"%s\",\"beta1\":%.17g,\"beta2\":%.17g,\"eps\":%.17g,"
              "\"weight_decay\":%.17g,\"clip\":%.17g,\"ema\":%.17g}",
              train_objective_name(c->objective), c->model.vocab, c->model.d_model,
              c->model.n_layer, c->model.n_head, c->model.seq_len, c->model.cond,
-             (double)c->model.mix_gamma, c->batch, c->accum, (long long)c->steps,
+             (double)c->model.mix_gamma, (double)c->model.dropout, c->batch, c->accum, (long long)c->steps,
              (unsigned long long)c->seed, c->opt.lr, c->opt.min_lr, (long long)c->opt.warmup,
              lr_schedule_name(c->opt.schedule), c->opt.beta1, c->opt.beta2, c->opt.eps,
              c->opt.weight_decay, c->opt.clip, c->opt.ema);
@@ -401,13 +403,14 @@ static void prune_checkpoints(const trainer *t) {
 int trainer_save(trainer *t, char *path, size_t cap, error *e) {
     if (!t->cfg.ckpt_dir[0]) return error_set(e, HDLM_EINVAL, "train: no checkpoint directory");
     if (mkdir_p(t->cfg.ckpt_dir, e) != HDLM_OK) return e->code;
-    char wpath[1200], epath[1200], spath[1200], stepbuf[32], dr[80], nr[80];
+    char wpath[1200], epath[1200], spath[1200], stepbuf[32], dr[80], nr[80], pr[80];
     ckpt_name(t, t->step, ".safetensors", wpath, sizeof wpath);
     ckpt_name(t, t->step, ".ema.safetensors", epath, sizeof epath);
     ckpt_name(t, t->step, ".state.safetensors", spath, sizeof spath);
     snprintf(stepbuf, sizeof stepbuf, "%lld", (long long)t->step);
     rng_hex(&t->data_rng, dr);
     rng_hex(&t->noise_rng, nr);
+    rng_hex(&t->dropout_rng, pr);
     json_buf cj = {0};
     config_json(t, &cj);
     const char *mk[] = {"format", "step", "config"};
@@ -422,9 +425,10 @@ int trainer_save(trainer *t, char *path, size_t cap, error *e) {
         ts[0].data = t->opt.m;
         ts[1].data = t->opt.v;
         ts[0].nbytes = ts[1].nbytes = (int64_t)t->m.n_params * 4;
-        const char *sk[] = {"format", "step", "config", "adam_t", "data_rng", "noise_rng"};
-        const char *sv[] = {"hdlm-state-1", stepbuf, cj.data, tbuf, dr, nr};
-        rc = st_write(spath, ts, 2, sk, sv, 6, e);
+        const char *sk[] = {"format", "step",      "config",     "adam_t",
+                            "data_rng", "noise_rng", "dropout_rng"};
+        const char *sv[] = {"hdlm-state-1", stepbuf, cj.data, tbuf, dr, nr, pr};
+        rc = st_write(spath, ts, 2, sk, sv, 7, e);
     }
     json_buf_free(&cj);
     if (rc != HDLM_OK) return rc;
@@ -480,7 +484,8 @@ int trainer_resume(trainer *t, int *found, error *e) {
     if (rc == HDLM_OK) {
         const char *at = st_meta(sf, "adam_t");
         if (!at || rng_parse(st_meta(sf, "data_rng"), &t->data_rng) ||
-            rng_parse(st_meta(sf, "noise_rng"), &t->noise_rng))
+            rng_parse(st_meta(sf, "noise_rng"), &t->noise_rng) ||
+            rng_parse(st_meta(sf, "dropout_rng"), &t->dropout_rng))
             rc = error_set(e, HDLM_EINVAL, "%s: missing or malformed training state metadata",
                            spath);
         else

@@ -42,6 +42,7 @@ typedef struct trainer {
     optim opt;
     rng data_rng;        /* batch offsets: the data cursor */
     rng noise_rng;       /* masking draws */
+    rng dropout_rng;     /* dropout masks (training only) */
     int64_t step;        /* optimizer steps done */
     int T;               /* positions per sequence fed to the model */
     int32_t *window;     /* (B, T+1) raw tokens */

@@ -42,7 +42,7 @@ static l_model *new_model_ud(lua_State *L) {
 
 static void read_model_config(lua_State *L, int idx, const char *what, model_config *mc) {
     static const char *const keys[] = {"d_model", "n_layer", "n_head", "seq_len", "cond",
-                                       "vocab",   "mask_id", "gamma",  NULL};
+                                       "vocab",   "mask_id", "gamma",  "dropout", NULL};
     l_check_keys(L, idx, what, keys);
     mc->d_model = (int)l_opt_integer(L, idx, what, "d_model", 128);
     mc->n_layer = (int)l_opt_integer(L, idx, what, "n_layer", 4);
@@ -52,6 +52,7 @@ static void read_model_config(lua_State *L, int idx, const char *what, model_con
     mc->vocab = (int)l_opt_integer(L, idx, what, "vocab", mc->vocab);
     mc->mask_id = (int)l_opt_integer(L, idx, what, "mask_id", mc->mask_id);
     mc->mix_gamma = (float)l_opt_number(L, idx, what, "gamma", 0.01);
+    mc->dropout = (float)l_opt_number(L, idx, what, "dropout", 0.0);
 }
 
 /* ---- db:train ---------------------------------------------------------------------------- */
@@ -205,9 +206,9 @@ int l_train_run(lua_State *L, store *st, int64_t run_id, int o, int corpus_idx,
 
 /* ---- hdlm.model ---------------------------------------------------------------------------- */
 
-static const char *const model_keys[] = {"d_model", "n_layer", "n_head", "seq_len", "cond",
-                                         "vocab",   "mask_id", "gamma",  "seed",    "checkpoint",
-                                         NULL};
+static const char *const model_keys[] = {"d_model", "n_layer", "n_head",  "seq_len",
+                                         "cond",    "vocab",   "mask_id", "gamma",
+                                         "dropout", "seed",    "checkpoint", NULL};
 
 static int l_model_new(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -356,7 +357,7 @@ static int model_forward_l(lua_State *L) {
     for (int i = 0; i < T; i++) pos[i] = i;
     attn_row *rows = lua_newuserdatauv(L, (size_t)T * sizeof *rows, 0);
     mask_rows_from_states(rows, state, T, context, block, btype);
-    model_batch mb = {1, T, tok, pos, sigma, rows};
+    model_batch mb = {1, T, tok, pos, sigma, rows, NULL};
     float *logits;
     error e = {0};
     if (model_forward(&u->m, &mb, &logits, &e) != HDLM_OK) return l_raise(L, &e);
@@ -425,19 +426,19 @@ static int model_generate(lua_State *L) {
         kv_cache kc;
         if (kv_cache_init(&kc, &u->m, 1, total, &e) != HDLM_OK) return l_raise(L, &e);
         /* the prompt in one pass, then one position per step */
-        model_batch mb = {1, np, seq, pos, NULL, rows};
+        model_batch mb = {1, np, seq, pos, NULL, rows, NULL};
         int rc = model_forward_cached(&u->m, &kc, &mb, 1, &logits, &e);
         for (int i = np; i < total && rc == HDLM_OK; i++) {
             seq[i] = draw_token(logits + (size_t)(i - np == 0 ? np - 1 : 0) * V, V, temp, &r);
             if (i + 1 == total) break;
-            model_batch one = {1, 1, seq + i, pos + i, NULL, rows + i};
+            model_batch one = {1, 1, seq + i, pos + i, NULL, rows + i, NULL};
             rc = model_forward_cached(&u->m, &kc, &one, 1, &logits, &e);
         }
         kv_cache_free(&kc);
         if (rc != HDLM_OK) return l_raise(L, &e);
     } else {
         for (int i = np; i < total; i++) {
-            model_batch mb = {1, i, seq, pos, NULL, rows};
+            model_batch mb = {1, i, seq, pos, NULL, rows, NULL};
             if (model_forward(&u->m, &mb, &logits, &e) != HDLM_OK) return l_raise(L, &e);
             seq[i] = draw_token(logits + (size_t)(i - 1) * V, V, temp, &r);
         }

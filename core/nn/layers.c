@@ -553,33 +553,75 @@ static void attn_softmax_row(float *p, const attn_row *r, int Tk) {
         p[j] = 0.0f;
 }
 
-void attention_forward(float *out, float *att, const float *q, int ldq, const float *k, int ldk,
-                       const float *v, int ldv, int64_t kv_bstride, const attn_row *rows, int B,
-                       int T, int Tk, int C, int H) {
+/* Inverted dropout on one (T,Tk) probability block: dst = src * keep / (1 - p). */
+static void attn_dropout_block(float *dst, const float *src, const uint8_t *keep, float pdrop,
+                               size_t n) {
+    float sc = 1.0f / (1.0f - pdrop);
+#pragma omp simd
+    for (size_t j = 0; j < n; j++)
+        dst[j] = keep[j] ? src[j] * sc : 0.0f;
+}
+
+void attention_forward_dropout(float *out, float *att, const float *q, int ldq, const float *k,
+                               int ldk, const float *v, int ldv, int64_t kv_bstride,
+                               const attn_row *rows, int B, int T, int Tk, int C, int H,
+                               const uint8_t *keep, float pdrop) {
     HDLM_ASSERT(H > 0 && C % H == 0 && Tk > 0);
+    HDLM_ASSERT(!keep || (pdrop > 0.0f && pdrop < 1.0f));
     int hd = C / H;
     float scale = 1.0f / sqrtf((float)hd);
     /* (b,h) pairs in parallel, each with single-threaded sgemm (we are inside a parallel region) */
-#pragma omp parallel for schedule(static) if (B * H > 1)
-    for (int bh = 0; bh < B * H; bh++) {
-        int b = bh / H, h = bh % H;
-        const float *qh = q + (size_t)b * T * ldq + (size_t)h * hd; /* (T,hd) stride ldq */
-        const float *kh = k + b * kv_bstride + (size_t)h * hd;      /* (Tk,hd) stride ldk */
-        const float *vh = v + b * kv_bstride + (size_t)h * hd;      /* (Tk,hd) stride ldv */
-        float *ah = att + (size_t)bh * T * Tk;                      /* (T,Tk) */
-        float *oh = out + (size_t)b * T * C + (size_t)h * hd;       /* (T,hd) stride C */
-        blas_sgemm(0, 1, T, Tk, hd, scale, qh, ldq, kh, ldk, 0.0f, ah, Tk);
-        for (int t = 0; t < T; t++)
-            attn_softmax_row(ah + (size_t)t * Tk, &rows[b * T + t], Tk);
-        blas_sgemm(0, 0, T, hd, Tk, 1.0f, ah, Tk, vh, ldv, 0.0f, oh, C);
+#pragma omp parallel if (B * H > 1)
+    {
+        float *pd = NULL; /* (T,Tk) dropped-out probabilities, only with dropout */
+        if (keep) {
+            pd = malloc((size_t)T * Tk * sizeof(float));
+            HDLM_ASSERT(pd);
+        }
+#pragma omp for schedule(static)
+        for (int bh = 0; bh < B * H; bh++) {
+            int b = bh / H, h = bh % H;
+            const float *qh = q + (size_t)b * T * ldq + (size_t)h * hd; /* (T,hd) stride ldq */
+            const float *kh = k + b * kv_bstride + (size_t)h * hd;      /* (Tk,hd) stride ldk */
+            const float *vh = v + b * kv_bstride + (size_t)h * hd;      /* (Tk,hd) stride ldv */
+            float *ah = att + (size_t)bh * T * Tk;                      /* (T,Tk) */
+            float *oh = out + (size_t)b * T * C + (size_t)h * hd;       /* (T,hd) stride C */
+            blas_sgemm(0, 1, T, Tk, hd, scale, qh, ldq, kh, ldk, 0.0f, ah, Tk);
+            for (int t = 0; t < T; t++)
+                attn_softmax_row(ah + (size_t)t * Tk, &rows[b * T + t], Tk);
+            const float *pv = ah;
+            if (keep) {
+                attn_dropout_block(pd, ah, keep + (size_t)bh * T * Tk, pdrop, (size_t)T * Tk);
+                pv = pd;
+            }
+            blas_sgemm(0, 0, T, hd, Tk, 1.0f, pv, Tk, vh, ldv, 0.0f, oh, C);
+        }
+        free(pd);
     }
+}
+
+void attention_forward(float *out, float *att, const float *q, int ldq, const float *k, int ldk,
+                       const float *v, int ldv, int64_t kv_bstride, const attn_row *rows, int B,
+                       int T, int Tk, int C, int H) {
+    attention_forward_dropout(out, att, q, ldq, k, ldk, v, ldv, kv_bstride, rows, B, T, Tk, C, H,
+                              NULL, 0.0f);
 }
 
 void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att,
                         const float *q, int ldq, const float *k, int ldk, const float *v, int ldv,
                         int64_t kv_bstride, const attn_row *rows, int B, int T, int Tk, int C,
                         int H) {
+    attention_backward_dropout(dq, dk, dv, dout, att, q, ldq, k, ldk, v, ldv, kv_bstride, rows, B,
+                               T, Tk, C, H, NULL, 0.0f);
+}
+
+void attention_backward_dropout(float *dq, float *dk, float *dv, const float *dout,
+                                const float *att, const float *q, int ldq, const float *k,
+                                int ldk, const float *v, int ldv, int64_t kv_bstride,
+                                const attn_row *rows, int B, int T, int Tk, int C, int H,
+                                const uint8_t *keep, float pdrop) {
     HDLM_ASSERT(H > 0 && C % H == 0 && Tk > 0);
+    HDLM_ASSERT(!keep || (pdrop > 0.0f && pdrop < 1.0f));
     int hd = C / H;
     float scale = 1.0f / sqrtf((float)hd);
     /* Tasks write disjoint slices: (b,h) owns rows of batch b, columns of head h. With a K/V
@@ -590,9 +632,14 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
 #pragma omp parallel if (ntask > 1)
     {
         float *dp = NULL; /* (T,Tk) scratch: dP, then dS in place */
+        float *pd = NULL; /* (T,Tk) dropped-out probabilities, only with dropout */
         if (dq || dk) {
             dp = malloc((size_t)T * Tk * sizeof(float));
             HDLM_ASSERT(dp);
+        }
+        if (keep) {
+            pd = malloc((size_t)T * Tk * sizeof(float));
+            HDLM_ASSERT(pd);
         }
 #pragma omp for schedule(static)
         for (int task = 0; task < ntask; task++) {
@@ -604,11 +651,18 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                 size_t voff = (size_t)(b * kv_bstride) + (size_t)h * hd;
                 const float *ah = att + ((size_t)b * H + h) * T * Tk;         /* (T,Tk) */
                 const float *doh = dout + (size_t)b * T * C + (size_t)h * hd; /* (T,hd) */
-                /* dV(Tk,hd) += P^T · dO */
-                if (dv) blas_sgemm(1, 0, Tk, hd, T, 1.0f, ah, Tk, doh, C, 1.0f, dv + voff, ldv);
+                const uint8_t *kh = keep ? keep + ((size_t)b * H + h) * T * Tk : NULL;
+                /* dV(Tk,hd) += Pd^T · dO, Pd = P (or its dropped-out copy) */
+                const float *pv = ah;
+                if (kh) {
+                    attn_dropout_block(pd, ah, kh, pdrop, (size_t)T * Tk);
+                    pv = pd;
+                }
+                if (dv) blas_sgemm(1, 0, Tk, hd, T, 1.0f, pv, Tk, doh, C, 1.0f, dv + voff, ldv);
                 if (!dp) continue;
-                /* dP(T,Tk) = dO · V^T */
+                /* dP(T,Tk) = dO · V^T (through the dropout mask: dP = dPd * keep / (1-p)) */
                 blas_sgemm(0, 1, T, Tk, hd, 1.0f, doh, C, v + voff, ldv, 0.0f, dp, Tk);
+                if (kh) attn_dropout_block(dp, dp, kh, pdrop, (size_t)T * Tk);
                 /* dS = P ⊙ (dP - rowsum(P ⊙ dP)); zero where P is 0, and on fully blocked rows
                  * whose scores were replaced by constants */
                 for (int t = 0; t < T; t++) {
@@ -635,6 +689,7 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
             }
         }
         free(dp);
+        free(pd);
     }
 }
 

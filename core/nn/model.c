@@ -107,6 +107,9 @@ int model_config_check(const model_config *c, error *e) {
     if (c->mask_id >= c->vocab)
         return error_set(e, HDLM_EINVAL, "model: mask_id %d outside the vocabulary (%d)",
                          c->mask_id, c->vocab);
+    if (!(c->dropout >= 0.0f && c->dropout < 1.0f))
+        return error_set(e, HDLM_EINVAL, "model: dropout must be in [0, 1), got %g",
+                         (double)c->dropout);
     if (c->d_model > 65536 || c->n_layer > 1024 || c->seq_len > (1 << 20))
         return error_set(e, HDLM_EINVAL, "model: d_model %d / n_layer %d / seq_len %d too large",
                          c->d_model, c->n_layer, c->seq_len);
@@ -203,6 +206,9 @@ typedef struct layer_acts {
     float *gl;          /* (N, 4C) GELU output */
     float *fc2;         /* (N, C) */
     float *ada;         /* (N, 6C) shift1 scale1 gate1 shift2 scale2 gate2 */
+    uint8_t *keep_att;  /* (B, H, T, T) dropout masks (1 = kept), only with dropout */
+    uint8_t *keep_proj; /* (N, C) */
+    uint8_t *keep_fc2;  /* (N, C) */
 } layer_acts;
 
 struct model_acts {
@@ -214,6 +220,7 @@ struct model_acts {
     float *xf;          /* (N, C) final residual stream */
     float *lnf, *lnf_mean, *lnf_rstd;
     float *logits;      /* (N, V) */
+    int dropped;        /* the last forward applied dropout (its masks are in the layers) */
     /* backward scratch */
     float *dx, *dln, *dm, *dqkv, *datty, *dgl, *dfc, *dada, *dc, *dlnf;
     float *dt2, *dt1;
@@ -274,6 +281,15 @@ static int acts_ensure(model *m, int B, int T, error *e) {
             TAKE(la->gl, N * 4 * C);
             TAKE(la->fc2, N * C);
             if (cond) TAKE(la->ada, N * 6 * C);
+            if (c->dropout > 0) { /* byte masks carved as floats: 4 masks per float slot */
+                float *tmp = NULL;
+                TAKE(tmp, ((size_t)B * H * T * T + 3) / 4);
+                la->keep_att = (uint8_t *)tmp;
+                TAKE(tmp, (N * C + 3) / 4);
+                la->keep_proj = (uint8_t *)tmp;
+                TAKE(tmp, (N * C + 3) / 4);
+                la->keep_fc2 = (uint8_t *)tmp;
+            }
             if (pass && !cond) {
                 la->m1 = la->ln1;
                 la->m2 = la->ln2;
@@ -406,6 +422,18 @@ static int check_batch(const model *m, const model_batch *b, error *e) {
     return HDLM_OK;
 }
 
+/* Dropout masks: 1 = kept; drawn in a fixed order from the batch's rng (deterministic). */
+static void draw_keep(uint8_t *keep, size_t n, float p, rng *r) {
+    for (size_t i = 0; i < n; i++) keep[i] = rng_uniform_f32(r) >= p;
+}
+
+/* x = x * keep / (1 - p), in place (also the backward of itself). */
+static void apply_keep(float *x, const uint8_t *keep, size_t n, float p) {
+    float sc = 1.0f / (1.0f - p);
+#pragma omp parallel for simd schedule(static) if (n >= 65536)
+    for (size_t i = 0; i < n; i++) x[i] = keep[i] ? x[i] * sc : 0.0f;
+}
+
 int model_forward(model *m, const model_batch *b, float **logits, error *e) {
     int rc = check_batch(m, b, e);
     if (rc == HDLM_OK) rc = acts_ensure(m, b->B, b->T, e);
@@ -413,6 +441,7 @@ int model_forward(model *m, const model_batch *b, float **logits, error *e) {
     model_acts *a = m->acts;
     const model_config *c = &m->cfg;
     int B = b->B, T = b->T, N = B * T, C = c->d_model, H = c->n_head, hd = C / H;
+    int drop = c->dropout > 0 && b->dropout_rng;
     if (c->cond) cond_forward(m, a, b->sigma, N);
     embed_forward(m, a, a->layers[0].x, b->tokens, N);
     for (int l = 0; l < c->n_layer; l++) {
@@ -430,19 +459,28 @@ int model_forward(model *m, const model_batch *b, float **logits, error *e) {
         if (c->cond) modulate_forward(la->m1, la->ln1, shift1, scale1, 6 * C, N, C);
         linear_forward(la->qkv, la->m1, lp->qkv_w, NULL, N, C, 3 * C);
         rope_forward(la->qkv, 3 * C, b->pos, N, 2 * H, hd);
-        attention_forward(la->atty, la->att, la->qkv, 3 * C, la->qkv + C, 3 * C, la->qkv + 2 * C,
-                          3 * C, (int64_t)T * 3 * C, b->rows, B, T, T, C, H);
+        if (drop) {
+            draw_keep(la->keep_att, (size_t)B * H * T * T, c->dropout, b->dropout_rng);
+            draw_keep(la->keep_proj, (size_t)N * C, c->dropout, b->dropout_rng);
+            draw_keep(la->keep_fc2, (size_t)N * C, c->dropout, b->dropout_rng);
+        }
+        attention_forward_dropout(la->atty, la->att, la->qkv, 3 * C, la->qkv + C, 3 * C,
+                                  la->qkv + 2 * C, 3 * C, (int64_t)T * 3 * C, b->rows, B, T, T, C,
+                                  H, drop ? la->keep_att : NULL, c->dropout);
         linear_forward(la->proj, la->atty, lp->proj_w, NULL, N, C, C);
+        if (drop) apply_keep(la->proj, la->keep_proj, (size_t)N * C, c->dropout);
         residual_forward(la->x2, la->x, la->proj, gate1, 6 * C, N, C);
         layernorm_forward(la->ln2, la->ln2_mean, la->ln2_rstd, la->x2, lp->ln2_w, N, C);
         if (c->cond) modulate_forward(la->m2, la->ln2, shift2, scale2, 6 * C, N, C);
         linear_forward(la->fc1, la->m2, lp->fc1_w, lp->fc1_b, N, C, 4 * C);
         gelu_forward(la->gl, la->fc1, (int64_t)N * 4 * C);
         linear_forward(la->fc2, la->gl, lp->fc2_w, lp->fc2_b, N, 4 * C, C);
+        if (drop) apply_keep(la->fc2, la->keep_fc2, (size_t)N * C, c->dropout);
         residual_forward(xout, la->x2, la->fc2, gate2, 6 * C, N, C);
     }
     layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->xf, m->p.lnf_w, N, C);
     linear_forward(a->logits, a->lnf, m->p.out_w, m->p.out_b, N, C, c->vocab);
+    a->dropped = drop;
     *logits = a->logits;
     return HDLM_OK;
 }
@@ -481,6 +519,7 @@ void model_backward(model *m, const model_batch *b, const float *dlogits) {
         float *dfc2 = a->dm; /* (N, C) */
         memset(dfc2, 0, NC * sizeof(float));
         residual_backward(NULL, dfc2, dgate2, a->dx, la->fc2, gate2, 6 * C, N, C);
+        if (a->dropped) apply_keep(dfc2, la->keep_fc2, NC, c->dropout);
         memset(a->dgl, 0, (size_t)N * 4 * C * sizeof(float));
         linear_backward(a->dgl, lg->fc2_w, lg->fc2_b, dfc2, la->gl, lp->fc2_w, N, 4 * C, C);
         /* gelu_backward accumulates (dinp += f'·dout), so it cannot run in place: dfc and dgl
@@ -502,12 +541,14 @@ void model_backward(model *m, const model_batch *b, const float *dlogits) {
         float *dproj = a->dm;
         memset(dproj, 0, NC * sizeof(float));
         residual_backward(NULL, dproj, dgate1, a->dx, la->proj, gate1, 6 * C, N, C);
+        if (a->dropped) apply_keep(dproj, la->keep_proj, NC, c->dropout);
         memset(a->datty, 0, NC * sizeof(float));
         linear_backward(a->datty, lg->proj_w, NULL, dproj, la->atty, lp->proj_w, N, C, C);
         memset(a->dqkv, 0, NC * 3 * sizeof(float));
-        attention_backward(a->dqkv, a->dqkv + C, a->dqkv + 2 * C, a->datty, la->att, la->qkv,
-                           3 * C, la->qkv + C, 3 * C, la->qkv + 2 * C, 3 * C, (int64_t)T * 3 * C,
-                           b->rows, B, T, T, C, H);
+        attention_backward_dropout(a->dqkv, a->dqkv + C, a->dqkv + 2 * C, a->datty, la->att,
+                                   la->qkv, 3 * C, la->qkv + C, 3 * C, la->qkv + 2 * C, 3 * C,
+                                   (int64_t)T * 3 * C, b->rows, B, T, T, C, H,
+                                   a->dropped ? la->keep_att : NULL, c->dropout);
         rope_backward(a->dqkv, 3 * C, b->pos, N, 2 * H, hd);
         float *dm1 = a->dm;
         memset(dm1, 0, NC * sizeof(float));

@@ -27,6 +27,8 @@ typedef struct model_config {
     int cond;      /* 1: per-token σ conditioning (adaLN + RADD input mix) */
     int mask_id;   /* mask symbol for the RADD input mix; -1: no mix */
     float mix_gamma; /* γ of the input mix weight exp(-γσ) */
+    float dropout;   /* dropout on attention probabilities and on the attention-output and MLP
+                        residual branches during training (as the reference); 0 = none */
 } model_config;
 
 /* Validates a config before anything is allocated; messages give the numbers. */
@@ -82,6 +84,7 @@ typedef struct model_batch {
     const int32_t *pos;    /* (B, T) rotary positions */
     const float *sigma;    /* (B, T) conditioning; NULL when not conditioned */
     const attn_row *rows;  /* (B, T) attention mask rows */
+    struct rng *dropout_rng; /* training with dropout draws its masks here; NULL = no dropout */
 } model_batch;
 
 /* Allocates the parameter slab and initialises it from seed (deterministic). */

@@ -261,7 +261,7 @@ static void test_forward_reference(int cond, int schedule) {
             mask_rows_causal(rows + b * T, T);
         }
     }
-    model_batch mb = {B, T, tok, pos, cond ? sig : NULL, rows};
+    model_batch mb = {B, T, tok, pos, cond ? sig : NULL, rows, NULL};
     float *lg;
     CHECK_EQ(model_forward(&m, &mb, &lg, &e), HDLM_OK);
     double *ref = malloc((size_t)B * T * V * sizeof(double));
@@ -287,6 +287,7 @@ typedef struct gc_case {
     model_batch b;
     const int32_t *target; /* (N); -1: ignored */
     const float *wt;       /* (N) loss weights */
+    uint64_t drop_seed;    /* with dropout: the masks are redrawn from this seed every forward */
 } gc_case;
 
 /* Σ_n wt_n · CE_n accumulated in double (the float logits are the only float32 part). */
@@ -294,6 +295,7 @@ static double case_loss(gc_case *c) {
     float *logits;
     error e = {0};
     int N = c->b.B * c->b.T;
+    if (c->b.dropout_rng) rng_init(c->b.dropout_rng, c->drop_seed);
     int rc = model_forward(c->m, &c->b, &logits, &e);
     HDLM_ASSERT(rc == HDLM_OK);
     float *loss = malloc((size_t)N * sizeof(float));
@@ -310,6 +312,7 @@ static void case_backward(gc_case *c) {
     float *logits;
     error e = {0};
     int N = c->b.B * c->b.T, V = c->m->cfg.vocab;
+    if (c->b.dropout_rng) rng_init(c->b.dropout_rng, c->drop_seed);
     int rc = model_forward(c->m, &c->b, &logits, &e);
     HDLM_ASSERT(rc == HDLM_OK);
     float *dlogits = calloc((size_t)N * V, sizeof(float));
@@ -455,12 +458,13 @@ static void gradcheck_selftest(gc_case *c) {
     free(ana);
 }
 
-enum { GC_CAUSAL, GC_SCHEDULE, GC_COND };
+enum { GC_CAUSAL, GC_SCHEDULE, GC_COND, GC_DROPOUT };
 
 static void test_gradcheck(int kind) {
     const int B = 2, T = 5, N = B * T;
-    model_config cfg = make_config(7, 8, 2, 2, 5, kind == GC_COND);
-    if (kind == GC_COND) cfg.mask_id = 6;
+    model_config cfg = make_config(7, 8, 2, 2, 5, kind >= GC_COND);
+    if (kind >= GC_COND) cfg.mask_id = 6;
+    if (kind == GC_DROPOUT) cfg.dropout = 0.3f; /* attention, attn-out and MLP branches */
     model m;
     error e = {0};
     CHECK_EQ(model_init(&m, &cfg, 11, &e), HDLM_OK);
@@ -495,13 +499,30 @@ static void test_gradcheck(int kind) {
         CHECK(rows[4].lo1 >= rows[4].hi1 && rows[4].lo2 >= rows[4].hi2);
         wt[4] = 0.5f;
         wt[T + 4] = 0.001f;
-        if (kind == GC_COND) {
+        if (kind >= GC_COND) {
             tokens[2] = 6, tokens[T + 1] = 6; /* mask symbols among the active tokens */
             sigma[0] = 0.0f;                  /* a settled position at σ = 0 */
         }
     }
-    gc_case c = {&m, {B, T, tokens, pos, kind == GC_COND ? sigma : NULL, rows}, target, wt};
-    static const char *const label[] = {"causal", "schedule", "cond"};
+    rng drng;
+    gc_case c = {&m,
+                 {B, T, tokens, pos, kind >= GC_COND ? sigma : NULL, rows,
+                  kind == GC_DROPOUT ? &drng : NULL},
+                 target, wt, 77};
+    static const char *const label[] = {"causal", "schedule", "cond", "dropout"};
+    if (kind == GC_DROPOUT) {
+        /* dropout changes the output (masks drawn), and without an rng it is off */
+        float *lg;
+        rng_init(&drng, 77);
+        CHECK_EQ(model_forward(&m, &c.b, &lg, &e), HDLM_OK);
+        float *with = malloc((size_t)N * cfg.vocab * sizeof(float));
+        memcpy(with, lg, (size_t)N * cfg.vocab * sizeof(float));
+        model_batch nod = c.b;
+        nod.dropout_rng = NULL;
+        CHECK_EQ(model_forward(&m, &nod, &lg, &e), HDLM_OK);
+        CHECK(max_abs_diff(with, lg, (int64_t)N * cfg.vocab) > 1e-3);
+        free(with);
+    }
     gradcheck_all(&c, label[kind]);
     if (kind == GC_COND) gradcheck_selftest(&c);
 
@@ -510,6 +531,7 @@ static void test_gradcheck(int kind) {
     float *g1 = malloc(m.n_params * sizeof(float));
     memcpy(g1, m.grads, m.n_params * sizeof(float));
     float *logits;
+    if (c.b.dropout_rng) rng_init(c.b.dropout_rng, c.drop_seed); /* the same masks again */
     CHECK_EQ(model_forward(&m, &c.b, &logits, &e), HDLM_OK);
     float *dl = calloc((size_t)N * cfg.vocab, sizeof(float));
     crossentropy_backward(dl, logits, target, wt, N, cfg.vocab);
@@ -564,7 +586,7 @@ static void test_mask_leaks(int cond, int ctx, int bt) {
         pos[n] = n % L;
         sigma[n] = st[n] == HDLM_SETTLED ? 0.0f : st[n] == HDLM_ACTIVE ? urand(0.2f, 2.0f) : 6.0f;
     }
-    model_batch b = {B, L, tok, pos, cond ? sigma : NULL, rows};
+    model_batch b = {B, L, tok, pos, cond ? sigma : NULL, rows, NULL};
     float *lg, *ref = malloc((size_t)B * L * V * sizeof(float));
     float *out = malloc((size_t)B * L * V * sizeof(float));
     CHECK_EQ(model_forward(&m, &b, &lg, &e), HDLM_OK);
@@ -578,7 +600,7 @@ static void test_mask_leaks(int cond, int ctx, int bt) {
             tok2[n] = (tok[n] + 1 + (int32_t)rng_below(&g_rng, (uint64_t)V - 1)) % V;
             sigma2[n] = 3.0f;
         }
-    model_batch b2 = {B, L, tok2, pos, cond ? sigma2 : NULL, rows};
+    model_batch b2 = {B, L, tok2, pos, cond ? sigma2 : NULL, rows, NULL};
     CHECK_EQ(model_forward(&m, &b2, &lg, &e), HDLM_OK);
     memcpy(out, lg, (size_t)B * L * V * sizeof(float));
     int leaked = 0, changed = 0, n_worthless = 0;
@@ -683,7 +705,7 @@ static void test_kv_causal(int cond) {
                 csig[n] = sig[bb * L + t + i];
                 crow[n] = (attn_row){0, t + i + 1, 0, 0};
             }
-        model_batch cb = {B, T, ctok, cpos, cond ? csig : NULL, crow};
+        model_batch cb = {B, T, ctok, cpos, cond ? csig : NULL, crow, NULL};
         float *lg;
         CHECK_EQ(model_forward_cached(&m, &kc, &cb, 1, &lg, &e), HDLM_OK);
         memcpy(cached, lg, (size_t)B * T * V * sizeof(float));
@@ -698,7 +720,7 @@ static void test_kv_causal(int cond) {
             }
             mask_rows_causal(prow + bb * P, P);
         }
-        model_batch fb = {B, P, ptok, ppos, cond ? psig : NULL, prow};
+        model_batch fb = {B, P, ptok, ppos, cond ? psig : NULL, prow, NULL};
         CHECK_EQ(model_forward(&m, &fb, &lg, &e), HDLM_OK);
         for (int bb = 0; bb < B; bb++)
             for (int i = 0; i < T; i++) {
@@ -718,7 +740,7 @@ static void test_kv_causal(int cond) {
     int32_t one_tok[B] = {0, 0}, one_pos[B] = {L, L};
     float one_sig[B] = {0, 0};
     attn_row one_row[B] = {{0, 1, 0, 0}, {0, 1, 0, 0}};
-    model_batch ob = {B, 1, one_tok, one_pos, cond ? one_sig : NULL, one_row};
+    model_batch ob = {B, 1, one_tok, one_pos, cond ? one_sig : NULL, one_row, NULL};
     float *lg;
     e.msg[0] = 0;
     CHECK(model_forward_cached(&m, &kc, &ob, 1, &lg, &e) < 0);
@@ -792,12 +814,12 @@ static void test_kv_block(int cond) {
                     int n = bb * Wb + i, f = bb * L + s0 + i;
                     ctok[n] = ftok[f], cpos[n] = fpos[f], csig[n] = fsig[f], crow[n] = frow[f];
                 }
-            model_batch cb = {B, Wb, ctok, cpos, cond ? csig : NULL, crow};
+            model_batch cb = {B, Wb, ctok, cpos, cond ? csig : NULL, crow, NULL};
             float *lg;
             CHECK_EQ(model_forward_cached(&m, &kc, &cb, settle, &lg, &e), HDLM_OK);
             memcpy(cached, lg, (size_t)B * Wb * V * sizeof(float));
             CHECK_EQ(kc.len, settle ? s0 + Wb : s0);
-            model_batch fb = {B, L, ftok, fpos, cond ? fsig : NULL, frow};
+            model_batch fb = {B, L, ftok, fpos, cond ? fsig : NULL, frow, NULL};
             CHECK_EQ(model_forward(&m, &fb, &lg, &e), HDLM_OK);
             double worst = 0.0;
             for (int bb = 0; bb < B; bb++)
@@ -896,7 +918,7 @@ static void test_init_and_table(void) {
     attn_row rows[6];
     mask_rows_causal(rows, 3);
     mask_rows_causal(rows + 3, 3);
-    model_batch mb = {2, 3, tok, pos, NULL, rows};
+    model_batch mb = {2, 3, tok, pos, NULL, rows, NULL};
     float *lg;
     CHECK_EQ(model_forward(&a, &mb, &lg, &e), HDLM_OK);
     int nz = 0;
@@ -930,7 +952,7 @@ static void test_init_and_table(void) {
     }
     t = model_find_tensor(&a, "sigma_map.mlp.0.weight");
     CHECK(t && t->shape[0] == 128 && t->shape[1] == 256);
-    model_batch mc = {2, 3, tok, pos, NULL, rows};
+    model_batch mc = {2, 3, tok, pos, NULL, rows, NULL};
     tok[4] = 0;
     CHECK_EQ(model_forward(&a, &mc, &lg, &e), HDLM_EINVAL);
     CHECK_CONTAINS(e.msg, "sigma");
@@ -992,13 +1014,13 @@ static void test_acts_reuse(void) {
     }
     mask_rows_full(rows, 16);
     mask_rows_full(rows + 16, 16);
-    model_batch big = {2, 16, tok, pos, sig, rows};
+    model_batch big = {2, 16, tok, pos, sig, rows, NULL};
     float *lg;
     CHECK_EQ(model_forward(&m, &big, &lg, &e), HDLM_OK);
     int32_t pos3[3] = {0, 1, 2};
     attn_row r3[3];
     mask_rows_causal(r3, 3);
-    model_batch small = {1, 3, tok, pos3, sig, r3};
+    model_batch small = {1, 3, tok, pos3, sig, r3, NULL};
     CHECK_EQ(model_forward(&m, &small, &lg, &e), HDLM_OK);
     float got[33];
     memcpy(got, lg, sizeof got);
@@ -1041,6 +1063,7 @@ int main(void) {
     test_gradcheck(GC_SCHEDULE);
     reseed(22);
     test_gradcheck(GC_COND);
+    test_gradcheck(GC_DROPOUT);
     for (int cond = 0; cond < 2; cond++) {
         reseed(30 + (uint64_t)cond);
         test_mask_leaks(cond, MASK_CTX_BLOCK_CAUSAL, MASK_BLOCK_FULL);
