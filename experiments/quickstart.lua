@@ -17,7 +17,7 @@ t0 = hdlm.time()
 local run = db:train{
   name = "quickstart", data = data, objective = "ar", seed = 1,
   model = { d_model = 128, n_layer = 4, n_head = 4, seq_len = 128 },
-  steps = steps, batch = 16, lr = 2e-3, min_lr = 2e-4, warmup = 50, schedule = "cosine",
+  steps = steps, batch = 16, lr = 2e-3, min_lr = 2e-4, warmup = 50, lr_schedule = "cosine",
   weight_decay = 0.1, clip = 1.0, ema = 0.995,
   log_every = 10, eval_every = steps // 4, eval_batches = 8,
   checkpoint_dir = "checkpoints/quickstart", ckpt_every = steps // 2, resume = false,

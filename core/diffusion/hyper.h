@@ -23,7 +23,7 @@ typedef struct hyper {
     const char *name; /* for messages */
     /* Set by hyper_from_plugin (ctx is then the plugin's self), NULL for other sources: the
      * callbacks receive ctx only, so the plugin's levels op (err buffer, not error) can only be
-     * reached from here. Call levels through hyper_levels, never h->levels directly. */
+     * reached from here; h->levels of a plugin hyper only reports that. Use hyper_levels. */
     const hdlm_schedule_ops *plugin_ops;
 } hyper;
 

@@ -22,17 +22,19 @@
 int train_objective_from_name(const char *s) {
     if (!strcmp(s, "ar")) return OBJ_AR;
     if (!strcmp(s, "mask")) return OBJ_MASK;
+    if (!strcmp(s, "method")) return OBJ_METHOD;
     return 0;
 }
 
 const char *train_objective_name(int obj) {
-    return obj == OBJ_AR ? "ar" : obj == OBJ_MASK ? "mask" : "?";
+    return obj == OBJ_AR ? "ar" : obj == OBJ_MASK ? "mask" : obj == OBJ_METHOD ? "method" : "?";
 }
 
 void trainer_free(trainer *t) {
     if (!t) return;
     model_free(&t->m);
     optim_free(&t->opt);
+    method_free(&t->meth);
     free(t->window);
     free(t->inp);
     free(t->tgt);
@@ -56,10 +58,26 @@ int trainer_init(trainer *t, const train_config *cfg, const corpus *data, error 
         return error_set(e, HDLM_EINVAL,
                          "train: batch (%d), accum (%d) and steps (%lld) must be positive",
                          c->batch, c->accum, (long long)c->steps);
-    c->model.vocab = data->tok.vocab + (c->objective == OBJ_MASK ? 1 : 0);
-    c->model.mask_id = c->objective == OBJ_MASK ? data->tok.vocab : -1;
-    if (model_config_check(&c->model, e) != HDLM_OK) return e->code;
     int T = c->model.seq_len;
+    if (c->objective == OBJ_METHOD) {
+        if (!c->sched || !c->noise)
+            return error_set(e, HDLM_EINVAL, "train: the method objective needs a noise process "
+                                             "and a schedule");
+        int rc = method_init(&t->meth, &c->method, c->sched, c->noise_self, c->noise,
+                             data->tok.vocab, T, e);
+        if (rc != HDLM_OK) return rc;
+        c->model.vocab = t->meth.Vp;
+        c->model.mask_id = t->meth.Vp > t->meth.V ? t->meth.V : -1;
+        c->model.cond = t->meth.conditioned;
+    } else {
+        c->model.vocab = data->tok.vocab + (c->objective == OBJ_MASK ? 1 : 0);
+        c->model.mask_id = c->objective == OBJ_MASK ? data->tok.vocab : -1;
+    }
+    if (model_config_check(&c->model, e) != HDLM_OK) {
+        method_free(&t->meth);
+        return e->code;
+    }
+    int TM = c->objective == OBJ_METHOD ? t->meth.T : T; /* positions the model sees */
     int64_t need = T + (c->objective == OBJ_AR ? 1 : 0);
     if (data->n_train < need)
         return error_set(e, HDLM_EINVAL,
@@ -72,9 +90,10 @@ int trainer_init(trainer *t, const train_config *cfg, const corpus *data, error 
                          "set eval_every = 0 or prepare with a larger valid fraction",
                          (long long)data->n_valid, (long long)need);
     /* refuse before allocating what the machine cannot hold */
-    double C = c->model.d_model, V = c->model.vocab, N = (double)c->batch * T;
-    double act_floats = c->model.n_layer * (N * C * 20 + (double)c->batch * c->model.n_head * T * T) +
-                        N * V * 2;
+    double C = c->model.d_model, V = c->model.vocab, N = (double)c->batch * TM;
+    double act_floats =
+        c->model.n_layer * (N * C * 20 + (double)c->batch * c->model.n_head * TM * TM) +
+        N * V * 2;
     long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGE_SIZE);
     double mem = (double)pages * (double)psize;
     double need_bytes = act_floats * 4 + 0; /* parameters are small next to activations */
@@ -84,7 +103,10 @@ int trainer_init(trainer *t, const train_config *cfg, const corpus *data, error 
                          "machine has %.1f GiB; lower batch (use accum) or seq_len",
                          c->batch, T, need_bytes / 1073741824.0, mem / 1073741824.0);
 
-    if (model_init(&t->m, &c->model, c->seed, e) != HDLM_OK) return e->code;
+    if (model_init(&t->m, &c->model, c->seed, e) != HDLM_OK) {
+        method_free(&t->meth);
+        return e->code;
+    }
     if (model_alloc_grads(&t->m, e) != HDLM_OK) goto fail;
     if (optim_init(&t->opt, &c->opt, &t->m, e) != HDLM_OK) goto fail;
     rng base;
@@ -93,7 +115,7 @@ int trainer_init(trainer *t, const train_config *cfg, const corpus *data, error 
     t->noise_rng = rng_split(&base, 1002);
     t->dropout_rng = rng_split(&base, 1003);
     t->T = T;
-    size_t BT = (size_t)c->batch * T;
+    size_t BT = (size_t)c->batch * TM;
     t->window = malloc((size_t)c->batch * (T + 1) * sizeof *t->window);
     t->inp = malloc(BT * sizeof *t->inp);
     t->tgt = malloc(BT * sizeof *t->tgt);
@@ -153,6 +175,23 @@ static void build_inputs(trainer *t, const int32_t *win, int B, double norm, rng
 static int micro_batch(trainer *t, const int32_t *tokens, int64_t n, rng *dr, rng *nr, double norm,
                        int backward, double *loss_sum, error *e) {
     int B = t->cfg.batch, T = t->T, V = t->cfg.model.vocab;
+    if (t->cfg.objective == OBJ_METHOD) {
+        method *me = &t->meth;
+        if (batch_draw(tokens, n, B, T, dr, t->window, e) != HDLM_OK) return e->code;
+        if (method_prepare(me, t->window, B, nr, e) != HDLM_OK) return e->code;
+        model_batch mb = {B, me->T, me->xt, me->pos, me->conditioned ? me->sigma : NULL, me->rows,
+                          backward && t->cfg.model.dropout > 0 ? &t->dropout_rng : NULL};
+        float *logits;
+        if (model_forward(&t->m, &mb, &logits, e) != HDLM_OK) return e->code;
+        /* norm is 1/(tokens of the step); the plugin normalises per micro-batch, so the
+         * micro-batch's share of the step is norm * (its tokens) */
+        double scale = norm * (double)B * T, total;
+        if (method_loss(me, B, logits, backward ? t->dlogits : NULL, scale, &total, e) != HDLM_OK)
+            return e->code;
+        *loss_sum += total;
+        if (backward) model_backward(&t->m, &mb, t->dlogits);
+        return HDLM_OK;
+    }
     /* windows of T+1 tokens so the AR objective has its shifted targets (always: a split of
      * exactly T tokens must be refused for AR, not read one stale target past the window);
      * the mask objective makes do with T */

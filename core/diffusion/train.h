@@ -6,17 +6,19 @@
  * Objectives built into the core (the method's noise/schedule plugins plug in here later):
  *   "ar"   — autoregressive next-token cross-entropy with causal attention (a GPT);
  *   "mask" — masked-token (MDLM) loss: per sequence t ~ U(1e-3, 1), each token masked with
- *            probability t, loss = Σ_masked CE / t / (B·L), bidirectional attention. */
+ *            probability t, loss = Σ_masked CE / t / (B·L), bidirectional attention.
+ * and the method's objective over a noise plugin and a schedule plugin (method.h). */
 #ifndef HDLM_TRAIN_H
 #define HDLM_TRAIN_H
 
 #include "base/error.h"
 #include "base/rng.h"
 #include "data/tokfile.h"
+#include "diffusion/method.h"
 #include "nn/model.h"
 #include "nn/optim.h"
 
-enum { OBJ_AR = 1, OBJ_MASK = 2 };
+enum { OBJ_AR = 1, OBJ_MASK = 2, OBJ_METHOD = 3 };
 
 typedef struct train_config {
     model_config model;  /* vocab is filled from the corpus (+1 mask symbol for "mask") */
@@ -28,6 +30,12 @@ typedef struct train_config {
     int log_every, eval_every, ckpt_every, eval_batches;
     char ckpt_dir[1024]; /* "" = no checkpoints */
     int keep_ckpts;      /* how many step checkpoints to keep (latest always kept) */
+    /* OBJ_METHOD: the plugins (borrowed; they outlive the trainer) and the layout */
+    const hyper *sched;
+    void *noise_self;
+    const hdlm_noise_ops *noise;
+    method_config method;
+    char method_json[2048]; /* plugins + options + layout, checked on resume */
 } train_config;
 
 typedef struct train_stats {
@@ -53,10 +61,11 @@ typedef struct trainer {
     float *loss;         /* (B, T) */
     float *dlogits;      /* (B*T, V) */
     attn_row *rows;      /* (B, T) */
+    method meth;         /* OBJ_METHOD */
 } trainer;
 
 int train_objective_from_name(const char *s); /* 0 when unknown */
-const char *train_objective_name(int obj);
+const char *train_objective_name(int obj); /* "ar", "mask", "method" */
 /* Validates the configuration against the corpus (seq_len vs split sizes, sizes > 0, memory)
  * and allocates everything. */
 int trainer_init(trainer *t, const train_config *cfg, const corpus *data, error *e);

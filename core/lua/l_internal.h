@@ -55,6 +55,21 @@ struct store;
 int l_train_run(lua_State *L, struct store *st, int64_t run_id, int opts_idx, int corpus_idx,
                 const struct corpus *data);
 void l_model_register(lua_State *L, int ctx_idx);
+void l_noise_register(lua_State *L, int ctx_idx);
+/* A caller-owned noise instance (free with plugin_instance_destroy) from the Noise userdata or the
+ * spec table {"name", options...} at idx, made for `vocab` real tokens (a Noise's own vocab is
+ * replaced; a table naming a different vocab is an error). Raises on failure. */
+plugin_instance *l_to_noise(lua_State *L, int idx, int vocab);
+/* hdlm.schedule and the Schedule userdata (l_schedule.c). l_check_schedule: the hyper of the
+ * Schedule at idx (raises when it is not one); its Lua callbacks then run on L. l_to_schedule:
+ * accepts a Schedule or a table ({"block_annealing", width = 4} or a Lua schedule) and pushes
+ * the Schedule userdata, which owns the returned hyper: keep it on the stack while in use. */
+struct hyper;
+void l_schedule_register(lua_State *L, int ctx_idx);
+const struct hyper *l_check_schedule(lua_State *L, int idx);
+const struct hyper *l_to_schedule(lua_State *L, int idx);
+/* The plugin instance behind the Schedule userdata at idx, or NULL for a schedule written in Lua. */
+const plugin_instance *l_schedule_instance(lua_State *L, int idx);
 /* Marks every open run ended with status (and error text); used by the host at script end. */
 void l_runs_end_all(l_ctx *c, const char *status, const char *error_text);
 

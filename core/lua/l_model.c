@@ -59,13 +59,111 @@ static void read_model_config(lua_State *L, int idx, const char *what, model_con
 
 static const char *const train_keys[] = {
     "name",         "data",       "objective", "model",     "steps",       "batch",
-    "accum",        "lr",         "min_lr",    "warmup",    "schedule",    "weight_decay",
+    "accum",        "lr",         "min_lr",    "warmup",    "lr_schedule", "weight_decay",
     "beta1",        "beta2",      "eps",       "clip",      "ema",         "seed",
     "log_every",    "eval_every", "eval_batches", "checkpoint_dir", "ckpt_every", "keep",
-    "resume",       "threads",    "stop_after", NULL};
+    "resume",       "threads",    "stop_after", "noise",     "schedule",    "vectorised",
+    "context",      "block_type", "low_discrepancy", NULL};
 
 static int log_metric(store *st, int64_t run, int64_t step, const char *name, double v, error *e) {
     return store_metric(st, run, step, name, v, e);
+}
+
+/* A noise instance owned by a userdata, so that a Lua error cannot leak it. */
+typedef struct noise_guard {
+    plugin_instance *inst;
+} noise_guard;
+
+static int noise_guard_gc(lua_State *L) {
+    noise_guard *g = lua_touserdata(L, 1);
+    plugin_instance_destroy(g->inst);
+    g->inst = NULL;
+    return 0;
+}
+
+/* Records a plugin instance in run_plugins and appends its identity to jb (JSON object). */
+static int record_plugin(store *st, int64_t run_id, const char *kind, const plugin_instance *pi,
+                         json_buf *jb, error *e) {
+    const hdlm_plugin *d = pi->entry->desc;
+    char *opts = plugin_opts_json(pi->opts);
+    json_buf_raw(jb, "{\"name\":");
+    json_buf_str(jb, d->name);
+    json_buf_raw(jb, ",\"version\":");
+    json_buf_str(jb, d->version);
+    json_buf_raw(jb, ",\"options\":");
+    json_buf_raw(jb, opts ? opts : "{}");
+    json_buf_raw(jb, "}");
+    int rc = store_run_plugin(st, run_id, kind, d->name, d->version, (int)d->abi_version,
+                              pi->entry->file, pi->entry->hash, opts, e);
+    free(opts);
+    return rc;
+}
+
+/* Reads noise/schedule/layout options into cfg (objective "method"); leaves the Schedule and the
+ * noise guard userdata on the stack (they must outlive training). */
+static void read_method(lua_State *L, int o, train_config *cfg, store *st, int64_t run_id,
+                        const corpus *data) {
+    const char *W = "db:train";
+    lua_getfield(L, o, "schedule");
+    if (lua_isnil(L, -1))
+        luaL_error(L, "db:train: key 'schedule' is required with 'noise' (e.g. schedule = "
+                      "{\"block_annealing\", width = 16})");
+    int sidx = lua_gettop(L);
+    cfg->sched = l_to_schedule(L, sidx); /* pushes the Schedule userdata */
+    const plugin_instance *sp = l_schedule_instance(L, -1);
+    lua_getfield(L, o, "noise");
+    int nidx = lua_gettop(L);
+    noise_guard *g = lua_newuserdatauv(L, sizeof *g, 0);
+    g->inst = NULL;
+    if (luaL_newmetatable(L, "hdlm.NoiseGuard")) {
+        lua_pushcfunction(L, noise_guard_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    g->inst = l_to_noise(L, nidx, data->tok.vocab);
+    cfg->noise_self = g->inst->self;
+    cfg->noise = g->inst->ops;
+    double gamma;
+    if (plugin_opts_number(g->inst->opts, "gamma", &gamma) == HDLM_OK)
+        cfg->model.mix_gamma = (float)gamma; /* RADD input mix of a process that declares γ */
+    const char *ctx = l_opt_string(L, o, W, "context", "block_causal");
+    const char *bt = l_opt_string(L, o, W, "block_type", "full");
+    cfg->method.context = mask_context_from_name(ctx);
+    cfg->method.block_type = mask_block_from_name(bt);
+    if (cfg->method.context < 0)
+        luaL_error(L, "db:train: key 'context' must be full, causal or block_causal, got '%s'", ctx);
+    if (cfg->method.block_type < 0)
+        luaL_error(L, "db:train: key 'block_type' must be full or causal, got '%s'", bt);
+    cfg->method.vectorised = l_opt_bool(L, o, W, "vectorised", 0);
+    cfg->method.low_discrepancy = l_opt_bool(L, o, W, "low_discrepancy", 0);
+    /* identity for resume checks and provenance */
+    json_buf jb = {0};
+    error e = {0};
+    json_buf_raw(&jb, "{\"noise\":");
+    int rc = record_plugin(st, run_id, "noise", g->inst, &jb, &e);
+    json_buf_raw(&jb, ",\"schedule\":");
+    if (rc == HDLM_OK && sp) {
+        rc = record_plugin(st, run_id, "schedule", sp, &jb, &e);
+    } else if (rc == HDLM_OK) { /* a schedule written in Lua */
+        json_buf_raw(&jb, "{\"name\":");
+        json_buf_str(&jb, cfg->sched->name ? cfg->sched->name : "lua");
+        json_buf_raw(&jb, ",\"version\":\"lua\"}");
+        rc = store_run_plugin(st, run_id, "schedule", cfg->sched->name ? cfg->sched->name : "lua",
+                              "lua", 0, NULL, NULL, NULL, &e);
+    }
+    char tail[256];
+    snprintf(tail, sizeof tail,
+             ",\"context\":\"%s\",\"block_type\":\"%s\",\"vectorised\":%s,"
+             "\"low_discrepancy\":%s}",
+             ctx, bt, cfg->method.vectorised ? "true" : "false",
+             cfg->method.low_discrepancy ? "true" : "false");
+    json_buf_raw(&jb, tail);
+    if (jb.data && jb.len < sizeof cfg->method_json)
+        memcpy(cfg->method_json, jb.data, jb.len + 1);
+    else if (rc == HDLM_OK)
+        rc = error_set(&e, HDLM_EINVAL, "db:train: plugin options too long to record");
+    json_buf_free(&jb);
+    if (rc != HDLM_OK) l_raise(L, &e);
 }
 
 int l_train_run(lua_State *L, store *st, int64_t run_id, int o, int corpus_idx,
@@ -78,10 +176,19 @@ int l_train_run(lua_State *L, store *st, int64_t run_id, int o, int corpus_idx,
     if (threads < 0 || threads > 256)
         return luaL_error(L, "db:train: key 'threads' must be in 0..256 (0 = all cores), got %d", threads);
     if (threads > 0) blas_set_threads(threads);
-    const char *obj = l_opt_string(L, o, W, "objective", "ar");
+    lua_getfield(L, o, "noise");
+    int has_noise = !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    const char *obj = l_opt_string(L, o, W, "objective", has_noise ? "method" : "ar");
     cfg.objective = train_objective_from_name(obj);
     if (!cfg.objective)
-        return luaL_error(L, "db:train: key 'objective' must be 'ar' or 'mask', got '%s'", obj);
+        return luaL_error(L, "db:train: key 'objective' must be 'ar', 'mask' or 'method', got '%s'",
+                          obj);
+    if ((cfg.objective == OBJ_METHOD) != has_noise)
+        return luaL_error(L, has_noise ? "db:train: objective '%s' does not take a noise process "
+                                         "(leave objective out to train the method)"
+                                       : "db:train: objective '%s' needs 'noise' and 'schedule'",
+                          obj);
     lua_getfield(L, o, "model");
     if (!lua_isnil(L, -1) && !lua_istable(L, -1))
         return luaL_error(L, "db:train: key 'model' must be a table, got %s", luaL_typename(L, -1));
@@ -100,10 +207,11 @@ int l_train_run(lua_State *L, store *st, int64_t run_id, int o, int corpus_idx,
     cfg.opt.min_lr = l_opt_number(L, o, W, "min_lr", cfg.opt.lr * 0.1);
     cfg.opt.warmup = l_opt_integer(L, o, W, "warmup", 0);
     cfg.opt.steps = cfg.steps;
-    const char *sched = l_opt_string(L, o, W, "schedule", "cosine");
+    const char *sched = l_opt_string(L, o, W, "lr_schedule", "cosine");
     cfg.opt.schedule = lr_schedule_from_name(sched);
     if (cfg.opt.schedule < 0)
-        return luaL_error(L, "db:train: key 'schedule' must be cosine, linear or constant, got '%s'",
+        return luaL_error(L,
+                          "db:train: key 'lr_schedule' must be cosine, linear or constant, got '%s'",
                           sched);
     cfg.opt.weight_decay = l_opt_number(L, o, W, "weight_decay", 0.1);
     cfg.opt.beta1 = l_opt_number(L, o, W, "beta1", 0.9);
@@ -120,6 +228,7 @@ int l_train_run(lua_State *L, store *st, int64_t run_id, int o, int corpus_idx,
     snprintf(cfg.ckpt_dir, sizeof cfg.ckpt_dir, "%s", dir);
     int resume = l_opt_bool(L, o, W, "resume", 1);
     int64_t stop_after = l_opt_integer(L, o, W, "stop_after", 0);
+    if (has_noise) read_method(L, o, &cfg, st, run_id, data);
     if (cfg.opt.ema < 0 || cfg.opt.ema >= 1)
         return luaL_error(L, "db:train: key 'ema' must be in [0, 1), got %f", cfg.opt.ema);
     if (cfg.log_every < 1) cfg.log_every = 1;

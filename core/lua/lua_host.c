@@ -33,6 +33,8 @@ static int luaopen_hdlm(lua_State *L) {
     l_data_register(L, ctx_idx);
     l_plugin_register(L, ctx_idx);
     l_model_register(L, ctx_idx);
+    l_schedule_register(L, ctx_idx);
+    l_noise_register(L, ctx_idx);
     lua_pop(L, 1);
     lua_pushcfunction(L, l_time);
     lua_setfield(L, mod, "time");

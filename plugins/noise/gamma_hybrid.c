@@ -249,7 +249,7 @@ static int gh_corrupt(void *self, hdlm_noise_batch *b, char *err, size_t err_cap
             (rc = gh_check_time(op, "t", b->t[j], j, b->L, 1, err, err_cap)))
             return rc;
         double sigma = gh_sigma(g, b->t[j], NULL);
-        double p_absorb = -expm1(-(1 - g->gamma) * sigma);                  /* 1 − A */
+        double p_absorb = -expm1(-(1 - g->gamma) * sigma);                           /* 1 − A */
         double p_uniform = exp(-(1 - g->gamma) * sigma) * -expm1(-g->gamma * sigma); /* A(1−B) */
         double r = g->host->uniform(b->rng);
         int32_t x = b->x0[j];
@@ -614,8 +614,9 @@ static int gh_create(const hdlm_host *host, const void *opts, void **self, char 
     }
     if (host->opt_number(opts, "vocab", &vocab) || !(vocab >= 2 && vocab <= 16777216.0) ||
         vocab != floor(vocab)) {
-        snprintf(err, err_cap, "option 'vocab' (real tokens, set by the host) must be an integer "
-                               "in 2..16777216");
+        snprintf(err, err_cap,
+                 "option 'vocab' (real tokens, set by the host) must be an integer "
+                 "in 2..16777216");
         return HDLM_EINVAL;
     }
     if (!(gamma >= 0 && gamma <= 1)) {
@@ -675,8 +676,8 @@ static const hdlm_option gh_options[] = {
     {"score", HDLM_OPT_STRING, "reference",
      "score entropy: the reference's mixed SEDD formulas, or the exact DSE of Q_γ",
      "reference|exact"},
-    {"settled_ce", HDLM_OPT_BOOL, "true", "add the block-weighted cross-entropy at settled positions",
-     NULL},
+    {"settled_ce", HDLM_OPT_BOOL, "true",
+     "add the block-weighted cross-entropy at settled positions", NULL},
     {NULL, 0, NULL, NULL, NULL},
 };
 
