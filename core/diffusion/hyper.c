@@ -51,8 +51,8 @@ int hyper_levels(const hyper *h, int64_t step, int64_t L, int32_t *level, int64_
     int64_t n = h->n_steps(h->ctx, L);
     if (n >= 0 && step > n)
         return error_set(e, HDLM_EINVAL,
-                         "schedule '%s': step %lld is beyond the last step %lld for L = %lld",
-                         name, (long long)step, (long long)n, (long long)L);
+                         "schedule '%s': step %lld is beyond the last step %lld for L = %lld", name,
+                         (long long)step, (long long)n, (long long)L);
     *n_settled = -1;
     int rc;
     if (h->plugin_ops) {
@@ -113,8 +113,8 @@ static float active_time(int32_t level, float delta, float a) {
     return prod + a;
 }
 
-void hyper_times(const int32_t *level, int64_t n_settled, int64_t L, int32_t W, float eps,
-                 float *t, uint8_t *state) {
+void hyper_times(const int32_t *level, int64_t n_settled, int64_t L, int32_t W, float eps, float *t,
+                 uint8_t *state) {
     HDLM_ASSERT(L == 0 || (level && t && state));
     double eps_d = eps_as_double(eps);
     double a_d = 10.0 * eps_d;

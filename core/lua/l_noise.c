@@ -9,7 +9,6 @@
 #include "base/rng.h"
 #include "l_internal.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,8 +36,9 @@ static const char *spec_check(lua_State *L, int idx, const char *what) {
         int kt = lua_type(L, -2);
         if (kt == LUA_TNUMBER) {
             if (!lua_isinteger(L, -2) || lua_tointeger(L, -2) != 1)
-                luaL_error(L, "%s: unexpected entry [%s]; only the name is positional, options "
-                              "are written key = value",
+                luaL_error(L,
+                           "%s: unexpected entry [%s]; only the name is positional, options "
+                           "are written key = value",
                            what, luaL_tolstring(L, -2, NULL));
         } else if (kt != LUA_TSTRING) {
             luaL_error(L, "%s: option keys must be strings, got a %s key", what,
@@ -244,7 +244,8 @@ static void *stack_buf(lua_State *L, size_t bytes) {
 static int32_t *get_ids(lua_State *L, int t, const char *what, const char *key, int64_t n,
                         const char *len_of, int32_t lo, int32_t hi, int64_t *n_out) {
     lua_getfield(L, t, key);
-    if (lua_isnil(L, -1)) luaL_error(L, "%s: key '%s' is required (an array of token ids)", what, key);
+    if (lua_isnil(L, -1))
+        luaL_error(L, "%s: key '%s' is required (an array of token ids)", what, key);
     if (!lua_istable(L, -1))
         luaL_error(L, "%s: key '%s' must be an array of token ids, got %s", what, key,
                    luaL_typename(L, -1));
@@ -350,9 +351,8 @@ static float *get_logits(lua_State *L, int t, const char *what, int64_t n, int32
         if (!lua_istable(L, -1) || (int64_t)lua_rawlen(L, -1) != Vp)
             luaL_error(L, "%s: logits[%d] must be an array of %d numbers (V + n_extra), got %s",
                        what, (int)(i + 1), (int)Vp,
-                       lua_istable(L, -1)
-                           ? lua_pushfstring(L, "%d entries", (int)lua_rawlen(L, -1))
-                           : luaL_typename(L, -1));
+                       lua_istable(L, -1) ? lua_pushfstring(L, "%d entries", (int)lua_rawlen(L, -1))
+                                          : luaL_typename(L, -1));
         for (int32_t k = 0; k < Vp; k++) {
             lua_rawgeti(L, -1, k + 1);
             if (lua_type(L, -1) != LUA_TNUMBER)
@@ -442,7 +442,8 @@ static int noise_loss(lua_State *L) {
     const float *lg = get_logits(L, 2, W, n, u->Vp);
     int annealed = l_opt_bool(L, 2, W, "annealed", 1);
     long long block = l_opt_integer(L, 2, W, "block", n);
-    if (block < 1) return luaL_error(L, "%s: key 'block' must be >= 1, got %I", W, (lua_Integer)block);
+    if (block < 1)
+        return luaL_error(L, "%s: key 'block' must be >= 1, got %I", W, (lua_Integer)block);
     float *loss = stack_buf(L, sizeof(float) * (size_t)n);
     float *dl = stack_buf(L, sizeof(float) * (size_t)(n * u->Vp));
     hdlm_noise_batch b = batch_init(u, n);
@@ -599,7 +600,8 @@ static int noise_limit(lua_State *L) {
     need_op(L, u, u->ops->limit != NULL, "limit");
     long long n = l_opt_integer(L, 2, W, "L", 0);
     if (n < 1 || n > (1 << 24))
-        return luaL_error(L, "%s: key 'L' must be an integer in 1..16777216, got %I", W, (lua_Integer)n);
+        return luaL_error(L, "%s: key 'L' must be an integer in 1..16777216, got %I", W,
+                          (lua_Integer)n);
     long long seed = l_opt_integer(L, 2, W, "seed", 0);
     int32_t *xt = stack_buf(L, sizeof(int32_t) * (size_t)n);
     rng r;
@@ -630,10 +632,10 @@ static int noise_conditioning(lua_State *L) {
 }
 
 void l_noise_register(lua_State *L, int ctx_idx) {
-    static const luaL_Reg methods[] = {
-        {"marginal", noise_marginal}, {"loss", noise_loss},   {"reverse", noise_reverse},
-        {"bound", noise_bound},       {"corrupt", noise_corrupt}, {"limit", noise_limit},
-        {"conditioning", noise_conditioning}, {NULL, NULL}};
+    static const luaL_Reg methods[] = {{"marginal", noise_marginal},         {"loss", noise_loss},
+                                       {"reverse", noise_reverse},           {"bound", noise_bound},
+                                       {"corrupt", noise_corrupt},           {"limit", noise_limit},
+                                       {"conditioning", noise_conditioning}, {NULL, NULL}};
     if (luaL_newmetatable(L, NOISE_MT)) {
         lua_pushcfunction(L, noise_gc);
         lua_setfield(L, -2, "__gc");

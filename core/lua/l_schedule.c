@@ -93,8 +93,10 @@ static int64_t lua_sched_n_steps(void *ctx, int64_t len) {
         if (!isint || v < 0)
             snprintf(s->err, sizeof s->err,
                      "schedule '%s': n_steps(%lld) returned %s, expected a non-negative integer",
-                     s->name, (long long)len, lua_type(L, -1) == LUA_TNUMBER ? "a negative or "
-                     "non-integral number" : luaL_typename(L, -1));
+                     s->name, (long long)len,
+                     lua_type(L, -1) == LUA_TNUMBER ? "a negative or "
+                                                      "non-integral number"
+                                                    : luaL_typename(L, -1));
         else
             n = (int64_t)v;
     }
@@ -103,8 +105,8 @@ static int64_t lua_sched_n_steps(void *ctx, int64_t len) {
 }
 
 /* Reads the levels table at the top of the stack (raw access only: nothing here can raise). */
-static int read_levels(lua_State *L, const l_schedule *s, int64_t step, int64_t len,
-                       int32_t *level, error *e) {
+static int read_levels(lua_State *L, const l_schedule *s, int64_t step, int64_t len, int32_t *level,
+                       error *e) {
     if (!lua_istable(L, -1))
         return error_set(e, HDLM_ELUA,
                          "schedule '%s' step %lld: levels() returned %s, expected a table of %lld "
@@ -132,7 +134,8 @@ static int read_levels(lua_State *L, const l_schedule *s, int64_t step, int64_t 
 
 static int64_t zero_prefix(const int32_t *row, int64_t len) {
     int64_t z = 0;
-    while (z < len && row[z] == 0) z++;
+    while (z < len && row[z] == 0)
+        z++;
     return z;
 }
 
@@ -145,7 +148,8 @@ static int lua_sched_levels(void *ctx, int64_t step, int64_t len, int32_t *level
         return error_set(e, HDLM_EINVAL, "schedule '%s': step %lld is outside 0..%lld for L = %lld",
                          s->name, (long long)step, (long long)n, (long long)len);
     if (step == 0) { /* the initial state is implied: everything fully noised */
-        for (int64_t i = 0; i < len; i++) level[i] = s->W;
+        for (int64_t i = 0; i < len; i++)
+            level[i] = s->W;
         *n_settled = 0;
         return HDLM_OK;
     }
@@ -219,12 +223,15 @@ static int sched_gc(lua_State *L) {
     return 0;
 }
 
+static void push_metatable(lua_State *L);
+
 static l_schedule *new_sched(lua_State *L) {
     l_schedule *s = lua_newuserdatauv(L, sizeof *s, 0);
     memset(s, 0, sizeof *s);
     s->levels_ref = s->n_steps_ref = LUA_NOREF;
     s->L = L;
-    luaL_setmetatable(L, SCHEDULE_MT);
+    push_metatable(L); /* made here too: l_to_schedule may run before hdlm is required */
+    lua_setmetatable(L, -2);
     return s;
 }
 
@@ -291,36 +298,35 @@ static void new_plugin_sched(lua_State *L, int t, l_ctx *c) {
     }
 }
 
-static const char *const lua_sched_keys[] = {"levels", "n_steps", "n_levels", "growth",
-                                             "block",  "name",    "settled",  "continuous",
-                                             NULL};
+static const char *const lua_sched_keys[] = {"levels", "n_steps", "n_levels",   "growth", "block",
+                                             "name",   "settled", "continuous", NULL};
 
 /* Table form: checks every row before anything is allocated; returns the row length. */
 static int64_t check_rows(lua_State *L, int lv, int32_t W, int64_t *n_rows) {
     const char *what = "hdlm.schedule";
     *n_rows = (int64_t)lua_rawlen(L, lv);
     if (*n_rows < 1)
-        fail(L, "%s: key 'levels' must be a function or a non-empty table of level rows",
-                   what);
+        fail(L, "%s: key 'levels' must be a function or a non-empty table of level rows", what);
     int64_t len = -1;
     for (int64_t r = 1; r <= *n_rows; r++) {
         lua_rawgeti(L, lv, (lua_Integer)r);
         if (!lua_istable(L, -1))
-            fail(L, "%s: levels[%lld] must be a table of levels, got %s", what,
-                       (long long)r, luaL_typename(L, -1));
+            fail(L, "%s: levels[%lld] must be a table of levels, got %s", what, (long long)r,
+                 luaL_typename(L, -1));
         int64_t n = (int64_t)lua_rawlen(L, -1);
         if (len < 0) len = n;
         if (n != len || n < 1)
-            fail(L, "%s: levels[%lld] has %lld levels, levels[1] has %lld (rows must be "
-                       "non-empty and of one length)",
-                       what, (long long)r, (long long)n, (long long)len);
+            fail(L,
+                 "%s: levels[%lld] has %lld levels, levels[1] has %lld (rows must be "
+                 "non-empty and of one length)",
+                 what, (long long)r, (long long)n, (long long)len);
         for (int64_t i = 1; i <= n; i++) {
             lua_rawgeti(L, -1, (lua_Integer)i);
             int isint = 0;
             lua_Integer v = lua_tointegerx(L, -1, &isint);
             if (!isint || v < 0 || v > W)
-                fail(L, "%s: levels[%lld][%lld] must be an integer in 0..%d (n_levels)",
-                           what, (long long)r, (long long)i, (int)W);
+                fail(L, "%s: levels[%lld][%lld] must be an integer in 0..%d (n_levels)", what,
+                     (long long)r, (long long)i, (int)W);
             lua_pop(L, 1);
         }
         lua_pop(L, 1);
@@ -337,13 +343,14 @@ static void new_lua_sched(lua_State *L, int t) {
     const char *name = l_opt_string(L, t, what, "name", "lua_schedule");
     long long W = l_opt_integer(L, t, what, "n_levels", -1);
     if (W == -1)
-        fail(L, "%s: key 'n_levels' (the worthless level W) is required for a schedule "
-                      "written in Lua",
-                   what);
+        fail(L,
+             "%s: key 'n_levels' (the worthless level W) is required for a schedule "
+             "written in Lua",
+             what);
     if (W < 1 || W > L_MAX_LEVELS)
         fail(L, "%s: key 'n_levels' must be in 1..%d, got %lld", what, L_MAX_LEVELS, W);
     const char *growth = l_opt_string(L, t, what, "growth", "tokens");
-    uint32_t g = !strcmp(growth, "tokens") ? HDLM_GROW_TOKENS
+    uint32_t g = !strcmp(growth, "tokens")   ? HDLM_GROW_TOKENS
                  : !strcmp(growth, "blocks") ? HDLM_GROW_BLOCKS
                                              : 0;
     if (!g) fail(L, "%s: key 'growth' must be 'tokens' or 'blocks', got '%s'", what, growth);
@@ -358,46 +365,51 @@ static void new_lua_sched(lua_State *L, int t) {
     int lv = lua_gettop(L);
     int is_fn = lua_isfunction(L, lv);
     if (!is_fn && !lua_istable(L, lv))
-        fail(L, "%s: key 'levels' must be a function (step, L) -> levels, n_settled or a "
-                      "table of level rows, got %s",
-                   what, luaL_typename(L, lv));
+        fail(L,
+             "%s: key 'levels' must be a function (step, L) -> levels, n_settled or a "
+             "table of level rows, got %s",
+             what, luaL_typename(L, lv));
     int64_t n_rows = 0, row_len = 0;
     if (!is_fn) row_len = check_rows(L, lv, (int32_t)W, &n_rows);
     lua_getfield(L, t, "n_steps");
     int ns = lua_gettop(L);
     if (is_fn && lua_isnil(L, ns))
-        fail(L, "%s: key 'n_steps' (a function (L) -> steps, or an integer) is required "
-                      "with a levels function",
-                   what);
+        fail(L,
+             "%s: key 'n_steps' (a function (L) -> steps, or an integer) is required "
+             "with a levels function",
+             what);
     if (!lua_isnil(L, ns) && !lua_isfunction(L, ns)) {
         long long n = l_opt_integer(L, t, what, "n_steps", 0);
         if (n < 0) fail(L, "%s: key 'n_steps' must be >= 0, got %lld", what, n);
         if (!is_fn && n != n_rows)
             fail(L, "%s: key 'n_steps' = %lld but 'levels' has %lld rows", what, n,
-                       (long long)n_rows);
+                 (long long)n_rows);
     }
     if (!is_fn && lua_isfunction(L, ns))
-        fail(L, "%s: with a table of levels, n_steps is the number of rows; drop the "
-                      "'n_steps' function",
-                   what);
+        fail(L,
+             "%s: with a table of levels, n_steps is the number of rows; drop the "
+             "'n_steps' function",
+             what);
     lua_getfield(L, t, "settled");
     int st = lua_gettop(L);
     if (!lua_isnil(L, st)) {
         if (is_fn)
-            fail(L, "%s: key 'settled' goes with a table of levels; a levels function "
-                          "returns n_settled itself",
-                       what);
+            fail(L,
+                 "%s: key 'settled' goes with a table of levels; a levels function "
+                 "returns n_settled itself",
+                 what);
         if (!lua_istable(L, st) || (int64_t)lua_rawlen(L, st) != n_rows)
-            fail(L, "%s: key 'settled' must be a table of %lld settled counts (one per "
-                          "row of 'levels')",
-                       what, (long long)n_rows);
+            fail(L,
+                 "%s: key 'settled' must be a table of %lld settled counts (one per "
+                 "row of 'levels')",
+                 what, (long long)n_rows);
         for (int64_t r = 1; r <= n_rows; r++) {
             lua_rawgeti(L, st, (lua_Integer)r);
             int isint = 0;
             lua_Integer v = lua_tointegerx(L, -1, &isint);
             if (!isint || v < 0 || v > row_len)
-                fail(L, "%s: settled[%lld] must be an integer in 0..%lld", what,
-                           (long long)r, (long long)row_len);
+                fail(L, "%s: settled[%lld] must be an integer in 0..%lld", what, (long long)r,
+                     (long long)row_len);
             lua_pop(L, 1);
         }
     }
@@ -468,7 +480,7 @@ static void push_schedule(lua_State *L, int t, l_ctx *c) {
     lua_pop(L, 1);
     if (type1 != LUA_TNIL || !has_levels)
         fail(L, "hdlm.schedule: give a plugin name first ({\"block_annealing\", width = 4}) "
-                      "or levels = ... for a schedule written in Lua");
+                "or levels = ... for a schedule written in Lua");
     new_lua_sched(L, t);
 }
 
@@ -485,9 +497,10 @@ const hyper *l_to_schedule(lua_State *L, int idx) {
         return l_check_schedule(L, -1);
     }
     if (!lua_istable(L, idx))
-        fail(L, "schedule must be a Schedule (hdlm.schedule{...}) or a table like "
-                      "{\"block_annealing\", width = 4}, got %s",
-                   luaL_typename(L, idx));
+        fail(L,
+             "schedule must be a Schedule (hdlm.schedule{...}) or a table like "
+             "{\"block_annealing\", width = 4}, got %s",
+             luaL_typename(L, idx));
     lua_getfield(L, LUA_REGISTRYINDEX, "hdlm.ctx");
     l_ctx *c = lua_touserdata(L, -1);
     lua_pop(L, 1);
@@ -502,7 +515,7 @@ static int64_t check_len(lua_State *L, int arg, int64_t max) {
     lua_Integer len = luaL_checkinteger(L, arg);
     if (len < 0 || len > max)
         fail(L, "schedule: sequence length L must be in 0..%lld, got %lld", (long long)max,
-                   (long long)len);
+             (long long)len);
     return (int64_t)len;
 }
 
@@ -600,13 +613,13 @@ static int m_mask(lua_State *L) {
     }
     int context = mask_context_from_name(ctx), block_type = mask_block_from_name(blk);
     if (context < 0)
-        return fail(L, "%s: key 'context' must be full, causal or block_causal, got '%s'",
-                          what, ctx);
+        return fail(L, "%s: key 'context' must be full, causal or block_causal, got '%s'", what,
+                    ctx);
     if (block_type < 0)
         return fail(L, "%s: key 'block' must be full or causal, got '%s'", what, blk);
     if (width < 1) return fail(L, "%s: key 'width' must be >= 1, got %lld", what, width);
     if (width > len) width = len > 0 ? len : 1; /* one block covering everything */
-    lua_pushnil(L); /* no eps option: states do not depend on it */
+    lua_pushnil(L);                             /* no eps option: states do not depend on it */
     float *t;
     uint8_t *state;
     get_times(L, s, (int64_t)step, len, lua_gettop(L), &t, &state);
@@ -616,7 +629,8 @@ static int m_mask(lua_State *L) {
     mask_rows_from_states(rows, state, (int)len, context, (int)width, block_type);
     lua_createtable(L, (int)len, 0);
     for (int64_t i = 0; i < len; i++) {
-        for (int64_t j = 0; j < len; j++) line[j] = mask_row_allows(&rows[i], (int)j) ? '1' : '0';
+        for (int64_t j = 0; j < len; j++)
+            line[j] = mask_row_allows(&rows[i], (int)j) ? '1' : '0';
         lua_pushlstring(L, line, (size_t)len);
         lua_rawseti(L, -2, (lua_Integer)(i + 1));
     }
@@ -667,7 +681,7 @@ static int sched_tostring(lua_State *L) {
     return 1;
 }
 
-void l_schedule_register(lua_State *L, int ctx_idx) {
+static void push_metatable(lua_State *L) {
     static const luaL_Reg methods[] = {{"n_steps", m_n_steps},
                                        {"levels", m_levels},
                                        {"times", m_times},
@@ -683,6 +697,10 @@ void l_schedule_register(lua_State *L, int ctx_idx) {
         luaL_newlib(L, methods);
         lua_setfield(L, -2, "methods");
     }
+}
+
+void l_schedule_register(lua_State *L, int ctx_idx) {
+    push_metatable(L);
     lua_pop(L, 1);
     lua_pushvalue(L, ctx_idx);
     lua_pushcclosure(L, l_schedule_new, 1);

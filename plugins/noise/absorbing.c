@@ -5,7 +5,6 @@
  * Draw order of corrupt: one host->uniform per position of the (B, L) batch, row-major, including
  * positions whose draw goes unused, so the stream never depends on the states. */
 #include <hdlm/plugin.h>
-
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,11 +62,9 @@ static int check_batch(const absorbing *a, const hdlm_noise_batch *b, const char
         char key;
         const void *p;
         const char *name;
-    } arrays[] = {{'0', b->x0, "x0"},           {'x', b->xt, "xt"},
-                  {'t', b->t, "t"},             {'s', b->s, "s"},
-                  {'S', b->state, "state"},     {'g', b->logits, "logits"},
-                  {'l', b->loss, "loss"},       {'p', b->probs, "probs"},
-                  {'b', b->bound, "bound"}};
+    } arrays[] = {{'0', b->x0, "x0"},     {'x', b->xt, "xt"},       {'t', b->t, "t"},
+                  {'s', b->s, "s"},       {'S', b->state, "state"}, {'g', b->logits, "logits"},
+                  {'l', b->loss, "loss"}, {'p', b->probs, "probs"}, {'b', b->bound, "bound"}};
     for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++)
         if (strchr(need, arrays[i].key) && !arrays[i].p) {
             snprintf(err, err_cap, "%s: batch field '%s' is NULL", op, arrays[i].name);
@@ -76,8 +73,8 @@ static int check_batch(const absorbing *a, const hdlm_noise_batch *b, const char
     return HDLM_OK;
 }
 
-static int bad_token(const char *op, const char *field, int64_t j, int32_t v, int32_t hi,
-                     char *err, size_t err_cap) {
+static int bad_token(const char *op, const char *field, int64_t j, int32_t v, int32_t hi, char *err,
+                     size_t err_cap) {
     snprintf(err, err_cap, "%s: %s[%lld] = %d is outside 0..%d", op, field, (long long)j, v, hi);
     return HDLM_EINVAL;
 }
@@ -88,7 +85,8 @@ static int ab_corrupt(void *self, hdlm_noise_batch *b, char *err, size_t err_cap
     if (rc) return rc;
     const int32_t M = a->V;
     for (int64_t j = 0; j < b->B * b->L; j++) {
-        if (b->x0[j] < 0 || b->x0[j] >= a->V) return bad_token("corrupt", "x0", j, b->x0[j], a->V - 1, err, err_cap);
+        if (b->x0[j] < 0 || b->x0[j] >= a->V)
+            return bad_token("corrupt", "x0", j, b->x0[j], a->V - 1, err, err_cap);
         double u = a->host->uniform(b->rng); /* drawn for every position: see the header */
         /* unannealed (continuous-time) batches treat every position as active, as the
          * reference's MDLM loss does */
@@ -115,7 +113,8 @@ static double logsumexp(const float *lg, int32_t n) {
 
 /* Spec §4.1 "standard": annealed: Σ_{active, masked} CE/p / max(1, #active positions of the batch);
  * unannealed: Σ_{masked} CE/p / (B·L). CE is over all V+1 classes (the reference does not
- * suppress the mask logit). dlogits = w/norm · (softmax − onehot(x0)) at masked positions, else 0. */
+ * suppress the mask logit). dlogits = w/norm · (softmax − onehot(x0)) at masked positions, else 0.
+ */
 static int ab_loss(void *self, hdlm_noise_batch *b, char *err, size_t err_cap) {
     const absorbing *a = self;
     int rc = check_batch(a, b, "loss", "0xtSgl", err, err_cap);
@@ -133,8 +132,10 @@ static int ab_loss(void *self, hdlm_noise_batch *b, char *err, size_t err_cap) {
         float *dl = b->dlogits ? b->dlogits + j * Vp : NULL;
         b->loss[j] = 0;
         if (dl) memset(dl, 0, sizeof(float) * (size_t)Vp);
-        if (b->x0[j] < 0 || b->x0[j] >= a->V) return bad_token("loss", "x0", j, b->x0[j], a->V - 1, err, err_cap);
-        if (b->xt[j] < 0 || b->xt[j] > M) return bad_token("loss", "xt", j, b->xt[j], M, err, err_cap);
+        if (b->x0[j] < 0 || b->x0[j] >= a->V)
+            return bad_token("loss", "x0", j, b->x0[j], a->V - 1, err, err_cap);
+        if (b->xt[j] < 0 || b->xt[j] > M)
+            return bad_token("loss", "xt", j, b->xt[j], M, err, err_cap);
         if (b->annealed && b->state[j] != HDLM_ACTIVE) continue;
         if (b->xt[j] != M) continue;
         const double p = b->t[j];
@@ -184,7 +185,8 @@ static int ab_reverse(void *self, hdlm_noise_batch *b, char *err, size_t err_cap
         if (b->state[j] != HDLM_ACTIVE) continue;
         double *pr = b->probs + j * Vp;
         const float *lg = b->logits + j * Vp;
-        if (b->xt[j] < 0 || b->xt[j] > M) return bad_token("reverse", "xt", j, b->xt[j], M, err, err_cap);
+        if (b->xt[j] < 0 || b->xt[j] > M)
+            return bad_token("reverse", "xt", j, b->xt[j], M, err, err_cap);
         if ((rc = check_times(b, j, "reverse", err, err_cap))) return rc;
         for (int32_t v = 0; v < Vp; v++)
             pr[v] = 0;
@@ -223,8 +225,10 @@ static int ab_bound(void *self, hdlm_noise_batch *b, char *err, size_t err_cap) 
     for (int64_t j = 0; j < b->B * b->L; j++) {
         b->bound[j] = 0;
         if (b->state[j] != HDLM_ACTIVE) continue;
-        if (b->x0[j] < 0 || b->x0[j] >= a->V) return bad_token("bound", "x0", j, b->x0[j], a->V - 1, err, err_cap);
-        if (b->xt[j] < 0 || b->xt[j] > M) return bad_token("bound", "xt", j, b->xt[j], M, err, err_cap);
+        if (b->x0[j] < 0 || b->x0[j] >= a->V)
+            return bad_token("bound", "x0", j, b->x0[j], a->V - 1, err, err_cap);
+        if (b->xt[j] < 0 || b->xt[j] > M)
+            return bad_token("bound", "xt", j, b->xt[j], M, err, err_cap);
         if ((rc = check_times(b, j, "bound", err, err_cap))) return rc;
         if (b->xt[j] == b->x0[j]) continue;
         if (b->xt[j] != M) {
@@ -242,8 +246,7 @@ static int ab_bound(void *self, hdlm_noise_batch *b, char *err, size_t err_cap) 
 }
 
 /* q(x_t = M | x0) = t, q(x_t = x0 | x0) = 1 − t; the mask stays the mask. */
-static int ab_marginal(void *self, int32_t x0, double t, double *probs, char *err,
-                       size_t err_cap) {
+static int ab_marginal(void *self, int32_t x0, double t, double *probs, char *err, size_t err_cap) {
     const absorbing *a = self;
     if (x0 < 0 || x0 > a->V) {
         snprintf(err, err_cap, "marginal: x0 = %d is outside 0..%d", x0, a->V);

@@ -7,7 +7,6 @@
  * position, then one corruption uniform per position (both drawn also where unused), then one
  * uniform per corrupted position whose floor(u·V) is the replacement id. */
 #include <hdlm/plugin.h>
-
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,9 +90,9 @@ static int check_batch(const eps_hybrid *h, const hdlm_noise_batch *b, const cha
         char key;
         const void *p;
         const char *name;
-    } arrays[] = {{'0', b->x0, "x0"},       {'x', b->xt, "xt"},         {'t', b->t, "t"},
-                  {'s', b->s, "s"},         {'S', b->state, "state"},   {'g', b->logits, "logits"},
-                  {'l', b->loss, "loss"},   {'p', b->probs, "probs"},   {'b', b->bound, "bound"}};
+    } arrays[] = {{'0', b->x0, "x0"},     {'x', b->xt, "xt"},       {'t', b->t, "t"},
+                  {'s', b->s, "s"},       {'S', b->state, "state"}, {'g', b->logits, "logits"},
+                  {'l', b->loss, "loss"}, {'p', b->probs, "probs"}, {'b', b->bound, "bound"}};
     for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++)
         if (strchr(need, arrays[i].key) && !arrays[i].p) {
             snprintf(err, err_cap, "%s: batch field '%s' is NULL", op, arrays[i].name);
@@ -102,8 +101,8 @@ static int check_batch(const eps_hybrid *h, const hdlm_noise_batch *b, const cha
     return HDLM_OK;
 }
 
-static int bad_token(const char *op, const char *field, int64_t j, int32_t v, int32_t hi,
-                     char *err, size_t err_cap) {
+static int bad_token(const char *op, const char *field, int64_t j, int32_t v, int32_t hi, char *err,
+                     size_t err_cap) {
     snprintf(err, err_cap, "%s: %s[%lld] = %d is outside 0..%d", op, field, (long long)j, v, hi);
     return HDLM_EINVAL;
 }
@@ -306,8 +305,7 @@ static int eh_bound(void *self, hdlm_noise_batch *b, char *err, size_t err_cap) 
 }
 
 /* Spec §3.4: q(M) = p, q(x0) = (1 − p)((1 − ε) + ε/V), q(y != x0) = (1 − p)ε/V. */
-static int eh_marginal(void *self, int32_t x0, double t, double *probs, char *err,
-                       size_t err_cap) {
+static int eh_marginal(void *self, int32_t x0, double t, double *probs, char *err, size_t err_cap) {
     const eps_hybrid *h = self;
     if (x0 < 0 || x0 > h->V) {
         snprintf(err, err_cap, "marginal: x0 = %d is outside 0..%d", x0, h->V);

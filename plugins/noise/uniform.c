@@ -7,7 +7,6 @@
  * unused), then one uniform per replaced position (row-major) whose floor(u·V) is the new token.
  * limit: one uniform per position. */
 #include <hdlm/plugin.h>
-
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,9 +64,9 @@ static int check_batch(const uniform_noise *u, const hdlm_noise_batch *b, const 
         char key;
         const void *p;
         const char *name;
-    } arrays[] = {{'0', b->x0, "x0"},       {'x', b->xt, "xt"},         {'t', b->t, "t"},
-                  {'s', b->s, "s"},         {'S', b->state, "state"},   {'g', b->logits, "logits"},
-                  {'l', b->loss, "loss"},   {'p', b->probs, "probs"},   {'b', b->bound, "bound"}};
+    } arrays[] = {{'0', b->x0, "x0"},     {'x', b->xt, "xt"},       {'t', b->t, "t"},
+                  {'s', b->s, "s"},       {'S', b->state, "state"}, {'g', b->logits, "logits"},
+                  {'l', b->loss, "loss"}, {'p', b->probs, "probs"}, {'b', b->bound, "bound"}};
     for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++)
         if (strchr(need, arrays[i].key) && !arrays[i].p) {
             snprintf(err, err_cap, "%s: batch field '%s' is NULL", op, arrays[i].name);
@@ -76,8 +75,8 @@ static int check_batch(const uniform_noise *u, const hdlm_noise_batch *b, const 
     return HDLM_OK;
 }
 
-static int bad_token(const char *op, const char *field, int64_t j, int32_t v, int32_t hi,
-                     char *err, size_t err_cap) {
+static int bad_token(const char *op, const char *field, int64_t j, int32_t v, int32_t hi, char *err,
+                     size_t err_cap) {
     snprintf(err, err_cap, "%s: %s[%lld] = %d is outside 0..%d", op, field, (long long)j, v, hi);
     return HDLM_EINVAL;
 }
@@ -277,8 +276,7 @@ static int un_bound(void *self, hdlm_noise_batch *b, char *err, size_t err_cap) 
     return HDLM_OK;
 }
 
-static int un_marginal(void *self, int32_t x0, double t, double *probs, char *err,
-                       size_t err_cap) {
+static int un_marginal(void *self, int32_t x0, double t, double *probs, char *err, size_t err_cap) {
     const uniform_noise *u = self;
     if (x0 < 0 || x0 >= u->V) {
         snprintf(err, err_cap, "marginal: x0 = %d is outside 0..%d", x0, u->V - 1);

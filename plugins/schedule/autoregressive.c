@@ -7,7 +7,6 @@
  * is whole blocks of one position: the settled prefix grows by one complete position per step,
  * so causal and block-causal KV caches stay exact. */
 #include <hdlm/plugin.h>
-
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -46,7 +45,8 @@ static int ar_levels(void *self, int64_t step, int64_t L, int32_t *level, int64_
         return HDLM_EINVAL;
     }
     /* step 0 falls out of the same formula: position -1 "active", so everything is at W */
-    for (int64_t i = 0; i < L; i++) level[i] = i < step - 1 ? 0 : i == step - 1 ? 1 : AR_W;
+    for (int64_t i = 0; i < L; i++)
+        level[i] = i < step - 1 ? 0 : i == step - 1 ? 1 : AR_W;
     *n_settled = step > 0 ? step - 1 : 0;
     return HDLM_OK;
 }

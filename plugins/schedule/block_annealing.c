@@ -5,7 +5,6 @@
  * level 0 it is still active; it is settled one step later. A partial last block is truncated.
  * n_steps = τ·⌈L/w⌉ (the reference's max_step − 1). Closed form: no tables are stored. */
 #include <hdlm/plugin.h>
-
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -72,14 +71,16 @@ static int ba_levels(void *self, int64_t step, int64_t L, int32_t *level, int64_
         return HDLM_EINVAL;
     }
     if (step == 0) { /* the initial state: everything fully noised */
-        for (int64_t i = 0; i < L; i++) level[i] = s->tau;
+        for (int64_t i = 0; i < L; i++)
+            level[i] = s->tau;
         *n_settled = 0;
         return HDLM_OK;
     }
     int64_t b = (step - 1) / s->tau, k = (step - 1) % s->tau;
     int64_t lo = b * s->width, hi = lo + s->width;
     int32_t active = s->tau - 1 - (int32_t)k;
-    for (int64_t i = 0; i < L; i++) level[i] = i < lo ? 0 : i < hi ? active : s->tau;
+    for (int64_t i = 0; i < L; i++)
+        level[i] = i < lo ? 0 : i < hi ? active : s->tau;
     *n_settled = lo; /* < L for every step in range: block b starts inside the sequence */
     return HDLM_OK;
 }

@@ -5,12 +5,11 @@
  * HDLM_SCHEDULE_CONTINUOUS); levels still define generation. The ABI keeps flags in the shared
  * ops table, so the per-instance flag is exposed as this option and applied by the core. */
 #include <hdlm/plugin.h>
-
 #include <stdio.h>
 #include <stdlib.h>
 
-#define DF_MAX (1 << 20)     /* bound on tau */
-#define DF_BLOCK (1 << 30)   /* "one block": larger than any sequence, still fits an int */
+#define DF_MAX   (1 << 20) /* bound on tau */
+#define DF_BLOCK (1 << 30) /* "one block": larger than any sequence, still fits an int */
 
 typedef struct diffusion {
     int32_t tau; /* τ: number of steps, also the worthless level W */
@@ -63,7 +62,8 @@ static int df_levels(void *self, int64_t step, int64_t L, int32_t *level, int64_
         return HDLM_EINVAL;
     }
     int32_t lv = s->tau - (int32_t)step; /* step 0: τ, everything worthless */
-    for (int64_t i = 0; i < L; i++) level[i] = lv;
+    for (int64_t i = 0; i < L; i++)
+        level[i] = lv;
     *n_settled = 0; /* the last step leaves every position at level 0, still active */
     return HDLM_OK;
 }

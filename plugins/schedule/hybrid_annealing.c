@@ -6,7 +6,6 @@
  * step after its last token reached level 0, as in block annealing — the reference's behaviour —
  * i.e. n_settled = w·⌊(s−1)/(τ+w−1)⌋ (its "+1 block when finished" test can never fire). */
 #include <hdlm/plugin.h>
-
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -19,8 +18,7 @@ typedef struct hybrid_annealing {
 
 static const hdlm_option ha_options[] = {
     {"width", HDLM_OPT_INTEGER, "16", "block width w: positions per block", NULL},
-    {"tau", HDLM_OPT_INTEGER, "0", "number of levels tau (the worthless level W); 0 = width",
-     NULL},
+    {"tau", HDLM_OPT_INTEGER, "0", "number of levels tau (the worthless level W); 0 = width", NULL},
     {NULL, 0, NULL, NULL, NULL},
 };
 
@@ -77,7 +75,8 @@ static int ha_levels(void *self, int64_t step, int64_t L, int32_t *level, int64_
         return HDLM_EINVAL;
     }
     if (step == 0) { /* the initial state: everything fully noised */
-        for (int64_t i = 0; i < L; i++) level[i] = s->tau;
+        for (int64_t i = 0; i < L; i++)
+            level[i] = s->tau;
         *n_settled = 0;
         return HDLM_OK;
     }

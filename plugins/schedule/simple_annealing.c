@@ -5,7 +5,6 @@
  * last s entries of S_0 (the reference's bootstrap). n_steps is the reference's brute-force
  * "first all-zero step" (= w − 1 + ⌈L/z⌉ except for L < z). Width 1 is refused (see create). */
 #include <hdlm/plugin.h>
-
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,8 +21,7 @@ typedef struct simple_annealing {
 static const hdlm_option sa_options[] = {
     {"width", HDLM_OPT_INTEGER, "16", "window width w: positions being denoised at once (>= 2)",
      NULL},
-    {"tau", HDLM_OPT_INTEGER, "0", "number of levels tau (the worthless level W); 0 = width",
-     NULL},
+    {"tau", HDLM_OPT_INTEGER, "0", "number of levels tau (the worthless level W); 0 = width", NULL},
     {NULL, 0, NULL, NULL, NULL},
 };
 
@@ -71,7 +69,8 @@ static int sa_create(const hdlm_host *host, const void *opts, void **self, char 
     for (int64_t j = 0; j < s->width; j++)
         s->s0[j] = (int32_t)nearbyint((double)(j * (s->tau - 1)) / (double)(s->width - 1));
     s->z = 0;
-    while (s->z < s->width && s->s0[s->z] == 0) s->z++;
+    while (s->z < s->width && s->s0[s->z] == 0)
+        s->z++;
     *self = s;
     return HDLM_OK;
 }
@@ -116,7 +115,8 @@ static int sa_levels(void *self, int64_t step, int64_t L, int32_t *level, int64_
         return HDLM_EINVAL;
     }
     if (step == 0) { /* the initial state: everything fully noised */
-        for (int64_t i = 0; i < L; i++) level[i] = s->tau;
+        for (int64_t i = 0; i < L; i++)
+            level[i] = s->tau;
         *n_settled = 0;
         return HDLM_OK;
     }

@@ -183,6 +183,11 @@ local badn = hdlm.schedule{ name = "badn", n_levels = 2, n_steps = function() er
 check_error(function() badn:n_steps(4) end, "n_steps broke", "n_steps error")
 check_error(function() badn:levels(1, 4) end, "schedule 'badn': n_steps(4) raised", "n_steps error through levels")
 
+-- a Lua schedule used from a coroutine runs its function on the calling thread
+local co = coroutine.wrap(function() local lv, ns = lua_ba:levels(6, 12); coroutine.yield(ns); return lv[5] end)
+check(co() == 4 and co() == 2, "Lua schedule inside a coroutine")
+check(hdlm.schedule{ levels = rows, n_levels = 4, continuous = true }.continuous, "Lua schedule continuous flag")
+
 -- argument checks
 check_error(function() hdlm.schedule{ "block_anealing" } end,
             "unknown schedule plugin 'block_anealing'; known:", "unknown plugin lists known ones")
@@ -206,6 +211,10 @@ check_error(function() hdlm.schedule{ levels = function() end, n_levels = 4 } en
 check_error(function() hdlm.schedule{ levels = rows, n_levels = 4, settled = { 1 } } end, "key 'settled' must be a table of 12", "settled length")
 check_error(function() ba:levels(13, 12) end, "schedule 'block_annealing': step 13 is beyond the last step 12", "plugin step range")
 check_error(function() ba:levels(1, -1) end, "must be in 0..", "negative L")
+
+lua_ba, lua_ba2, lua_sa, boom, badn = nil, nil, nil, nil, nil
+collectgarbage() -- finalizers release plugin instances and Lua references (checked under ASan)
+check(row(ba, 2, 4) == "2 2 2 2", "schedules still usable after a collection")
 
 print(("test_schedule: %d passed, %d failed"):format(passed, failed))
 if failed > 0 then error(failed .. " checks failed") end

@@ -99,7 +99,8 @@ static void em_finish(emul *m) {
     m->h[0] = 0;
     for (int p = 0; p < m->P; p++) {
         int z = 0;
-        while (z < m->len[p] && m->S[p][z] == 0) z++;
+        while (z < m->len[p] && m->S[p][z] == 0)
+            z++;
         m->h[p + 1] = m->h[p] + z;
         for (int j = 0; j < m->len[p]; j++)
             if (m->S[p][j] > mx) mx = m->S[p][j];
@@ -136,7 +137,8 @@ static void em_simple(emul *m, int w, int tau) {
     m->K = w - 1;
     for (int k = 1; k <= m->K; k++) {
         m->blen[k - 1] = k;
-        for (int j = 0; j < k; j++) m->B[k - 1][j] = m->S[0][w - k + j];
+        for (int j = 0; j < k; j++)
+            m->B[k - 1][j] = m->S[0][w - k + j];
     }
     em_finish(m);
 }
@@ -146,12 +148,14 @@ static void em_block(emul *m, int w, int tau) {
     m->P = tau;
     for (int p = 0; p < tau; p++) {
         m->len[p] = w;
-        for (int j = 0; j < w; j++) m->S[p][j] = p == 0 ? 0 : tau - p;
+        for (int j = 0; j < w; j++)
+            m->S[p][j] = p == 0 ? 0 : tau - p;
     }
     m->K = tau - 1;
     for (int k = 1; k <= m->K; k++) {
         m->blen[k - 1] = w;
-        for (int j = 0; j < w; j++) m->B[k - 1][j] = tau - k;
+        for (int j = 0; j < w; j++)
+            m->B[k - 1][j] = tau - k;
     }
     em_finish(m);
 }
@@ -163,7 +167,8 @@ static int64_t em_simple_steps(const emul *m, int w, int tau, int64_t L) {
     for (int64_t s = 1; s <= limit; s++) {
         em_levels(m, s, L, lv, &ns);
         int zero = 1;
-        for (int64_t i = 0; i < L; i++) zero &= lv[i] == 0;
+        for (int64_t i = 0; i < L; i++)
+            zero &= lv[i] == 0;
         if (zero) return s; /* max_step = s + 1 */
     }
     return limit - 1;
@@ -173,7 +178,8 @@ static int64_t em_simple_steps(const emul *m, int w, int tau, int64_t L) {
 static int64_t em_hybrid(int w, int tau, int L, int32_t *table /* (steps, L) */) {
     int nb = (L + w - 1) / w, spb = tau + w - 1;
     int32_t cur[EM_MAX * 4];
-    for (int i = 0; i < L; i++) cur[i] = tau;
+    for (int i = 0; i < L; i++)
+        cur[i] = tau;
     int64_t row = 0;
     for (int b = 0; b < nb; b++) {
         int start = b * w, blen = L - start < w ? L - start : w;
@@ -196,8 +202,7 @@ static int cmp_levels(const hyper *h, int64_t step, int64_t L, const int32_t *wa
     int64_t ns;
     error e = {0};
     if (hyper_levels(h, step, L, lv, &ns, &e) != HDLM_OK) {
-        fprintf(stderr, "%s step %lld L %lld: %s\n", h->name, (long long)step, (long long)L,
-                e.msg);
+        fprintf(stderr, "%s step %lld L %lld: %s\n", h->name, (long long)step, (long long)L, e.msg);
         return 0;
     }
     if (ns != want_ns) return 0;
@@ -422,7 +427,8 @@ static void test_times(void) {
     static int32_t all[2048];
     static float tt[2048];
     static uint8_t ss[2048];
-    for (int i = 0; i < 2048; i++) all[i] = i;
+    for (int i = 0; i < 2048; i++)
+        all[i] = i;
     hyper_times(all, 0, 4, 4, HYPER_SAMPLING_EPS, tt, ss);
     CHECK_EQ(fbits(tt[1]), 0x3eaad65bu);
     CHECK_EQ(fbits(tt[2]), 0x3f2a94d2u);
@@ -582,19 +588,29 @@ static uint32_t fake_growth(void *ctx, int64_t *block) {
     *block = 1;
     return HDLM_GROW_TOKENS;
 }
-static int fake_levels(void *ctx, int64_t step, int64_t L, int32_t *level, int64_t *ns,
-                       error *e) {
+static int fake_levels(void *ctx, int64_t step, int64_t L, int32_t *level, int64_t *ns, error *e) {
     const fake *f = ctx;
     (void)step;
-    for (int64_t i = 0; i < L; i++) level[i] = 1;
+    for (int64_t i = 0; i < L; i++)
+        level[i] = 1;
     *ns = 0;
     switch (f->mode) {
-    case 1: level[2] = 4; break;  /* above W */
-    case 2: level[1] = -1; break; /* negative */
-    case 3: *ns = 2; break;       /* settled but not at level 0 */
-    case 4: *ns = L + 1; break;   /* more settled than positions */
-    case 5: return error_set(e, HDLM_EINVAL, "fake refuses");
-    default: break;
+    case 1:
+        level[2] = 4;
+        break; /* above W */
+    case 2:
+        level[1] = -1;
+        break; /* negative */
+    case 3:
+        *ns = 2;
+        break; /* settled but not at level 0 */
+    case 4:
+        *ns = L + 1;
+        break; /* more settled than positions */
+    case 5:
+        return error_set(e, HDLM_EINVAL, "fake refuses");
+    default:
+        break;
     }
     return HDLM_OK;
 }
@@ -611,10 +627,12 @@ static void test_checks(void) {
     int64_t ns;
     error e = {0};
     CHECK(hyper_levels(&h, 1, 4, lv, &ns, &e) == HDLM_OK);
-    const char *want[] = {"", "level 4 at position 2 is outside 0..3",
+    const char *want[] = {"",
+                          "level 4 at position 2 is outside 0..3",
                           "level -1 at position 1 is outside 0..3",
                           "position 0 is settled (n_settled = 2) but at level 1",
-                          "n_settled = 5 is outside 0..L = 4", "fake refuses"};
+                          "n_settled = 5 is outside 0..L = 4",
+                          "fake refuses"};
     for (int m = 1; m <= 5; m++) {
         f.mode = m;
         CHECK(hyper_levels(&h, 3, 4, lv, &ns, &e) != HDLM_OK);
@@ -645,10 +663,12 @@ static void check_properties(const char *name, const char *opts, int64_t L) {
             break;
         }
         if (st == 0) {
-            for (int64_t i = 0; i < L; i++) ok_all &= cur[i] == W;
+            for (int64_t i = 0; i < L; i++)
+                ok_all &= cur[i] == W;
             ok_all &= ns == 0;
         } else {
-            for (int64_t i = 0; i < L; i++) ok_mono &= cur[i] <= prev[i];
+            for (int64_t i = 0; i < L; i++)
+                ok_mono &= cur[i] <= prev[i];
             ok_prefix &= ns >= prev_ns;
         }
         /* worthless positions come after every active one */
@@ -668,8 +688,9 @@ static void check_properties(const char *name, const char *opts, int64_t L) {
         if (strcmp(name, "autoregressive")) ok_final &= cur[i] == 0;
     }
     if (!(ok_mono && ok_prefix && ok_suffix && ok_final && ok_all))
-        fprintf(stderr, "property failure: %s(%s) L=%lld: mono %d prefix %d suffix %d final %d "
-                        "all %d\n",
+        fprintf(stderr,
+                "property failure: %s(%s) L=%lld: mono %d prefix %d suffix %d final %d "
+                "all %d\n",
                 name, opts, (long long)L, ok_mono, ok_prefix, ok_suffix, ok_final, ok_all);
     CHECK(ok_mono && ok_prefix && ok_suffix && ok_final && ok_all);
     free(prev);
@@ -697,7 +718,8 @@ static void test_properties(void) {
     };
     static const int64_t Ls[] = {1, 2, 7, 16, 33, 100};
     for (size_t c = 0; c < sizeof cfgs / sizeof *cfgs; c++)
-        for (size_t l = 0; l < sizeof Ls / sizeof *Ls; l++) check_properties(cfgs[c][0], cfgs[c][1], Ls[l]);
+        for (size_t l = 0; l < sizeof Ls / sizeof *Ls; l++)
+            check_properties(cfgs[c][0], cfgs[c][1], Ls[l]);
 }
 
 int main(void) {

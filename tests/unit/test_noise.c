@@ -8,10 +8,11 @@
 #include "lua/l_internal.h"
 #include "plugin/host.h"
 
-#include <lualib.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <lualib.h>
 
 /* ---- setup -------------------------------------------------------------------------------- */
 
@@ -168,9 +169,7 @@ static void test_marginals(void) {
             CHECK_EQ(OPS(eh)->marginal(eh->self, x0, t, p, err, sizeof err), HDLM_OK);
             sum = 0;
             for (int y = 0; y <= V; y++) {
-                double want = y == V    ? t
-                              : y == x0 ? (1 - t) * (0.8 + 0.2 / V)
-                                        : (1 - t) * 0.2 / V;
+                double want = y == V ? t : y == x0 ? (1 - t) * (0.8 + 0.2 / V) : (1 - t) * 0.2 / V;
                 CHECK_NEAR(p[y], want, 1e-15);
                 sum += p[y];
             }
@@ -236,8 +235,10 @@ static void test_corrupt_stats(void) {
             OPS(p)->marginal(p->self, 0, t, q, err, sizeof err);
             check_freq(same, N, q[0]);
             check_freq(shifted, N, q[1]);
-            if (Vp > V) check_freq(mask, N, q[V]);
-            else CHECK_EQ(mask, 0);
+            if (Vp > V)
+                check_freq(mask, N, q[V]);
+            else
+                CHECK_EQ(mask, 0);
         }
         plugin_instance_destroy(p);
     }
@@ -251,7 +252,7 @@ static void test_corrupt_stats(void) {
 
 static void test_draw_order(void) {
     enum { B = 2, L = 7, V = 6 };
-    const uint8_t st1[L] = {HDLM_SETTLED, HDLM_SETTLED, HDLM_ACTIVE, HDLM_ACTIVE,
+    const uint8_t st1[L] = {HDLM_SETTLED, HDLM_SETTLED,   HDLM_ACTIVE,   HDLM_ACTIVE,
                             HDLM_ACTIVE,  HDLM_WORTHLESS, HDLM_WORTHLESS};
     int32_t x0[B * L], xt[B * L], want[B * L];
     float t[B * L];
@@ -426,8 +427,9 @@ static void test_eps_zero_is_absorbing(void) {
         x0[j] = (int32_t)rng_below(&g, V);
         int i = j % L;
         st[j] = i < 4 ? HDLM_SETTLED : i >= 12 ? HDLM_WORTHLESS : HDLM_ACTIVE;
-        t[j] = st[j] == HDLM_SETTLED ? 1e-4f : st[j] == HDLM_WORTHLESS ? 0.9999f
-                                                                       : (float)(0.001 + 0.08 * i);
+        t[j] = st[j] == HDLM_SETTLED     ? 1e-4f
+               : st[j] == HDLM_WORTHLESS ? 0.9999f
+                                         : (float)(0.001 + 0.08 * i);
     }
     for (int j = 0; j < B * L * Vp; j++)
         lg[j] = (float)(2 * rng_normal(&g));
@@ -853,15 +855,14 @@ static void test_to_noise(void) {
     lua_setglobal(L, "hdlm");
     lua_pushcfunction(L, call_to_noise);
     lua_setglobal(L, "to_noise");
-    const char *chunk =
-        "local n = hdlm.noise{'epsilon_hybrid', vocab = 5, epsilon = 0.2}\n"
-        "local a, b, c = to_noise(n, 11)\n"
-        "local d, e, f = to_noise({'absorbing'}, 7)\n"
-        "local g, h = to_noise({'uniform', vocab = 9}, 9)\n"
-        "local ok1, err1 = pcall(to_noise, {'absorbing', vocab = 5}, 7)\n"
-        "local ok2, err2 = pcall(to_noise, 42, 7)\n"
-        "local ok3, err3 = pcall(to_noise, {'absorbing', lambda = 1}, 7)\n"
-        "return a, b, c, d, e, f, g, h, err1, err2, err3, ok1 or ok2 or ok3\n";
+    const char *chunk = "local n = hdlm.noise{'epsilon_hybrid', vocab = 5, epsilon = 0.2}\n"
+                        "local a, b, c = to_noise(n, 11)\n"
+                        "local d, e, f = to_noise({'absorbing'}, 7)\n"
+                        "local g, h = to_noise({'uniform', vocab = 9}, 9)\n"
+                        "local ok1, err1 = pcall(to_noise, {'absorbing', vocab = 5}, 7)\n"
+                        "local ok2, err2 = pcall(to_noise, 42, 7)\n"
+                        "local ok3, err3 = pcall(to_noise, {'absorbing', lambda = 1}, 7)\n"
+                        "return a, b, c, d, e, f, g, h, err1, err2, err3, ok1 or ok2 or ok3\n";
     int rc = luaL_dostring(L, chunk);
     CHECK_EQ(rc, LUA_OK);
     if (rc != LUA_OK) fprintf(stderr, "%s\n", lua_tostring(L, -1));
@@ -874,7 +875,8 @@ static void test_to_noise(void) {
         CHECK(lua_isnil(L, 6));
         CHECK_STR(lua_tostring(L, 7), "uniform"); /* a table naming the same vocab */
         CHECK_EQ(lua_tointeger(L, 8), 9);
-        CHECK_CONTAINS(lua_tostring(L, 9), "noise: the spec says vocab = 5 but the data has 7 tokens");
+        CHECK_CONTAINS(lua_tostring(L, 9),
+                       "noise: the spec says vocab = 5 but the data has 7 tokens");
         CHECK_CONTAINS(lua_tostring(L, 10), "noise: expected a Noise (hdlm.noise{...}) or a table");
         CHECK_CONTAINS(lua_tostring(L, 11), "noise: absorbing: unknown option 'lambda'");
         CHECK(!lua_toboolean(L, 12));
