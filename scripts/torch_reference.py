@@ -189,12 +189,12 @@ class CpuMeter:
         return max(0.0, (total - idle - own) / total * (os.cpu_count() or 1))
 
 
-def wait_quiet(max_wait_s, threshold=0.2):
-    """Wait (up to max_wait_s) until other processes use < threshold cores over 1 s."""
+def wait_quiet(max_wait_s, threshold=0.2, window_s=3.0):
+    """Wait (up to max_wait_s) until other processes used < threshold cores over window_s."""
     deadline = time.monotonic() + max_wait_s
     while True:
         meter = CpuMeter()
-        time.sleep(1.0)
+        time.sleep(window_s)
         load = meter.other_cores()
         if load < threshold or time.monotonic() >= deadline:
             return load
