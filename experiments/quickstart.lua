@@ -5,7 +5,7 @@ local hdlm = require "hdlm"
 
 local args = hdlm.args
 local corpus_path = args.corpus or "data/brown.txt"
-local steps = args.steps or 600
+local steps = args.steps or 1200
 local db = hdlm.open()
 
 local t0 = hdlm.time()
