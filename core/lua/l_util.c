@@ -131,6 +131,10 @@ static void to_json(lua_State *L, int idx, json_buf *jb, int depth) {
         return;
     case LUA_TSTRING: json_buf_str(jb, lua_tostring(L, idx)); return;
     case LUA_TTABLE: break;
+    case LUA_TUSERDATA: /* a Schedule, Noise or Corpus in a config: record what it prints as */
+        json_buf_str(jb, luaL_tolstring(L, idx, NULL));
+        lua_pop(L, 1);
+        return;
     default: luaL_error(L, "json: cannot encode a %s", luaL_typename(L, idx));
     }
     lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
