@@ -5,6 +5,7 @@
 
 #include "base/error.h"
 #include "plugin/host.h"
+#include "store/store.h"
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -35,6 +36,20 @@ int l_raise(lua_State *L, const error *e);
 /* Serialises the Lua value at idx to JSON (tables with keys 1..n are arrays, other tables
  * objects with sorted keys). Pushes the JSON string. Raises on cycles/functions. */
 void l_push_json(lua_State *L, int idx);
+/* Options of a plugin spec table {"name", key = value, ...} at t (checked first: raises on a
+ * bad entry before anything is allocated); *name receives the plugin name. Caller owns the
+ * result (plugin_instance_create takes it). */
+plugin_opts *l_spec_to_opts(lua_State *L, int t, const char *what, const char **name);
+/* The model of a Model userdata (and its tokenizer when tok != NULL); raises when not one. */
+struct model;
+struct tokenizer;
+struct model *l_model_of(lua_State *L, int idx, struct tokenizer *tok);
+/* The noise instance held by a training run (NULL when idx is not its guard). */
+plugin_instance *l_noise_of_guard(lua_State *L, int idx);
+/* The store and id of the Run userdata at idx (raises when its store was closed). */
+store *l_run_store(lua_State *L, int idx, int64_t *id);
+/* run:sample{...} (l_sample.c); the Run is argument 1. */
+int l_run_sample(lua_State *L);
 /* Closest candidate by edit distance, or NULL when nothing is close. */
 const char *l_closest(const char *key, const char *const *cands);
 
@@ -50,8 +65,8 @@ struct corpus;
 const struct corpus *l_check_corpus(lua_State *L, int idx);
 const char *l_corpus_path(lua_State *L, int idx);
 /* Trains with the option table at opts_idx on the corpus at corpus_idx, logging to (st, run_id).
- * Pushes the trained Model and a summary table {loss, tokens_per_s, steps}; returns 2. */
-struct store;
+ * Pushes the trained Model, a summary table {loss, tokens_per_s, steps[, context, block_type]},
+ * the Schedule and the noise guard (nil, nil without a noise process); returns 4. */
 int l_train_run(lua_State *L, struct store *st, int64_t run_id, int opts_idx, int corpus_idx,
                 const struct corpus *data);
 void l_model_register(lua_State *L, int ctx_idx);

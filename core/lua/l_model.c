@@ -33,6 +33,12 @@ static l_model *check_model(lua_State *L, int idx) {
     return u;
 }
 
+struct model *l_model_of(lua_State *L, int idx, tokenizer *tok) {
+    l_model *u = check_model(L, idx);
+    if (tok) *tok = u->tok;
+    return &u->m;
+}
+
 static l_model *new_model_ud(lua_State *L) {
     l_model *u = lua_newuserdatauv(L, sizeof *u, 0);
     memset(u, 0, sizeof *u);
@@ -73,6 +79,11 @@ static int log_metric(store *st, int64_t run, int64_t step, const char *name, do
 typedef struct noise_guard {
     plugin_instance *inst;
 } noise_guard;
+
+plugin_instance *l_noise_of_guard(lua_State *L, int idx) {
+    noise_guard *g = luaL_testudata(L, idx, "hdlm.NoiseGuard");
+    return g ? g->inst : NULL;
+}
 
 static int noise_guard_gc(lua_State *L) {
     noise_guard *g = lua_touserdata(L, 1);
@@ -228,7 +239,10 @@ int l_train_run(lua_State *L, store *st, int64_t run_id, int o, int corpus_idx,
     snprintf(cfg.ckpt_dir, sizeof cfg.ckpt_dir, "%s", dir);
     int resume = l_opt_bool(L, o, W, "resume", 1);
     int64_t stop_after = l_opt_integer(L, o, W, "stop_after", 0);
+    int top0 = lua_gettop(L);
     if (has_noise) read_method(L, o, &cfg, st, run_id, data);
+    /* read_method left: the schedule value, the Schedule userdata, the noise value, the guard */
+    int sched_idx = has_noise ? top0 + 2 : 0, guard_idx = has_noise ? top0 + 4 : 0;
     if (cfg.opt.ema < 0 || cfg.opt.ema >= 1)
         return luaL_error(L, "db:train: key 'ema' must be in [0, 1), got %f", cfg.opt.ema);
     if (cfg.log_every < 1) cfg.log_every = 1;
@@ -310,7 +324,18 @@ int l_train_run(lua_State *L, store *st, int64_t run_id, int o, int corpus_idx,
     lua_setfield(L, -2, "tokens_per_s");
     lua_pushinteger(L, (lua_Integer)steps_done);
     lua_setfield(L, -2, "steps");
-    return 2; /* model, summary */
+    if (has_noise) { /* the layout sampling must reuse */
+        lua_pushstring(L, l_opt_string(L, o, W, "context", "block_causal"));
+        lua_setfield(L, -2, "context");
+        lua_pushstring(L, l_opt_string(L, o, W, "block_type", "full"));
+        lua_setfield(L, -2, "block_type");
+        lua_pushvalue(L, sched_idx);
+        lua_pushvalue(L, guard_idx);
+    } else {
+        lua_pushnil(L);
+        lua_pushnil(L);
+    }
+    return 4; /* model, summary, Schedule, noise guard */
 }
 
 /* ---- hdlm.model ---------------------------------------------------------------------------- */

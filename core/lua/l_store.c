@@ -17,6 +17,9 @@ typedef struct l_store {
     store *st;
 } l_store;
 
+/* The Run userdata's store and id, for bindings in other files (raises when not a Run). */
+store *l_run_store(lua_State *L, int idx, int64_t *id);
+
 struct l_run {
     store *st;     /* borrowed; the Run keeps its Store userdata alive via a uservalue */
     int64_t id;
@@ -33,6 +36,16 @@ static l_store *check_store(lua_State *L, int idx) {
 
 static l_run *check_run(lua_State *L, int idx) {
     return luaL_checkudata(L, idx, RUN_MT);
+}
+
+store *l_run_store(lua_State *L, int idx, int64_t *id) {
+    l_run *r = luaL_checkudata(L, idx, RUN_MT);
+    lua_getiuservalue(L, idx, 1);
+    l_store *s = luaL_testudata(L, -1, STORE_MT);
+    lua_pop(L, 1); /* the Run keeps the Store alive */
+    if (!s || !s->st) luaL_error(L, "run %d: its store is closed", (int)r->id);
+    *id = r->id;
+    return s->st;
 }
 
 static void run_unlink(l_run *r) {
@@ -102,7 +115,7 @@ static l_run *begin_run(lua_State *L, int store_idx, const char *name, const cha
         .blas = blas_info(), .threads = blas_get_threads(), .world_size = 1,
         .script = c->script, .hdlm_version = HDLM_VERSION,
     };
-    l_run *r = lua_newuserdatauv(L, sizeof *r, 3);
+    l_run *r = lua_newuserdatauv(L, sizeof *r, 5); /* store, model, summary, schedule, noise */
     memset(r, 0, sizeof *r);
     luaL_setmetatable(L, RUN_MT);
     lua_pushvalue(L, store_idx);
@@ -176,11 +189,13 @@ static int store_train(lua_State *L) {
     lua_pushvalue(L, 2);
     lua_pushvalue(L, corpus_idx);
     lua_pushlightuserdata(L, r);
-    if (lua_pcall(L, 3, 2, 0) != LUA_OK) {
+    if (lua_pcall(L, 3, 4, 0) != LUA_OK) {
         error e = {0};
         run_end(r, "failed", lua_tostring(L, -1), &e);
         return lua_error(L);
     }
+    lua_setiuservalue(L, run_idx, 5); /* noise guard */
+    lua_setiuservalue(L, run_idx, 4); /* schedule */
     lua_setiuservalue(L, run_idx, 3); /* summary */
     lua_setiuservalue(L, run_idx, 2); /* model */
     error e = {0};
@@ -404,8 +419,11 @@ void l_store_register(lua_State *L, int ctx_idx) {
                                           {"__index", store_index},
                                           {"__tostring", store_tostring},
                                           {NULL, NULL}};
-    static const luaL_Reg run_methods[] = {
-        {"log", run_log}, {"finish", run_finish}, {"fail", run_fail}, {NULL, NULL}};
+    static const luaL_Reg run_methods[] = {{"log", run_log},
+                                           {"finish", run_finish},
+                                           {"fail", run_fail},
+                                           {"sample", l_run_sample},
+                                           {NULL, NULL}};
     static const luaL_Reg run_meta[] = {{"__gc", run_gc},
                                         {"__close", run_close},
                                         {"__index", run_index},

@@ -213,3 +213,47 @@ void l_push_json(lua_State *L, int idx) {
     lua_pushlstring(L, jb->data ? jb->data : "", jb->len);
     lua_remove(L, -2);
 }
+
+plugin_opts *l_spec_to_opts(lua_State *L, int t, const char *what, const char **name) {
+    t = lua_absindex(L, t);
+    lua_rawgeti(L, t, 1);
+    if (lua_type(L, -1) != LUA_TSTRING)
+        luaL_error(L, "%s: the first entry must be the plugin name ({\"name\", key = value, ...})",
+                   what);
+    *name = lua_tostring(L, -1);
+    lua_pop(L, 1); /* still referenced by the table */
+    char bad[300] = "";
+    lua_pushnil(L);
+    while (!bad[0] && lua_next(L, t)) {
+        int kt = lua_type(L, -2), vt = lua_type(L, -1);
+        if (kt == LUA_TNUMBER) {
+            if (!(lua_isinteger(L, -2) && lua_tointeger(L, -2) == 1))
+                snprintf(bad, sizeof bad, "%s: only the plugin name may be positional", what);
+        } else if (kt != LUA_TSTRING) {
+            snprintf(bad, sizeof bad, "%s: option keys must be strings", what);
+        } else if (vt != LUA_TNUMBER && vt != LUA_TBOOLEAN && vt != LUA_TSTRING) {
+            snprintf(bad, sizeof bad, "%s: option '%s' must be a number, boolean or string, got %s",
+                     what, lua_tostring(L, -2), lua_typename(L, vt));
+        }
+        lua_pop(L, 1);
+    }
+    if (bad[0]) {
+        lua_pop(L, 1); /* the key lua_next left */
+        luaL_error(L, "%s", bad);
+    }
+    /* all checks passed: nothing below raises, so the options cannot leak */
+    plugin_opts *o = plugin_opts_new();
+    if (!o) luaL_error(L, "%s: out of memory", what);
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        if (lua_type(L, -2) == LUA_TSTRING) {
+            const char *k = lua_tostring(L, -2);
+            int vt = lua_type(L, -1);
+            if (vt == LUA_TNUMBER) plugin_opts_set_number(o, k, lua_tonumber(L, -1));
+            else if (vt == LUA_TBOOLEAN) plugin_opts_set_bool(o, k, lua_toboolean(L, -1));
+            else plugin_opts_set_string(o, k, lua_tostring(L, -1));
+        }
+        lua_pop(L, 1);
+    }
+    return o;
+}

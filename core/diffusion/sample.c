@@ -1,0 +1,333 @@
+/* Sampling loop (see sample.h). Per step: levels → times/states (float32, spec §1.8), attention
+ * rows (spec §2.1), model on the active positions (cached settled prefix when exact), reverse
+ * probabilities from the noise plugin (float64), one sampler step, fixed positions checked. */
+#include "sample.h"
+
+#include "base/progress.h"
+#include "base/rng.h"
+#include "nn/mask.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct pair {
+    double v, i;
+} pair;
+
+static int cmp_pair_desc(const void *a, const void *b) {
+    const pair *x = a, *y = b;
+    if (x->v != y->v) return x->v < y->v ? 1 : -1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+int32_t sample_draw(const double *w, int32_t n, double temperature, int top_k, double top_p,
+                    double u, double *scratch, int32_t *idx) {
+    (void)idx;
+    int32_t best = -1;
+    for (int32_t i = 0; i < n; i++)
+        if (w[i] > 0 && (best < 0 || w[i] > w[best])) best = i;
+    if (best < 0) return 0; /* no mass anywhere: the caller's row was empty */
+    if (temperature <= 0) return best;
+    double *q = scratch; /* (n) tempered weights */
+    double lmax = log(w[best]);
+    int32_t npos = 0;
+    for (int32_t i = 0; i < n; i++) {
+        q[i] = w[i] > 0 ? exp((log(w[i]) - lmax) / temperature) : 0.0;
+        npos += q[i] > 0;
+    }
+    int trunc_k = top_k > 0 && top_k < npos;
+    int trunc_p = top_p > 0 && top_p < 1;
+    if (trunc_k || trunc_p) {
+        pair *pr = (pair *)(scratch + n); /* (npos) pairs fit in the second n doubles... */
+        pair *buf = malloc((size_t)npos * sizeof *buf);
+        if (buf) pr = buf;
+        int32_t m = 0;
+        for (int32_t i = 0; i < n; i++)
+            if (q[i] > 0) pr[m].v = q[i], pr[m].i = i, m++;
+        qsort(pr, (size_t)m, sizeof *pr, cmp_pair_desc);
+        int32_t keep = trunc_k ? top_k : m;
+        if (trunc_p) {
+            double total = 0, acc = 0;
+            for (int32_t j = 0; j < keep; j++) total += pr[j].v;
+            int32_t j = 0;
+            /* the smallest prefix (most probable first) whose mass reaches top_p */
+            while (j < keep) {
+                acc += pr[j].v;
+                j++;
+                if (acc >= top_p * total) break;
+            }
+            keep = j;
+        }
+        for (int32_t j = keep; j < m; j++) q[(int32_t)pr[j].i] = 0;
+        free(buf);
+    }
+    double total = 0;
+    for (int32_t i = 0; i < n; i++) total += q[i];
+    double target = u * total, acc = 0;
+    int32_t last = best;
+    for (int32_t i = 0; i < n; i++) {
+        if (q[i] <= 0) continue;
+        acc += q[i];
+        last = i;
+        if (target < acc) return i;
+    }
+    return last;
+}
+
+/* ---- the loop ------------------------------------------------------------------------------ */
+
+typedef struct loop {
+    const sample_config *cfg;
+    rng r;
+    sample_result *out;
+    int64_t step;
+    double *scratch;  /* (2 Vp) */
+    int32_t *idx;     /* (Vp) */
+    int failed;       /* event buffer could not grow */
+} loop;
+
+static int32_t core_draw(void *core, const double *w, int32_t n) {
+    loop *lp = core;
+    double u = rng_uniform(&lp->r);
+    return sample_draw(w, n, lp->cfg->temperature, lp->cfg->top_k, lp->cfg->top_p, u,
+                       lp->scratch, lp->idx);
+}
+
+static void core_event(void *core, int64_t b, int64_t i, int32_t old_tok, int32_t new_tok,
+                       double p, int kind) {
+    loop *lp = core;
+    if (!lp->cfg->record_events) return;
+    sample_result *o = lp->out;
+    if (o->n_events == o->cap_events) {
+        int64_t nc = o->cap_events ? 2 * o->cap_events : 1024;
+        sample_event *ev = realloc(o->events, (size_t)nc * sizeof *ev);
+        if (!ev) {
+            lp->failed = 1;
+            return;
+        }
+        o->events = ev;
+        o->cap_events = nc;
+    }
+    o->events[o->n_events++] = (sample_event){b, lp->step, i, old_tok, new_tok, p, kind};
+}
+
+void sample_result_free(sample_result *r) {
+    if (!r) return;
+    free(r->tokens);
+    free(r->events);
+    memset(r, 0, sizeof *r);
+}
+
+/* The block size of block_causal masks for a schedule (the same rule as training, method.c). */
+static int mask_width(const hyper *h, int L) {
+    int64_t block = 1;
+    uint32_t g = h->growth(h->ctx, &block);
+    if (g != HDLM_GROW_BLOCKS || block < 1) block = 1;
+    return (int)(block < L ? block : L);
+}
+
+int sample_run(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops *noise,
+               const char *noise_name, void *sampler_self, const hdlm_sampler_ops *sampler,
+               const char *sampler_name, const sample_config *cfg, sample_result *out, error *e) {
+    memset(out, 0, sizeof *out);
+    int B = cfg->B, L = cfg->L;
+    int32_t Vp = m->cfg.vocab, n_extra = noise->n_extra(noise_self), V = Vp - n_extra;
+    int32_t mask_id = n_extra > 0 ? V : -1;
+    if (B < 1 || L < 1)
+        return error_set(e, HDLM_EINVAL, "sample: batch %d and length %d must be positive", B, L);
+    if (L > m->cfg.seq_len)
+        return error_set(e, HDLM_EINVAL, "sample: length %d exceeds the model's seq_len %d", L,
+                         m->cfg.seq_len);
+    if (V < 2)
+        return error_set(e, HDLM_EINVAL,
+                         "sample: model outputs %d symbols, noise process %s adds %d extra", Vp,
+                         noise_name, n_extra);
+    if (sampler->needs & ~noise->flags)
+        return error_set(e, HDLM_EINVAL,
+                         "sampler %s needs a score-based noise process (like gamma_hybrid); %s is "
+                         "not one",
+                         sampler_name, noise_name);
+    int conditioned = (noise->flags & HDLM_NOISE_CONDITIONED) != 0;
+    if (conditioned != (m->cfg.cond != 0))
+        return error_set(e, HDLM_EINVAL,
+                         "sample: noise process %s %s σ conditioning but the model %s",
+                         noise_name, conditioned ? "needs" : "has no",
+                         m->cfg.cond ? "is conditioned" : "is not");
+    int32_t W = h->n_levels(h->ctx);
+    int64_t n_steps = h->n_steps(h->ctx, L);
+    int mw = mask_width(h, L);
+    /* settled K/V are functions of settled tokens only unless settled rows see every settled
+     * position (context full): then a newly settled token would change the earlier ones */
+    int use_cache = cfg->cache && cfg->context != MASK_CTX_FULL;
+    size_t BL = (size_t)B * L;
+
+    loop lp = {.cfg = cfg, .out = out};
+    rng_init(&lp.r, cfg->seed);
+    int32_t *x = malloc(BL * sizeof *x);
+    int32_t *lev = malloc((size_t)L * sizeof *lev), *lev2 = malloc((size_t)L * sizeof *lev2);
+    float *tn = malloc(BL * sizeof *tn), *tx = malloc(BL * sizeof *tx);
+    float *t1 = malloc((size_t)L * sizeof *t1), *sigma = calloc(BL, sizeof *sigma);
+    uint8_t *st = malloc(BL), *st1 = malloc((size_t)L), *fixed = calloc(BL, 1);
+    float *logits = calloc(BL * (size_t)Vp, sizeof *logits);
+    double *probs = calloc(BL * (size_t)Vp, sizeof *probs);
+    attn_row *rows = malloc(BL * sizeof *rows);
+    int32_t *pos = malloc(BL * sizeof *pos), *ctok = malloc(BL * sizeof *ctok);
+    float *csig = malloc(BL * sizeof *csig);
+    attn_row *crow = malloc(BL * sizeof *crow);
+    lp.scratch = malloc((size_t)Vp * 2 * sizeof *lp.scratch);
+    lp.idx = malloc((size_t)Vp * sizeof *lp.idx);
+    kv_cache kc = {0};
+    int rc = HDLM_OK;
+    if (!x || !lev || !lev2 || !tn || !tx || !t1 || !sigma || !st || !st1 || !fixed || !logits ||
+        !probs || !rows || !pos || !ctok || !csig || !crow || !lp.scratch || !lp.idx) {
+        rc = error_set(e, HDLM_ENOMEM, "sample: out of memory for %d x %d samples", B, L);
+        goto done;
+    }
+    if (use_cache && kv_cache_init(&kc, m, B, L, e) != HDLM_OK) {
+        rc = e->code;
+        goto done;
+    }
+    out->cache_used = use_cache;
+    double t0 = progress_now();
+
+    /* initial state: the limit distribution, fixed positions set */
+    hdlm_noise_batch nb;
+    memset(&nb, 0, sizeof nb);
+    nb.struct_size = sizeof nb;
+    nb.B = B, nb.L = L, nb.V = V, nb.Vp = Vp, nb.block = mw, nb.annealed = 1;
+    nb.xt = x;
+    nb.rng = &lp.r;
+    char perr[512] = "";
+    if ((rc = noise->limit(noise_self, &nb, perr, sizeof perr)) != HDLM_OK) {
+        rc = error_set(e, HDLM_EPLUGIN, "%s: limit: %s", noise_name, perr);
+        goto done;
+    }
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < L; i++) {
+            pos[(size_t)b * L + i] = i;
+            if (cfg->fixed && cfg->fixed[i]) {
+                fixed[(size_t)b * L + i] = 1;
+                x[(size_t)b * L + i] = cfg->fixed_tok[i];
+            }
+        }
+
+    progress pg;
+    progress_init(&pg, NULL, "sample", n_steps);
+    for (int64_t s = 1; s <= n_steps; s++) {
+        lp.step = s;
+        int64_t ns;
+        if ((rc = hyper_levels(h, s, L, lev, &ns, e)) != HDLM_OK) goto done;
+        hyper_times(lev, ns, L, W, HYPER_SAMPLING_EPS, tn, st);
+        /* next times: positions settled at the next step (or at the end) are denoised fully */
+        if (s < n_steps) {
+            int64_t ns1;
+            if ((rc = hyper_levels(h, s + 1, L, lev2, &ns1, e)) != HDLM_OK) goto done;
+            hyper_times(lev2, ns1, L, W, HYPER_SAMPLING_EPS, t1, st1);
+            for (int i = 0; i < L; i++) tx[i] = st1[i] == HDLM_SETTLED ? 0.0f : t1[i];
+        } else {
+            for (int i = 0; i < L; i++) tx[i] = 0.0f;
+        }
+        for (int b = 1; b < B; b++) {
+            memcpy(tn + (size_t)b * L, tn, (size_t)L * sizeof *tn);
+            memcpy(tx + (size_t)b * L, tx, (size_t)L * sizeof *tx);
+            memcpy(st + (size_t)b * L, st, (size_t)L);
+        }
+        /* the active window [a0, a1) and whether anything in it can change */
+        int a0 = (int)ns, a1 = a0, free_active = 0;
+        for (int i = a0; i < L; i++)
+            if (st[i] == HDLM_ACTIVE) a1 = i + 1;
+        for (int b = 0; b < B; b++)
+            for (int i = a0; i < a1; i++)
+                free_active |= st[i] == HDLM_ACTIVE && !fixed[(size_t)b * L + i];
+        if (!free_active) { /* e.g. a prompt position's own step: nothing to sample */
+            progress_update(&pg, s, -1, NULL, NAN);
+            continue;
+        }
+        mask_rows_from_states(rows, st, L, cfg->context, mw, cfg->block_type);
+        for (int b = 1; b < B; b++) memcpy(rows + (size_t)b * L, rows, (size_t)L * sizeof *rows);
+        if (conditioned) {
+            char ce[512] = "";
+            if ((rc = noise->conditioning(noise_self, BL, tn, sigma, ce, sizeof ce)) != HDLM_OK) {
+                rc = error_set(e, HDLM_EPLUGIN, "%s: conditioning: %s", noise_name, ce);
+                goto done;
+            }
+        }
+        float *lg;
+        if (use_cache) {
+            /* commit the positions that settled since the last step (their tokens are final) */
+            if (ns > kc.len) {
+                int c0 = kc.len, n = (int)ns - c0;
+                for (int b = 0; b < B; b++)
+                    for (int k = 0; k < n; k++) {
+                        size_t src = (size_t)b * L + c0 + k, dst = (size_t)b * n + k;
+                        ctok[dst] = x[src], csig[dst] = sigma[src], crow[dst] = rows[c0 + k];
+                    }
+                model_batch cb = {B, n, ctok, pos, conditioned ? csig : NULL, crow, NULL};
+                for (int b = 0; b < B; b++)
+                    for (int k = 0; k < n; k++) pos[(size_t)b * n + k] = c0 + k;
+                if ((rc = model_forward_cached(m, &kc, &cb, 1, &lg, e)) != HDLM_OK) goto done;
+            }
+            int n = a1 - a0;
+            for (int b = 0; b < B; b++)
+                for (int k = 0; k < n; k++) {
+                    size_t src = (size_t)b * L + a0 + k, dst = (size_t)b * n + k;
+                    ctok[dst] = x[src], csig[dst] = sigma[src], crow[dst] = rows[a0 + k];
+                    pos[dst] = a0 + k;
+                }
+            model_batch ab = {B, n, ctok, pos, conditioned ? csig : NULL, crow, NULL};
+            if ((rc = model_forward_cached(m, &kc, &ab, 0, &lg, e)) != HDLM_OK) goto done;
+            for (int b = 0; b < B; b++)
+                memcpy(logits + ((size_t)b * L + a0) * Vp, lg + (size_t)b * n * Vp,
+                       (size_t)n * Vp * sizeof *lg);
+        } else {
+            for (int b = 0; b < B; b++)
+                for (int i = 0; i < L; i++) pos[(size_t)b * L + i] = i;
+            model_batch fb = {B, L, x, pos, conditioned ? sigma : NULL, rows, NULL};
+            if ((rc = model_forward(m, &fb, &lg, e)) != HDLM_OK) goto done;
+            memcpy(logits, lg, BL * (size_t)Vp * sizeof *lg);
+        }
+        out->nfe++;
+        /* reverse-step probabilities of the active positions */
+        nb.xt = x, nb.t = tn, nb.s = tx, nb.state = st, nb.logits = logits, nb.probs = probs;
+        if ((rc = noise->reverse(noise_self, &nb, perr, sizeof perr)) != HDLM_OK) {
+            rc = error_set(e, HDLM_EPLUGIN, "%s: reverse at step %lld: %s", noise_name,
+                           (long long)s, perr);
+            goto done;
+        }
+        hdlm_sampler_ctx ctx = {
+            .struct_size = sizeof ctx, .B = B, .L = L, .V = V, .Vp = Vp, .mask_id = mask_id,
+            .step = s, .n_steps = n_steps, .x = x, .state = st, .fixed = fixed, .t_now = tn,
+            .t_next = tx, .logits = logits, .probs = probs, .rng = &lp.r, .core = &lp,
+            .draw = core_draw, .event = core_event,
+        };
+        if ((rc = sampler->step(sampler_self, &ctx, perr, sizeof perr)) != HDLM_OK) {
+            rc = error_set(e, HDLM_EPLUGIN, "%s: step %lld: %s", sampler_name, (long long)s, perr);
+            goto done;
+        }
+        if (lp.failed) {
+            rc = error_set(e, HDLM_ENOMEM, "sample: out of memory for sampler events");
+            goto done;
+        }
+        for (size_t j = 0; j < BL; j++)
+            if (fixed[j] && x[j] != cfg->fixed_tok[j % L]) {
+                rc = error_set(e, HDLM_EPLUGIN,
+                               "%s changed the fixed position %lld at step %lld (plugin bug)",
+                               sampler_name, (long long)(j % L), (long long)s);
+                goto done;
+            }
+        progress_update(&pg, s, -1, NULL, NAN);
+    }
+    progress_finish(&pg);
+    out->steps = n_steps;
+    out->wall = progress_now() - t0;
+    out->tokens = x;
+    x = NULL;
+done:
+    kv_cache_free(&kc);
+    free(x), free(lev), free(lev2), free(tn), free(tx), free(t1), free(sigma), free(st), free(st1);
+    free(fixed), free(logits), free(probs), free(rows), free(pos), free(ctok), free(csig);
+    free(crow), free(lp.scratch), free(lp.idx);
+    if (rc != HDLM_OK) sample_result_free(out);
+    return rc;
+}
