@@ -288,6 +288,12 @@ int sample_run(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
             memcpy(logits, lg, BL * (size_t)Vp * sizeof *lg);
         }
         out->nfe++;
+        /* only active rows are defined: clear the others so that a sampler reading them sees the
+         * same zeros with and without the cache */
+        for (int b = 0; b < B; b++)
+            for (int i = 0; i < L; i++)
+                if (st[i] != HDLM_ACTIVE)
+                    memset(logits + ((size_t)b * L + i) * Vp, 0, (size_t)Vp * sizeof *logits);
         /* reverse-step probabilities of the active positions */
         nb.xt = x, nb.t = tn, nb.s = tx, nb.state = st, nb.logits = logits, nb.probs = probs;
         if ((rc = noise->reverse(noise_self, &nb, perr, sizeof perr)) != HDLM_OK) {
