@@ -4,6 +4,7 @@
 #include "base/error.h"
 #include "base/log.h"
 #include "base/text.h"
+#include "data/tokenizer.h"
 #include "data/tokfile.h"
 #include "lua/lua_host.h"
 #include "plugin/host.h"
@@ -162,6 +163,161 @@ static int cmd_data(int argc, char **argv) {
     return 0;
 }
 
+/* ---- hdlm sample ---- */
+static const char sample_chunk[] =
+    "local hdlm = require 'hdlm'\n"
+    "local a = hdlm.args\n"
+    "local db = hdlm.open()\n"
+    "local run, ck = require('hdlm_run').load(db, a.run)\n"
+    "local known = { n = 1, length = 1, temperature = 1, top_k = 1, top_p = 1, prompt = 1,\n"
+    "  seed = 1, cache = 1, events = 1 }\n"
+    "local opts, sampler = {}, { a.sampler or 'ancestral' }\n"
+    "for k, v in pairs(a) do\n"
+    "  if known[k] then opts[k] = v elseif k ~= 'run' and k ~= 'sampler' then sampler[k] = v end\n"
+    "end\n"
+    "if type(opts.prompt) == 'number' then opts.prompt = tostring(opts.prompt) end\n"
+    "opts.sampler = sampler\n"
+    "for _, s in ipairs(run:sample(opts)) do\n"
+    "  print(('-- sample %d (run %d, step %d checkpoint; %s; %d steps, %d network evaluations, '\n"
+    "    .. '%d corrections, %.2f s)'):format(s.id, a.run, ck.step, sampler[1], s.steps, s.nfe,\n"
+    "    s.corrections, s.wall_time))\n"
+    "  print(s.text)\n"
+    "end\n";
+
+static int cmd_sample(int argc, char **argv) {
+    const char *db = "runs.db", *run = NULL;
+    argc = take_flag_value(argc, argv, "--db", &db);
+    argc = take_flag_value(argc, argv, "--run", &run);
+    if (!run) return usage_error("sample: --run ID is required%s", "");
+    char runarg[64];
+    snprintf(runarg, sizeof runarg, "run=%s", run);
+    char **args = calloc((size_t)argc + 1, sizeof *args);
+    if (!args) return 1;
+    args[0] = runarg;
+    for (int i = 0; i < argc; i++) {
+        if (!strchr(argv[i], '=')) {
+            free(args);
+            return usage_error("sample: options are key=value (sampler=acs eta=0.01 n=4 ...), got '%s'",
+                               argv[i]);
+        }
+        args[i + 1] = argv[i];
+    }
+    lua_host_opts o = {.script = "=hdlm sample", .n_args = argc + 1, .args = args, .db_path = db,
+                       .chunk = sample_chunk};
+    error e = {0};
+    int rc = lua_host_run(&o, &e);
+    free(args);
+    if (rc != HDLM_OK) {
+        fprintf(stderr, "hdlm: %s\n", e.msg);
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- hdlm samples ---- */
+typedef struct samples_ud {
+    store *st;
+    FILE *out;
+    int n;
+    error *e;
+    int rc;
+} samples_ud;
+
+typedef struct pos_set {
+    int64_t *pos;
+    int n, cap;
+} pos_set;
+
+static int collect_pos(void *ud, int ncol, const char *const *names, const store_value *vals) {
+    (void)ncol, (void)names;
+    pos_set *ps = ud;
+    if (ps->n == ps->cap) {
+        int nc = ps->cap ? 2 * ps->cap : 64;
+        int64_t *p = realloc(ps->pos, (size_t)nc * sizeof *p);
+        if (!p) return 1;
+        ps->pos = p, ps->cap = nc;
+    }
+    ps->pos[ps->n++] = vals[0].i;
+    return 0;
+}
+
+/* Prints one sample: header, then its text with the tokens the sampler corrected in {braces}. */
+static int print_sample(void *ud, int ncol, const char *const *names, const store_value *vals) {
+    (void)ncol, (void)names;
+    samples_ud *u = ud;
+    int64_t id = vals[0].i;
+    pos_set corr = {0};
+    store_value p = {.type = STORE_INT, .i = id};
+    u->rc = store_query_params(u->st,
+                               "SELECT DISTINCT position FROM sample_events WHERE sample_id = ? "
+                               "AND kind = 'correct' ORDER BY position",
+                               1, &p, collect_pos, &corr, u->e);
+    if (u->rc != HDLM_OK) {
+        free(corr.pos);
+        return 1;
+    }
+    fprintf(u->out, "-- sample %lld  %s  steps %lld  nfe %lld  %.2f s  corrections at %d position(s)\n",
+            (long long)id, vals[2].s ? vals[2].s : "", (long long)vals[3].i, (long long)vals[4].i,
+            vals[5].d, corr.n);
+    /* decode token by token so corrected positions can be marked */
+    tokenizer tok;
+    const char *settings = vals[6].s ? vals[6].s : "";
+    int have_tok = strstr(settings, "\"tokenizer\":\"text8\"")
+                       ? tokenizer_init(&tok, "text8", NULL) == HDLM_OK
+                       : tokenizer_init(&tok, "bytes", NULL) == HDLM_OK;
+    const char *t = vals[1].s ? vals[1].s : "[]";
+    int k = 0;
+    for (const char *c = t; *c && have_tok;) {
+        if (*c < '0' || *c > '9') {
+            c++;
+            continue;
+        }
+        int32_t id32 = (int32_t)strtol(c, (char **)&c, 10);
+        char buf[8];
+        size_t len = tokenizer_decode(&tok, &id32, 1, buf, sizeof buf);
+        int marked = 0;
+        for (int j = 0; j < corr.n; j++) marked |= corr.pos[j] == k;
+        if (marked) fputc('{', u->out);
+        fwrite(buf, 1, len, u->out);
+        if (marked) fputc('}', u->out);
+        k++;
+    }
+    fputc('\n', u->out);
+    free(corr.pos);
+    u->n++;
+    return 0;
+}
+
+static int cmd_samples(int argc, char **argv) {
+    const char *db = "runs.db", *run = NULL, *limit = "20";
+    argc = take_flag_value(argc, argv, "--db", &db);
+    argc = take_flag_value(argc, argv, "--run", &run);
+    argc = take_flag_value(argc, argv, "--limit", &limit);
+    if (!run || argc > 0)
+        return usage_error("samples: usage: hdlm samples --run ID [--limit N] [--db FILE]%s", "");
+    char *end;
+    long long rid = strtoll(run, &end, 10);
+    if (*end) return usage_error("samples: --run expects a run id, got '%s'", run);
+    long long lim = strtoll(limit, &end, 10);
+    if (*end || lim < 1) return usage_error("samples: --limit expects a positive integer, got '%s'", limit);
+    error e = {0};
+    store *s = NULL;
+    if (store_open(db, STORE_READONLY, &s, &e) != HDLM_OK) return die(&e);
+    samples_ud u = {s, stdout, 0, &e, HDLM_OK};
+    store_value p[2] = {{.type = STORE_INT, .i = rid}, {.type = STORE_INT, .i = lim}};
+    int rc = store_query_params(s,
+                                "SELECT id, tokens, json_extract(sampler, '$.name'), steps, nfe, "
+                                "wall_time, settings FROM samples WHERE run_id = ? ORDER BY id "
+                                "LIMIT ?",
+                                2, p, print_sample, &u, &e);
+    if (rc == HDLM_OK) rc = u.rc;
+    store_close(s);
+    if (rc != HDLM_OK) return die(&e);
+    if (u.n == 0) printf("(run %lld has no samples in %s)\n", rid, db);
+    else printf("{...} = a token the sampler corrected (trajectory events of kind 'correct')\n");
+    return 0;
+}
+
 static int cmd_help(int argc, char **argv);
 
 static const command commands[] = {
@@ -174,6 +330,10 @@ static const command commands[] = {
     {"data", cmd_data,
      "data prepare TEXT -o OUT.tok [--tokenizer bytes|text8] [--valid F] [--seed N]",
      "encode a UTF-8 text file into a token file with a deterministic train/valid split"},
+    {"sample", cmd_sample, "sample --run ID [--db FILE] [sampler=acs eta=0.01 n=4 ...]",
+     "generate from a stored run (its newest checkpoint, EMA weights) and store the samples"},
+    {"samples", cmd_samples, "samples --run ID [--limit N] [--db FILE]",
+     "print a run's samples with the tokens the sampler corrected marked"},
     {"help", cmd_help, "help", "this text"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
@@ -182,7 +342,7 @@ static int cmd_help(int argc, char **argv) {
     printf("hdlm %s — hybrid autoregressive/diffusion language models on the CPU\n\n", HDLM_VERSION);
     printf("usage: hdlm COMMAND [ARGS]\n\ncommands:\n");
     for (size_t i = 0; i < N_COMMANDS; i++)
-        printf("  hdlm %-60s\n      %s\n", commands[i].usage, commands[i].help);
+        printf("  hdlm %s\n      %s\n", commands[i].usage, commands[i].help);
     printf("\nenvironment:\n"
            "  HDLM_PLUGIN_PATH  extra plugin folders (colon-separated)\n"
            "  HDLM_PROGRESS     tty | plain | off (progress output)\n"

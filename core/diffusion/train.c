@@ -352,7 +352,17 @@ static void config_json(const trainer *t, json_buf *jb) {
              (unsigned long long)c->seed, c->opt.lr, c->opt.min_lr, (long long)c->opt.warmup,
              lr_schedule_name(c->opt.schedule), c->opt.beta1, c->opt.beta2, c->opt.eps,
              c->opt.weight_decay, c->opt.clip, c->opt.ema);
+    /* buf ends with '}': reopen it for the tokenizer (so a checkpoint decodes on its own) and,
+     * for the method objective, the identity of its plugins and layout */
+    buf[strlen(buf) - 1] = '\0';
     json_buf_raw(jb, buf);
+    json_buf_raw(jb, ",\"tokenizer\":");
+    json_buf_str(jb, tokenizer_name(t->data->tok.kind));
+    if (c->objective == OBJ_METHOD) {
+        json_buf_raw(jb, ",\"method\":");
+        json_buf_raw(jb, c->method_json[0] ? c->method_json : "null");
+    }
+    json_buf_raw(jb, "}");
 }
 
 static void rng_hex(const rng *r, char out[80]) {

@@ -48,8 +48,13 @@ struct model *l_model_of(lua_State *L, int idx, struct tokenizer *tok);
 plugin_instance *l_noise_of_guard(lua_State *L, int idx);
 /* The store and id of the Run userdata at idx (raises when its store was closed). */
 store *l_run_store(lua_State *L, int idx, int64_t *id);
+/* Fills the Run userdata at run_idx from db:attach's option table (argument 2); returns 1. */
+int l_attach_run(lua_State *L, int run_idx);
 /* run:sample{...} (l_sample.c); the Run is argument 1. */
 int l_run_sample(lua_State *L);
+/* hdlm.json_decode(s) / hdlm.json_encode(v) */
+int l_json_decode(lua_State *L);
+int l_json_encode(lua_State *L);
 /* Closest candidate by edit distance, or NULL when nothing is close. */
 const char *l_closest(const char *key, const char *const *cands);
 

@@ -7,6 +7,7 @@
 #include "base/json.h"
 #include "base/progress.h"
 #include "base/rng.h"
+#include "data/tokenizer.h"
 #include "data/tokfile.h"
 #include "diffusion/train.h"
 #include "l_internal.h"
@@ -175,6 +176,49 @@ static void read_method(lua_State *L, int o, train_config *cfg, store *st, int64
         rc = error_set(&e, HDLM_EINVAL, "db:train: plugin options too long to record");
     json_buf_free(&jb);
     if (rc != HDLM_OK) l_raise(L, &e);
+}
+
+static const char *const attach_keys[] = {"run",     "model",   "noise", "schedule",
+                                          "context", "block_type", NULL};
+
+/* db:attach{run = id, model = Model, noise = spec|Noise, schedule = spec|Schedule, context =,
+ * block_type =} -> a (finished) Run that can sample: how a stored run is brought back. The Store
+ * is argument 1; the Run userdata comes from l_store.c (pushed by the caller at run_idx). */
+int l_attach_run(lua_State *L, int run_idx) {
+    const char *W = "db:attach";
+    luaL_checktype(L, 2, LUA_TTABLE);
+    l_check_keys(L, 2, W, attach_keys);
+    lua_getfield(L, 2, "model");
+    tokenizer tok;
+    model *m = l_model_of(L, -1, &tok);
+    lua_setiuservalue(L, run_idx, 2);
+    lua_getfield(L, 2, "schedule");
+    if (lua_isnil(L, -1)) return luaL_error(L, "%s: key 'schedule' is required", W);
+    l_to_schedule(L, lua_gettop(L));
+    lua_setiuservalue(L, run_idx, 4);
+    lua_pop(L, 1);
+    lua_getfield(L, 2, "noise");
+    if (lua_isnil(L, -1)) return luaL_error(L, "%s: key 'noise' is required", W);
+    int nidx = lua_gettop(L);
+    noise_guard *g = lua_newuserdatauv(L, sizeof *g, 0);
+    g->inst = NULL;
+    if (luaL_newmetatable(L, "hdlm.NoiseGuard")) {
+        lua_pushcfunction(L, noise_guard_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    int32_t V = m->cfg.mask_id >= 0 ? m->cfg.mask_id : (tok.vocab ? tok.vocab : m->cfg.vocab);
+    g->inst = l_to_noise(L, nidx, V);
+    lua_setiuservalue(L, run_idx, 5);
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, l_opt_string(L, 2, W, "context", "block_causal"));
+    lua_setfield(L, -2, "context");
+    lua_pushstring(L, l_opt_string(L, 2, W, "block_type", "full"));
+    lua_setfield(L, -2, "block_type");
+    lua_setiuservalue(L, run_idx, 3);
+    lua_settop(L, run_idx);
+    return 1;
 }
 
 int l_train_run(lua_State *L, store *st, int64_t run_id, int o, int corpus_idx,
@@ -374,12 +418,19 @@ static int l_model_new(lua_State *L) {
 #undef GETI
         const json_value *gm = json_get(v, "gamma");
         if (gm && json_type(gm) == JSON_NUMBER) mc.mix_gamma = (float)json_number(gm);
+        const json_value *tk = json_get(v, "tokenizer");
+        tokenizer ctok = {0};
+        if (tk && json_type(tk) == JSON_STRING) tokenizer_init(&ctok, json_string(tk), NULL);
         const json_value *ob = json_get(v, "objective");
         int objective = ob && json_type(ob) == JSON_STRING ? train_objective_from_name(json_string(ob)) : 0;
         if (objective == OBJ_MASK) mc.mask_id = mc.vocab - 1;
         json_free(v);
+        if (objective == OBJ_METHOD) { /* the mask id follows the noise process: V real + extras */
+            mc.mask_id = ctok.vocab > 0 && ctok.vocab < mc.vocab ? ctok.vocab : -1;
+        }
         l_model *u = new_model_ud(L);
         u->objective = objective;
+        u->tok = ctok;
         if (model_init(&u->m, &mc, 0, &e) != HDLM_OK) {
             st_close(f);
             return l_raise(L, &e);

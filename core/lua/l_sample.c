@@ -210,9 +210,10 @@ int l_run_sample(lua_State *L) {
     snprintf(settings, sizeof settings,
              "{\"temperature\":%.17g,\"top_k\":%d,\"top_p\":%.17g,\"length\":%d,\"cache\":%s,"
              "\"kv_cache_used\":%s,\"draws\":\"float64 inverse CDF\",\"weights\":\"ema\","
-             "\"prompt_tokens\":%d}",
+             "\"fixed_positions\":%s,\"tokenizer\":\"%s\"}",
              cfg.temperature, cfg.top_k, cfg.top_p, cfg.L, cfg.cache ? "true" : "false",
-             g->res.cache_used ? "true" : "false", any_fixed);
+             g->res.cache_used ? "true" : "false", any_fixed ? "true" : "false",
+             tok.kind ? tokenizer_name(tok.kind) : "none");
     json_buf hlua = {0};
     if (!hj) {
         json_buf_raw(&hlua, "{\"name\":");

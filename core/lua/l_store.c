@@ -157,6 +157,12 @@ static int train_protected(lua_State *L) {
     return l_train_run(L, r->st, r->id, 1, 2, l_check_corpus(L, 2));
 }
 
+static int count_row(void *ud, int ncol, const char *const *names, const store_value *vals) {
+    (void)ncol, (void)names, (void)vals;
+    (*(int *)ud)++;
+    return 0;
+}
+
 /* db:train{...} -> Run (finished) with run.model and run.summary */
 static int store_train(lua_State *L) {
     check_store(L, 1);
@@ -202,6 +208,30 @@ static int store_train(lua_State *L) {
     if (run_end(r, "done", NULL, &e) != HDLM_OK) return l_raise(L, &e);
     lua_settop(L, run_idx);
     return 1;
+}
+
+/* db:attach{run = id, model =, noise =, schedule =, ...} -> Run for sampling a stored run */
+static int store_attach(lua_State *L) {
+    l_ctx *c = L_CTX(L);
+    l_store *s = check_store(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    long long id = l_opt_integer(L, 2, "db:attach", "run", 0);
+    store_value p = {.type = STORE_INT, .i = id};
+    int found = 0;
+    error e = {0};
+    if (store_query_params(s->st, "SELECT 1 FROM runs WHERE id = ?", 1, &p, count_row, &found,
+                           &e) != HDLM_OK)
+        return l_raise(L, &e);
+    if (!found) return luaL_error(L, "db:attach: no run %d in %s", (int)id, store_path(s->st));
+    l_run *r = lua_newuserdatauv(L, sizeof *r, 5);
+    memset(r, 0, sizeof *r);
+    luaL_setmetatable(L, RUN_MT);
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, -2, 1);
+    r->st = s->st;
+    r->id = id;
+    r->ctx = c;
+    return l_attach_run(L, lua_gettop(L));
 }
 
 typedef struct rows_ud {
@@ -413,6 +443,7 @@ static void new_class(lua_State *L, int ctx_idx, const char *name, const luaL_Re
 void l_store_register(lua_State *L, int ctx_idx) {
     static const luaL_Reg store_methods[] = {
         {"run", store_run},     {"train", store_train}, {"query", store_query_l},
+        {"attach", store_attach},
         {"close", store_close_l}, {NULL, NULL}};
     static const luaL_Reg store_meta[] = {{"__gc", store_gc},
                                           {"__close", store_close_l},

@@ -257,3 +257,69 @@ plugin_opts *l_spec_to_opts(lua_State *L, int t, const char *what, const char **
     }
     return o;
 }
+
+/* ---- JSON -> Lua ---- */
+
+static void push_json_value(lua_State *L, const json_value *v) {
+    luaL_checkstack(L, 4, "json: nesting too deep");
+    switch (json_type(v)) {
+    case JSON_BOOL: lua_pushboolean(L, json_bool(v)); return;
+    case JSON_NUMBER:
+        if (json_is_int(v))
+            lua_pushinteger(L, (lua_Integer)json_int(v));
+        else
+            lua_pushnumber(L, json_number(v));
+        return;
+    case JSON_STRING: lua_pushlstring(L, json_string(v), json_string_len(v)); return;
+    case JSON_ARRAY:
+        lua_createtable(L, (int)json_len(v), 0);
+        for (size_t i = 0; i < json_len(v); i++) {
+            push_json_value(L, json_at(v, i));
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        return;
+    case JSON_OBJECT:
+        lua_createtable(L, 0, (int)json_len(v));
+        for (size_t i = 0; i < json_len(v); i++) {
+            push_json_value(L, json_value_at(v, i));
+            lua_setfield(L, -2, json_key_at(v, i));
+        }
+        return;
+    default: lua_pushnil(L); return; /* null */
+    }
+}
+
+typedef struct json_holder {
+    json_value *v;
+} json_holder;
+
+static int json_holder_gc(lua_State *L) {
+    json_holder *h = lua_touserdata(L, 1);
+    json_free(h->v);
+    h->v = NULL;
+    return 0;
+}
+
+int l_json_decode(lua_State *L) {
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    json_holder *h = lua_newuserdatauv(L, sizeof *h, 0); /* frees the tree if pushing raises */
+    h->v = NULL;
+    if (luaL_newmetatable(L, "hdlm.JsonTree")) {
+        lua_pushcfunction(L, json_holder_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    error e = {0};
+    if (json_parse(s, n, &h->v, &e) != HDLM_OK) return l_raise(L, &e);
+    push_json_value(L, h->v);
+    json_free(h->v);
+    h->v = NULL;
+    return 1;
+}
+
+int l_json_encode(lua_State *L) {
+    luaL_checkany(L, 1);
+    l_push_json(L, 1);
+    return 1;
+}

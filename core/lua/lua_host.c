@@ -40,6 +40,10 @@ static int luaopen_hdlm(lua_State *L) {
     lua_setfield(L, mod, "time");
     lua_pushcfunction(L, l_log);
     lua_setfield(L, mod, "log");
+    lua_pushcfunction(L, l_json_decode);
+    lua_setfield(L, mod, "json_decode");
+    lua_pushcfunction(L, l_json_encode);
+    lua_setfield(L, mod, "json_encode");
     lua_pushstring(L, HDLM_VERSION);
     lua_setfield(L, mod, "version");
     lua_getfield(L, LUA_REGISTRYINDEX, "hdlm.args");
@@ -128,7 +132,8 @@ int lua_host_run(const lua_host_opts *o, error *e) {
         lua_pop(L, 1);
 
         lua_pushcfunction(L, msghandler);
-        int status = luaL_loadfile(L, o->script);
+        int status = o->chunk ? luaL_loadbuffer(L, o->chunk, strlen(o->chunk), o->script)
+                              : luaL_loadfile(L, o->script);
         if (status == LUA_OK) status = lua_pcall(L, 0, 0, -2);
         if (status != LUA_OK) {
             const char *msg = lua_tostring(L, -1);

@@ -79,8 +79,9 @@ static int acs_check(const hdlm_sampler_ctx *c, int need_logits, char *err, size
     }
     if (!c->x || !c->state || !c->fixed || !c->t_now || !c->t_next || !c->probs || !c->draw ||
         !c->event || (need_logits && !c->logits)) {
-        snprintf(err, err_cap, "step: ctx field x, state, fixed, t_now, t_next, logits, probs, "
-                               "draw or event is NULL");
+        snprintf(err, err_cap,
+                 "step: ctx field x, state, fixed, t_now, t_next, logits, probs, "
+                 "draw or event is NULL");
         return HDLM_EINVAL;
     }
     for (int64_t j = 0; j < c->B * c->L; j++)

@@ -54,8 +54,9 @@ static int an_check(const hdlm_sampler_ctx *c, char *err, size_t err_cap) {
         return HDLM_EINVAL;
     }
     if (!c->x || !c->state || !c->fixed || !c->t_next || !c->probs || !c->draw || !c->event) {
-        snprintf(err, err_cap, "step: ctx field x, state, fixed, t_next, probs, draw or event is "
-                               "NULL");
+        snprintf(err, err_cap,
+                 "step: ctx field x, state, fixed, t_next, probs, draw or event is "
+                 "NULL");
         return HDLM_EINVAL;
     }
     for (int64_t j = 0; j < c->B * c->L; j++)

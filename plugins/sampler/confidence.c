@@ -36,8 +36,7 @@ static const hdlm_option cf_options[] = {
     {"k", HDLM_OPT_INTEGER, "0", "positions unmasked per step and sequence (0 = use fraction)",
      NULL},
     {"fraction", HDLM_OPT_NUMBER, "0",
-     "share of the masked positions unmasked per step (0 = as many as ancestral on average)",
-     NULL},
+     "share of the masked positions unmasked per step (0 = as many as ancestral on average)", NULL},
     {NULL, 0, NULL, NULL, NULL},
 };
 
@@ -97,8 +96,9 @@ static int cf_check(const hdlm_sampler_ctx *c, char *err, size_t err_cap) {
     }
     if (!c->x || !c->state || !c->fixed || !c->t_next || !c->logits || !c->probs || !c->draw ||
         !c->event) {
-        snprintf(err, err_cap, "step: ctx field x, state, fixed, t_next, logits, probs, draw or "
-                               "event is NULL");
+        snprintf(err, err_cap,
+                 "step: ctx field x, state, fixed, t_next, logits, probs, draw or "
+                 "event is NULL");
         return HDLM_EINVAL;
     }
     for (int64_t j = 0; j < c->B * c->L; j++)

@@ -59,7 +59,7 @@ local base = { data = data, schedule = { "block_annealing", width = 4 }, checkpo
   model = { d_model = 16, n_layer = 1, n_head = 2, seq_len = 16 }, steps = 2, batch = 2, ema = 0 }
 base.noise = { "absorbing" }
 check(pcall(db.train, db, base), "checkpointed method run")
-base.noise = { "epsilon_hybrid" }; base.steps = 4
+base.noise = { "epsilon_hybrid" } -- only the noise process differs
 local ok2, err2 = pcall(db.train, db, base)
 check(not ok2 and tostring(err2):find("different config", 1, true), "resume with another noise refused: " .. tostring(err2))
 
