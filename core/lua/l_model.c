@@ -47,10 +47,12 @@ static l_model *new_model_ud(lua_State *L) {
     return u;
 }
 
-static void read_model_config(lua_State *L, int idx, const char *what, model_config *mc) {
+/* check_keys: 0 when the caller already checked the table against a longer key list */
+static void read_model_config(lua_State *L, int idx, const char *what, model_config *mc,
+                              int check_keys) {
     static const char *const keys[] = {"d_model", "n_layer", "n_head", "seq_len", "cond",
                                        "vocab",   "mask_id", "gamma",  "dropout", NULL};
-    l_check_keys(L, idx, what, keys);
+    if (check_keys) l_check_keys(L, idx, what, keys);
     mc->d_model = (int)l_opt_integer(L, idx, what, "d_model", 128);
     mc->n_layer = (int)l_opt_integer(L, idx, what, "n_layer", 4);
     mc->n_head = (int)l_opt_integer(L, idx, what, "n_head", 4);
@@ -252,7 +254,7 @@ int l_train_run(lua_State *L, store *st, int64_t run_id, int o, int corpus_idx,
         lua_newtable(L);
     }
     cfg.model.mask_id = -1;
-    read_model_config(L, lua_gettop(L), "db:train model", &cfg.model);
+    read_model_config(L, lua_gettop(L), "db:train model", &cfg.model, 1);
     lua_pop(L, 1);
     cfg.steps = l_opt_integer(L, o, W, "steps", 100);
     cfg.batch = (int)l_opt_integer(L, o, W, "batch", 8);
@@ -446,7 +448,7 @@ static int l_model_new(lua_State *L) {
         st_close(f);
         return 1;
     }
-    read_model_config(L, 1, "hdlm.model", &mc);
+    read_model_config(L, 1, "hdlm.model", &mc, 0);
     mc.vocab = (int)l_opt_integer(L, 1, "hdlm.model", "vocab", 256);
     long long seed = l_opt_integer(L, 1, "hdlm.model", "seed", 0);
     l_model *u = new_model_ud(L);

@@ -63,30 +63,30 @@ static void acs_destroy(void *self) {
 /* What step relies on: the arrays it reads, a mask id among the extra symbols, tokens in range. */
 static int acs_check(const hdlm_sampler_ctx *c, int need_logits, char *err, size_t err_cap) {
     if (!c || c->struct_size < sizeof(hdlm_sampler_ctx)) {
-        snprintf(err, err_cap, "step: sampler ctx of %u bytes, this plugin needs %zu",
+        snprintf(err, err_cap, "sampler ctx of %u bytes, this plugin needs %zu",
                  c ? c->struct_size : 0u, sizeof(hdlm_sampler_ctx));
         return HDLM_EINVAL;
     }
     if (c->B < 0 || c->L < 0 || c->V < 1 || c->Vp < c->V) {
-        snprintf(err, err_cap, "step: shape B = %lld, L = %lld, V = %d, Vp = %d is invalid",
+        snprintf(err, err_cap, "shape B = %lld, L = %lld, V = %d, Vp = %d is invalid",
                  (long long)c->B, (long long)c->L, c->V, c->Vp);
         return HDLM_EINVAL;
     }
     if (c->mask_id != -1 && (c->mask_id < c->V || c->mask_id >= c->Vp)) {
-        snprintf(err, err_cap, "step: mask_id = %d must be -1 or an extra symbol in %d..%d",
-                 c->mask_id, c->V, c->Vp - 1);
+        snprintf(err, err_cap, "mask_id = %d must be -1 or an extra symbol in %d..%d", c->mask_id,
+                 c->V, c->Vp - 1);
         return HDLM_EINVAL;
     }
     if (!c->x || !c->state || !c->fixed || !c->t_now || !c->t_next || !c->probs || !c->draw ||
         !c->event || (need_logits && !c->logits)) {
         snprintf(err, err_cap,
-                 "step: ctx field x, state, fixed, t_now, t_next, logits, probs, "
+                 "ctx field x, state, fixed, t_now, t_next, logits, probs, "
                  "draw or event is NULL");
         return HDLM_EINVAL;
     }
     for (int64_t j = 0; j < c->B * c->L; j++)
         if (c->x[j] < 0 || c->x[j] >= c->Vp) {
-            snprintf(err, err_cap, "step: x[%lld] = %d is outside 0..%d", (long long)j, c->x[j],
+            snprintf(err, err_cap, "x[%lld] = %d is outside 0..%d", (long long)j, c->x[j],
                      c->Vp - 1);
             return HDLM_EINVAL;
         }
@@ -94,8 +94,8 @@ static int acs_check(const hdlm_sampler_ctx *c, int need_logits, char *err, size
 }
 
 static int acs_bad_draw(int32_t tok, int32_t n, int64_t j, char *err, size_t err_cap) {
-    snprintf(err, err_cap, "step: draw returned %d at position %lld, expected 0..%d", tok,
-             (long long)j, n - 1);
+    snprintf(err, err_cap, "draw returned %d at position %lld, expected 0..%d", tok, (long long)j,
+             n - 1);
     return HDLM_EPLUGIN;
 }
 
@@ -117,7 +117,7 @@ static int acs_ancestral(const acs *s, hdlm_sampler_ctx *ctx, int64_t b, int64_t
         if (!(u < p_tr)) return HDLM_OK;
         if (!(real > 0) || !isfinite(real)) {
             snprintf(err, err_cap,
-                     "step: reverse row of masked position (b %lld, i %lld) has no finite mass on "
+                     "reverse row of masked position (b %lld, i %lld) has no finite mass on "
                      "real tokens (sum %g)",
                      (long long)b, (long long)i, real);
             return HDLM_EINVAL;
@@ -133,7 +133,7 @@ static int acs_ancestral(const acs *s, hdlm_sampler_ctx *ctx, int64_t b, int64_t
         all += row[v];
     if (!(all - row[old] > 0)) return HDLM_OK; /* point mass on x: nothing to draw */
     if (!isfinite(all)) {
-        snprintf(err, err_cap, "step: reverse row of (b %lld, i %lld) sums to %g", (long long)b,
+        snprintf(err, err_cap, "reverse row of (b %lld, i %lld) sums to %g", (long long)b,
                  (long long)i, all);
         return HDLM_EINVAL;
     }
@@ -163,7 +163,7 @@ static int acs_correct(acs *s, hdlm_sampler_ctx *ctx, int64_t b, int64_t i, char
     for (int32_t v = 0; v < V; v++)
         z += s->soft[v] = exp((double)lg[v] - mx);
     if (!isfinite(mx) || !isfinite(z)) {
-        snprintf(err, err_cap, "step: logits of (b %lld, i %lld) are not finite", (long long)b,
+        snprintf(err, err_cap, "logits of (b %lld, i %lld) are not finite", (long long)b,
                  (long long)i);
         return HDLM_EINVAL;
     }
@@ -183,7 +183,7 @@ static int acs_step(void *self, hdlm_sampler_ctx *ctx, char *err, size_t err_cap
     if (s->eta > 0 && ctx->V > s->cap) {
         double *p = realloc(s->soft, sizeof(double) * (size_t)ctx->V);
         if (!p) {
-            snprintf(err, err_cap, "step: out of memory for %d softmax entries", ctx->V);
+            snprintf(err, err_cap, "out of memory for %d softmax entries", ctx->V);
             return HDLM_ENOMEM;
         }
         s->soft = p;

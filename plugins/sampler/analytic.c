@@ -37,27 +37,27 @@ static void ay_destroy(void *self) {
 /* What step relies on: the arrays it reads, a mask id among the extra symbols, tokens in range. */
 static int ay_check(const hdlm_sampler_ctx *c, char *err, size_t err_cap) {
     if (!c || c->struct_size < sizeof(hdlm_sampler_ctx)) {
-        snprintf(err, err_cap, "step: sampler ctx of %u bytes, this plugin needs %zu",
+        snprintf(err, err_cap, "sampler ctx of %u bytes, this plugin needs %zu",
                  c ? c->struct_size : 0u, sizeof(hdlm_sampler_ctx));
         return HDLM_EINVAL;
     }
     if (c->B < 0 || c->L < 0 || c->V < 1 || c->Vp < c->V) {
-        snprintf(err, err_cap, "step: shape B = %lld, L = %lld, V = %d, Vp = %d is invalid",
+        snprintf(err, err_cap, "shape B = %lld, L = %lld, V = %d, Vp = %d is invalid",
                  (long long)c->B, (long long)c->L, c->V, c->Vp);
         return HDLM_EINVAL;
     }
     if (c->mask_id != -1 && (c->mask_id < c->V || c->mask_id >= c->Vp)) {
-        snprintf(err, err_cap, "step: mask_id = %d must be -1 or an extra symbol in %d..%d",
-                 c->mask_id, c->V, c->Vp - 1);
+        snprintf(err, err_cap, "mask_id = %d must be -1 or an extra symbol in %d..%d", c->mask_id,
+                 c->V, c->Vp - 1);
         return HDLM_EINVAL;
     }
     if (!c->x || !c->state || !c->fixed || !c->probs || !c->draw || !c->event) {
-        snprintf(err, err_cap, "step: ctx field x, state, fixed, probs, draw or event is NULL");
+        snprintf(err, err_cap, "ctx field x, state, fixed, probs, draw or event is NULL");
         return HDLM_EINVAL;
     }
     for (int64_t j = 0; j < c->B * c->L; j++)
         if (c->x[j] < 0 || c->x[j] >= c->Vp) {
-            snprintf(err, err_cap, "step: x[%lld] = %d is outside 0..%d", (long long)j, c->x[j],
+            snprintf(err, err_cap, "x[%lld] = %d is outside 0..%d", (long long)j, c->x[j],
                      c->Vp - 1);
             return HDLM_EINVAL;
         }
@@ -82,15 +82,15 @@ static int ay_step(void *self, hdlm_sampler_ctx *ctx, char *err, size_t err_cap)
             }
             if (bad || !(all > 0) || !isfinite(all)) {
                 snprintf(err, err_cap,
-                         "step: reverse row of (b %lld, i %lld) is not a probability vector "
+                         "reverse row of (b %lld, i %lld) is not a probability vector "
                          "(sum %g%s)",
                          (long long)b, (long long)i, all, bad ? ", negative or NaN entries" : "");
                 return HDLM_EINVAL;
             }
             const int32_t tok = ctx->draw(ctx->core, row, Vp);
             if (tok < 0 || tok >= Vp) {
-                snprintf(err, err_cap, "step: draw returned %d at position %lld, expected 0..%d",
-                         tok, (long long)j, Vp - 1);
+                snprintf(err, err_cap, "draw returned %d at position %lld, expected 0..%d", tok,
+                         (long long)j, Vp - 1);
                 return HDLM_EPLUGIN;
             }
             const int32_t old = ctx->x[j];

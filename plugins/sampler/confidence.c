@@ -73,37 +73,37 @@ static void cf_destroy(void *self) {
 /* What step relies on: the arrays it reads, a mask id among the extra symbols, tokens in range. */
 static int cf_check(const hdlm_sampler_ctx *c, char *err, size_t err_cap) {
     if (!c || c->struct_size < sizeof(hdlm_sampler_ctx)) {
-        snprintf(err, err_cap, "step: sampler ctx of %u bytes, this plugin needs %zu",
+        snprintf(err, err_cap, "sampler ctx of %u bytes, this plugin needs %zu",
                  c ? c->struct_size : 0u, sizeof(hdlm_sampler_ctx));
         return HDLM_EINVAL;
     }
     if (c->B < 0 || c->L < 0 || c->V < 1 || c->Vp < c->V) {
-        snprintf(err, err_cap, "step: shape B = %lld, L = %lld, V = %d, Vp = %d is invalid",
+        snprintf(err, err_cap, "shape B = %lld, L = %lld, V = %d, Vp = %d is invalid",
                  (long long)c->B, (long long)c->L, c->V, c->Vp);
         return HDLM_EINVAL;
     }
     if (c->mask_id < 0) {
         snprintf(err, err_cap,
-                 "step: confidence needs a process with a mask symbol (mask_id = %d); use "
+                 "confidence needs a process with a mask symbol (mask_id = %d); use "
                  "ancestral or analytic",
                  c->mask_id);
         return HDLM_EINVAL;
     }
     if (c->mask_id < c->V || c->mask_id >= c->Vp) {
-        snprintf(err, err_cap, "step: mask_id = %d must be an extra symbol in %d..%d", c->mask_id,
-                 c->V, c->Vp - 1);
+        snprintf(err, err_cap, "mask_id = %d must be an extra symbol in %d..%d", c->mask_id, c->V,
+                 c->Vp - 1);
         return HDLM_EINVAL;
     }
     if (!c->x || !c->state || !c->fixed || !c->t_next || !c->logits || !c->probs || !c->draw ||
         !c->event) {
         snprintf(err, err_cap,
-                 "step: ctx field x, state, fixed, t_next, logits, probs, draw or "
+                 "ctx field x, state, fixed, t_next, logits, probs, draw or "
                  "event is NULL");
         return HDLM_EINVAL;
     }
     for (int64_t j = 0; j < c->B * c->L; j++)
         if (c->x[j] < 0 || c->x[j] >= c->Vp) {
-            snprintf(err, err_cap, "step: x[%lld] = %d is outside 0..%d", (long long)j, c->x[j],
+            snprintf(err, err_cap, "x[%lld] = %d is outside 0..%d", (long long)j, c->x[j],
                      c->Vp - 1);
             return HDLM_EINVAL;
         }
@@ -144,7 +144,7 @@ static int cf_grow(confidence *c, int64_t L, int32_t V, char *err, size_t err_ca
     if (L > c->cap_l) {
         cf_cand *p = realloc(c->cand, sizeof(cf_cand) * (size_t)L);
         if (!p) {
-            snprintf(err, err_cap, "step: out of memory for %lld candidates", (long long)L);
+            snprintf(err, err_cap, "out of memory for %lld candidates", (long long)L);
             return HDLM_ENOMEM;
         }
         c->cand = p;
@@ -153,7 +153,7 @@ static int cf_grow(confidence *c, int64_t L, int32_t V, char *err, size_t err_ca
     if (V > c->cap_v) {
         double *p = realloc(c->soft, sizeof(double) * (size_t)V);
         if (!p) {
-            snprintf(err, err_cap, "step: out of memory for %d softmax entries", V);
+            snprintf(err, err_cap, "out of memory for %d softmax entries", V);
             return HDLM_ENOMEM;
         }
         c->soft = p;
@@ -178,7 +178,7 @@ static int cf_unmask(confidence *c, hdlm_sampler_ctx *ctx, int64_t b, int64_t i,
     }
     const int32_t tok = ctx->draw(ctx->core, w, V);
     if (tok < 0 || tok >= V) {
-        snprintf(err, err_cap, "step: draw returned %d at position %lld, expected 0..%d", tok,
+        snprintf(err, err_cap, "draw returned %d at position %lld, expected 0..%d", tok,
                  (long long)j, V - 1);
         return HDLM_EPLUGIN;
     }
@@ -201,8 +201,8 @@ static int cf_step(void *self, hdlm_sampler_ctx *ctx, char *err, size_t err_cap)
             if (ctx->fixed[j] || ctx->state[j] != HDLM_ACTIVE || ctx->x[j] != M) continue;
             const double z = cf_softmax(ctx->logits + j * Vp, V, NULL);
             if (z < 0) {
-                snprintf(err, err_cap, "step: logits of (b %lld, i %lld) are not finite",
-                         (long long)b, (long long)i);
+                snprintf(err, err_cap, "logits of (b %lld, i %lld) are not finite", (long long)b,
+                         (long long)i);
                 return HDLM_EINVAL;
             }
             const double *row = ctx->probs + j * Vp;

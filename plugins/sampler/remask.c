@@ -65,37 +65,37 @@ static void rm_destroy(void *self) {
 /* What step relies on: the arrays it reads, a mask id among the extra symbols, tokens in range. */
 static int rm_check(const hdlm_sampler_ctx *c, char *err, size_t err_cap) {
     if (!c || c->struct_size < sizeof(hdlm_sampler_ctx)) {
-        snprintf(err, err_cap, "step: sampler ctx of %u bytes, this plugin needs %zu",
+        snprintf(err, err_cap, "sampler ctx of %u bytes, this plugin needs %zu",
                  c ? c->struct_size : 0u, sizeof(hdlm_sampler_ctx));
         return HDLM_EINVAL;
     }
     if (c->B < 0 || c->L < 0 || c->V < 1 || c->Vp < c->V) {
-        snprintf(err, err_cap, "step: shape B = %lld, L = %lld, V = %d, Vp = %d is invalid",
+        snprintf(err, err_cap, "shape B = %lld, L = %lld, V = %d, Vp = %d is invalid",
                  (long long)c->B, (long long)c->L, c->V, c->Vp);
         return HDLM_EINVAL;
     }
     if (c->mask_id < 0) {
         snprintf(err, err_cap,
-                 "step: remask needs a process with a mask symbol (mask_id = %d); use ancestral "
+                 "remask needs a process with a mask symbol (mask_id = %d); use ancestral "
                  "or analytic",
                  c->mask_id);
         return HDLM_EINVAL;
     }
     if (c->mask_id < c->V || c->mask_id >= c->Vp) {
-        snprintf(err, err_cap, "step: mask_id = %d must be an extra symbol in %d..%d", c->mask_id,
-                 c->V, c->Vp - 1);
+        snprintf(err, err_cap, "mask_id = %d must be an extra symbol in %d..%d", c->mask_id, c->V,
+                 c->Vp - 1);
         return HDLM_EINVAL;
     }
     if (!c->x || !c->state || !c->fixed || !c->t_now || !c->t_next || !c->probs || !c->draw ||
         !c->event) {
         snprintf(err, err_cap,
-                 "step: ctx field x, state, fixed, t_now, t_next, probs, draw or "
+                 "ctx field x, state, fixed, t_now, t_next, probs, draw or "
                  "event is NULL");
         return HDLM_EINVAL;
     }
     for (int64_t j = 0; j < c->B * c->L; j++)
         if (c->x[j] < 0 || c->x[j] >= c->Vp) {
-            snprintf(err, err_cap, "step: x[%lld] = %d is outside 0..%d", (long long)j, c->x[j],
+            snprintf(err, err_cap, "x[%lld] = %d is outside 0..%d", (long long)j, c->x[j],
                      c->Vp - 1);
             return HDLM_EINVAL;
         }
@@ -142,15 +142,15 @@ static int rm_step(void *self, hdlm_sampler_ctx *ctx, char *err, size_t err_cap)
                 real += row[v];
             if (!(real > 0) || !isfinite(real)) {
                 snprintf(err, err_cap,
-                         "step: reverse row of masked position (b %lld, i %lld) has no finite "
+                         "reverse row of masked position (b %lld, i %lld) has no finite "
                          "mass on real tokens (sum %g)",
                          (long long)b, (long long)i, real);
                 return HDLM_EINVAL;
             }
             const int32_t tok = ctx->draw(ctx->core, row, V);
             if (tok < 0 || tok >= V) {
-                snprintf(err, err_cap, "step: draw returned %d at position %lld, expected 0..%d",
-                         tok, (long long)j, V - 1);
+                snprintf(err, err_cap, "draw returned %d at position %lld, expected 0..%d", tok,
+                         (long long)j, V - 1);
                 return HDLM_EPLUGIN;
             }
             ctx->event(ctx->core, b, i, old, tok, row[tok] / real, HDLM_EVENT_UNMASK);

@@ -1,0 +1,68 @@
+-- Sampling throughput: tokens/s at batch 1 and 8, L = 256 and 512, for the autoregressive and
+-- block_annealing(16) hyperschedules, with and without the KV cache, on the three model configs of
+-- bench_train; then PyTorch's KV-cache sampler for the same models, side by side.
+--   build/hdlm run experiments/bench_sample.lua [configs=a,b,c] [threads=2] [torch=true] [full=false]
+-- Untrained weights (speed does not depend on them); ancestral sampler over the absorbing process.
+-- Without full=true the uncached runs are batch 1 only (they are the slow baseline).
+local hdlm = require "hdlm"
+local args = hdlm.args
+local threads = args.threads or 2
+local CONFIGS = {
+  a = { vocab = 256,  d_model = 256, n_layer = 4, n_head = 4 },
+  b = { vocab = 256,  d_model = 384, n_layer = 6, n_head = 6 },
+  c = { vocab = 8192, d_model = 512, n_layer = 8, n_head = 8 },
+}
+local want = {}
+for name in (args.configs or "a,b,c"):gmatch("[^,]+") do want[#want + 1] = name end
+
+local dir = os.tmpname(); os.remove(dir)
+local db = hdlm.open(dir .. ".db")
+local host = db:run{ name = "bench_sample", kind = "bench", config = { threads = threads } }
+
+local results = {}
+print(("sampling throughput (tokens/s), %d threads, ancestral sampler, absorbing process"):format(threads))
+print(("%-6s %-18s %5s %4s %9s %9s %8s"):format("config", "schedule", "L", "B", "cached", "uncached", "speed-up"))
+for _, name in ipairs(want) do
+  local c = CONFIGS[name] or error("unknown config " .. name)
+  local model = hdlm.model{ vocab = c.vocab + 1, mask_id = c.vocab, d_model = c.d_model,
+    n_layer = c.n_layer, n_head = c.n_head, seq_len = 512, seed = 1 }
+  for _, sched in ipairs{ { "autoregressive" }, { "block_annealing", width = 16, tau = 16 } } do
+    local run = db:attach{ run = host.id, model = model, noise = { "absorbing" }, schedule = sched,
+      context = sched[1] == "autoregressive" and "causal" or "block_causal" }
+    for _, L in ipairs{ 256, 512 } do
+      for _, B in ipairs{ 1, 8 } do
+        local function rate(cache)
+          local t0 = hdlm.time()
+          run:sample{ n = B, length = L, cache = cache, events = false, seed = 1 }
+          return B * L / (hdlm.time() - t0)
+        end
+        local cached = rate(true)
+        local uncached = (B == 1 or args.full) and rate(false) or nil
+        results[#results + 1] = { config = name, schedule = sched[1], L = L, B = B, cached = cached, uncached = uncached }
+        print(("%-6s %-18s %5d %4d %9.0f %9s %8s"):format(name, sched[1], L, B, cached,
+          uncached and ("%.0f"):format(uncached) or "-", uncached and ("%.1fx"):format(cached / uncached) or "-"))
+      end
+    end
+  end
+end
+host:finish()
+
+if args.torch ~= false and io.open("/usr/bin/python3") then
+  print("\nautoregressive, batch 1, KV cache: hdlm vs PyTorch (scripts/torch_reference.py)")
+  print(("%-6s %5s %12s %12s %8s"):format("config", "L", "hdlm tok/s", "torch tok/s", "ratio"))
+  for _, name in ipairs(want) do
+    local L = name == "c" and 512 or 256
+    local cmd = ("/usr/bin/python3 %q --mode sample --config %s --threads %d 2>/dev/null"):format(
+      hdlm.source_dir .. "/scripts/torch_reference.py", name, threads)
+    local p = io.popen(cmd); local out = p:read("a"); p:close()
+    local tps = tonumber(out:match('"tokens_per_s"%s*:%s*([%d%.eE+-]+)'))
+    local ours
+    for _, r in ipairs(results) do
+      if r.config == name and r.schedule == "autoregressive" and r.L == L and r.B == 1 then ours = r.cached end
+    end
+    print(("%-6s %5d %12.0f %12s %8s"):format(name, L, ours, tps and ("%.0f"):format(tps) or "-",
+      tps and ("%.1fx"):format(ours / tps) or "-"))
+  end
+end
+db:close()
+os.remove(dir .. ".db"); os.remove(dir .. ".db-wal"); os.remove(dir .. ".db-shm")
