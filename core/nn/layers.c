@@ -68,8 +68,33 @@ static inline float fast_sigmoid(float a, float *z_out) {
 /* ---------------------------------------------------------------------------------------------- */
 /* linear                                                                                         */
 
+/* Few rows (incremental decoding: one token per sequence): a matrix-vector product is bound by
+ * streaming the weights, and BLAS runs its small-matrix kernel on one thread. Split the output
+ * rows over the threads instead so every core streams its share of W. Each output is one dot
+ * product summed in a fixed order, so results do not depend on the thread count. */
+#define LINEAR_GEMV_MAX_N 8
+static void linear_forward_gemv(float *out, const float *inp, const float *w, const float *bias,
+                                int N, int C, int OC) {
+#pragma omp parallel for schedule(static) if ((int64_t)OC * C >= 65536)
+    for (int o = 0; o < OC; o++) {
+        const float *wo = w + (size_t)o * C;
+        for (int n = 0; n < N; n++) {
+            const float *x = inp + (size_t)n * C;
+            float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+            for (int c = 0; c < C; c++)
+                acc += x[c] * wo[c];
+            out[(size_t)n * OC + o] = acc + (bias ? bias[o] : 0.0f);
+        }
+    }
+}
+
 void linear_forward(float *out, const float *inp, const float *w, const float *bias, int N, int C,
                     int OC) {
+    if (N <= LINEAR_GEMV_MAX_N) {
+        linear_forward_gemv(out, inp, w, bias, N, C, OC);
+        return;
+    }
     if (bias) {
         /* rows start as the bias and sgemm adds with beta 1: this replaces the pass in which
          * OpenBLAS zeroes C for beta 0, instead of adding a pass after the product */
