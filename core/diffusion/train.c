@@ -212,7 +212,10 @@ static int micro_batch(trainer *t, const int32_t *tokens, int64_t n, rng *dr, rn
     for (size_t i = 0; i < BT; i++) s += (double)t->wloss[i] * t->loss[i];
     *loss_sum += s;
     if (backward) {
-        memset(t->dlogits, 0, BT * (size_t)V * sizeof(float));
+        size_t nd = BT * (size_t)V; /* (B*T, V): the largest buffer of a step; zero on all cores */
+        float *dl = t->dlogits;
+#pragma omp parallel for schedule(static) if (nd >= (1u << 18))
+        for (size_t i = 0; i < nd; i++) dl[i] = 0.0f;
         crossentropy_backward(t->dlogits, logits, t->tgt, t->wloss, (int)BT, V);
         model_backward(&t->m, &mb, t->dlogits);
     }
