@@ -2,6 +2,7 @@
 -- block_annealing(16) hyperschedules, with and without the KV cache, on the three model configs of
 -- bench_train; then PyTorch's KV-cache sampler for the same models, side by side.
 --   build/hdlm run experiments/bench_sample.lua [configs=a,b,c] [threads=2] [torch=true] [full=false]
+--     [schedules=autoregressive,block_annealing] [lengths=256,512] [batches=1,8]
 -- Untrained weights (speed does not depend on them); ancestral sampler over the absorbing process.
 -- Without full=true the uncached runs are batch 1 only (they are the slow baseline).
 local hdlm = require "hdlm"
@@ -12,8 +13,17 @@ local CONFIGS = {
   b = { vocab = 256,  d_model = 384, n_layer = 6, n_head = 6 },
   c = { vocab = 8192, d_model = 512, n_layer = 8, n_head = 8 },
 }
-local want = {}
-for name in (args.configs or "a,b,c"):gmatch("[^,]+") do want[#want + 1] = name end
+local function list(s, default)
+  local out = {}
+  for v in tostring(s or default):gmatch("[^,]+") do out[#out + 1] = tonumber(v) or v end
+  return out
+end
+local want = list(args.configs, "a,b,c")
+local lengths, batches = list(args.lengths, "256,512"), list(args.batches, "1,8")
+local schedules = {}
+for _, name in ipairs(list(args.schedules, "autoregressive,block_annealing")) do
+  schedules[#schedules + 1] = name == "block_annealing" and { "block_annealing", width = 16, tau = 16 } or { name }
+end
 
 local dir = os.tmpname(); os.remove(dir)
 local db = hdlm.open(dir .. ".db")
@@ -26,11 +36,11 @@ for _, name in ipairs(want) do
   local c = CONFIGS[name] or error("unknown config " .. name)
   local model = hdlm.model{ vocab = c.vocab + 1, mask_id = c.vocab, d_model = c.d_model,
     n_layer = c.n_layer, n_head = c.n_head, seq_len = 512, seed = 1 }
-  for _, sched in ipairs{ { "autoregressive" }, { "block_annealing", width = 16, tau = 16 } } do
+  for _, sched in ipairs(schedules) do
     local run = db:attach{ run = host.id, model = model, noise = { "absorbing" }, schedule = sched,
       context = sched[1] == "autoregressive" and "causal" or "block_causal" }
-    for _, L in ipairs{ 256, 512 } do
-      for _, B in ipairs{ 1, 8 } do
+    for _, L in ipairs(lengths) do
+      for _, B in ipairs(batches) do
         local function rate(cache)
           local t0 = hdlm.time()
           run:sample{ n = B, length = L, cache = cache, events = false, seed = 1 }

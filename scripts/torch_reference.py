@@ -9,51 +9,64 @@ C/PyTorch ratios:
 
 * DDiT: untied embedding over V' = vocab + 1 (the extra symbol is the mask), rotary q/k
   (GPT-NeoX half-split, base 10000), pre-LayerNorm blocks (weight, no bias, eps 1e-5), qkv and
-  out projections without bias, explicit attention matmuls (q·kᵀ/√hd, softmax, ·v), MLP d→4d→d
-  with bias and tanh-GELU, final LayerNorm + linear head with bias (zero-initialised).
+  out projections without bias, explicit attention matmuls (q·kᵀ/√hd, softmax, ·v), MLP
+  d→4d→d with bias and tanh-GELU, final LayerNorm + linear head with bias (zero-initialised).
   With conditioning (γ model): per-token σ → sinusoidal(256) → Linear(256,128) → SiLU →
-  Linear(128,128) → SiLU = c; every block has an adaLN Linear(128, 6d) (zero-initialised) giving
-  shift/scale/gate for both sub-layers; the input embedding is the RADD mix
-  w·E[x] + (1−w)·E[mask], w = exp(−0.01 σ).
-* --mode train: bidirectional attention, masked-diffusion corruption (t ~ U(0,1) per sequence,
-  mask each token with prob t, σ = −log(1 − 0.995 t)), cross-entropy on the masked positions,
-  backward, grad-norm clip 1.0, AdamW(3e-4, (0.9, 0.95), eps 1e-8, wd 0.1 on matrices only).
-  3 warm-up steps, then the median of --steps timed steps. FLOPs per step =
-  6·N_mm·tokens + 12·n_layer·T·d·tokens with N_mm = n_layer·12d² + V'·d
-  (+ 256·128 + 128·128 + n_layer·128·6d when conditioned); everything else is not counted.
+  Linear(128,128) → SiLU = c; every block has an adaLN Linear(128, 6d) (zero-initialised)
+  giving shift/scale/gate for both sub-layers; the input embedding is the RADD mix
+  w·E[x] + (1−w)·E[mask], w = exp(−0.01 σ). No dropout.
+* --mode train (conditioned unless --no-cond): bidirectional attention, masked-diffusion
+  corruption (t ~ U(0,1) per sequence, mask each token with prob t, σ = −log(1 − 0.995 t)),
+  cross-entropy over V' on the masked positions, backward, grad-norm clip 1.0,
+  AdamW(3e-4, (0.9, 0.95), eps 1e-8, wd 0.1 on matrices only). 3 warm-up steps, then the
+  median of --steps timed steps. FLOPs per step = 6·N_mm·tokens + 12·n_layer·T·d·tokens with
+  N_mm = n_layer·12d² + V'·d (+ 256·128 + 128·128 + n_layer·128·6d when conditioned).
 * --mode sample: causal attention, autoregressive generation from start token 0, sampling with
-  torch.multinomial from the softmax over the first `vocab` logits (the mask channel is excluded).
-  With a KV cache (default: per-layer preallocated K/V, one new token per forward) or with
-  --no-cache (a full causal forward over the whole prefix for every token). Sampling uses the
-  UNconditioned model by default (like an AR decoder; pass --cond to run the conditioned model
-  with σ = 0 everywhere, which adds the σ-MLP and adaLN cost). Because the zero-initialised head
-  would make every logit 0, sampling randomises the head (and adaLN) weights with std 0.02 and
-  checks that cached decoding reproduces the full causal forward's logits. Median of --runs timed
-  generations after 1 warm-up.
+  torch.multinomial from the softmax over the first `vocab` logits (mask channel excluded),
+  batch 1 unless --batch. With a KV cache (default: per-layer preallocated K/V, one new token
+  per forward) or --no-cache (a full causal forward over the whole prefix for every token).
+  Sampling uses the UNconditioned model by default, like an AR decoder (--cond runs the
+  conditioned model with σ = 0 everywhere, adding the σ-MLP and adaLN cost). The zero-initialised
+  head would make every logit 0, so sampling gives the head (and adaLN) random weights
+  (std 0.02) and first checks that cached decoding reproduces a full causal forward's logits.
+  Median of --runs timed generations after 1 warm-up.
 * --mode all: train, sample with cache, sample without cache.
 
 Configs: a = vocab 256, d 256, 4 layers, 4 heads, seq 256, batch 8; b = vocab 256, d 384,
 6 layers, 6 heads, seq 256, batch 8; c = vocab 8192, d 512, 8 layers, 8 heads, seq 512, batch 4.
 
-BLAS: Debian's torch calls OpenBLAS through libblas.so.3. By default the script re-executes itself
-with LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp so OpenBLAS shares torch's libgomp
-thread pool; this is PyTorch's best configuration on this machine (perf-baseline.md §5: the
-default pthread build is 1.3-2x slower at training and 4-6x slower at uncached sampling).
---pthread-blas opts out (and removes that directory from LD_LIBRARY_PATH if present). The BLAS
-actually loaded (from /proc/self/maps and openblas_get_config) is recorded in the output.
+BLAS: Debian's torch calls OpenBLAS through libblas.so.3. By default the script re-executes
+itself with LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp so OpenBLAS shares torch's
+libgomp thread pool: PyTorch's best configuration (perf-baseline.md §5: the default pthread
+build is 1.3-2x slower at training and 4-6x slower at uncached sampling). --pthread-blas opts
+out (and removes that directory from LD_LIBRARY_PATH if present). The BLAS actually loaded
+(/proc/self/maps, openblas_get_config) is recorded in the output.
+
+Noise: other sessions build and test on the same 2 cores, and 2-thread OpenMP code slows down
+several-fold when a core is taken. Every result carries other_cpu_load (cores used by other
+processes during the timed part, from /proc/stat); --wait-quiet S waits for a calm machine
+before each job, --retries N reruns disturbed jobs, and --repeat N runs each job in N
+interleaved processes and reports the median process (figures vary by up to 2x between
+processes on this VM even when it is idle, mostly for the small, overhead-bound cases).
 
 Running
 -------
     /usr/bin/python3 scripts/torch_reference.py                       # train, config a
-    /usr/bin/python3 scripts/torch_reference.py --config all --mode all
+    /usr/bin/python3 scripts/torch_reference.py --config all --mode all --repeat 3 --retries 2
     /usr/bin/python3 scripts/torch_reference.py --config b --mode sample --no-cache --tokens 128
 
 Use Debian's interpreter (python3-torch); if started by another Python without torch the script
-re-executes itself with /usr/bin/python3. When several (config, mode) jobs are requested each one
-runs in its own child process, so that peak RSS (ru_maxrss) is per job.
+re-executes itself with /usr/bin/python3. When several jobs (configs × modes × repeats) are
+requested, each one runs in its own child process, so that peak RSS (ru_maxrss) is per job.
+Runtime of `--config all --mode all` (one repeat) on an idle machine is about 8.5 minutes:
+training ~100 s, cached sampling ~50 s, uncached sampling a/b ~65 s and c ~290 s (511 tokens;
+--tokens 255 makes it ~80 s). --repeat multiplies all of it.
 
 Output: progress and human-readable results on stderr; exactly ONE line on stdout, a JSON object
-{"system": "pytorch", "torch": ..., "threads": ..., "blas": ..., "results": [ {...}, ... ]}.
+{"system": "pytorch", "torch": ..., "threads": ..., "blas": ..., "results": [{...}, ...]}.
+Train results: step_ms (median), step_ms_min, fwd_ms/bwd_ms/opt_ms, tokens_per_s, gflops,
+gflop_per_step, params, peak_rss_mib, other_cpu_load. Sample results: tokens_per_s, gen_ms,
+ms_per_token, tokens, batch, cache, params, peak_rss_mib, check_max_abs_diff, other_cpu_load.
 """
 
 import argparse
@@ -161,6 +174,17 @@ def blas_info(threads):
     return info
 
 
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
 def rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
@@ -246,8 +270,9 @@ def build_model_class():
                 nn.init.zeros_(self.ada.bias)
 
         def forward(self, h, cos, sin, c=None, mask=None, cache=None, pos=0):
-            """h: (B, T, d). mask: additive (T, T) or None (bidirectional).
-            cache: (K, V) each (B, H, Tmax, hd): write positions pos..pos+T-1, attend to 0..pos+T-1."""
+            """h: (B, T, d) at positions pos..pos+T-1; mask: additive (T, S) or None (full).
+            cache: (K, V), each (B, H, Tmax, hd): store this chunk's k/v at pos..pos+T-1 and
+            attend to positions 0..pos+T-1 (S = pos + T)."""
             B, T, d = h.shape
             H = self.n_head
             hd = d // H
@@ -326,7 +351,8 @@ def build_model_class():
             return e, c
 
         def forward(self, x, sigma=None, causal=False, cache=None, pos=0):
-            """x: (B, T) ids at positions pos..pos+T-1; sigma: (B, T) or None -> logits (B, T, V')."""
+            """x: (B, T) ids at positions pos..pos+T-1; sigma: (B, T) or None.
+            Returns logits (B, T, V')."""
             T = x.shape[1]
             h, c = self.embed_input(x, sigma)
             cos = self.rope_cos[pos : pos + T]
@@ -506,6 +532,9 @@ def bench_sample(name, cfg, args):
 def describe(res):
     load = res.get("other_cpu_load", 0.0)
     note = f"; WARNING other processes used {load:.2f} cores meanwhile" if load > 0.2 else ""
+    if "tokens_per_s_processes" in res:
+        spread = " / ".join(f"{x:.0f}" for x in res["tokens_per_s_processes"])
+        note = f"; median of {res['processes']} processes ({spread} tok/s)" + note
     return describe_core(res) + note
 
 
@@ -548,6 +577,10 @@ def parse_args():
                    help="rerun a job (up to N times) when other processes used more than "
                         "--max-load cores during it; the least disturbed run is kept")
     p.add_argument("--max-load", type=float, default=0.2, metavar="CORES")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="run every job in N separate processes (interleaved) and report the "
+                        "process with the median tokens/s; this machine varies a lot between "
+                        "processes, so use 3+ for figures you want to quote")
     blas = p.add_mutually_exclusive_group()
     blas.add_argument("--openmp-blas", dest="pthread_blas", action="store_false", default=False,
                       help="re-exec with OpenMP OpenBLAS via LD_LIBRARY_PATH (default)")
@@ -583,6 +616,33 @@ def run_child(args, config, mode, no_cache):
     return json.loads(lines[-1])
 
 
+def run_job_with_retries(args, config, mode, no_cache):
+    """Run one job in a child; rerun while other processes disturbed it (keep the calmest)."""
+    best = None
+    for attempt in range(args.retries + 1):
+        out = run_child(args, config, mode, no_cache)
+        res = out["results"][0]
+        res["attempt"] = attempt + 1
+        if best is None or res["other_cpu_load"] < best["results"][0]["other_cpu_load"]:
+            best = out
+        if res["other_cpu_load"] <= args.max_load:
+            break
+        if attempt < args.retries:
+            log(f"  other processes used {res['other_cpu_load']:.2f} cores: retrying")
+    return best
+
+
+def pick_median_run(rs):
+    """The process whose tokens/s is the (lower) median; all processes' figures are kept."""
+    ordered = sorted(rs, key=lambda r: r["tokens_per_s"])
+    res = dict(ordered[(len(ordered) - 1) // 2])
+    if len(rs) > 1:
+        res["processes"] = len(rs)
+        res["tokens_per_s_processes"] = [r["tokens_per_s"] for r in rs]
+        res["other_cpu_load_processes"] = [r["other_cpu_load"] for r in rs]
+    return res
+
+
 def main():
     args = parse_args()
     ensure_environment(args.pthread_blas)
@@ -592,22 +652,19 @@ def main():
              else [(args.mode, args.no_cache)])
     jobs = [(c, m, nc) for c in configs for m, nc in modes]
 
-    if len(jobs) > 1 or args.retries > 0:  # one child per job: clean peak RSS, no shared state
-        header, results = None, []
-        for c, m, nc in jobs:
-            best = None
-            for attempt in range(args.retries + 1):
-                out = run_child(args, c, m, nc)
-                res = out["results"][0]
-                res["attempt"] = attempt + 1
-                if best is None or res["other_cpu_load"] < best["results"][0]["other_cpu_load"]:
-                    best = out
-                if res["other_cpu_load"] <= args.max_load:
-                    break
-                if attempt < args.retries:
-                    log(f"  other processes used {res['other_cpu_load']:.2f} cores: retrying")
-            results += best.pop("results")
-            header = header or best
+    if len(jobs) > 1 or args.retries > 0 or args.repeat > 1:
+        # One child process per job: peak RSS is per job and no state is shared. Repeats are
+        # interleaved (a, b, c, a, b, c, ...) so slow phases of the machine hit every job.
+        header, runs = None, {job: [] for job in jobs}
+        for rep in range(args.repeat):
+            for job in jobs:
+                if args.repeat > 1:
+                    log(f"repeat {rep + 1}/{args.repeat}: config {job[0]} {job[1]}"
+                        f"{' no-cache' if job[1] == 'sample' and job[2] else ''}")
+                out = run_job_with_retries(args, *job)
+                runs[job].append(out.pop("results")[0])
+                header = header or out
+        results = [pick_median_run(runs[job]) for job in jobs]
         header["results"] = results
         header["runtime_s"] = time.perf_counter() - t_start
         log("summary:")
@@ -621,7 +678,8 @@ def main():
 
     torch.set_num_threads(args.threads)
     header = {"system": "pytorch", "torch": torch.__version__, "python": sys.version.split()[0],
-              "threads": args.threads, "rss_after_import_mib": rss_mib()}
+              "threads": args.threads, "cpu": cpu_model(), "ncpu": os.cpu_count(),
+              "rss_after_import_mib": rss_mib()}
     header.update(blas_info(args.threads))
     header["torch_parallel_backend"] = next(
         (ln.split(":", 1)[1].strip() for ln in torch.__config__.parallel_info().splitlines()

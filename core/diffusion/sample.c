@@ -169,6 +169,7 @@ int sample_run(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
     float *tn = malloc(BL * sizeof *tn), *tx = malloc(BL * sizeof *tx);
     float *t1 = malloc((size_t)L * sizeof *t1), *sigma = calloc(BL, sizeof *sigma);
     uint8_t *st = malloc(BL), *st1 = malloc((size_t)L), *fixed = calloc(BL, 1);
+    uint8_t *filled = calloc((size_t)L, 1); /* logits rows that hold values */
     float *logits = calloc(BL * (size_t)Vp, sizeof *logits);
     double *probs = calloc(BL * (size_t)Vp, sizeof *probs);
     attn_row *rows = malloc(BL * sizeof *rows);
@@ -179,7 +180,8 @@ int sample_run(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
     lp.idx = malloc((size_t)Vp * sizeof *lp.idx);
     kv_cache kc = {0};
     int rc = HDLM_OK;
-    if (!x || !lev || !lev2 || !tn || !tx || !t1 || !sigma || !st || !st1 || !fixed || !logits ||
+    if (!x || !lev || !lev2 || !tn || !tx || !t1 || !sigma || !st || !st1 || !fixed || !filled ||
+        !logits ||
         !probs || !rows || !pos || !ctok || !csig || !crow || !lp.scratch || !lp.idx) {
         rc = error_set(e, HDLM_ENOMEM, "sample: out of memory for %d x %d samples", B, L);
         goto done;
@@ -255,31 +257,21 @@ int sample_run(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
         }
         float *lg;
         if (use_cache) {
-            /* commit the positions that settled since the last step (their tokens are final) */
-            if (ns > kc.len) {
-                int c0 = kc.len, n = (int)ns - c0;
-                for (int b = 0; b < B; b++)
-                    for (int k = 0; k < n; k++) {
-                        size_t src = (size_t)b * L + c0 + k, dst = (size_t)b * n + k;
-                        ctok[dst] = x[src], csig[dst] = sigma[src], crow[dst] = rows[c0 + k];
-                    }
-                model_batch cb = {B, n, ctok, pos, conditioned ? csig : NULL, crow, NULL};
-                for (int b = 0; b < B; b++)
-                    for (int k = 0; k < n; k++) pos[(size_t)b * n + k] = c0 + k;
-                if ((rc = model_forward_cached(m, &kc, &cb, 1, &lg, e)) != HDLM_OK) goto done;
-            }
-            int n = a1 - a0;
+            /* one pass: the positions that settled since the last step (their tokens are final;
+             * their keys/values become cached context) followed by the active window */
+            int c0 = kc.len, nc = (int)ns - c0, na = a1 - a0, n = nc + na;
             for (int b = 0; b < B; b++)
                 for (int k = 0; k < n; k++) {
-                    size_t src = (size_t)b * L + a0 + k, dst = (size_t)b * n + k;
-                    ctok[dst] = x[src], csig[dst] = sigma[src], crow[dst] = rows[a0 + k];
-                    pos[dst] = a0 + k;
+                    int p = c0 + k; /* nc + na positions are contiguous: a0 == ns */
+                    size_t src = (size_t)b * L + p, dst = (size_t)b * n + k;
+                    ctok[dst] = x[src], csig[dst] = sigma[src], crow[dst] = rows[p];
+                    pos[dst] = p;
                 }
-            model_batch ab = {B, n, ctok, pos, conditioned ? csig : NULL, crow, NULL};
-            if ((rc = model_forward_cached(m, &kc, &ab, 0, &lg, e)) != HDLM_OK) goto done;
+            model_batch cb = {B, n, ctok, pos, conditioned ? csig : NULL, crow, NULL};
+            if ((rc = model_forward_cached_n(m, &kc, &cb, nc, &lg, e)) != HDLM_OK) goto done;
             for (int b = 0; b < B; b++)
-                memcpy(logits + ((size_t)b * L + a0) * Vp, lg + (size_t)b * n * Vp,
-                       (size_t)n * Vp * sizeof *lg);
+                memcpy(logits + ((size_t)b * L + a0) * Vp, lg + ((size_t)b * n + nc) * Vp,
+                       (size_t)na * Vp * sizeof *lg);
         } else {
             for (int b = 0; b < B; b++)
                 for (int i = 0; i < L; i++) pos[(size_t)b * L + i] = i;
@@ -288,12 +280,18 @@ int sample_run(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
             memcpy(logits, lg, BL * (size_t)Vp * sizeof *lg);
         }
         out->nfe++;
-        /* only active rows are defined: clear the others so that a sampler reading them sees the
-         * same zeros with and without the cache */
-        for (int b = 0; b < B; b++)
-            for (int i = 0; i < L; i++)
-                if (st[i] != HDLM_ACTIVE)
+        /* only active rows are defined: clear the rows filled before that are not active now, so a
+         * sampler reading them sees the same zeros with and without the cache (O(active) work per
+         * step, not O(L): the uncached forward fills every row, so it clears all inactive ones) */
+        for (int i = 0; i < L; i++) {
+            if (st[i] == HDLM_ACTIVE) {
+                filled[i] = 1;
+            } else if (filled[i] || !use_cache) {
+                for (int b = 0; b < B; b++)
                     memset(logits + ((size_t)b * L + i) * Vp, 0, (size_t)Vp * sizeof *logits);
+                filled[i] = 0;
+            }
+        }
         /* reverse-step probabilities of the active positions */
         nb.xt = x, nb.t = tn, nb.s = tx, nb.state = st, nb.logits = logits, nb.probs = probs;
         if ((rc = noise->reverse(noise_self, &nb, perr, sizeof perr)) != HDLM_OK) {
@@ -332,7 +330,7 @@ int sample_run(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
 done:
     kv_cache_free(&kc);
     free(x), free(lev), free(lev2), free(tn), free(tx), free(t1), free(sigma), free(st), free(st1);
-    free(fixed), free(logits), free(probs), free(rows), free(pos), free(ctok), free(csig);
+    free(fixed), free(filled), free(logits), free(probs), free(rows), free(pos), free(ctok), free(csig);
     free(crow), free(lp.scratch), free(lp.idx);
     if (rc != HDLM_OK) sample_result_free(out);
     return rc;

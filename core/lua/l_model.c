@@ -485,14 +485,14 @@ static const char *const forward_keys[] = {"sigma", "states", "context", "block"
 /* model:forward(tokens, opts) -> logits table (T rows of V numbers) */
 static int model_forward_l(lua_State *L) {
     l_model *u = check_model(L, 1);
+    int o = 3;
+    if (lua_isnoneornil(L, o)) { /* no options: an empty table in their slot */
+        lua_settop(L, 2);
+        lua_newtable(L);
+    }
     int T;
     int32_t *tok = check_ids(L, 2, "model:forward tokens", &T);
     if (T < 1) return luaL_error(L, "model:forward: empty token list");
-    int o = 3;
-    if (lua_isnoneornil(L, o)) {
-        lua_newtable(L);
-        lua_replace(L, o);
-    }
     luaL_checktype(L, o, LUA_TTABLE);
     l_check_keys(L, o, "model:forward", forward_keys);
     const char *ctx = l_opt_string(L, o, "model:forward", "context", "full");

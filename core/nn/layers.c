@@ -75,8 +75,30 @@ static inline float fast_sigmoid(float a, float *z_out) {
 #define LINEAR_GEMV_MAX_N 8
 static void linear_forward_gemv(float *out, const float *inp, const float *w, const float *bias,
                                 int N, int C, int OC) {
+    /* four output rows at a time: four independent vector accumulators hide the FMA latency that
+     * a single dot product's reduction chain would expose */
+    int OC4 = OC & ~3;
 #pragma omp parallel for schedule(static) if ((int64_t)OC * C >= 65536)
-    for (int o = 0; o < OC; o++) {
+    for (int o = 0; o < OC4; o += 4) {
+        const float *w0 = w + (size_t)o * C, *w1 = w0 + C, *w2 = w1 + C, *w3 = w2 + C;
+        for (int n = 0; n < N; n++) {
+            const float *x = inp + (size_t)n * C;
+            float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+#pragma omp simd reduction(+ : a0, a1, a2, a3)
+            for (int c = 0; c < C; c++) {
+                a0 += x[c] * w0[c];
+                a1 += x[c] * w1[c];
+                a2 += x[c] * w2[c];
+                a3 += x[c] * w3[c];
+            }
+            float *y = out + (size_t)n * OC + o;
+            y[0] = a0 + (bias ? bias[o] : 0.0f);
+            y[1] = a1 + (bias ? bias[o + 1] : 0.0f);
+            y[2] = a2 + (bias ? bias[o + 2] : 0.0f);
+            y[3] = a3 + (bias ? bias[o + 3] : 0.0f);
+        }
+    }
+    for (int o = OC4; o < OC; o++) {
         const float *wo = w + (size_t)o * C;
         for (int n = 0; n < N; n++) {
             const float *x = inp + (size_t)n * C;

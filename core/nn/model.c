@@ -620,6 +620,13 @@ void kv_cache_free(kv_cache *c) {
 
 int model_forward_cached(model *m, kv_cache *kc, const model_batch *b, int commit, float **logits,
                          error *e) {
+    return model_forward_cached_n(m, kc, b, commit ? b->T : 0, logits, e);
+}
+
+int model_forward_cached_n(model *m, kv_cache *kc, const model_batch *b, int n_commit,
+                           float **logits, error *e) {
+    if (n_commit < 0 || n_commit > b->T)
+        return error_set(e, HDLM_EINVAL, "kv cache: commit %d of %d positions", n_commit, b->T);
     int rc = check_batch(m, b, e);
     if (rc != HDLM_OK) return rc;
     if (b->B != kc->B)
@@ -680,7 +687,7 @@ int model_forward_cached(model *m, kv_cache *kc, const model_batch *b, int commi
     }
     layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, x, m->p.lnf_w, N, C);
     linear_forward(a->logits, a->lnf, m->p.out_w, m->p.out_b, N, C, c->vocab);
-    if (commit) kc->len += T;
+    kc->len += n_commit;
     *logits = a->logits;
     return HDLM_OK;
 }

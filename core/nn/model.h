@@ -121,5 +121,9 @@ void kv_cache_free(kv_cache *c);
  * are scratch. logits (B*T, V) in a model-owned buffer. No activations are saved. */
 int model_forward_cached(model *m, kv_cache *c, const model_batch *b, int commit, float **logits,
                          error *e);
+/* The same where only the first n_commit of the T positions (per sequence) become cached context:
+ * a settling prefix and the active positions after it share one pass over the weights. */
+int model_forward_cached_n(model *m, kv_cache *c, const model_batch *b, int n_commit,
+                           float **logits, error *e);
 
 #endif
