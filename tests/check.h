@@ -15,7 +15,7 @@ static int check_passed_, check_failed_;
             check_passed_++;                                                                       \
         else {                                                                                     \
             check_failed_++;                                                                       \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);              \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
         }                                                                                          \
     } while (0)
 
@@ -26,7 +26,7 @@ static int check_passed_, check_failed_;
             check_passed_++;                                                                       \
         else {                                                                                     \
             check_failed_++;                                                                       \
-            fprintf(stderr, "%s:%d: CHECK_EQ failed: %s = %lld, %s = %lld\n", __FILE__, __LINE__, \
+            fprintf(stderr, "%s:%d: CHECK_EQ failed: %s = %lld, %s = %lld\n", __FILE__, __LINE__,  \
                     #a, a_, #b, b_);                                                               \
         }                                                                                          \
     } while (0)
@@ -38,7 +38,7 @@ static int check_passed_, check_failed_;
             check_passed_++;                                                                       \
         else {                                                                                     \
             check_failed_++;                                                                       \
-            fprintf(stderr, "%s:%d: CHECK_NEAR failed: %s = %.10g, %s = %.10g (tol %g)\n",        \
+            fprintf(stderr, "%s:%d: CHECK_NEAR failed: %s = %.10g, %s = %.10g (tol %g)\n",         \
                     __FILE__, __LINE__, #a, a_, #b, b_, (double)(tol));                            \
         }                                                                                          \
     } while (0)
@@ -50,7 +50,7 @@ static int check_passed_, check_failed_;
             check_passed_++;                                                                       \
         else {                                                                                     \
             check_failed_++;                                                                       \
-            fprintf(stderr, "%s:%d: CHECK_STR failed: %s = \"%s\", %s = \"%s\"\n", __FILE__,      \
+            fprintf(stderr, "%s:%d: CHECK_STR failed: %s = \"%s\", %s = \"%s\"\n", __FILE__,       \
                     __LINE__, #a, a_ ? a_ : "(null)", #b, b_ ? b_ : "(null)");                     \
         }                                                                                          \
     } while (0)
@@ -63,7 +63,7 @@ static int check_passed_, check_failed_;
             check_passed_++;                                                                       \
         else {                                                                                     \
             check_failed_++;                                                                       \
-            fprintf(stderr, "%s:%d: CHECK_CONTAINS failed: \"%s\" does not contain \"%s\"\n",     \
+            fprintf(stderr, "%s:%d: CHECK_CONTAINS failed: \"%s\" does not contain \"%s\"\n",      \
                     __FILE__, __LINE__, h_ ? h_ : "(null)", n_ ? n_ : "(null)");                   \
         }                                                                                          \
     } while (0)

@@ -69,7 +69,9 @@ static int take_flag(int argc, char **argv, const char *flag, int *out) {
 static int cmd_run(int argc, char **argv) {
     const char *db = "runs.db";
     argc = take_flag_value(argc, argv, "--db", &db);
-    if (argc < 1) return usage_error("run: missing script (hdlm run experiments/x.lua [key=value ...])%s", "");
+    if (argc < 1)
+        return usage_error("run: missing script (hdlm run experiments/x.lua [key=value ...])%s",
+                           "");
     for (int i = 1; i < argc; i++)
         if (!strncmp(argv[i], "--", 2))
             return usage_error("run: unknown flag '%s' (script arguments are key=value)", argv[i]);
@@ -106,7 +108,10 @@ static int cmd_query(int argc, char **argv) {
     argc = take_flag_value(argc, argv, "--db", &db);
     argc = take_flag(argc, argv, "--csv", &csv);
     argc = take_flag(argc, argv, "--json", &json);
-    if (argc != 1) return usage_error("query: expected one SQL argument (hdlm query [--db FILE] [--csv|--json] \"SQL\")%s", "");
+    if (argc != 1)
+        return usage_error(
+            "query: expected one SQL argument (hdlm query [--db FILE] [--csv|--json] \"SQL\")%s",
+            "");
     error e = {0};
     store *s = NULL;
     if (store_open(db, STORE_READONLY, &s, &e) != HDLM_OK) return die(&e);
@@ -137,7 +142,9 @@ static int cmd_runs(int argc, char **argv) {
 /* ---- hdlm data ---- */
 static int cmd_data(int argc, char **argv) {
     if (argc < 1 || strcmp(argv[0], "prepare"))
-        return usage_error("data: expected 'prepare' (hdlm data prepare corpus.txt -o corpus.tok [--tokenizer bytes|text8] [--valid 0.05] [--seed N])%s", "");
+        return usage_error("data: expected 'prepare' (hdlm data prepare corpus.txt -o corpus.tok "
+                           "[--tokenizer bytes|text8] [--valid 0.05] [--seed N])%s",
+                           "");
     const char *out = NULL, *tok = "bytes", *valid_s = "0.05", *seed_s = "0";
     argc = take_flag_value(argc - 1, argv + 1, "-o", &out);
     argc = take_flag_value(argc, argv + 1, "--tokenizer", &tok);
@@ -152,9 +159,11 @@ static int cmd_data(int argc, char **argv) {
     }
     char *end;
     double valid = strtod(valid_s, &end);
-    if (*end || end == valid_s) return usage_error("data prepare: --valid expects a number, got '%s'", valid_s);
+    if (*end || end == valid_s)
+        return usage_error("data prepare: --valid expects a number, got '%s'", valid_s);
     unsigned long long seed = strtoull(seed_s, &end, 10);
-    if (*end || end == seed_s) return usage_error("data prepare: --seed expects an integer, got '%s'", seed_s);
+    if (*end || end == seed_s)
+        return usage_error("data prepare: --seed expects an integer, got '%s'", seed_s);
     tokfile_stats st;
     error e = {0};
     if (tokfile_prepare(in, out, tok, valid, seed, &st, &e) != HDLM_OK) return die(&e);
@@ -197,12 +206,15 @@ static int cmd_sample(int argc, char **argv) {
     for (int i = 0; i < argc; i++) {
         if (!strchr(argv[i], '=')) {
             free(args);
-            return usage_error("sample: options are key=value (sampler=acs eta=0.01 n=4 ...), got '%s'",
-                               argv[i]);
+            return usage_error(
+                "sample: options are key=value (sampler=acs eta=0.01 n=4 ...), got '%s'", argv[i]);
         }
         args[i + 1] = argv[i];
     }
-    lua_host_opts o = {.script = "=hdlm sample", .n_args = argc + 1, .args = args, .db_path = db,
+    lua_host_opts o = {.script = "=hdlm sample",
+                       .n_args = argc + 1,
+                       .args = args,
+                       .db_path = db,
                        .chunk = sample_chunk};
     error e = {0};
     int rc = lua_host_run(&o, &e);
@@ -256,7 +268,8 @@ static int print_sample(void *ud, int ncol, const char *const *names, const stor
         free(corr.pos);
         return 1;
     }
-    fprintf(u->out, "-- sample %lld  %s  steps %lld  nfe %lld  %.2f s  corrections at %d position(s)\n",
+    fprintf(u->out,
+            "-- sample %lld  %s  steps %lld  nfe %lld  %.2f s  corrections at %d position(s)\n",
             (long long)id, vals[2].s ? vals[2].s : "", (long long)vals[3].i, (long long)vals[4].i,
             vals[5].d, corr.n);
     /* decode token by token so corrected positions can be marked */
@@ -276,7 +289,8 @@ static int print_sample(void *ud, int ncol, const char *const *names, const stor
         char buf[8];
         size_t len = tokenizer_decode(&tok, &id32, 1, buf, sizeof buf);
         int marked = 0;
-        for (int j = 0; j < corr.n; j++) marked |= corr.pos[j] == k;
+        for (int j = 0; j < corr.n; j++)
+            marked |= corr.pos[j] == k;
         if (marked) fputc('{', u->out);
         fwrite(buf, 1, len, u->out);
         if (marked) fputc('}', u->out);
@@ -299,7 +313,8 @@ static int cmd_samples(int argc, char **argv) {
     long long rid = strtoll(run, &end, 10);
     if (*end) return usage_error("samples: --run expects a run id, got '%s'", run);
     long long lim = strtoll(limit, &end, 10);
-    if (*end || lim < 1) return usage_error("samples: --limit expects a positive integer, got '%s'", limit);
+    if (*end || lim < 1)
+        return usage_error("samples: --limit expects a positive integer, got '%s'", limit);
     error e = {0};
     store *s = NULL;
     if (store_open(db, STORE_READONLY, &s, &e) != HDLM_OK) return die(&e);
@@ -313,8 +328,10 @@ static int cmd_samples(int argc, char **argv) {
     if (rc == HDLM_OK) rc = u.rc;
     store_close(s);
     if (rc != HDLM_OK) return die(&e);
-    if (u.n == 0) printf("(run %lld has no samples in %s)\n", rid, db);
-    else printf("{...} = a token the sampler corrected (trajectory events of kind 'correct')\n");
+    if (u.n == 0)
+        printf("(run %lld has no samples in %s)\n", rid, db);
+    else
+        printf("{...} = a token the sampler corrected (trajectory events of kind 'correct')\n");
     return 0;
 }
 
@@ -323,7 +340,8 @@ static int cmd_help(int argc, char **argv);
 static const command commands[] = {
     {"run", cmd_run, "run SCRIPT.lua [key=value ...] [--db FILE]",
      "run a Lua experiment (require \"hdlm\"); key=value pairs become hdlm.args"},
-    {"plugins", cmd_plugins, "plugins", "list every plugin found: kind, name, version, file, options"},
+    {"plugins", cmd_plugins, "plugins",
+     "list every plugin found: kind, name, version, file, options"},
     {"query", cmd_query, "query [--db FILE] [--csv|--json] \"SQL\"",
      "run SQL on the store and print a table, CSV or JSON"},
     {"runs", cmd_runs, "runs [--db FILE]", "list the runs in the store"},
@@ -339,7 +357,8 @@ static const command commands[] = {
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
 static int cmd_help(int argc, char **argv) {
-    printf("hdlm %s — hybrid autoregressive/diffusion language models on the CPU\n\n", HDLM_VERSION);
+    printf("hdlm %s — hybrid autoregressive/diffusion language models on the CPU\n\n",
+           HDLM_VERSION);
     printf("usage: hdlm COMMAND [ARGS]\n\ncommands:\n");
     for (size_t i = 0; i < N_COMMANDS; i++)
         printf("  hdlm %s\n      %s\n", commands[i].usage, commands[i].help);
@@ -357,8 +376,7 @@ int main(int argc, char **argv) {
      * faults and page clearing cost ~10% of a step. */
     mallopt(M_MMAP_THRESHOLD, 256 << 20);
     mallopt(M_TRIM_THRESHOLD, 512 << 20);
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))
-        return cmd_help(0, NULL);
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) return cmd_help(0, NULL);
     if (!strcmp(argv[1], "--version")) {
         printf("hdlm %s (plugin ABI %u, %s)\n", HDLM_VERSION, HDLM_ABI_VERSION, blas_info());
         return 0;
@@ -366,7 +384,8 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < N_COMMANDS; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 2, argv + 2);
     const char *names[N_COMMANDS];
-    for (size_t i = 0; i < N_COMMANDS; i++) names[i] = commands[i].name;
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        names[i] = commands[i].name;
     const char *near = text_closest(argv[1], names, N_COMMANDS);
     if (near)
         fprintf(stderr, "hdlm: unknown command '%s' (did you mean '%s'?); see hdlm --help\n",

@@ -35,14 +35,23 @@ void error_clear(error *e) {
 
 const char *error_status_str(int code) {
     switch (code) {
-    case HDLM_OK: return "ok";
-    case HDLM_ENOMEM: return "out of memory";
-    case HDLM_EINVAL: return "invalid argument";
-    case HDLM_EIO: return "i/o error";
-    case HDLM_EPLUGIN: return "plugin error";
-    case HDLM_EDB: return "database error";
-    case HDLM_ELUA: return "lua error";
-    case HDLM_ESTATE: return "invalid state";
-    default: return "unknown error";
+    case HDLM_OK:
+        return "ok";
+    case HDLM_ENOMEM:
+        return "out of memory";
+    case HDLM_EINVAL:
+        return "invalid argument";
+    case HDLM_EIO:
+        return "i/o error";
+    case HDLM_EPLUGIN:
+        return "plugin error";
+    case HDLM_EDB:
+        return "database error";
+    case HDLM_ELUA:
+        return "lua error";
+    case HDLM_ESTATE:
+        return "invalid state";
+    default:
+        return "unknown error";
     }
 }

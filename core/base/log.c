@@ -28,10 +28,14 @@ int log_get_level(void) {
 
 static const char *level_name(int level) {
     switch (level) {
-    case HDLM_LOG_DEBUG: return "debug";
-    case HDLM_LOG_INFO: return "info";
-    case HDLM_LOG_WARN: return "warning";
-    default: return "error";
+    case HDLM_LOG_DEBUG:
+        return "debug";
+    case HDLM_LOG_INFO:
+        return "info";
+    case HDLM_LOG_WARN:
+        return "warning";
+    default:
+        return "error";
     }
 }
 

@@ -52,7 +52,8 @@ int progress_format(const progress *p, double now, double unit_rate, const char 
     int width = 24, filled = p->total > 0 ? (int)(width * p->done / p->total) : 0;
     if (filled > width) filled = width;
     char bar[32];
-    for (int i = 0; i < width; i++) bar[i] = i < filled ? '#' : '.';
+    for (int i = 0; i < width; i++)
+        bar[i] = i < filled ? '#' : '.';
     bar[width] = '\0';
     int n = snprintf(buf, cap, "%s [%s] %lld/%lld %.2f it/s", p->label, bar, (long long)p->done,
                      (long long)p->total, rate);

@@ -9,9 +9,9 @@
 typedef struct progress {
     FILE *out;
     char label[64];
-    int64_t total;      /* steps to do */
+    int64_t total; /* steps to do */
     int64_t done;
-    double t_start;     /* seconds, monotonic */
+    double t_start; /* seconds, monotonic */
     double t_last_draw;
     int tty;            /* 1 = redraw in place */
     double plain_every; /* seconds between plain lines when not a tty */

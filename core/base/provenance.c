@@ -12,7 +12,8 @@ static int run_capture(const char *cmd, char *out, size_t cap) {
     size_t n = fread(out, 1, cap - 1, f);
     out[n] = '\0';
     int rc = pclose(f);
-    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r')) out[--n] = '\0';
+    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r'))
+        out[--n] = '\0';
     return rc;
 }
 
@@ -47,7 +48,8 @@ void provenance_collect(provenance *p, const char *src_dir) {
                 char *c = strchr(line, ':');
                 if (c) {
                     c++;
-                    while (*c == ' ') c++;
+                    while (*c == ' ')
+                        c++;
                     c[strcspn(c, "\n")] = '\0';
                     snprintf(p->cpu, sizeof p->cpu, "%s", c);
                 }

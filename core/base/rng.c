@@ -16,14 +16,16 @@ static inline uint64_t rotl(uint64_t x, int k) {
 
 void rng_init(rng *r, uint64_t seed) {
     uint64_t x = seed;
-    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&x);
+    for (int i = 0; i < 4; i++)
+        r->s[i] = splitmix64(&x);
 }
 
 rng rng_split(const rng *r, uint64_t stream) {
     uint64_t x = r->s[0] ^ rotl(r->s[1], 17) ^ rotl(r->s[2], 31) ^ rotl(r->s[3], 47);
     x ^= stream * 0xd1342543de82ef95ull + 0x632be59bd9b4e019ull;
     rng out;
-    for (int i = 0; i < 4; i++) out.s[i] = splitmix64(&x);
+    for (int i = 0; i < 4; i++)
+        out.s[i] = splitmix64(&x);
     return out;
 }
 
@@ -52,7 +54,8 @@ uint64_t rng_below(rng *r, uint64_t n) {
     /* rejection on the top range keeps it unbiased */
     uint64_t limit = UINT64_MAX - UINT64_MAX % n;
     uint64_t x;
-    do x = rng_u64(r);
+    do
+        x = rng_u64(r);
     while (x >= limit);
     return x % n;
 }

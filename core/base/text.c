@@ -12,7 +12,8 @@ size_t text_edit_distance(const char *a, const char *b) {
         free(cur);
         return n > m ? n : m;
     }
-    for (size_t j = 0; j <= m; j++) prev[j] = j;
+    for (size_t j = 0; j <= m; j++)
+        prev[j] = j;
     for (size_t i = 1; i <= n; i++) {
         cur[0] = i;
         for (size_t j = 1; j <= m; j++) {

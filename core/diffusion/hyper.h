@@ -17,8 +17,7 @@ typedef struct hyper {
     uint32_t flags; /* HDLM_SCHEDULE_* */
     int32_t (*n_levels)(void *ctx);
     int64_t (*n_steps)(void *ctx, int64_t L);
-    int (*levels)(void *ctx, int64_t step, int64_t L, int32_t *level, int64_t *n_settled,
-                  error *e);
+    int (*levels)(void *ctx, int64_t step, int64_t L, int32_t *level, int64_t *n_settled, error *e);
     uint32_t (*growth)(void *ctx, int64_t *block);
     const char *name; /* for messages */
     /* Set by hyper_from_plugin (ctx is then the plugin's self), NULL for other sources: the

@@ -56,8 +56,8 @@ int method_init(method *m, const method_config *cfg, const hyper *sched, void *n
     m->settled = malloc(rows * sizeof *m->settled);
     if (!m->levels || !m->settled) {
         method_free(m);
-        return error_set(e, HDLM_ENOMEM, "schedule %s: no memory for %lld x %d levels",
-                         sched->name, (long long)rows, L);
+        return error_set(e, HDLM_ENOMEM, "schedule %s: no memory for %lld x %d levels", sched->name,
+                         (long long)rows, L);
     }
     for (int64_t s = 0; s <= m->n_steps; s++) {
         int rc = hyper_levels(sched, s, L, m->levels + (size_t)s * L, &m->settled[s], e);
@@ -99,7 +99,8 @@ int method_init(method *m, const method_config *cfg, const hyper *sched, void *n
                 if (m->settled[s] != lo) continue;
                 const int32_t *lv = m->levels + (size_t)s * L;
                 int live = 0;
-                for (int64_t i = lo; i < hi; i++) live |= lv[i] < m->W;
+                for (int64_t i = lo; i < hi; i++)
+                    live |= lv[i] < m->W;
                 if (live) m->block_steps[n++] = s;
             }
             if (m->block_off[k] == n)
@@ -172,18 +173,20 @@ int method_prepare(method *m, const int32_t *windows, int B, rng *r, error *e) {
         float *t = m->t + (size_t)b * T;
         uint8_t *st = m->state + (size_t)b * T;
         attn_row *rows = m->rows + (size_t)b * T;
-        for (int i = 0; i < L; i++) x0[i] = w[i], pos[i] = i;
+        for (int i = 0; i < L; i++)
+            x0[i] = w[i], pos[i] = i;
         if (!m->cfg.vectorised) {
             if (m->continuous) {
                 /* MDLM-style continuous time: one t per sequence, every position active */
                 float tt = (1.0f - HYPER_SAMPLING_EPS) * (float)draw_u(m, r, u0, b, B) +
                            HYPER_SAMPLING_EPS;
-                for (int i = 0; i < L; i++) t[i] = tt, st[i] = HDLM_ACTIVE;
+                for (int i = 0; i < L; i++)
+                    t[i] = tt, st[i] = HDLM_ACTIVE;
             } else {
                 int64_t s = 1 + (int64_t)(draw_u(m, r, u0, b, B) * (double)m->n_steps);
                 if (s > m->n_steps) s = m->n_steps;
-                hyper_times(m->levels + (size_t)s * L, m->settled[s], L, m->W,
-                            HYPER_SAMPLING_EPS, t, st);
+                hyper_times(m->levels + (size_t)s * L, m->settled[s], L, m->W, HYPER_SAMPLING_EPS,
+                            t, st);
             }
             mask_rows_from_states(rows, st, L, m->cfg.context, mask_w, m->cfg.block_type);
             continue;
@@ -213,15 +216,14 @@ int method_prepare(method *m, const int32_t *windows, int B, rng *r, error *e) {
     int rc = m->noise->corrupt(m->noise_self, &nb, err, sizeof err);
     if (rc != HDLM_OK) return error_set(e, HDLM_EPLUGIN, "noise corrupt: %s", err);
     if (m->conditioned) {
-        rc = m->noise->conditioning(m->noise_self, (size_t)B * T, m->t, m->sigma, err,
-                                    sizeof err);
+        rc = m->noise->conditioning(m->noise_self, (size_t)B * T, m->t, m->sigma, err, sizeof err);
         if (rc != HDLM_OK) return error_set(e, HDLM_EPLUGIN, "noise conditioning: %s", err);
     }
     return HDLM_OK;
 }
 
-int method_loss(method *m, int B, const float *logits, float *dlogits, double scale,
-                double *total, error *e) {
+int method_loss(method *m, int B, const float *logits, float *dlogits, double scale, double *total,
+                error *e) {
     hdlm_noise_batch nb;
     fill_batch(m, &nb, B);
     nb.logits = logits;
@@ -235,7 +237,8 @@ int method_loss(method *m, int B, const float *logits, float *dlogits, double sc
         size_t n = (size_t)B * m->T * m->Vp;
         float sc = (float)scale;
 #pragma omp parallel for simd schedule(static) if (n >= 65536)
-        for (size_t i = 0; i < n; i++) dlogits[i] *= sc;
+        for (size_t i = 0; i < n; i++)
+            dlogits[i] *= sc;
     }
     return HDLM_OK;
 }

@@ -25,20 +25,20 @@ typedef struct method_config {
 
 typedef struct method {
     method_config cfg;
-    const hyper *sched;            /* borrowed */
-    void *noise_self;              /* borrowed */
-    const hdlm_noise_ops *noise;   /* borrowed */
+    const hyper *sched;          /* borrowed */
+    void *noise_self;            /* borrowed */
+    const hdlm_noise_ops *noise; /* borrowed */
     int32_t V, Vp, W;
-    int L, T;                      /* sequence length, positions the model sees (L or 2L) */
-    int64_t n_steps, block;        /* schedule steps for L; growth block (1 = tokens) */
+    int L, T;               /* sequence length, positions the model sees (L or 2L) */
+    int64_t n_steps, block; /* schedule steps for L; growth block (1 = tokens) */
     uint32_t growth;
     int conditioned, continuous;
-    int32_t *levels;               /* (n_steps + 1, L) level table */
-    int64_t *settled;              /* (n_steps + 1) settled prefix per step */
-    int n_blocks;                  /* vectorised: blocks of the sequence */
-    int64_t *block_steps;          /* vectorised: steps where block k is the active one */
-    int64_t *block_off;            /* (n_blocks + 1) offsets into block_steps */
-    int32_t *bucket_start;         /* (n_blocks) */
+    int32_t *levels;       /* (n_steps + 1, L) level table */
+    int64_t *settled;      /* (n_steps + 1) settled prefix per step */
+    int n_blocks;          /* vectorised: blocks of the sequence */
+    int64_t *block_steps;  /* vectorised: steps where block k is the active one */
+    int64_t *block_off;    /* (n_blocks + 1) offsets into block_steps */
+    int32_t *bucket_start; /* (n_blocks) */
     /* per micro-batch buffers, (B, T) unless noted */
     int cap_B;
     int32_t *x0, *xt, *pos;
@@ -58,7 +58,7 @@ void method_free(method *m);
 int method_prepare(method *m, const int32_t *windows, int B, rng *r, error *e);
 /* Loss of the prepared batch given the model's logits (B*T, Vp): *total (the plugin's batch
  * loss times `scale`) and dlogits (B*T, Vp) = d(scale * loss)/d(logits) when dlogits != NULL. */
-int method_loss(method *m, int B, const float *logits, float *dlogits, double scale,
-                double *total, error *e);
+int method_loss(method *m, int B, const float *logits, float *dlogits, double scale, double *total,
+                error *e);
 
 #endif

@@ -49,7 +49,8 @@ int32_t sample_draw(const double *w, int32_t n, double temperature, int top_k, d
         int32_t keep = trunc_k ? top_k : m;
         if (trunc_p) {
             double total = 0, acc = 0;
-            for (int32_t j = 0; j < keep; j++) total += pr[j].v;
+            for (int32_t j = 0; j < keep; j++)
+                total += pr[j].v;
             int32_t j = 0;
             /* the smallest prefix (most probable first) whose mass reaches top_p */
             while (j < keep) {
@@ -59,11 +60,13 @@ int32_t sample_draw(const double *w, int32_t n, double temperature, int top_k, d
             }
             keep = j;
         }
-        for (int32_t j = keep; j < m; j++) q[(int32_t)pr[j].i] = 0;
+        for (int32_t j = keep; j < m; j++)
+            q[(int32_t)pr[j].i] = 0;
         free(buf);
     }
     double total = 0;
-    for (int32_t i = 0; i < n; i++) total += q[i];
+    for (int32_t i = 0; i < n; i++)
+        total += q[i];
     double target = u * total, acc = 0;
     int32_t last = best;
     for (int32_t i = 0; i < n; i++) {
@@ -82,20 +85,20 @@ typedef struct loop {
     rng r;
     sample_result *out;
     int64_t step;
-    double *scratch;  /* (2 Vp) */
-    int32_t *idx;     /* (Vp) */
-    int failed;       /* event buffer could not grow */
+    double *scratch; /* (2 Vp) */
+    int32_t *idx;    /* (Vp) */
+    int failed;      /* event buffer could not grow */
 } loop;
 
 static int32_t core_draw(void *core, const double *w, int32_t n) {
     loop *lp = core;
     double u = rng_uniform(&lp->r);
-    return sample_draw(w, n, lp->cfg->temperature, lp->cfg->top_k, lp->cfg->top_p, u,
-                       lp->scratch, lp->idx);
+    return sample_draw(w, n, lp->cfg->temperature, lp->cfg->top_k, lp->cfg->top_p, u, lp->scratch,
+                       lp->idx);
 }
 
-static void core_event(void *core, int64_t b, int64_t i, int32_t old_tok, int32_t new_tok,
-                       double p, int kind) {
+static void core_event(void *core, int64_t b, int64_t i, int32_t old_tok, int32_t new_tok, double p,
+                       int kind) {
     loop *lp = core;
     if (!lp->cfg->record_events) return;
     sample_result *o = lp->out;
@@ -151,8 +154,8 @@ int sample_run(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
     int conditioned = (noise->flags & HDLM_NOISE_CONDITIONED) != 0;
     if (conditioned != (m->cfg.cond != 0))
         return error_set(e, HDLM_EINVAL,
-                         "sample: noise process %s %s σ conditioning but the model %s",
-                         noise_name, conditioned ? "needs" : "has no",
+                         "sample: noise process %s %s σ conditioning but the model %s", noise_name,
+                         conditioned ? "needs" : "has no",
                          m->cfg.cond ? "is conditioned" : "is not");
     int32_t W = h->n_levels(h->ctx);
     int64_t n_steps = h->n_steps(h->ctx, L);
@@ -181,8 +184,7 @@ int sample_run(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
     kv_cache kc = {0};
     int rc = HDLM_OK;
     if (!x || !lev || !lev2 || !tn || !tx || !t1 || !sigma || !st || !st1 || !fixed || !filled ||
-        !logits ||
-        !probs || !rows || !pos || !ctok || !csig || !crow || !lp.scratch || !lp.idx) {
+        !logits || !probs || !rows || !pos || !ctok || !csig || !crow || !lp.scratch || !lp.idx) {
         rc = error_set(e, HDLM_ENOMEM, "sample: out of memory for %d x %d samples", B, L);
         goto done;
     }
@@ -226,9 +228,11 @@ int sample_run(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
             int64_t ns1;
             if ((rc = hyper_levels(h, s + 1, L, lev2, &ns1, e)) != HDLM_OK) goto done;
             hyper_times(lev2, ns1, L, W, HYPER_SAMPLING_EPS, t1, st1);
-            for (int i = 0; i < L; i++) tx[i] = st1[i] == HDLM_SETTLED ? 0.0f : t1[i];
+            for (int i = 0; i < L; i++)
+                tx[i] = st1[i] == HDLM_SETTLED ? 0.0f : t1[i];
         } else {
-            for (int i = 0; i < L; i++) tx[i] = 0.0f;
+            for (int i = 0; i < L; i++)
+                tx[i] = 0.0f;
         }
         for (int b = 1; b < B; b++) {
             memcpy(tn + (size_t)b * L, tn, (size_t)L * sizeof *tn);
@@ -247,7 +251,8 @@ int sample_run(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
             continue;
         }
         mask_rows_from_states(rows, st, L, cfg->context, mw, cfg->block_type);
-        for (int b = 1; b < B; b++) memcpy(rows + (size_t)b * L, rows, (size_t)L * sizeof *rows);
+        for (int b = 1; b < B; b++)
+            memcpy(rows + (size_t)b * L, rows, (size_t)L * sizeof *rows);
         if (conditioned) {
             char ce[512] = "";
             if ((rc = noise->conditioning(noise_self, BL, tn, sigma, ce, sizeof ce)) != HDLM_OK) {
@@ -274,7 +279,8 @@ int sample_run(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
                        (size_t)na * Vp * sizeof *lg);
         } else {
             for (int b = 0; b < B; b++)
-                for (int i = 0; i < L; i++) pos[(size_t)b * L + i] = i;
+                for (int i = 0; i < L; i++)
+                    pos[(size_t)b * L + i] = i;
             model_batch fb = {B, L, x, pos, conditioned ? sigma : NULL, rows, NULL};
             if ((rc = model_forward(m, &fb, &lg, e)) != HDLM_OK) goto done;
             memcpy(logits, lg, BL * (size_t)Vp * sizeof *lg);
@@ -300,10 +306,25 @@ int sample_run(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
             goto done;
         }
         hdlm_sampler_ctx ctx = {
-            .struct_size = sizeof ctx, .B = B, .L = L, .V = V, .Vp = Vp, .mask_id = mask_id,
-            .step = s, .n_steps = n_steps, .x = x, .state = st, .fixed = fixed, .t_now = tn,
-            .t_next = tx, .logits = logits, .probs = probs, .rng = &lp.r, .core = &lp,
-            .draw = core_draw, .event = core_event,
+            .struct_size = sizeof ctx,
+            .B = B,
+            .L = L,
+            .V = V,
+            .Vp = Vp,
+            .mask_id = mask_id,
+            .step = s,
+            .n_steps = n_steps,
+            .x = x,
+            .state = st,
+            .fixed = fixed,
+            .t_now = tn,
+            .t_next = tx,
+            .logits = logits,
+            .probs = probs,
+            .rng = &lp.r,
+            .core = &lp,
+            .draw = core_draw,
+            .event = core_event,
         };
         if ((rc = sampler->step(sampler_self, &ctx, perr, sizeof perr)) != HDLM_OK) {
             rc = error_set(e, HDLM_EPLUGIN, "%s: step %lld: %s", sampler_name, (long long)s, perr);
@@ -330,7 +351,8 @@ int sample_run(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
 done:
     kv_cache_free(&kc);
     free(x), free(lev), free(lev2), free(tn), free(tx), free(t1), free(sigma), free(st), free(st1);
-    free(fixed), free(filled), free(logits), free(probs), free(rows), free(pos), free(ctok), free(csig);
+    free(fixed), free(filled), free(logits), free(probs), free(rows), free(pos), free(ctok),
+        free(csig);
     free(crow), free(lp.scratch), free(lp.idx);
     if (rc != HDLM_OK) sample_result_free(out);
     return rc;

@@ -15,17 +15,17 @@
 #include <stdint.h>
 
 typedef struct sample_config {
-    int B, L;                  /* samples at once, positions */
+    int B, L; /* samples at once, positions */
     uint64_t seed;
-    double temperature;        /* 1: the model's distribution; 0: greedy (argmax) */
-    int top_k;                 /* 0: off */
-    double top_p;              /* >= 1: off; else the smallest set with mass >= top_p */
-    int cache;                 /* use the KV cache when it is exact */
-    int context, block_type;   /* MASK_CTX_*, MASK_BLOCK_* (as in training) */
-    const int32_t *fixed_tok;  /* (L) tokens of fixed positions (prompt / infill) */
-    const uint8_t *fixed;      /* (L) 1 = fixed; NULL = none */
+    double temperature;       /* 1: the model's distribution; 0: greedy (argmax) */
+    int top_k;                /* 0: off */
+    double top_p;             /* >= 1: off; else the smallest set with mass >= top_p */
+    int cache;                /* use the KV cache when it is exact */
+    int context, block_type;  /* MASK_CTX_*, MASK_BLOCK_* (as in training) */
+    const int32_t *fixed_tok; /* (L) tokens of fixed positions (prompt / infill) */
+    const uint8_t *fixed;     /* (L) 1 = fixed; NULL = none */
     int record_events;
-    int progress;              /* show a progress bar */
+    int progress; /* show a progress bar */
 } sample_config;
 
 typedef struct sample_event {
@@ -36,12 +36,12 @@ typedef struct sample_event {
 } sample_event;
 
 typedef struct sample_result {
-    int32_t *tokens;           /* (B, L) */
-    sample_event *events;      /* (n_events) when recorded */
+    int32_t *tokens;      /* (B, L) */
+    sample_event *events; /* (n_events) when recorded */
     int64_t n_events, cap_events;
-    int64_t steps, nfe;        /* schedule steps, network evaluations */
-    double wall;               /* seconds */
-    int cache_used;            /* 1 when the KV cache was used */
+    int64_t steps, nfe; /* schedule steps, network evaluations */
+    double wall;        /* seconds */
+    int cache_used;     /* 1 when the KV cache was used */
 } sample_result;
 
 /* Generates cfg->B samples of length cfg->L. The model's output size must be V + n_extra of the

@@ -52,8 +52,7 @@ int trainer_init(trainer *t, const train_config *cfg, const corpus *data, error 
     t->cfg = *cfg;
     t->data = data;
     train_config *c = &t->cfg;
-    if (!c->objective)
-        return error_set(e, HDLM_EINVAL, "train: objective must be 'ar' or 'mask'");
+    if (!c->objective) return error_set(e, HDLM_EINVAL, "train: objective must be 'ar' or 'mask'");
     if (c->batch < 1 || c->accum < 1 || c->steps < 1)
         return error_set(e, HDLM_EINVAL,
                          "train: batch (%d), accum (%d) and steps (%lld) must be positive",
@@ -61,8 +60,9 @@ int trainer_init(trainer *t, const train_config *cfg, const corpus *data, error 
     int T = c->model.seq_len;
     if (c->objective == OBJ_METHOD) {
         if (!c->sched || !c->noise)
-            return error_set(e, HDLM_EINVAL, "train: the method objective needs a noise process "
-                                             "and a schedule");
+            return error_set(e, HDLM_EINVAL,
+                             "train: the method objective needs a noise process "
+                             "and a schedule");
         int rc = method_init(&t->meth, &c->method, c->sched, c->noise_self, c->noise,
                              data->tok.vocab, T, e);
         if (rc != HDLM_OK) return rc;
@@ -92,8 +92,7 @@ int trainer_init(trainer *t, const train_config *cfg, const corpus *data, error 
     /* refuse before allocating what the machine cannot hold */
     double C = c->model.d_model, V = c->model.vocab, N = (double)c->batch * TM;
     double act_floats =
-        c->model.n_layer * (N * C * 20 + (double)c->batch * c->model.n_head * TM * TM) +
-        N * V * 2;
+        c->model.n_layer * (N * C * 20 + (double)c->batch * c->model.n_head * TM * TM) + N * V * 2;
     long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGE_SIZE);
     double mem = (double)pages * (double)psize;
     double need_bytes = act_floats * 4 + 0; /* parameters are small next to activations */
@@ -131,7 +130,8 @@ int trainer_init(trainer *t, const train_config *cfg, const corpus *data, error 
         goto fail;
     }
     for (int b = 0; b < c->batch; b++)
-        for (int i = 0; i < T; i++) t->pos[(size_t)b * T + i] = i;
+        for (int i = 0; i < T; i++)
+            t->pos[(size_t)b * T + i] = i;
     for (int b = 0; b < c->batch; b++) {
         if (c->objective == OBJ_AR)
             mask_rows_causal(t->rows + (size_t)b * T, T);
@@ -179,7 +179,12 @@ static int micro_batch(trainer *t, const int32_t *tokens, int64_t n, rng *dr, rn
         method *me = &t->meth;
         if (batch_draw(tokens, n, B, T, dr, t->window, e) != HDLM_OK) return e->code;
         if (method_prepare(me, t->window, B, nr, e) != HDLM_OK) return e->code;
-        model_batch mb = {B, me->T, me->xt, me->pos, me->conditioned ? me->sigma : NULL, me->rows,
+        model_batch mb = {B,
+                          me->T,
+                          me->xt,
+                          me->pos,
+                          me->conditioned ? me->sigma : NULL,
+                          me->rows,
                           backward && t->cfg.model.dropout > 0 ? &t->dropout_rng : NULL};
         float *logits;
         if (model_forward(&t->m, &mb, &logits, e) != HDLM_OK) return e->code;
@@ -202,20 +207,27 @@ static int micro_batch(trainer *t, const int32_t *tokens, int64_t n, rng *dr, rn
             memmove(t->window + (size_t)b * (T + 1), t->window + (size_t)b * T,
                     (size_t)T * sizeof(int32_t));
     build_inputs(t, t->window, B, norm, nr);
-    model_batch mb = {B, T, t->inp, t->pos, t->cfg.model.cond ? t->sigma : NULL, t->rows,
+    model_batch mb = {B,
+                      T,
+                      t->inp,
+                      t->pos,
+                      t->cfg.model.cond ? t->sigma : NULL,
+                      t->rows,
                       backward && t->cfg.model.dropout > 0 ? &t->dropout_rng : NULL};
     float *logits;
     if (model_forward(&t->m, &mb, &logits, e) != HDLM_OK) return e->code;
     size_t BT = (size_t)B * T;
     crossentropy_forward(t->loss, logits, t->tgt, (int)BT, V);
     double s = 0;
-    for (size_t i = 0; i < BT; i++) s += (double)t->wloss[i] * t->loss[i];
+    for (size_t i = 0; i < BT; i++)
+        s += (double)t->wloss[i] * t->loss[i];
     *loss_sum += s;
     if (backward) {
         size_t nd = BT * (size_t)V; /* (B*T, V): the largest buffer of a step; zero on all cores */
         float *dl = t->dlogits;
 #pragma omp parallel for schedule(static) if (nd >= (1u << 18))
-        for (size_t i = 0; i < nd; i++) dl[i] = 0.0f;
+        for (size_t i = 0; i < nd; i++)
+            dl[i] = 0.0f;
         crossentropy_backward(t->dlogits, logits, t->tgt, t->wloss, (int)BT, V);
         model_backward(&t->m, &mb, t->dlogits);
     }
@@ -299,8 +311,7 @@ static int mkdir_p(const char *dir, error *e) {
         if (*p != '/') continue;
         *p = '\0';
         if (mkdir(tmp, 0777) != 0 && errno != EEXIST)
-            return error_set(e, HDLM_EIO, "%s: cannot create directory: %s", tmp,
-                             strerror(errno));
+            return error_set(e, HDLM_EIO, "%s: cannot create directory: %s", tmp, strerror(errno));
         *p = '/';
     }
     if (mkdir(tmp, 0777) != 0 && errno != EEXIST)
@@ -308,8 +319,8 @@ static int mkdir_p(const char *dir, error *e) {
     return HDLM_OK;
 }
 
-static int write_weights(const model *m, const float *slab, const char *path,
-                         const char *const *mk, const char *const *mv, int nm, error *e) {
+static int write_weights(const model *m, const float *slab, const char *path, const char *const *mk,
+                         const char *const *mv, int nm, error *e) {
     st_tensor *ts = calloc((size_t)m->n_tensors, sizeof *ts);
     if (!ts) return error_set(e, HDLM_ENOMEM, "%s: out of memory", path);
     for (int i = 0; i < m->n_tensors; i++) {
@@ -349,9 +360,9 @@ static void config_json(const trainer *t, json_buf *jb) {
              "\"steps\":%lld,\"seed\":%llu,\"lr\":%.17g,\"min_lr\":%.17g,\"warmup\":%lld,"
              "\"schedule\":\"%s\",\"beta1\":%.17g,\"beta2\":%.17g,\"eps\":%.17g,"
              "\"weight_decay\":%.17g,\"clip\":%.17g,\"ema\":%.17g}",
-             train_objective_name(c->objective), c->model.vocab, c->model.d_model,
-             c->model.n_layer, c->model.n_head, c->model.seq_len, c->model.cond,
-             (double)c->model.mix_gamma, (double)c->model.dropout, c->batch, c->accum, (long long)c->steps,
+             train_objective_name(c->objective), c->model.vocab, c->model.d_model, c->model.n_layer,
+             c->model.n_head, c->model.seq_len, c->model.cond, (double)c->model.mix_gamma,
+             (double)c->model.dropout, c->batch, c->accum, (long long)c->steps,
              (unsigned long long)c->seed, c->opt.lr, c->opt.min_lr, (long long)c->opt.warmup,
              lr_schedule_name(c->opt.schedule), c->opt.beta1, c->opt.beta2, c->opt.eps,
              c->opt.weight_decay, c->opt.clip, c->opt.ema);
@@ -370,8 +381,7 @@ static void config_json(const trainer *t, json_buf *jb) {
 
 static void rng_hex(const rng *r, char out[80]) {
     snprintf(out, 80, "%016llx%016llx%016llx%016llx", (unsigned long long)r->s[0],
-             (unsigned long long)r->s[1], (unsigned long long)r->s[2],
-             (unsigned long long)r->s[3]);
+             (unsigned long long)r->s[1], (unsigned long long)r->s[2], (unsigned long long)r->s[3]);
 }
 
 static int rng_parse(const char *s, rng *r) {
@@ -399,7 +409,8 @@ static int64_t ckpt_file_step(const char *name) {
     const char *p = name + 5;
     int64_t s = 0;
     int digits = 0;
-    for (; *p >= '0' && *p <= '9' && digits < 18; p++, digits++) s = s * 10 + (*p - '0');
+    for (; *p >= '0' && *p <= '9' && digits < 18; p++, digits++)
+        s = s * 10 + (*p - '0');
     if (!digits) return -1;
     for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++)
         if (!strcmp(p, suffixes[i])) return s;
@@ -427,7 +438,8 @@ static void prune_checkpoints(const trainer *t) {
         int64_t s = ckpt_file_step(de->d_name);
         if (s < 0 || s >= t->step) continue;
         size_t i = 0;
-        while (i < n && steps[i] != s) i++;
+        while (i < n && steps[i] != s)
+            i++;
         if (i < n) continue;
         if (n == cap) {
             size_t nc = cap ? 2 * cap : 16;
@@ -472,12 +484,13 @@ int trainer_save(trainer *t, char *path, size_t cap, error *e) {
     if (rc == HDLM_OK) {
         char tbuf[32];
         snprintf(tbuf, sizeof tbuf, "%lld", (long long)t->opt.t);
-        st_tensor ts[2] = {{.name = "adam.m", .dtype = ST_F32, .ndim = 1}, {.name = "adam.v", .dtype = ST_F32, .ndim = 1}};
+        st_tensor ts[2] = {{.name = "adam.m", .dtype = ST_F32, .ndim = 1},
+                           {.name = "adam.v", .dtype = ST_F32, .ndim = 1}};
         ts[0].shape[0] = ts[1].shape[0] = (int64_t)t->m.n_params;
         ts[0].data = t->opt.m;
         ts[1].data = t->opt.v;
         ts[0].nbytes = ts[1].nbytes = (int64_t)t->m.n_params * 4;
-        const char *sk[] = {"format", "step",      "config",     "adam_t",
+        const char *sk[] = {"format",   "step",      "config",     "adam_t",
                             "data_rng", "noise_rng", "dropout_rng"};
         const char *sv[] = {"hdlm-state-1", stepbuf, cj.data, tbuf, dr, nr, pr};
         rc = st_write(spath, ts, 2, sk, sv, 7, e);
@@ -513,8 +526,7 @@ int trainer_resume(trainer *t, int *found, error *e) {
     long long step = -1;
     int n = fscanf(f, "%lld", &step);
     fclose(f);
-    if (n != 1 || step < 0)
-        return error_set(e, HDLM_EIO, "%s: expected a step number", lpath);
+    if (n != 1 || step < 0) return error_set(e, HDLM_EIO, "%s: expected a step number", lpath);
     char wpath[1200], epath[1200], spath[1200];
     ckpt_name(t, step, ".safetensors", wpath, sizeof wpath);
     ckpt_name(t, step, ".ema.safetensors", epath, sizeof epath);

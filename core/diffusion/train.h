@@ -21,11 +21,11 @@
 enum { OBJ_AR = 1, OBJ_MASK = 2, OBJ_METHOD = 3 };
 
 typedef struct train_config {
-    model_config model;  /* vocab is filled from the corpus (+1 mask symbol for "mask") */
+    model_config model; /* vocab is filled from the corpus (+1 mask symbol for "mask") */
     optim_config opt;
-    int objective;       /* OBJ_* */
-    int batch, accum;    /* micro-batch size; micro-batches per optimizer step */
-    int64_t steps;       /* optimizer steps */
+    int objective;    /* OBJ_* */
+    int batch, accum; /* micro-batch size; micro-batches per optimizer step */
+    int64_t steps;    /* optimizer steps */
     uint64_t seed;
     int log_every, eval_every, ckpt_every, eval_batches;
     char ckpt_dir[1024]; /* "" = no checkpoints */
@@ -39,33 +39,33 @@ typedef struct train_config {
 } train_config;
 
 typedef struct train_stats {
-    int64_t step;        /* optimizer steps done after this one */
+    int64_t step; /* optimizer steps done after this one */
     double loss, lr, grad_norm, step_time, tokens_per_s;
 } train_stats;
 
 typedef struct trainer {
     train_config cfg;
-    const corpus *data;  /* borrowed */
+    const corpus *data; /* borrowed */
     model m;
     optim opt;
-    rng data_rng;        /* batch offsets: the data cursor */
-    rng noise_rng;       /* masking draws */
-    rng dropout_rng;     /* dropout masks (training only) */
-    int64_t step;        /* optimizer steps done */
-    int T;               /* positions per sequence fed to the model */
-    int32_t *window;     /* (B, T+1) raw tokens */
-    int32_t *inp, *tgt;  /* (B, T) */
-    int32_t *pos;        /* (B, T) */
-    float *sigma;        /* (B, T) */
-    float *wloss;        /* (B, T) per-token loss weight */
-    float *loss;         /* (B, T) */
-    float *dlogits;      /* (B*T, V) */
-    attn_row *rows;      /* (B, T) */
-    method meth;         /* OBJ_METHOD */
+    rng data_rng;       /* batch offsets: the data cursor */
+    rng noise_rng;      /* masking draws */
+    rng dropout_rng;    /* dropout masks (training only) */
+    int64_t step;       /* optimizer steps done */
+    int T;              /* positions per sequence fed to the model */
+    int32_t *window;    /* (B, T+1) raw tokens */
+    int32_t *inp, *tgt; /* (B, T) */
+    int32_t *pos;       /* (B, T) */
+    float *sigma;       /* (B, T) */
+    float *wloss;       /* (B, T) per-token loss weight */
+    float *loss;        /* (B, T) */
+    float *dlogits;     /* (B*T, V) */
+    attn_row *rows;     /* (B, T) */
+    method meth;        /* OBJ_METHOD */
 } trainer;
 
 int train_objective_from_name(const char *s); /* 0 when unknown */
-const char *train_objective_name(int obj); /* "ar", "mask", "method" */
+const char *train_objective_name(int obj);    /* "ar", "mask", "method" */
 /* Validates the configuration against the corpus (seq_len vs split sizes, sizes > 0, memory)
  * and allocates everything. */
 int trainer_init(trainer *t, const train_config *cfg, const corpus *data, error *e);

@@ -23,7 +23,8 @@ static l_corpus *check_corpus(lua_State *L, int idx) {
 
 const corpus *l_check_corpus(lua_State *L, int idx) {
     l_corpus *u = luaL_testudata(L, idx, CORPUS_MT);
-    if (!u) luaL_error(L, "expected a corpus (from hdlm.corpus{...}), got %s", luaL_typename(L, idx));
+    if (!u)
+        luaL_error(L, "expected a corpus (from hdlm.corpus{...}), got %s", luaL_typename(L, idx));
     return &u->c;
 }
 
@@ -62,8 +63,8 @@ static int l_corpus_new(lua_State *L) {
             snprintf(u->path, sizeof u->path, "%s.%s.v%g.s%lld.tok", path, tokname, valid, seed);
         struct stat st_text, st_tok;
         int have_text = stat(path, &st_text) == 0;
-        int fresh = stat(u->path, &st_tok) == 0 &&
-                    (!have_text || st_tok.st_mtime >= st_text.st_mtime);
+        int fresh =
+            stat(u->path, &st_tok) == 0 && (!have_text || st_tok.st_mtime >= st_text.st_mtime);
         if (!fresh) {
             tokfile_stats stats;
             if (tokfile_prepare(path, u->path, tokname, valid, (uint64_t)seed, &stats, &e) !=
@@ -149,11 +150,16 @@ static int corpus_batch(lua_State *L) {
 static int corpus_index(lua_State *L) {
     l_corpus *u = check_corpus(L, 1);
     const char *k = luaL_checkstring(L, 2);
-    if (!strcmp(k, "vocab")) lua_pushinteger(L, u->c.tok.vocab);
-    else if (!strcmp(k, "n_train")) lua_pushinteger(L, u->c.n_train);
-    else if (!strcmp(k, "n_valid")) lua_pushinteger(L, u->c.n_valid);
-    else if (!strcmp(k, "tokenizer")) lua_pushstring(L, tokenizer_name(u->c.tok.kind));
-    else if (!strcmp(k, "path")) lua_pushstring(L, u->path);
+    if (!strcmp(k, "vocab"))
+        lua_pushinteger(L, u->c.tok.vocab);
+    else if (!strcmp(k, "n_train"))
+        lua_pushinteger(L, u->c.n_train);
+    else if (!strcmp(k, "n_valid"))
+        lua_pushinteger(L, u->c.n_valid);
+    else if (!strcmp(k, "tokenizer"))
+        lua_pushstring(L, tokenizer_name(u->c.tok.kind));
+    else if (!strcmp(k, "path"))
+        lua_pushstring(L, u->path);
     else {
         lua_getmetatable(L, 1);
         lua_getfield(L, -1, "__methods");
@@ -181,7 +187,8 @@ static int l_random_corpus(lua_State *L) {
     long long nv = l_opt_integer(L, 1, "hdlm.random_corpus", "valid", 65536);
     long long seed = l_opt_integer(L, 1, "hdlm.random_corpus", "seed", 0);
     if (vocab < 2 || vocab > 65536 || n < 1 || n > (1LL << 31) || nv < 0 || nv > (1LL << 31))
-        return luaL_error(L, "hdlm.random_corpus: vocab must be in 2..65536 and n, valid in 1..2^31");
+        return luaL_error(L,
+                          "hdlm.random_corpus: vocab must be in 2..65536 and n, valid in 1..2^31");
     l_corpus *u = lua_newuserdatauv(L, sizeof *u, 0);
     memset(u, 0, sizeof *u);
     luaL_setmetatable(L, CORPUS_MT);
@@ -195,8 +202,10 @@ static int l_random_corpus(lua_State *L) {
     u->c.n_valid = nv;
     rng r;
     rng_init(&r, (uint64_t)seed);
-    for (long long i = 0; i < n; i++) u->c.train[i] = (int32_t)rng_below(&r, (uint64_t)vocab);
-    for (long long i = 0; i < nv; i++) u->c.valid[i] = (int32_t)rng_below(&r, (uint64_t)vocab);
+    for (long long i = 0; i < n; i++)
+        u->c.train[i] = (int32_t)rng_below(&r, (uint64_t)vocab);
+    for (long long i = 0; i < nv; i++)
+        u->c.valid[i] = (int32_t)rng_below(&r, (uint64_t)vocab);
     return 1;
 }
 

@@ -26,8 +26,7 @@ typedef struct l_ctx {
  * raises "<what>: unknown key 'x' (did you mean 'y'?); allowed: a, b, c". */
 void l_check_keys(lua_State *L, int idx, const char *what, const char *const *allowed);
 /* Field readers for option tables: raise "<what>: key 'k' must be a <type>, got <type>". */
-const char *l_opt_string(lua_State *L, int idx, const char *what, const char *key,
-                         const char *def);
+const char *l_opt_string(lua_State *L, int idx, const char *what, const char *key, const char *def);
 double l_opt_number(lua_State *L, int idx, const char *what, const char *key, double def);
 long long l_opt_integer(lua_State *L, int idx, const char *what, const char *key, long long def);
 int l_opt_bool(lua_State *L, int idx, const char *what, const char *key, int def);
@@ -88,7 +87,8 @@ struct hyper;
 void l_schedule_register(lua_State *L, int ctx_idx);
 const struct hyper *l_check_schedule(lua_State *L, int idx);
 const struct hyper *l_to_schedule(lua_State *L, int idx);
-/* The plugin instance behind the Schedule userdata at idx, or NULL for a schedule written in Lua. */
+/* The plugin instance behind the Schedule userdata at idx, or NULL for a schedule written in Lua.
+ */
 const plugin_instance *l_schedule_instance(lua_State *L, int idx);
 /* Marks every open run ended with status (and error text); used by the host at script end. */
 void l_runs_end_all(l_ctx *c, const char *status, const char *error_text);

@@ -66,13 +66,40 @@ static void read_model_config(lua_State *L, int idx, const char *what, model_con
 
 /* ---- db:train ---------------------------------------------------------------------------- */
 
-static const char *const train_keys[] = {
-    "name",         "data",       "objective", "model",     "steps",       "batch",
-    "accum",        "lr",         "min_lr",    "warmup",    "lr_schedule", "weight_decay",
-    "beta1",        "beta2",      "eps",       "clip",      "ema",         "seed",
-    "log_every",    "eval_every", "eval_batches", "checkpoint_dir", "ckpt_every", "keep",
-    "resume",       "threads",    "stop_after", "noise",     "schedule",    "vectorised",
-    "context",      "block_type", "low_discrepancy", NULL};
+static const char *const train_keys[] = {"name",
+                                         "data",
+                                         "objective",
+                                         "model",
+                                         "steps",
+                                         "batch",
+                                         "accum",
+                                         "lr",
+                                         "min_lr",
+                                         "warmup",
+                                         "lr_schedule",
+                                         "weight_decay",
+                                         "beta1",
+                                         "beta2",
+                                         "eps",
+                                         "clip",
+                                         "ema",
+                                         "seed",
+                                         "log_every",
+                                         "eval_every",
+                                         "eval_batches",
+                                         "checkpoint_dir",
+                                         "ckpt_every",
+                                         "keep",
+                                         "resume",
+                                         "threads",
+                                         "stop_after",
+                                         "noise",
+                                         "schedule",
+                                         "vectorised",
+                                         "context",
+                                         "block_type",
+                                         "low_discrepancy",
+                                         NULL};
 
 static int log_metric(store *st, int64_t run, int64_t step, const char *name, double v, error *e) {
     return store_metric(st, run, step, name, v, e);
@@ -145,7 +172,8 @@ static void read_method(lua_State *L, int o, train_config *cfg, store *st, int64
     cfg->method.context = mask_context_from_name(ctx);
     cfg->method.block_type = mask_block_from_name(bt);
     if (cfg->method.context < 0)
-        luaL_error(L, "db:train: key 'context' must be full, causal or block_causal, got '%s'", ctx);
+        luaL_error(L, "db:train: key 'context' must be full, causal or block_causal, got '%s'",
+                   ctx);
     if (cfg->method.block_type < 0)
         luaL_error(L, "db:train: key 'block_type' must be full or causal, got '%s'", bt);
     cfg->method.vectorised = l_opt_bool(L, o, W, "vectorised", 0);
@@ -180,7 +208,7 @@ static void read_method(lua_State *L, int o, train_config *cfg, store *st, int64
     if (rc != HDLM_OK) l_raise(L, &e);
 }
 
-static const char *const attach_keys[] = {"run",     "model",   "noise", "schedule",
+static const char *const attach_keys[] = {"run",     "model",      "noise", "schedule",
                                           "context", "block_type", NULL};
 
 /* db:attach{run = id, model = Model, noise = spec|Noise, schedule = spec|Schedule, context =,
@@ -231,7 +259,8 @@ int l_train_run(lua_State *L, store *st, int64_t run_id, int o, int corpus_idx,
     memset(&cfg, 0, sizeof cfg);
     int threads = (int)l_opt_integer(L, o, W, "threads", 0);
     if (threads < 0 || threads > 256)
-        return luaL_error(L, "db:train: key 'threads' must be in 0..256 (0 = all cores), got %d", threads);
+        return luaL_error(L, "db:train: key 'threads' must be in 0..256 (0 = all cores), got %d",
+                          threads);
     if (threads > 0) blas_set_threads(threads);
     lua_getfield(L, o, "noise");
     int has_noise = !lua_isnil(L, -1);
@@ -242,9 +271,10 @@ int l_train_run(lua_State *L, store *st, int64_t run_id, int o, int corpus_idx,
         return luaL_error(L, "db:train: key 'objective' must be 'ar', 'mask' or 'method', got '%s'",
                           obj);
     if ((cfg.objective == OBJ_METHOD) != has_noise)
-        return luaL_error(L, has_noise ? "db:train: objective '%s' does not take a noise process "
-                                         "(leave objective out to train the method)"
-                                       : "db:train: objective '%s' needs 'noise' and 'schedule'",
+        return luaL_error(L,
+                          has_noise ? "db:train: objective '%s' does not take a noise process "
+                                      "(leave objective out to train the method)"
+                                    : "db:train: objective '%s' needs 'noise' and 'schedule'",
                           obj);
     lua_getfield(L, o, "model");
     if (!lua_isnil(L, -1) && !lua_istable(L, -1))
@@ -267,9 +297,8 @@ int l_train_run(lua_State *L, store *st, int64_t run_id, int o, int corpus_idx,
     const char *sched = l_opt_string(L, o, W, "lr_schedule", "cosine");
     cfg.opt.schedule = lr_schedule_from_name(sched);
     if (cfg.opt.schedule < 0)
-        return luaL_error(L,
-                          "db:train: key 'lr_schedule' must be cosine, linear or constant, got '%s'",
-                          sched);
+        return luaL_error(
+            L, "db:train: key 'lr_schedule' must be cosine, linear or constant, got '%s'", sched);
     cfg.opt.weight_decay = l_opt_number(L, o, W, "weight_decay", 0.1);
     cfg.opt.beta1 = l_opt_number(L, o, W, "beta1", 0.9);
     cfg.opt.beta2 = l_opt_number(L, o, W, "beta2", 0.95);
@@ -386,8 +415,8 @@ int l_train_run(lua_State *L, store *st, int64_t run_id, int o, int corpus_idx,
 
 /* ---- hdlm.model ---------------------------------------------------------------------------- */
 
-static const char *const model_keys[] = {"d_model", "n_layer", "n_head",  "seq_len",
-                                         "cond",    "vocab",   "mask_id", "gamma",
+static const char *const model_keys[] = {"d_model", "n_layer", "n_head",     "seq_len",
+                                         "cond",    "vocab",   "mask_id",    "gamma",
                                          "dropout", "seed",    "checkpoint", NULL};
 
 static int l_model_new(lua_State *L) {
@@ -403,13 +432,14 @@ static int l_model_new(lua_State *L) {
         json_value *v = NULL;
         if (!cj || json_parse(cj, strlen(cj), &v, &e) != HDLM_OK) {
             st_close(f);
-            if (!cj) return luaL_error(L, "%s: no 'config' metadata (not an hdlm checkpoint?)", ckpt);
+            if (!cj)
+                return luaL_error(L, "%s: no 'config' metadata (not an hdlm checkpoint?)", ckpt);
             return l_raise(L, &e);
         }
 #define GETI(k, dst)                                                                               \
     do {                                                                                           \
         const json_value *x = json_get(v, k);                                                      \
-        if (x && json_type(x) == JSON_NUMBER) dst = (int)json_number(x);                          \
+        if (x && json_type(x) == JSON_NUMBER) dst = (int)json_number(x);                           \
     } while (0)
         GETI("vocab", mc.vocab);
         GETI("d_model", mc.d_model);
@@ -424,7 +454,8 @@ static int l_model_new(lua_State *L) {
         tokenizer ctok = {0};
         if (tk && json_type(tk) == JSON_STRING) tokenizer_init(&ctok, json_string(tk), NULL);
         const json_value *ob = json_get(v, "objective");
-        int objective = ob && json_type(ob) == JSON_STRING ? train_objective_from_name(json_string(ob)) : 0;
+        int objective =
+            ob && json_type(ob) == JSON_STRING ? train_objective_from_name(json_string(ob)) : 0;
         if (objective == OBJ_MASK) mc.mask_id = mc.vocab - 1;
         json_free(v);
         if (objective == OBJ_METHOD) { /* the mask id follows the noise process: V real + extras */
@@ -479,8 +510,8 @@ static int32_t *check_ids(lua_State *L, int idx, const char *what, int *n) {
     return ids;
 }
 
-static const char *const forward_keys[] = {"sigma", "states", "context", "block", "block_type",
-                                           "positions", NULL};
+static const char *const forward_keys[] = {"sigma",      "states",    "context", "block",
+                                           "block_type", "positions", NULL};
 
 /* model:forward(tokens, opts) -> logits table (T rows of V numbers) */
 static int model_forward_l(lua_State *L) {
@@ -499,23 +530,32 @@ static int model_forward_l(lua_State *L) {
     const char *bt = l_opt_string(L, o, "model:forward", "block_type", "full");
     int context = mask_context_from_name(ctx), btype = mask_block_from_name(bt);
     if (context < 0)
-        return luaL_error(L, "model:forward: key 'context' must be full, causal or block_causal, got '%s'", ctx);
+        return luaL_error(
+            L, "model:forward: key 'context' must be full, causal or block_causal, got '%s'", ctx);
     if (btype < 0)
-        return luaL_error(L, "model:forward: key 'block_type' must be full or causal, got '%s'", bt);
+        return luaL_error(L, "model:forward: key 'block_type' must be full or causal, got '%s'",
+                          bt);
     int block = (int)l_opt_integer(L, o, "model:forward", "block", 1);
     uint8_t *state = lua_newuserdatauv(L, (size_t)T, 0);
     lua_getfield(L, o, "states");
     if (lua_istable(L, -1)) {
         if ((int)lua_rawlen(L, -1) != T)
-            return luaL_error(L, "model:forward: 'states' has %d entries, tokens %d", (int)lua_rawlen(L, -1), T);
+            return luaL_error(L, "model:forward: 'states' has %d entries, tokens %d",
+                              (int)lua_rawlen(L, -1), T);
         for (int i = 0; i < T; i++) {
             lua_rawgeti(L, -1, i + 1);
             const char *s = lua_tostring(L, -1);
             if (!s) return luaL_error(L, "model:forward: states[%d] must be a string", i + 1);
-            if (!strcmp(s, "settled")) state[i] = HDLM_SETTLED;
-            else if (!strcmp(s, "active")) state[i] = HDLM_ACTIVE;
-            else if (!strcmp(s, "worthless")) state[i] = HDLM_WORTHLESS;
-            else return luaL_error(L, "model:forward: states[%d] must be settled, active or worthless, got '%s'", i + 1, s);
+            if (!strcmp(s, "settled"))
+                state[i] = HDLM_SETTLED;
+            else if (!strcmp(s, "active"))
+                state[i] = HDLM_ACTIVE;
+            else if (!strcmp(s, "worthless"))
+                state[i] = HDLM_WORTHLESS;
+            else
+                return luaL_error(
+                    L, "model:forward: states[%d] must be settled, active or worthless, got '%s'",
+                    i + 1, s);
             lua_pop(L, 1);
         }
     } else {
@@ -528,7 +568,8 @@ static int model_forward_l(lua_State *L) {
         sigma = lua_newuserdatauv(L, (size_t)T * sizeof *sigma, 0);
         lua_getfield(L, o, "sigma");
         if (lua_type(L, -1) == LUA_TNUMBER) {
-            for (int i = 0; i < T; i++) sigma[i] = (float)lua_tonumber(L, -1);
+            for (int i = 0; i < T; i++)
+                sigma[i] = (float)lua_tonumber(L, -1);
         } else if (lua_istable(L, -1) && (int)lua_rawlen(L, -1) == T) {
             for (int i = 0; i < T; i++) {
                 lua_rawgeti(L, -1, i + 1);
@@ -536,12 +577,14 @@ static int model_forward_l(lua_State *L) {
                 lua_pop(L, 1);
             }
         } else {
-            return luaL_error(L, "model:forward: conditioned model needs 'sigma' (a number or %d numbers)", T);
+            return luaL_error(
+                L, "model:forward: conditioned model needs 'sigma' (a number or %d numbers)", T);
         }
         lua_pop(L, 1);
     }
     int32_t *pos = lua_newuserdatauv(L, (size_t)T * sizeof *pos, 0);
-    for (int i = 0; i < T; i++) pos[i] = i;
+    for (int i = 0; i < T; i++)
+        pos[i] = i;
     attn_row *rows = lua_newuserdatauv(L, (size_t)T * sizeof *rows, 0);
     mask_rows_from_states(rows, state, T, context, block, btype);
     model_batch mb = {1, T, tok, pos, sigma, rows, NULL};
@@ -570,7 +613,8 @@ static int32_t draw_token(const float *logits, int V, double temp, rng *r) {
         if (logits[v] > logits[best]) best = v;
     if (temp <= 0) return best;
     double mx = logits[best], z = 0;
-    for (int v = 0; v < V; v++) z += exp(((double)logits[v] - mx) / temp);
+    for (int v = 0; v < V; v++)
+        z += exp(((double)logits[v] - mx) / temp);
     double u = rng_uniform(r) * z, acc = 0;
     for (int v = 0; v < V; v++) {
         acc += exp(((double)logits[v] - mx) / temp);
@@ -593,16 +637,21 @@ static int model_generate(lua_State *L) {
     double temp = l_opt_number(L, 2, "model:generate", "temperature", 0.0);
     long long seed = l_opt_integer(L, 2, "model:generate", "seed", 0);
     int cache = l_opt_bool(L, 2, "model:generate", "cache", 1);
-    if (np < 1) return luaL_error(L, "model:generate: key 'prompt' must hold at least one token id");
-    if (u->m.cfg.cond) return luaL_error(L, "model:generate: autoregressive decoding needs an unconditioned model");
+    if (np < 1)
+        return luaL_error(L, "model:generate: key 'prompt' must hold at least one token id");
+    if (u->m.cfg.cond)
+        return luaL_error(L,
+                          "model:generate: autoregressive decoding needs an unconditioned model");
     int total = np + n;
     if (n < 0 || total > u->m.cfg.seq_len)
-        return luaL_error(L, "model:generate: prompt %d + n %d exceeds the model's seq_len %d", np, n, u->m.cfg.seq_len);
+        return luaL_error(L, "model:generate: prompt %d + n %d exceeds the model's seq_len %d", np,
+                          n, u->m.cfg.seq_len);
     int32_t *seq = lua_newuserdatauv(L, (size_t)total * sizeof *seq, 0);
     memcpy(seq, prompt, (size_t)np * sizeof *seq);
     int32_t *pos = lua_newuserdatauv(L, (size_t)total * sizeof *pos, 0);
     attn_row *rows = lua_newuserdatauv(L, (size_t)total * sizeof *rows, 0);
-    for (int i = 0; i < total; i++) pos[i] = i;
+    for (int i = 0; i < total; i++)
+        pos[i] = i;
     mask_rows_causal(rows, total);
     rng r;
     rng_init(&r, (uint64_t)seed);
@@ -642,13 +691,20 @@ static int model_generate(lua_State *L) {
 static int model_index(lua_State *L) {
     l_model *u = luaL_checkudata(L, 1, MODEL_MT);
     const char *k = luaL_checkstring(L, 2);
-    if (!strcmp(k, "n_params")) lua_pushinteger(L, (lua_Integer)u->m.n_params);
-    else if (!strcmp(k, "vocab")) lua_pushinteger(L, u->m.cfg.vocab);
-    else if (!strcmp(k, "d_model")) lua_pushinteger(L, u->m.cfg.d_model);
-    else if (!strcmp(k, "n_layer")) lua_pushinteger(L, u->m.cfg.n_layer);
-    else if (!strcmp(k, "n_head")) lua_pushinteger(L, u->m.cfg.n_head);
-    else if (!strcmp(k, "seq_len")) lua_pushinteger(L, u->m.cfg.seq_len);
-    else if (!strcmp(k, "objective")) lua_pushstring(L, u->objective ? train_objective_name(u->objective) : NULL);
+    if (!strcmp(k, "n_params"))
+        lua_pushinteger(L, (lua_Integer)u->m.n_params);
+    else if (!strcmp(k, "vocab"))
+        lua_pushinteger(L, u->m.cfg.vocab);
+    else if (!strcmp(k, "d_model"))
+        lua_pushinteger(L, u->m.cfg.d_model);
+    else if (!strcmp(k, "n_layer"))
+        lua_pushinteger(L, u->m.cfg.n_layer);
+    else if (!strcmp(k, "n_head"))
+        lua_pushinteger(L, u->m.cfg.n_head);
+    else if (!strcmp(k, "seq_len"))
+        lua_pushinteger(L, u->m.cfg.seq_len);
+    else if (!strcmp(k, "objective"))
+        lua_pushstring(L, u->objective ? train_objective_name(u->objective) : NULL);
     else {
         lua_getmetatable(L, 1);
         lua_getfield(L, -1, "__methods");
@@ -668,10 +724,8 @@ static int model_tostring(lua_State *L) {
 void l_model_register(lua_State *L, int ctx_idx) {
     static const luaL_Reg methods[] = {
         {"forward", model_forward_l}, {"generate", model_generate}, {NULL, NULL}};
-    static const luaL_Reg meta[] = {{"__gc", model_gc},
-                                    {"__index", model_index},
-                                    {"__tostring", model_tostring},
-                                    {NULL, NULL}};
+    static const luaL_Reg meta[] = {
+        {"__gc", model_gc}, {"__index", model_index}, {"__tostring", model_tostring}, {NULL, NULL}};
     luaL_newmetatable(L, MODEL_MT);
     lua_pushvalue(L, ctx_idx);
     luaL_setfuncs(L, meta, 1);

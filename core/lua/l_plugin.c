@@ -16,11 +16,16 @@ plugin_registry *l_plugins(lua_State *L, l_ctx *c) {
 
 static const char *opt_type_name(uint32_t t) {
     switch (t) {
-    case HDLM_OPT_NUMBER: return "number";
-    case HDLM_OPT_INTEGER: return "integer";
-    case HDLM_OPT_STRING: return "string";
-    case HDLM_OPT_BOOL: return "boolean";
-    default: return "?";
+    case HDLM_OPT_NUMBER:
+        return "number";
+    case HDLM_OPT_INTEGER:
+        return "integer";
+    case HDLM_OPT_STRING:
+        return "string";
+    case HDLM_OPT_BOOL:
+        return "boolean";
+    default:
+        return "?";
     }
 }
 

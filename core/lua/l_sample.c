@@ -40,8 +40,8 @@ static char *plugin_json(const plugin_instance *pi) {
     return jb.data; /* caller frees */
 }
 
-static const char *const sample_keys[] = {"sampler", "n",     "length", "temperature", "top_k",
-                                          "top_p",   "prompt", "infill", "seed",       "cache",
+static const char *const sample_keys[] = {"sampler", "n",        "length", "temperature", "top_k",
+                                          "top_p",   "prompt",   "infill", "seed",        "cache",
                                           "events",  "schedule", NULL};
 
 /* Reads a token sequence given as text (encoded with the model's tokenizer) or ids. Pushes a
@@ -87,8 +87,9 @@ int l_run_sample(lua_State *L) {
     lua_getiuservalue(L, 1, 4); /* 5: schedule */
     lua_getiuservalue(L, 1, 5); /* 6: noise guard */
     if (lua_isnil(L, 3) || lua_isnil(L, 6))
-        return luaL_error(L, "%s: run %d has no noise process (an 'ar' or 'mask' run samples with "
-                             "run.model:generate)",
+        return luaL_error(L,
+                          "%s: run %d has no noise process (an 'ar' or 'mask' run samples with "
+                          "run.model:generate)",
                           W, (int)run_id);
     tokenizer tok;
     model *m = l_model_of(L, 3, &tok);
@@ -142,7 +143,8 @@ int l_run_sample(lua_State *L) {
         int32_t *p = read_tokens(L, lua_gettop(L), &tok, Vp, "run:sample prompt", &np);
         if (np > cfg.L)
             return luaL_error(L, "%s: prompt has %d tokens, longer than length %d", W, np, cfg.L);
-        for (int i = 0; i < np; i++) ftok[i] = p[i], fixed[i] = 1;
+        for (int i = 0; i < np; i++)
+            ftok[i] = p[i], fixed[i] = 1;
         any_fixed |= np > 0;
         lua_pop(L, 1);
     }
@@ -162,7 +164,8 @@ int l_run_sample(lua_State *L) {
             if (nt < 1 || pos - 1 + nt > cfg.L)
                 return luaL_error(L, "%s: infill at %d does not fit in length %d", W, (int)pos,
                                   cfg.L);
-            for (int i = 0; i < nt; i++) ftok[pos - 1 + i] = p[i], fixed[pos - 1 + i] = 1;
+            for (int i = 0; i < nt; i++)
+                ftok[pos - 1 + i] = p[i], fixed[pos - 1 + i] = 1;
             any_fixed = 1;
             lua_pop(L, 2); /* ids userdata, value */
         }
@@ -233,14 +236,22 @@ int l_run_sample(lua_State *L) {
         for (int64_t k = 0; k < g->res.n_events; k++) {
             const sample_event *se = &g->res.events[k];
             if (se->b != b) continue;
-            ev[ne++] = (store_event){se->step, se->pos, se->old_tok, se->new_tok, se->prob,
-                                     se->kind};
+            ev[ne++] =
+                (store_event){se->step, se->pos, se->old_tok, se->new_tok, se->prob, se->kind};
             corrections += se->kind == HDLM_EVENT_CORRECT;
         }
         store_sample_info si = {
-            .run_id = run_id, .text = text, .tokens = ids, .n_tokens = cfg.L, .sampler = sj,
-            .schedule = hj ? hj : hlua.data, .noise = nj, .settings_json = settings,
-            .seed = (int64_t)cfg.seed, .steps = g->res.steps, .nfe = g->res.nfe,
+            .run_id = run_id,
+            .text = text,
+            .tokens = ids,
+            .n_tokens = cfg.L,
+            .sampler = sj,
+            .schedule = hj ? hj : hlua.data,
+            .noise = nj,
+            .settings_json = settings,
+            .seed = (int64_t)cfg.seed,
+            .steps = g->res.steps,
+            .nfe = g->res.nfe,
             .wall_time = g->res.wall / n,
         };
         int64_t sid = 0;

@@ -21,10 +21,10 @@ typedef struct l_store {
 store *l_run_store(lua_State *L, int idx, int64_t *id);
 
 struct l_run {
-    store *st;     /* borrowed; the Run keeps its Store userdata alive via a uservalue */
+    store *st; /* borrowed; the Run keeps its Store userdata alive via a uservalue */
     int64_t id;
     int open;
-    l_run *next;   /* in ctx->open_runs */
+    l_run *next; /* in ctx->open_runs */
     l_ctx *ctx;
 };
 
@@ -110,10 +110,19 @@ static l_run *begin_run(lua_State *L, int store_idx, const char *name, const cha
     provenance p;
     provenance_collect(&p, HDLM_SOURCE_DIR);
     store_run_info info = {
-        .name = name, .kind = kind, .config_json = config, .seed = seed,
-        .git_rev = p.git_rev, .git_dirty = p.git_dirty, .host = p.host, .cpu = p.cpu,
-        .blas = blas_info(), .threads = blas_get_threads(), .world_size = 1,
-        .script = c->script, .hdlm_version = HDLM_VERSION,
+        .name = name,
+        .kind = kind,
+        .config_json = config,
+        .seed = seed,
+        .git_rev = p.git_rev,
+        .git_dirty = p.git_dirty,
+        .host = p.host,
+        .cpu = p.cpu,
+        .blas = blas_info(),
+        .threads = blas_get_threads(),
+        .world_size = 1,
+        .script = c->script,
+        .hdlm_version = HDLM_VERSION,
     };
     l_run *r = lua_newuserdatauv(L, sizeof *r, 5); /* store, model, summary, schedule, noise */
     memset(r, 0, sizeof *r);
@@ -246,11 +255,19 @@ static int push_row(void *ud, int ncol, const char *const *names, const store_va
     lua_createtable(L, 0, ncol);
     for (int i = 0; i < ncol; i++) {
         switch (vals[i].type) {
-        case STORE_INT: lua_pushinteger(L, (lua_Integer)vals[i].i); break;
-        case STORE_REAL: lua_pushnumber(L, vals[i].d); break;
+        case STORE_INT:
+            lua_pushinteger(L, (lua_Integer)vals[i].i);
+            break;
+        case STORE_REAL:
+            lua_pushnumber(L, vals[i].d);
+            break;
         case STORE_TEXT:
-        case STORE_BLOB: lua_pushlstring(L, vals[i].s, (size_t)vals[i].len); break;
-        default: lua_pushnil(L); break;
+        case STORE_BLOB:
+            lua_pushlstring(L, vals[i].s, (size_t)vals[i].len);
+            break;
+        default:
+            lua_pushnil(L);
+            break;
         }
         lua_setfield(L, -2, names[i]);
     }
@@ -269,7 +286,9 @@ static int store_query_l(lua_State *L) {
         int idx = 3 + i;
         memset(&params[i], 0, sizeof params[i]);
         switch (lua_type(L, idx)) {
-        case LUA_TNIL: params[i].type = STORE_NULL; break;
+        case LUA_TNIL:
+            params[i].type = STORE_NULL;
+            break;
         case LUA_TBOOLEAN:
             params[i].type = STORE_INT;
             params[i].i = lua_toboolean(L, idx);
@@ -291,8 +310,9 @@ static int store_query_l(lua_State *L) {
             break;
         }
         default:
-            return luaL_error(L, "db:query: parameter %d must be nil, boolean, number or string, got %s",
-                              i + 1, luaL_typename(L, idx));
+            return luaL_error(
+                L, "db:query: parameter %d must be nil, boolean, number or string, got %s", i + 1,
+                luaL_typename(L, idx));
         }
     }
     lua_newtable(L);
@@ -441,10 +461,9 @@ static void new_class(lua_State *L, int ctx_idx, const char *name, const luaL_Re
 }
 
 void l_store_register(lua_State *L, int ctx_idx) {
-    static const luaL_Reg store_methods[] = {
-        {"run", store_run},     {"train", store_train}, {"query", store_query_l},
-        {"attach", store_attach},
-        {"close", store_close_l}, {NULL, NULL}};
+    static const luaL_Reg store_methods[] = {{"run", store_run},       {"train", store_train},
+                                             {"query", store_query_l}, {"attach", store_attach},
+                                             {"close", store_close_l}, {NULL, NULL}};
     static const luaL_Reg store_meta[] = {{"__gc", store_gc},
                                           {"__close", store_close_l},
                                           {"__index", store_index},

@@ -10,7 +10,8 @@
 
 const char *l_closest(const char *key, const char *const *cands) {
     size_t n = 0;
-    while (cands[n]) n++;
+    while (cands[n])
+        n++;
     return text_closest(key, cands, n);
 }
 
@@ -19,7 +20,8 @@ void l_check_keys(lua_State *L, int idx, const char *what, const char *const *al
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         lua_pop(L, 1);
-        if (lua_type(L, -1) != LUA_TSTRING) continue; /* positional entries are checked by callers */
+        if (lua_type(L, -1) != LUA_TSTRING)
+            continue; /* positional entries are checked by callers */
         const char *k = lua_tostring(L, -1);
         int ok = 0;
         for (const char *const *a = allowed; *a; a++)
@@ -44,8 +46,7 @@ void l_check_keys(lua_State *L, int idx, const char *what, const char *const *al
 
 static int field_type_error(lua_State *L, const char *what, const char *key, const char *want,
                             int idx) {
-    return luaL_error(L, "%s: key '%s' must be %s, got %s", what, key, want,
-                      luaL_typename(L, idx));
+    return luaL_error(L, "%s: key '%s' must be %s, got %s", what, key, want, luaL_typename(L, idx));
 }
 
 const char *l_opt_string(lua_State *L, int idx, const char *what, const char *key,
@@ -118,8 +119,12 @@ static void to_json(lua_State *L, int idx, json_buf *jb, int depth) {
     idx = lua_absindex(L, idx);
     if (depth > 64) luaL_error(L, "json: nesting deeper than 64 (cycle?)");
     switch (lua_type(L, idx)) {
-    case LUA_TNIL: json_buf_raw(jb, "null"); return;
-    case LUA_TBOOLEAN: json_buf_raw(jb, lua_toboolean(L, idx) ? "true" : "false"); return;
+    case LUA_TNIL:
+        json_buf_raw(jb, "null");
+        return;
+    case LUA_TBOOLEAN:
+        json_buf_raw(jb, lua_toboolean(L, idx) ? "true" : "false");
+        return;
     case LUA_TNUMBER:
         if (lua_isinteger(L, idx)) {
             char tmp[32];
@@ -129,13 +134,17 @@ static void to_json(lua_State *L, int idx, json_buf *jb, int depth) {
             json_buf_num(jb, lua_tonumber(L, idx));
         }
         return;
-    case LUA_TSTRING: json_buf_str(jb, lua_tostring(L, idx)); return;
-    case LUA_TTABLE: break;
+    case LUA_TSTRING:
+        json_buf_str(jb, lua_tostring(L, idx));
+        return;
+    case LUA_TTABLE:
+        break;
     case LUA_TUSERDATA: /* a Schedule, Noise or Corpus in a config: record what it prints as */
         json_buf_str(jb, luaL_tolstring(L, idx, NULL));
         lua_pop(L, 1);
         return;
-    default: luaL_error(L, "json: cannot encode a %s", luaL_typename(L, idx));
+    default:
+        luaL_error(L, "json: cannot encode a %s", luaL_typename(L, idx));
     }
     lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
     lua_Integer count = 0;
@@ -249,9 +258,12 @@ plugin_opts *l_spec_to_opts(lua_State *L, int t, const char *what, const char **
         if (lua_type(L, -2) == LUA_TSTRING) {
             const char *k = lua_tostring(L, -2);
             int vt = lua_type(L, -1);
-            if (vt == LUA_TNUMBER) plugin_opts_set_number(o, k, lua_tonumber(L, -1));
-            else if (vt == LUA_TBOOLEAN) plugin_opts_set_bool(o, k, lua_toboolean(L, -1));
-            else plugin_opts_set_string(o, k, lua_tostring(L, -1));
+            if (vt == LUA_TNUMBER)
+                plugin_opts_set_number(o, k, lua_tonumber(L, -1));
+            else if (vt == LUA_TBOOLEAN)
+                plugin_opts_set_bool(o, k, lua_toboolean(L, -1));
+            else
+                plugin_opts_set_string(o, k, lua_tostring(L, -1));
         }
         lua_pop(L, 1);
     }
@@ -263,14 +275,18 @@ plugin_opts *l_spec_to_opts(lua_State *L, int t, const char *what, const char **
 static void push_json_value(lua_State *L, const json_value *v) {
     luaL_checkstack(L, 4, "json: nesting too deep");
     switch (json_type(v)) {
-    case JSON_BOOL: lua_pushboolean(L, json_bool(v)); return;
+    case JSON_BOOL:
+        lua_pushboolean(L, json_bool(v));
+        return;
     case JSON_NUMBER:
         if (json_is_int(v))
             lua_pushinteger(L, (lua_Integer)json_int(v));
         else
             lua_pushnumber(L, json_number(v));
         return;
-    case JSON_STRING: lua_pushlstring(L, json_string(v), json_string_len(v)); return;
+    case JSON_STRING:
+        lua_pushlstring(L, json_string(v), json_string_len(v));
+        return;
     case JSON_ARRAY:
         lua_createtable(L, (int)json_len(v), 0);
         for (size_t i = 0; i < json_len(v); i++) {
@@ -285,7 +301,9 @@ static void push_json_value(lua_State *L, const json_value *v) {
             lua_setfield(L, -2, json_key_at(v, i));
         }
         return;
-    default: lua_pushnil(L); return; /* null */
+    default:
+        lua_pushnil(L);
+        return; /* null */
     }
 }
 

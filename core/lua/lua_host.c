@@ -4,10 +4,11 @@
 
 #include "l_internal.h"
 
-#include <lualib.h>
-#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <lualib.h>
 
 static int msghandler(lua_State *L) {
     const char *msg = lua_tostring(L, 1);
@@ -89,8 +90,8 @@ static int push_args(lua_State *L, int n, char *const *args, error *e) {
     for (int i = 0; i < n; i++) {
         const char *eq = strchr(args[i], '=');
         if (!eq || eq == args[i])
-            return error_set(e, HDLM_EINVAL,
-                             "script argument '%s' must look like key=value", args[i]);
+            return error_set(e, HDLM_EINVAL, "script argument '%s' must look like key=value",
+                             args[i]);
         lua_pushlstring(L, args[i], (size_t)(eq - args[i]));
         const char *v = eq + 1;
         if (!strcmp(v, "true"))

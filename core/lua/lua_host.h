@@ -7,12 +7,12 @@
 #include "base/error.h"
 
 typedef struct lua_host_opts {
-    const char *script;       /* path of the .lua file */
-    int n_args;               /* "key=value" strings, exposed as hdlm.args */
+    const char *script; /* path of the .lua file */
+    int n_args;         /* "key=value" strings, exposed as hdlm.args */
     char *const *args;
-    const char *db_path;      /* default for hdlm.open() without a path ("runs.db") */
-    const char *chunk;        /* when set: Lua source run instead of the script file; script then
-                                 names it in messages */
+    const char *db_path; /* default for hdlm.open() without a path ("runs.db") */
+    const char *chunk;   /* when set: Lua source run instead of the script file; script then
+                            names it in messages */
 } lua_host_opts;
 
 /* Runs the script. On failure e->msg holds the error with its traceback (several lines). */

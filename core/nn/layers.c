@@ -663,10 +663,10 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
 }
 
 void attention_backward_dropout(float *dq, float *dk, float *dv, const float *dout,
-                                const float *att, const float *q, int ldq, const float *k,
-                                int ldk, const float *v, int ldv, int64_t kv_bstride,
-                                const attn_row *rows, int B, int T, int Tk, int C, int H,
-                                const uint8_t *keep, float pdrop) {
+                                const float *att, const float *q, int ldq, const float *k, int ldk,
+                                const float *v, int ldv, int64_t kv_bstride, const attn_row *rows,
+                                int B, int T, int Tk, int C, int H, const uint8_t *keep,
+                                float pdrop) {
     HDLM_ASSERT(H > 0 && C % H == 0 && Tk > 0);
     HDLM_ASSERT(!keep || (pdrop > 0.0f && pdrop < 1.0f));
     int hd = C / H;

@@ -109,10 +109,10 @@ void attention_forward_dropout(float *out, float *att, const float *q, int ldq, 
                                const attn_row *rows, int B, int T, int Tk, int C, int H,
                                const uint8_t *keep, float pdrop);
 void attention_backward_dropout(float *dq, float *dk, float *dv, const float *dout,
-                                const float *att, const float *q, int ldq, const float *k,
-                                int ldk, const float *v, int ldv, int64_t kv_bstride,
-                                const attn_row *rows, int B, int T, int Tk, int C, int H,
-                                const uint8_t *keep, float pdrop);
+                                const float *att, const float *q, int ldq, const float *k, int ldk,
+                                const float *v, int ldv, int64_t kv_bstride, const attn_row *rows,
+                                int B, int T, int Tk, int C, int H, const uint8_t *keep,
+                                float pdrop);
 /* Plain loops in double with the same semantics, for tests. */
 void attention_forward_naive(float *out, float *att, const float *q, int ldq, const float *k,
                              int ldk, const float *v, int ldv, int64_t kv_bstride,

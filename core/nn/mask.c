@@ -8,8 +8,12 @@
 static attn_row settled_row(int i, int n_s, int context, int w) {
     attn_row r = {0, 0, 0, 0};
     switch (context) {
-    case MASK_CTX_FULL: r.hi1 = n_s; break;
-    case MASK_CTX_CAUSAL: r.hi1 = i + 1; break;
+    case MASK_CTX_FULL:
+        r.hi1 = n_s;
+        break;
+    case MASK_CTX_CAUSAL:
+        r.hi1 = i + 1;
+        break;
     default: {
         int end = (i / w + 1) * w;
         r.hi1 = end < n_s ? end : n_s;
@@ -21,7 +25,8 @@ static attn_row settled_row(int i, int n_s, int context, int w) {
 void mask_rows_from_states(attn_row *rows, const uint8_t *state, int L, int context, int block_w,
                            int block_type) {
     int n_s = 0;
-    while (n_s < L && state[n_s] == HDLM_SETTLED) n_s++;
+    while (n_s < L && state[n_s] == HDLM_SETTLED)
+        n_s++;
     int e = n_s - 1;
     for (int i = n_s; i < L; i++)
         if (state[i] == HDLM_ACTIVE) e = i;
@@ -41,17 +46,20 @@ void mask_rows_from_states(attn_row *rows, const uint8_t *state, int L, int cont
 }
 
 void mask_rows_causal(attn_row *rows, int L) {
-    for (int i = 0; i < L; i++) rows[i] = (attn_row){0, i + 1, 0, 0};
+    for (int i = 0; i < L; i++)
+        rows[i] = (attn_row){0, i + 1, 0, 0};
 }
 
 void mask_rows_full(attn_row *rows, int L) {
-    for (int i = 0; i < L; i++) rows[i] = (attn_row){0, L, 0, 0};
+    for (int i = 0; i < L; i++)
+        rows[i] = (attn_row){0, L, 0, 0};
 }
 
 void mask_rows_vectorised(attn_row *rows, int L, const int32_t *bucket_start, int n_buckets,
                           int context, int block_w, int block_type) {
     if (block_w < 1) block_w = 1;
-    for (int i = 0; i < L; i++) rows[i] = settled_row(i, L, context, block_w);
+    for (int i = 0; i < L; i++)
+        rows[i] = settled_row(i, L, context, block_w);
     for (int k = 0; k < n_buckets; k++) {
         int s = bucket_start[k], end = k + 1 < n_buckets ? bucket_start[k + 1] : L;
         for (int i = s; i < end; i++) {

@@ -26,12 +26,13 @@ void mask_rows_causal(attn_row *rows, int L);
 void mask_rows_full(attn_row *rows, int L);
 /* Vectorised 2L layout (spec §2.5): positions [0, L) are the clean copy with `context` among
  * themselves; [L, 2L) the noisy copy in buckets [start_k, end_k) (n_buckets, increasing, covering
- * [0, L)); bucket k sees the clean positions [0, start_k) and itself (full or causal). rows (2L). */
+ * [0, L)); bucket k sees the clean positions [0, start_k) and itself (full or causal). rows (2L).
+ */
 void mask_rows_vectorised(attn_row *rows, int L, const int32_t *bucket_start, int n_buckets,
                           int context, int block_w, int block_type);
 /* 1 when key j is visible from row r (for tests and printing). */
 int mask_row_allows(const attn_row *r, int j);
-int mask_context_from_name(const char *s);    /* -1 when unknown */
-int mask_block_from_name(const char *s);      /* -1 when unknown */
+int mask_context_from_name(const char *s); /* -1 when unknown */
+int mask_block_from_name(const char *s);   /* -1 when unknown */
 
 #endif

@@ -47,12 +47,12 @@ static int build_specs(model *m, tensor_spec *s) {
     char nm[96];
     n = add_spec(s, n, "vocab_embed.embedding", V, C, INIT_EMBED, 1, &m->p.wte, C);
     if (c->cond) {
-        n = add_spec(s, n, "sigma_map.mlp.0.weight", MODEL_COND_DIM, MODEL_TIME_DIM, INIT_LINEAR,
-                     1, &m->p.t_w1, MODEL_TIME_DIM);
+        n = add_spec(s, n, "sigma_map.mlp.0.weight", MODEL_COND_DIM, MODEL_TIME_DIM, INIT_LINEAR, 1,
+                     &m->p.t_w1, MODEL_TIME_DIM);
         n = add_spec(s, n, "sigma_map.mlp.0.bias", MODEL_COND_DIM, 0, INIT_LINEAR, 0, &m->p.t_b1,
                      MODEL_TIME_DIM);
-        n = add_spec(s, n, "sigma_map.mlp.2.weight", MODEL_COND_DIM, MODEL_COND_DIM, INIT_LINEAR,
-                     1, &m->p.t_w2, MODEL_COND_DIM);
+        n = add_spec(s, n, "sigma_map.mlp.2.weight", MODEL_COND_DIM, MODEL_COND_DIM, INIT_LINEAR, 1,
+                     &m->p.t_w2, MODEL_COND_DIM);
         n = add_spec(s, n, "sigma_map.mlp.2.bias", MODEL_COND_DIM, 0, INIT_LINEAR, 0, &m->p.t_b2,
                      MODEL_COND_DIM);
     }
@@ -98,8 +98,8 @@ int model_config_check(const model_config *c, error *e) {
                          "positive",
                          c->d_model, c->n_layer, c->n_head, c->seq_len);
     if (c->d_model % c->n_head)
-        return error_set(e, HDLM_EINVAL, "model: n_head %d does not divide d_model %d",
-                         c->n_head, c->d_model);
+        return error_set(e, HDLM_EINVAL, "model: n_head %d does not divide d_model %d", c->n_head,
+                         c->d_model);
     if ((c->d_model / c->n_head) % 2)
         return error_set(e, HDLM_EINVAL,
                          "model: head size d_model/n_head = %d must be even (rotary)",
@@ -174,9 +174,12 @@ int model_init(model *m, const model_config *cfg, uint64_t seed, error *e) {
         size_t sz = specs[i].t.size;
         switch (specs[i].init) {
         case INIT_ONES:
-            for (size_t j = 0; j < sz; j++) w[j] = 1.0f;
+            for (size_t j = 0; j < sz; j++)
+                w[j] = 1.0f;
             break;
-        case INIT_ZERO: memset(w, 0, sz * sizeof *w); break;
+        case INIT_ZERO:
+            memset(w, 0, sz * sizeof *w);
+            break;
         default: {
             rng r = rng_split(&base, (uint64_t)i + 1);
             double bound = 1.0 / sqrt((double)specs[i].fan_in);
@@ -192,15 +195,15 @@ int model_init(model *m, const model_config *cfg, uint64_t seed, error *e) {
 /* ---- activations -------------------------------------------------------------------------- */
 
 typedef struct layer_acts {
-    float *x;           /* (N, C) block input (residual stream) */
-    float *ln1;         /* (N, C) LayerNorm 1 output (before modulation) */
+    float *x;                   /* (N, C) block input (residual stream) */
+    float *ln1;                 /* (N, C) LayerNorm 1 output (before modulation) */
     float *ln1_mean, *ln1_rstd; /* (N) */
-    float *m1;          /* (N, C) modulated (== ln1 when unconditioned) */
-    float *qkv;         /* (N, 3C) after rotary on q, k */
-    float *att;         /* (B, H, T, T) attention probabilities */
-    float *atty;        /* (N, C) attention output */
-    float *proj;        /* (N, C) */
-    float *x2;          /* (N, C) after the attention residual */
+    float *m1;                  /* (N, C) modulated (== ln1 when unconditioned) */
+    float *qkv;                 /* (N, 3C) after rotary on q, k */
+    float *att;                 /* (B, H, T, T) attention probabilities */
+    float *atty;                /* (N, C) attention output */
+    float *proj;                /* (N, C) */
+    float *x2;                  /* (N, C) after the attention residual */
     float *ln2, *ln2_mean, *ln2_rstd, *m2;
     float *fc1;         /* (N, 4C) pre-GELU */
     float *gl;          /* (N, 4C) GELU output */
@@ -216,11 +219,11 @@ struct model_acts {
     float *slab;
     layer_acts *layers;
     float *tf, *t1, *t1s, *t2, *cvec; /* (N, TIME), (N, COND) x4 */
-    float *mixw;        /* (N) RADD mix weights */
-    float *xf;          /* (N, C) final residual stream */
+    float *mixw;                      /* (N) RADD mix weights */
+    float *xf;                        /* (N, C) final residual stream */
     float *lnf, *lnf_mean, *lnf_rstd;
-    float *logits;      /* (N, V) */
-    int dropped;        /* the last forward applied dropout (its masks are in the layers) */
+    float *logits; /* (N, V) */
+    int dropped;   /* the last forward applied dropout (its masks are in the layers) */
     /* backward scratch */
     float *dx, *dln, *dm, *dqkv, *datty, *dgl, *dfc, *dada, *dc, *dlnf;
     float *dt2, *dt1;
@@ -259,7 +262,7 @@ static int acts_ensure(model *m, int B, int T, error *e) {
 #define TAKE(ptr, n)                                                                               \
     do {                                                                                           \
         if (pass) (ptr) = base + off;                                                              \
-        off += ((size_t)(n) + 15) & ~(size_t)15; /* 64-byte aligned sub-buffers */                \
+        off += ((size_t)(n) + 15) & ~(size_t)15; /* 64-byte aligned sub-buffers */                 \
     } while (0)
         for (int l = 0; l < c->n_layer; l++) {
             layer_acts *la = &a->layers[l];
@@ -364,7 +367,8 @@ int model_alloc_grads(model *m, error *e) {
         return error_set(e, HDLM_ENOMEM, "model: out of memory");
     }
     build_specs(m, specs);
-    for (int i = 0; i < n; i++) specs[i].t.offset = m->tensors[i].offset;
+    for (int i = 0; i < n; i++)
+        specs[i].t.offset = m->tensors[i].offset;
     fill_views(m, m->grads, &m->g, specs);
     free(specs);
     return HDLM_OK;
@@ -395,7 +399,8 @@ double model_flops_per_token(const model_config *c, int T) {
  * step, worth doing on every core. */
 static void zero_floats(float *p, size_t n) {
 #pragma omp parallel for schedule(static) if (n >= (1u << 18))
-    for (size_t i = 0; i < n; i++) p[i] = 0.0f;
+    for (size_t i = 0; i < n; i++)
+        p[i] = 0.0f;
 }
 
 /* σ -> c (N, COND) and the input mix weights; shared by training and cached inference. */
@@ -406,7 +411,8 @@ static void cond_forward(const model *m, model_acts *a, const float *sigma, int 
     silu_forward(a->t1s, a->t1, (int64_t)N * MODEL_COND_DIM);
     linear_forward(a->t2, a->t1s, p->t_w2, p->t_b2, N, MODEL_COND_DIM, MODEL_COND_DIM);
     silu_forward(a->cvec, a->t2, (int64_t)N * MODEL_COND_DIM);
-    for (int i = 0; i < N; i++) a->mixw[i] = expf(-m->cfg.mix_gamma * sigma[i]);
+    for (int i = 0; i < N; i++)
+        a->mixw[i] = expf(-m->cfg.mix_gamma * sigma[i]);
 }
 
 static void embed_forward(const model *m, model_acts *a, float *out, const int32_t *tok, int N) {
@@ -431,14 +437,16 @@ static int check_batch(const model *m, const model_batch *b, error *e) {
 
 /* Dropout masks: 1 = kept; drawn in a fixed order from the batch's rng (deterministic). */
 static void draw_keep(uint8_t *keep, size_t n, float p, rng *r) {
-    for (size_t i = 0; i < n; i++) keep[i] = rng_uniform_f32(r) >= p;
+    for (size_t i = 0; i < n; i++)
+        keep[i] = rng_uniform_f32(r) >= p;
 }
 
 /* x = x * keep / (1 - p), in place (also the backward of itself). */
 static void apply_keep(float *x, const uint8_t *keep, size_t n, float p) {
     float sc = 1.0f / (1.0f - p);
 #pragma omp parallel for simd schedule(static) if (n >= 65536)
-    for (size_t i = 0; i < n; i++) x[i] = keep[i] ? x[i] * sc : 0.0f;
+    for (size_t i = 0; i < n; i++)
+        x[i] = keep[i] ? x[i] * sc : 0.0f;
 }
 
 int model_forward(model *m, const model_batch *b, float **logits, error *e) {
@@ -504,8 +512,7 @@ void model_backward(model *m, const model_batch *b, const float *dlogits) {
     zero_floats(a->dlnf, NC);
     linear_backward(a->dlnf, g->out_w, g->out_b, dlogits, a->lnf, m->p.out_w, N, C, c->vocab);
     zero_floats(a->dx, NC);
-    layernorm_backward(a->dx, g->lnf_w, a->dlnf, a->xf, m->p.lnf_w, a->lnf_mean, a->lnf_rstd, N,
-                       C);
+    layernorm_backward(a->dx, g->lnf_w, a->dlnf, a->xf, m->p.lnf_w, a->lnf_mean, a->lnf_rstd, N, C);
     if (c->cond) zero_floats(a->dc, (size_t)N * MODEL_COND_DIM);
 
     for (int l = c->n_layer - 1; l >= 0; l--) {
@@ -542,8 +549,8 @@ void model_backward(model *m, const model_batch *b, const float *dlogits) {
             modulate_backward(a->dln, dshift2, dscale2, dm2, la->ln2, scale2, 6 * C, N, C);
             dln2 = a->dln;
         }
-        layernorm_backward(a->dx, lg->ln2_w, dln2, la->x2, lp->ln2_w, la->ln2_mean, la->ln2_rstd,
-                           N, C);
+        layernorm_backward(a->dx, lg->ln2_w, dln2, la->x2, lp->ln2_w, la->ln2_mean, la->ln2_rstd, N,
+                           C);
         /* attention branch: x2 = x + gate1*proj */
         float *dproj = a->dm;
         zero_floats(dproj, NC);
@@ -568,8 +575,8 @@ void model_backward(model *m, const model_batch *b, const float *dlogits) {
             linear_backward(a->dc, lg->ada_w, lg->ada_b, a->dada, a->cvec, lp->ada_w, N,
                             MODEL_COND_DIM, 6 * C);
         }
-        layernorm_backward(a->dx, lg->ln1_w, dln1, la->x, lp->ln1_w, la->ln1_mean, la->ln1_rstd,
-                           N, C);
+        layernorm_backward(a->dx, lg->ln1_w, dln1, la->x, lp->ln1_w, la->ln1_mean, la->ln1_rstd, N,
+                           C);
     }
     if (c->cond && c->mask_id >= 0)
         embedding_mix_backward(g->wte, a->dx, b->tokens, a->mixw, c->mask_id, N, C);

@@ -19,13 +19,13 @@
 #define MODEL_COND_DIM 128 /* conditioning vector c */
 
 typedef struct model_config {
-    int vocab;     /* V: embedding rows and output size (base vocabulary + extra symbols) */
-    int d_model;   /* C */
+    int vocab;   /* V: embedding rows and output size (base vocabulary + extra symbols) */
+    int d_model; /* C */
     int n_layer;
     int n_head;
-    int seq_len;   /* longest sequence the model is used with (positions are rotary) */
-    int cond;      /* 1: per-token σ conditioning (adaLN + RADD input mix) */
-    int mask_id;   /* mask symbol for the RADD input mix; -1: no mix */
+    int seq_len;     /* longest sequence the model is used with (positions are rotary) */
+    int cond;        /* 1: per-token σ conditioning (adaLN + RADD input mix) */
+    int mask_id;     /* mask symbol for the RADD input mix; -1: no mix */
     float mix_gamma; /* γ of the input mix weight exp(-γσ) */
     float dropout;   /* dropout on attention probabilities and on the attention-output and MLP
                         residual branches during training (as the reference); 0 = none */
@@ -37,31 +37,31 @@ int model_config_check(const model_config *c, error *e);
 enum { MODEL_INIT_NORMAL_ZERO = 0 };
 
 typedef struct model_tensor {
-    char name[96];  /* e.g. "blocks.3.attn_qkv.weight" */
+    char name[96]; /* e.g. "blocks.3.attn_qkv.weight" */
     int ndim;
     int64_t shape[2];
-    size_t offset;  /* into the parameter slab, in floats */
-    size_t size;    /* floats */
-    int decay;      /* 1: AdamW weight decay applies (matrices only) */
+    size_t offset; /* into the parameter slab, in floats */
+    size_t size;   /* floats */
+    int decay;     /* 1: AdamW weight decay applies (matrices only) */
 } model_tensor;
 
 typedef struct layer_params {
-    float *ln1_w;                /* (C) */
-    float *ada_w, *ada_b;        /* (6C, COND), (6C) — conditioned only */
-    float *qkv_w;                /* (3C, C) */
-    float *proj_w;               /* (C, C) */
-    float *ln2_w;                /* (C) */
-    float *fc1_w, *fc1_b;        /* (4C, C), (4C) */
-    float *fc2_w, *fc2_b;        /* (C, 4C), (C) */
+    float *ln1_w;         /* (C) */
+    float *ada_w, *ada_b; /* (6C, COND), (6C) — conditioned only */
+    float *qkv_w;         /* (3C, C) */
+    float *proj_w;        /* (C, C) */
+    float *ln2_w;         /* (C) */
+    float *fc1_w, *fc1_b; /* (4C, C), (4C) */
+    float *fc2_w, *fc2_b; /* (C, 4C), (C) */
 } layer_params;
 
 typedef struct model_params {
-    float *wte;                  /* (V, C) */
-    float *t_w1, *t_b1;          /* (COND, TIME), (COND) — conditioned only */
-    float *t_w2, *t_b2;          /* (COND, COND), (COND) */
-    layer_params *layers;        /* (n_layer) */
-    float *lnf_w;                /* (C) */
-    float *out_w, *out_b;        /* (V, C), (V) */
+    float *wte;           /* (V, C) */
+    float *t_w1, *t_b1;   /* (COND, TIME), (COND) — conditioned only */
+    float *t_w2, *t_b2;   /* (COND, COND), (COND) */
+    layer_params *layers; /* (n_layer) */
+    float *lnf_w;         /* (C) */
+    float *out_w, *out_b; /* (V, C), (V) */
 } model_params;
 
 typedef struct model_acts model_acts; /* saved activations for backward (model.c) */
@@ -69,21 +69,21 @@ typedef struct model_acts model_acts; /* saved activations for backward (model.c
 typedef struct model {
     model_config cfg;
     size_t n_params;
-    float *params;      /* slab (n_params) */
-    float *grads;       /* slab (n_params), allocated by model_alloc_grads */
-    model_params p, g;  /* views into params / grads */
+    float *params;     /* slab (n_params) */
+    float *grads;      /* slab (n_params), allocated by model_alloc_grads */
+    model_params p, g; /* views into params / grads */
     model_tensor *tensors;
     int n_tensors;
-    model_acts *acts;   /* sized for the largest (B, T) seen */
+    model_acts *acts; /* sized for the largest (B, T) seen */
 } model;
 
 /* One forward/backward batch. */
 typedef struct model_batch {
     int B, T;
-    const int32_t *tokens; /* (B, T) */
-    const int32_t *pos;    /* (B, T) rotary positions */
-    const float *sigma;    /* (B, T) conditioning; NULL when not conditioned */
-    const attn_row *rows;  /* (B, T) attention mask rows */
+    const int32_t *tokens;   /* (B, T) */
+    const int32_t *pos;      /* (B, T) rotary positions */
+    const float *sigma;      /* (B, T) conditioning; NULL when not conditioned */
+    const attn_row *rows;    /* (B, T) attention mask rows */
     struct rng *dropout_rng; /* training with dropout draws its masks here; NULL = no dropout */
 } model_batch;
 

@@ -69,11 +69,13 @@ double optim_grad_norm(const float *g, size_t n) {
     for (int b = 0; b < NORM_BLOCKS; b++) {
         size_t lo = (size_t)b * bs, hi = lo + bs < n ? lo + bs : n;
         double s = 0;
-        for (size_t i = lo; i < hi; i++) s += (double)g[i] * g[i];
+        for (size_t i = lo; i < hi; i++)
+            s += (double)g[i] * g[i];
         part[b] = s;
     }
     double s = 0;
-    for (int b = 0; b < NORM_BLOCKS; b++) s += part[b];
+    for (int b = 0; b < NORM_BLOCKS; b++)
+        s += part[b];
     return sqrt(s);
 }
 

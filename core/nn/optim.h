@@ -13,21 +13,21 @@
 enum { LR_COSINE = 0, LR_LINEAR = 1, LR_CONSTANT = 2 };
 
 typedef struct optim_config {
-    double lr, min_lr;        /* peak and final learning rate */
-    int64_t warmup, steps;    /* warm-up optimizer steps; total optimizer steps */
-    int schedule;             /* LR_* */
+    double lr, min_lr;     /* peak and final learning rate */
+    int64_t warmup, steps; /* warm-up optimizer steps; total optimizer steps */
+    int schedule;          /* LR_* */
     double beta1, beta2, eps, weight_decay;
-    double clip;              /* global-norm clip; <= 0: off */
-    double ema;               /* EMA decay (warmed up as min(ema, (1+t)/(10+t))); 0: no EMA */
+    double clip; /* global-norm clip; <= 0: off */
+    double ema;  /* EMA decay (warmed up as min(ema, (1+t)/(10+t))); 0: no EMA */
 } optim_config;
 
 typedef struct optim {
     optim_config cfg;
     size_t n;
-    float *m, *v;     /* (n) first and second moments */
-    float *ema;       /* (n) EMA weights, NULL without EMA */
-    uint8_t *decay;   /* (n) 1 where weight decay applies */
-    int64_t t;        /* optimizer steps taken */
+    float *m, *v;   /* (n) first and second moments */
+    float *ema;     /* (n) EMA weights, NULL without EMA */
+    uint8_t *decay; /* (n) 1 where weight decay applies */
+    int64_t t;      /* optimizer steps taken */
 } optim;
 
 int optim_init(optim *o, const optim_config *cfg, const model *m, error *e);

@@ -14,8 +14,8 @@ typedef struct plugin_registry plugin_registry;
 
 typedef struct plugin_entry {
     const hdlm_plugin *desc;
-    const char *file;  /* absolute path of the shared object */
-    const char *hash;  /* sha256 of the file, hex */
+    const char *file; /* absolute path of the shared object */
+    const char *hash; /* sha256 of the file, hex */
 } plugin_entry;
 
 /* ---- options: a validated key -> value set (what a plugin reads through the host table) ---- */
@@ -60,8 +60,7 @@ int plugin_registry_load_default(plugin_registry *r, char *refusals, size_t cap,
 size_t plugin_registry_count(const plugin_registry *r);
 const plugin_entry *plugin_registry_at(const plugin_registry *r, size_t i);
 /* NULL when absent; then plugin_registry_names(r, kind, buf, cap) lists the known names. */
-const plugin_entry *plugin_registry_find(const plugin_registry *r, uint32_t kind,
-                                         const char *name);
+const plugin_entry *plugin_registry_find(const plugin_registry *r, uint32_t kind, const char *name);
 void plugin_registry_names(const plugin_registry *r, uint32_t kind, char *buf, size_t cap);
 const char *plugin_kind_name(uint32_t kind); /* "noise", "schedule", "sampler" */
 int plugin_kind_from_name(const char *name); /* 0 when unknown */

@@ -22,7 +22,7 @@ enum { STORE_READONLY = 1 << 0 };
 int store_open(const char *path, int flags, store **out, error *e);
 void store_close(store *s); /* flushes buffered metrics; accepts NULL */
 const char *store_path(const store *s);
-int store_schema_version(store *s);  /* user_version of the open database */
+int store_schema_version(store *s);    /* user_version of the open database */
 int store_binary_schema_version(void); /* highest migration this binary knows */
 /* Applies migrations 1..upto only (tests of the migration path). */
 int store_open_at_version(const char *path, int upto, store **out, error *e);
@@ -65,8 +65,8 @@ int store_flush(store *s, error *e);
 int store_checkpoint(store *s, int64_t run_id, int64_t step, const char *path, const char *hash,
                      int64_t bytes, int64_t *checkpoint_id, error *e);
 int store_evaluation(store *s, int64_t run_id, int64_t checkpoint_id /* 0 = none */,
-                     const char *metric, double value, double std_error,
-                     const char *settings_json, error *e);
+                     const char *metric, double value, double std_error, const char *settings_json,
+                     error *e);
 
 typedef struct store_sample_info {
     int64_t run_id;

@@ -51,7 +51,8 @@ static int levels(void *s, int64_t step, int64_t L, int32_t *level, int64_t *n_s
         return HDLM_EINVAL;
     }
     int32_t lv = step == 0 ? tau : tau - (int32_t)step; /* step k: level tau-k */
-    for (int64_t i = 0; i < L; i++) level[i] = lv;
+    for (int64_t i = 0; i < L; i++)
+        level[i] = lv;
     *n_settled = 0;
     return HDLM_OK;
 }

@@ -115,28 +115,34 @@ static int fn_reverse(void *self, hdlm_noise_batch *b, char *err, size_t err_cap
         if (b->state[j] != HDLM_ACTIVE) continue;
         double *p = b->probs + j * b->Vp;
         const float *lg = b->logits + j * b->Vp;
-        for (int32_t v = 0; v < b->Vp; v++) p[v] = 0;
+        for (int32_t v = 0; v < b->Vp; v++)
+            p[v] = 0;
         if (b->xt[j] != b->V) {
             p[b->xt[j]] = 1;
             continue;
         }
         double keep = b->s[j] / b->t[j], mx = lg[0], z = 0;
-        for (int32_t v = 1; v < b->V; v++) mx = lg[v] > mx ? lg[v] : mx;
-        for (int32_t v = 0; v < b->V; v++) z += exp(lg[v] - mx);
-        for (int32_t v = 0; v < b->V; v++) p[v] = (1 - keep) * exp(lg[v] - mx) / z;
+        for (int32_t v = 1; v < b->V; v++)
+            mx = lg[v] > mx ? lg[v] : mx;
+        for (int32_t v = 0; v < b->V; v++)
+            z += exp(lg[v] - mx);
+        for (int32_t v = 0; v < b->V; v++)
+            p[v] = (1 - keep) * exp(lg[v] - mx) / z;
         p[b->V] = keep;
     }
     return HDLM_OK;
 }
 
 static int fn_limit(void *self, hdlm_noise_batch *b, char *err, size_t err_cap) {
-    for (int64_t j = 0; j < b->B * b->L; j++) b->xt[j] = b->V;
+    for (int64_t j = 0; j < b->B * b->L; j++)
+        b->xt[j] = b->V;
     return HDLM_OK;
 }
 
 static int fn_marginal(void *self, int32_t x0, double t, double *probs, char *err, size_t cap) {
     const fixture_noise *n = self;
-    for (int32_t v = 0; v < n->extra + 2; v++) probs[v] = 0;
+    for (int32_t v = 0; v < n->extra + 2; v++)
+        probs[v] = 0;
     probs[x0] = 1 - t;
     probs[n->extra + 1] = t; /* a stand-in: the fixture does not know V here */
     return HDLM_OK;

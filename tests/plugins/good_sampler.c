@@ -38,7 +38,8 @@ static int fsm_step(void *self, hdlm_sampler_ctx *ctx, char *err, size_t err_cap
             int64_t j = b * ctx->L + i;
             if (ctx->fixed[j] || ctx->state[j] != HDLM_ACTIVE || ctx->x[j] != ctx->V) continue;
             const double *rp = ctx->probs + j * ctx->Vp;
-            for (int32_t v = 0; v < ctx->Vp; v++) s->probs[v] = rp[v];
+            for (int32_t v = 0; v < ctx->Vp; v++)
+                s->probs[v] = rp[v];
             int32_t tok = ctx->draw(ctx->core, s->probs, ctx->Vp);
             if (tok == ctx->x[j]) continue;
             ctx->event(ctx->core, b, i, ctx->x[j], tok, s->probs[tok], HDLM_EVENT_UNMASK);

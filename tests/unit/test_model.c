@@ -508,7 +508,9 @@ static void test_gradcheck(int kind) {
     gc_case c = {&m,
                  {B, T, tokens, pos, kind >= GC_COND ? sigma : NULL, rows,
                   kind == GC_DROPOUT ? &drng : NULL},
-                 target, wt, 77};
+                 target,
+                 wt,
+                 77};
     static const char *const label[] = {"causal", "schedule", "cond", "dropout"};
     if (kind == GC_DROPOUT) {
         /* dropout changes the output (masks drawn), and without an rng it is off */

@@ -23,15 +23,17 @@ int main(void) {
     CHECK_EQ(draw(w, 5, 1, 0, 1, 0.9), 3);
     CHECK_EQ(draw(w, 5, 1, 0, 1, 0.99), 4);
     /* temperature 0 is greedy whatever u */
-    for (double u = 0; u < 1; u += 0.1) CHECK_EQ(draw(w, 5, 0, 0, 1, u), 1);
+    for (double u = 0; u < 1; u += 0.1)
+        CHECK_EQ(draw(w, 5, 0, 0, 1, u), 1);
     /* temperature -> 0 approaches greedy */
     int greedy = 1;
-    for (double u = 0; u < 1; u += 0.01) greedy &= draw(w, 5, 1e-3, 0, 1, u) == 1;
+    for (double u = 0; u < 1; u += 0.01)
+        greedy &= draw(w, 5, 1e-3, 0, 1, u) == 1;
     CHECK(greedy);
     /* top-k 2 keeps {1, 3}: masses 0.4, 0.25 of 0.65 */
     CHECK_EQ(draw(w, 5, 1, 2, 1, 0.0), 1);
-    CHECK_EQ(draw(w, 5, 1, 2, 1, 0.6), 1);   /* 0.6·0.65 = 0.39 < 0.4 */
-    CHECK_EQ(draw(w, 5, 1, 2, 1, 0.62), 3);  /* 0.403 > 0.4 */
+    CHECK_EQ(draw(w, 5, 1, 2, 1, 0.6), 1);  /* 0.6·0.65 = 0.39 < 0.4 */
+    CHECK_EQ(draw(w, 5, 1, 2, 1, 0.62), 3); /* 0.403 > 0.4 */
     CHECK_EQ(draw(w, 5, 1, 2, 1, 0.999), 3);
     /* top-p keeps the smallest set with mass >= p, most probable first: p = 0.6 -> {1 (0.4),
      * 3 (0.25)} = 0.65 >= 0.6; p = 0.4 -> {1}; p = 0.66 -> {1, 3, 2} */
@@ -42,7 +44,8 @@ int main(void) {
         int seen[5] = {0};
         rng r;
         rng_init(&r, 1);
-        for (int i = 0; i < 20000; i++) seen[draw(w, 5, 1, 0, 0.66, rng_uniform(&r))]++;
+        for (int i = 0; i < 20000; i++)
+            seen[draw(w, 5, 1, 0, 0.66, rng_uniform(&r))]++;
         CHECK(seen[0] == 0 && seen[4] == 0 && seen[1] > 0 && seen[2] > 0 && seen[3] > 0);
         /* within the kept set the draw is proportional: 0.4/0.85 for token 1 */
         CHECK_NEAR(seen[1] / 20000.0, 0.4 / 0.85, 0.015);
@@ -50,11 +53,13 @@ int main(void) {
     /* temperature 2 flattens: p ∝ w^(1/2) */
     {
         double z = 0;
-        for (int i = 0; i < 5; i++) z += sqrt(w[i]);
+        for (int i = 0; i < 5; i++)
+            z += sqrt(w[i]);
         int cnt = 0;
         rng r;
         rng_init(&r, 2);
-        for (int i = 0; i < 40000; i++) cnt += draw(w, 5, 2, 0, 1, rng_uniform(&r)) == 4;
+        for (int i = 0; i < 40000; i++)
+            cnt += draw(w, 5, 2, 0, 1, rng_uniform(&r)) == 4;
         CHECK_NEAR(cnt / 40000.0, sqrt(0.05) / z, 0.01);
     }
     /* zero weights are never drawn; an all-zero row returns 0 */

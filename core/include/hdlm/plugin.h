@@ -73,8 +73,8 @@ enum { HDLM_LOG_DEBUG = 0, HDLM_LOG_INFO = 1, HDLM_LOG_WARN = 2, HDLM_LOG_ERROR 
 typedef struct hdlm_host {
     uint32_t struct_size; /* a plugin MUST NOT use fields past this size */
     uint32_t abi_version;
-    double (*uniform)(void *rng);        /* U[0,1) with 53 random bits, from the run's seed */
-    uint64_t (*random_u64)(void *rng);   /* 64 random bits */
+    double (*uniform)(void *rng);      /* U[0,1) with 53 random bits, from the run's seed */
+    uint64_t (*random_u64)(void *rng); /* 64 random bits */
     /* Options were validated against the plugin's hdlm_option table and defaults filled in, so a
      * declared key is always found. Both return 0 when found, HDLM_EINVAL otherwise. */
     int (*opt_number)(const void *opts, const char *key, double *out);
@@ -107,8 +107,8 @@ typedef struct hdlm_schedule_ops {
     int64_t (*n_steps)(void *self, int64_t L);
     /* Level of every position at `step` (0 <= step <= n_steps) and the settled prefix length
      * (spec §1.2: positions [0, n_settled) are settled; level W is worthless; the rest active). */
-    int (*levels)(void *self, int64_t step, int64_t L, int32_t *level /* (L) */,
-                  int64_t *n_settled, char *err, size_t err_cap);
+    int (*levels)(void *self, int64_t step, int64_t L, int32_t *level /* (L) */, int64_t *n_settled,
+                  char *err, size_t err_cap);
     /* HDLM_GROW_*; *block receives the block size for HDLM_GROW_BLOCKS (else 1). */
     uint32_t (*growth)(void *self, int64_t *block);
 } hdlm_schedule_ops;
@@ -126,29 +126,29 @@ typedef struct hdlm_noise_batch {
     uint32_t struct_size;
     int64_t B, L;
     int32_t V, Vp;
-    int64_t block;         /* block width w of the hyperschedule (L for one block) */
-    int32_t annealed;      /* 1: per-position times from a hyperschedule (spec §4.1 annealed
-                              losses); 0: continuous time, one t per sequence */
-    const int32_t *x0;     /* (B, L) clean tokens (NULL for reverse/limit) */
-    int32_t *xt;           /* (B, L) noised tokens: written by corrupt and limit, read otherwise */
-    const float *t;        /* (B, L) time of each position, in (0, 1) */
-    const float *s;        /* (B, L) next, less noisy time (reverse, bound); NULL otherwise */
-    const uint8_t *state;  /* (B, L) HDLM_SETTLED / ACTIVE / WORTHLESS */
-    const float *logits;   /* (B, L, Vp) raw model output */
-    float *loss;           /* (B, L) loss: per-token contribution to `total` */
-    float *dlogits;        /* (B, L, Vp) loss: d(total)/d(logits), overwritten; NULL = none */
-    double total;          /* loss: the batch loss (already normalised by the plugin) */
-    double *probs;         /* (B, L, Vp) reverse: p(x_s = y | x_t) for ACTIVE positions, float64 */
-    double *bound;         /* (B, L) bound: per-position term of the NLL upper bound (nats) */
-    void *rng;             /* corrupt, limit: draw only through host->uniform(rng) */
+    int64_t block;        /* block width w of the hyperschedule (L for one block) */
+    int32_t annealed;     /* 1: per-position times from a hyperschedule (spec §4.1 annealed
+                             losses); 0: continuous time, one t per sequence */
+    const int32_t *x0;    /* (B, L) clean tokens (NULL for reverse/limit) */
+    int32_t *xt;          /* (B, L) noised tokens: written by corrupt and limit, read otherwise */
+    const float *t;       /* (B, L) time of each position, in (0, 1) */
+    const float *s;       /* (B, L) next, less noisy time (reverse, bound); NULL otherwise */
+    const uint8_t *state; /* (B, L) HDLM_SETTLED / ACTIVE / WORTHLESS */
+    const float *logits;  /* (B, L, Vp) raw model output */
+    float *loss;          /* (B, L) loss: per-token contribution to `total` */
+    float *dlogits;       /* (B, L, Vp) loss: d(total)/d(logits), overwritten; NULL = none */
+    double total;         /* loss: the batch loss (already normalised by the plugin) */
+    double *probs;        /* (B, L, Vp) reverse: p(x_s = y | x_t) for ACTIVE positions, float64 */
+    double *bound;        /* (B, L) bound: per-position term of the NLL upper bound (nats) */
+    void *rng;            /* corrupt, limit: draw only through host->uniform(rng) */
 } hdlm_noise_batch;
 
 /* Noise plugins receive one option they do not declare: "vocab" (integer >= 2), the number V of
  * real tokens, set by the host from the corpus (or by the user when inspecting from Lua). */
 typedef struct hdlm_noise_ops {
     uint32_t struct_size;
-    uint32_t flags;                  /* HDLM_NOISE_* */
-    int32_t (*n_extra)(void *self);  /* extra symbols after the V real ones (mask: 1) */
+    uint32_t flags;                 /* HDLM_NOISE_* */
+    int32_t (*n_extra)(void *self); /* extra symbols after the V real ones (mask: 1) */
     /* Forward corruption: b->xt from b->x0, b->t, b->state (spec §3). */
     int (*corrupt)(void *self, hdlm_noise_batch *b, char *err, size_t err_cap);
     /* Conditioning signal per position (σ of spec §1.9); NULL when the process has none. */
@@ -174,17 +174,17 @@ typedef struct hdlm_sampler_ctx {
     uint32_t struct_size;
     int64_t B, L;
     int32_t V, Vp;
-    int32_t mask_id;         /* -1 when the process has no mask symbol */
+    int32_t mask_id; /* -1 when the process has no mask symbol */
     int64_t step, n_steps;
-    int32_t *x;              /* (B, L) current tokens; the sampler updates non-fixed ones */
-    const uint8_t *state;    /* (B, L) */
-    const uint8_t *fixed;    /* (B, L) 1 = prompt/infill position: MUST NOT change */
-    const float *t_now;      /* (B, L) */
-    const float *t_next;     /* (B, L) */
-    const float *logits;     /* (B, L, Vp) model output at this step */
-    const double *probs;     /* (B, L, Vp) the noise process's reverse probabilities (ACTIVE) */
+    int32_t *x;           /* (B, L) current tokens; the sampler updates non-fixed ones */
+    const uint8_t *state; /* (B, L) */
+    const uint8_t *fixed; /* (B, L) 1 = prompt/infill position: MUST NOT change */
+    const float *t_now;   /* (B, L) */
+    const float *t_next;  /* (B, L) */
+    const float *logits;  /* (B, L, Vp) model output at this step */
+    const double *probs;  /* (B, L, Vp) the noise process's reverse probabilities (ACTIVE) */
     void *rng;
-    void *core;              /* opaque; pass back to the callbacks below */
+    void *core; /* opaque; pass back to the callbacks below */
     /* Draw from probs[n] (unnormalised, >= 0) with the run's temperature/top-k/top-p, float64. */
     int32_t (*draw)(void *core, const double *probs, int32_t n);
     /* Report a change (kind HDLM_EVENT_*). */
@@ -194,18 +194,18 @@ typedef struct hdlm_sampler_ctx {
 
 typedef struct hdlm_sampler_ops {
     uint32_t struct_size;
-    uint32_t needs;          /* HDLM_NOISE_* flags the noise process must have (e.g. SCORE) */
+    uint32_t needs; /* HDLM_NOISE_* flags the noise process must have (e.g. SCORE) */
     int (*step)(void *self, hdlm_sampler_ctx *ctx, char *err, size_t err_cap);
 } hdlm_sampler_ops;
 
 /* ---- the descriptor ---- */
 typedef struct hdlm_plugin {
-    uint32_t abi_version;  /* MUST be HDLM_ABI_VERSION */
-    uint32_t struct_size;  /* MUST be sizeof(hdlm_plugin) as built */
-    uint32_t kind;         /* HDLM_KIND_* */
-    const char *name;      /* unique across all loaded plugins: "block_annealing" */
-    const char *version;   /* the plugin's own version, recorded with every run that uses it */
-    const char *summary;   /* one line */
+    uint32_t abi_version;       /* MUST be HDLM_ABI_VERSION */
+    uint32_t struct_size;       /* MUST be sizeof(hdlm_plugin) as built */
+    uint32_t kind;              /* HDLM_KIND_* */
+    const char *name;           /* unique across all loaded plugins: "block_annealing" */
+    const char *version;        /* the plugin's own version, recorded with every run that uses it */
+    const char *summary;        /* one line */
     const hdlm_option *options; /* array terminated by {NULL}; may be NULL for none */
     /* Make an instance. Returns HDLM_OK or a negative status with a message in err. */
     int (*create)(const hdlm_host *host, const void *opts, void **self, char *err, size_t err_cap);
