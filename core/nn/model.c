@@ -374,8 +374,10 @@ int model_alloc_grads(model *m, error *e) {
     return HDLM_OK;
 }
 
+static void zero_floats(float *p, size_t n);
+
 void model_zero_grad(model *m) {
-    if (m->grads) memset(m->grads, 0, m->n_params * sizeof(float));
+    if (m->grads) zero_floats(m->grads, m->n_params);
 }
 
 const model_tensor *model_find_tensor(const model *m, const char *name) {

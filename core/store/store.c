@@ -530,6 +530,22 @@ static int store_open_impl(const char *path, int flags, int upto, store **out, e
                            path, (long long)version, known);
         goto fail;
     }
+    if (version == 0 && objects > 0) {
+        /* The two reads above were separate statements: another process may have committed its
+         * first migration (tables and user_version together) between them. Read both again in
+         * one transaction, which sees a single snapshot, before calling the file foreign. */
+        if (sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK) {
+            rc = db_scalar_impl(s, "PRAGMA user_version", 0, &version, NULL, 0, e);
+            if (rc == SQLITE_OK)
+                rc = db_scalar_impl(s, "SELECT count(*) FROM sqlite_schema", 0, &objects, NULL, 0,
+                                    e);
+            sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+            if (rc != SQLITE_OK) {
+                status = HDLM_EDB;
+                goto fail;
+            }
+        }
+    }
     if (version == 0 && objects > 0) { /* checked before WAL mode changes the file */
         status = error_set(e, HDLM_EDB,
                            "%s: an SQLite database that hdlm did not create (user_version 0 but "
