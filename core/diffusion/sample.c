@@ -22,8 +22,7 @@ static int cmp_pair_desc(const void *a, const void *b) {
 }
 
 int32_t sample_draw(const double *w, int32_t n, double temperature, int top_k, double top_p,
-                    double u, double *scratch, int32_t *idx) {
-    (void)idx;
+                    double u, double *scratch) {
     int32_t best = -1;
     for (int32_t i = 0; i < n; i++)
         if (w[i] > 0 && (best < 0 || w[i] > w[best])) best = i;
@@ -39,9 +38,7 @@ int32_t sample_draw(const double *w, int32_t n, double temperature, int top_k, d
     int trunc_k = top_k > 0 && top_k < npos;
     int trunc_p = top_p > 0 && top_p < 1;
     if (trunc_k || trunc_p) {
-        pair *pr = (pair *)(scratch + n); /* (npos) pairs fit in the second n doubles... */
-        pair *buf = malloc((size_t)npos * sizeof *buf);
-        if (buf) pr = buf;
+        pair *pr = (pair *)(scratch + n); /* (npos) pairs in the last 2n doubles */
         int32_t m = 0;
         for (int32_t i = 0; i < n; i++)
             if (q[i] > 0) pr[m].v = q[i], pr[m].i = i, m++;
@@ -62,7 +59,6 @@ int32_t sample_draw(const double *w, int32_t n, double temperature, int top_k, d
         }
         for (int32_t j = keep; j < m; j++)
             q[(int32_t)pr[j].i] = 0;
-        free(buf);
     }
     double total = 0;
     for (int32_t i = 0; i < n; i++)
@@ -85,16 +81,14 @@ typedef struct loop {
     rng r;
     sample_result *out;
     int64_t step;
-    double *scratch; /* (2 Vp) */
-    int32_t *idx;    /* (Vp) */
+    double *scratch; /* (3 Vp) */
     int failed;      /* event buffer could not grow */
 } loop;
 
 static int32_t core_draw(void *core, const double *w, int32_t n) {
     loop *lp = core;
     double u = rng_uniform(&lp->r);
-    return sample_draw(w, n, lp->cfg->temperature, lp->cfg->top_k, lp->cfg->top_p, u, lp->scratch,
-                       lp->idx);
+    return sample_draw(w, n, lp->cfg->temperature, lp->cfg->top_k, lp->cfg->top_p, u, lp->scratch);
 }
 
 static void core_event(void *core, int64_t b, int64_t i, int32_t old_tok, int32_t new_tok, double p,
@@ -179,12 +173,11 @@ int sample_run(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
     int32_t *pos = malloc(BL * sizeof *pos), *ctok = malloc(BL * sizeof *ctok);
     float *csig = malloc(BL * sizeof *csig);
     attn_row *crow = malloc(BL * sizeof *crow);
-    lp.scratch = malloc((size_t)Vp * 2 * sizeof *lp.scratch);
-    lp.idx = malloc((size_t)Vp * sizeof *lp.idx);
+    lp.scratch = malloc((size_t)Vp * 3 * sizeof *lp.scratch);
     kv_cache kc = {0};
     int rc = HDLM_OK;
     if (!x || !lev || !lev2 || !tn || !tx || !t1 || !sigma || !st || !st1 || !fixed || !filled ||
-        !logits || !probs || !rows || !pos || !ctok || !csig || !crow || !lp.scratch || !lp.idx) {
+        !logits || !probs || !rows || !pos || !ctok || !csig || !crow || !lp.scratch) {
         rc = error_set(e, HDLM_ENOMEM, "sample: out of memory for %d x %d samples", B, L);
         goto done;
     }
@@ -353,7 +346,7 @@ done:
     free(x), free(lev), free(lev2), free(tn), free(tx), free(t1), free(sigma), free(st), free(st1);
     free(fixed), free(filled), free(logits), free(probs), free(rows), free(pos), free(ctok),
         free(csig);
-    free(crow), free(lp.scratch), free(lp.idx);
+    free(crow), free(lp.scratch);
     if (rc != HDLM_OK) sample_result_free(out);
     return rc;
 }

@@ -55,6 +55,6 @@ void sample_result_free(sample_result *r);
 /* The core's categorical draw: weights w[n] >= 0 (unnormalised) with temperature / top-k / top-p;
  * float64 inverse CDF with u in [0, 1). Exposed for tests. */
 int32_t sample_draw(const double *w, int32_t n, double temperature, int top_k, double top_p,
-                    double u, double *scratch /* (2n) */, int32_t *idx /* (n) */);
+                    double u, double *scratch /* (3n) */);
 
 #endif

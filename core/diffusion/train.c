@@ -266,23 +266,9 @@ int trainer_step(trainer *t, train_stats *st, error *e) {
     return HDLM_OK;
 }
 
-void trainer_swap_ema(trainer *t) {
-    if (!t->opt.ema) return;
-    float *p = t->m.params;
-    t->m.params = t->opt.ema;
-    t->opt.ema = p;
-    /* views point into the slab: rebuild them by offset */
-    ptrdiff_t d = t->m.params - p;
-    model_params *mp = &t->m.p;
-    mp->wte += d;
-    if (mp->t_w1) mp->t_w1 += d, mp->t_b1 += d, mp->t_w2 += d, mp->t_b2 += d;
-    for (int l = 0; l < t->m.cfg.n_layer; l++) {
-        layer_params *lp = &mp->layers[l];
-        lp->ln1_w += d, lp->qkv_w += d, lp->proj_w += d, lp->ln2_w += d;
-        lp->fc1_w += d, lp->fc1_b += d, lp->fc2_w += d, lp->fc2_b += d;
-        if (lp->ada_w) lp->ada_w += d, lp->ada_b += d;
-    }
-    mp->lnf_w += d, mp->out_w += d, mp->out_b += d;
+int trainer_swap_ema(trainer *t, error *e) {
+    if (!t->opt.ema) return HDLM_OK;
+    return model_swap_params(&t->m, &t->opt.ema, e);
 }
 
 int trainer_eval(trainer *t, int use_ema, double *loss, error *e) {
@@ -291,13 +277,14 @@ int trainer_eval(trainer *t, int use_ema, double *loss, error *e) {
     rng dr, nr;
     rng_init(&dr, 0x5eed0001u); /* the same windows and masks at every evaluation */
     rng_init(&nr, 0x5eed0002u);
-    if (use_ema) trainer_swap_ema(t);
+    if (use_ema && trainer_swap_ema(t, e) != HDLM_OK) return e->code;
     double sum = 0;
     int rc = HDLM_OK;
     for (int i = 0; i < nb && rc == HDLM_OK; i++)
         rc = micro_batch(t, t->data->valid, t->data->n_valid, &dr, &nr,
                          1.0 / ((double)nb * c->batch * t->T), 0, &sum, e);
-    if (use_ema) trainer_swap_ema(t);
+    if (use_ema && trainer_swap_ema(t, rc == HDLM_OK ? e : NULL) != HDLM_OK && rc == HDLM_OK)
+        rc = e->code;
     *loss = sum;
     return rc;
 }

@@ -83,6 +83,6 @@ int trainer_save(trainer *t, char *path, size_t cap, error *e);
  * directory has none. Refuses a checkpoint whose config differs from cfg. */
 int trainer_resume(trainer *t, int *found, error *e);
 /* Swaps the EMA weights into the model (and back on the second call). */
-void trainer_swap_ema(trainer *t);
+int trainer_swap_ema(trainer *t, error *e);
 
 #endif

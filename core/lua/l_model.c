@@ -384,7 +384,10 @@ int l_train_run(lua_State *L, store *st, int64_t run_id, int o, int corpus_idx,
         return l_raise(L, &e);
     }
     /* hand the model over (EMA weights in front: evaluation and sampling use them) */
-    if (t->opt.ema) trainer_swap_ema(t);
+    if (trainer_swap_ema(t, &e) != HDLM_OK) {
+        trainer_free(t);
+        return l_raise(L, &e);
+    }
     out->m = t->m;
     memset(&t->m, 0, sizeof t->m);
     out->objective = cfg.objective;

@@ -352,25 +352,40 @@ void model_free(model *m) {
     memset(m, 0, sizeof *m);
 }
 
-int model_alloc_grads(model *m, error *e) {
-    if (m->grads) return HDLM_OK;
-    m->grads = calloc(m->n_params, sizeof(float));
-    if (!m->grads)
-        return error_set(e, HDLM_ENOMEM, "model: cannot allocate gradients (%.1f MiB)",
-                         m->n_params * 4.0 / 1048576);
-    /* same offsets as the parameters */
+/* Points the views dst (m->p or m->g) at slab, at the offsets of the tensor table. */
+static int bind_views(model *m, float *slab, model_params *dst) {
     int n = build_specs(m, NULL);
     tensor_spec *specs = calloc((size_t)n, sizeof *specs);
-    if (!specs) { /* leave no slab without views: the early return above would accept it */
-        free(m->grads);
-        m->grads = NULL;
-        return error_set(e, HDLM_ENOMEM, "model: out of memory");
-    }
+    if (!specs) return HDLM_ENOMEM;
     build_specs(m, specs);
     for (int i = 0; i < n; i++)
         specs[i].t.offset = m->tensors[i].offset;
-    fill_views(m, m->grads, &m->g, specs);
+    fill_views(m, slab, dst, specs);
     free(specs);
+    return HDLM_OK;
+}
+
+int model_alloc_grads(model *m, error *e) {
+    if (m->grads) return HDLM_OK;
+    m->grads = calloc(m->n_params, sizeof(float));
+    if (!m->grads || bind_views(m, m->grads, &m->g) != HDLM_OK) {
+        /* leave no slab without views: the early return above would accept it */
+        free(m->grads);
+        m->grads = NULL;
+        return error_set(e, HDLM_ENOMEM, "model: cannot allocate gradients (%.1f MiB)",
+                         m->n_params * 4.0 / 1048576);
+    }
+    return HDLM_OK;
+}
+
+int model_swap_params(model *m, float **slab, error *e) {
+    float *old = m->params;
+    m->params = *slab;
+    if (bind_views(m, m->params, &m->p) != HDLM_OK) {
+        m->params = old;
+        return error_set(e, HDLM_ENOMEM, "model: out of memory");
+    }
+    *slab = old;
     return HDLM_OK;
 }
 

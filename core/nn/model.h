@@ -92,6 +92,9 @@ int model_init(model *m, const model_config *cfg, uint64_t seed, error *e);
 void model_free(model *m); /* accepts a zeroed model */
 int model_alloc_grads(model *m, error *e);
 void model_zero_grad(model *m);
+/* Exchanges the parameter slab with *slab (same layout, e.g. the EMA weights) and re-points the
+ * views; *slab receives the previous one. */
+int model_swap_params(model *m, float **slab, error *e);
 const model_tensor *model_find_tensor(const model *m, const char *name);
 
 /* Forward over a batch; returns the logits (N, V) in a model-owned buffer valid until the next

@@ -8,9 +8,8 @@
 #define NMAX 16
 
 static int32_t draw(const double *w, int n, double T, int k, double p, double u) {
-    double scratch[2 * NMAX];
-    int32_t idx[NMAX];
-    return sample_draw(w, n, T, k, p, u, scratch, idx);
+    double scratch[3 * NMAX];
+    return sample_draw(w, n, T, k, p, u, scratch);
 }
 
 int main(void) {

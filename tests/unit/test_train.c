@@ -555,7 +555,8 @@ static void test_swap_ema(void) {
     init_or_die(&t, &c, &g_corpus);
     CHECK_EQ(run_until(&t, 3, NULL, 0), HDLM_OK);
     float *raw = t.m.params, *ema = t.opt.ema;
-    trainer_swap_ema(&t);
+    error e = {0};
+    CHECK_EQ(trainer_swap_ema(&t, &e), HDLM_OK);
     CHECK(t.m.params == ema && t.opt.ema == raw);
     const model_tensor *wte = model_find_tensor(&t.m, "vocab_embed.embedding");
     const model_tensor *fc2b = model_find_tensor(&t.m, "blocks.1.mlp.2.bias");
@@ -570,7 +571,7 @@ static void test_swap_ema(void) {
         CHECK(t.m.p.t_w2 == ema + tw2->offset);
         CHECK(t.m.p.out_b == ema + ob->offset);
     }
-    trainer_swap_ema(&t);
+    CHECK_EQ(trainer_swap_ema(&t, &e), HDLM_OK);
     CHECK(t.m.params == raw && t.opt.ema == ema);
     if (wte && ob) CHECK(t.m.p.wte == raw + wte->offset && t.m.p.out_b == raw + ob->offset);
     trainer_free(&t);
