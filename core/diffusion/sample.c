@@ -163,7 +163,9 @@ int sample_run(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
     rng_init(&lp.r, cfg->seed);
     int32_t *x = malloc(BL * sizeof *x);
     int32_t *lev = malloc((size_t)L * sizeof *lev), *lev2 = malloc((size_t)L * sizeof *lev2);
-    float *tn = malloc(BL * sizeof *tn), *tx = malloc(BL * sizeof *tx);
+    float *tn = malloc(BL * sizeof *tn), *tx = malloc(BL * sizeof *tx),
+          *tr = malloc(BL * sizeof *tr);
+    uint8_t *was_worthless = malloc((size_t)L); /* state at the previous step (limit at step 0) */
     float *t1 = malloc((size_t)L * sizeof *t1), *sigma = calloc(BL, sizeof *sigma);
     uint8_t *st = malloc(BL), *st1 = malloc((size_t)L), *fixed = calloc(BL, 1);
     uint8_t *filled = calloc((size_t)L, 1); /* logits rows that hold values */
@@ -176,8 +178,9 @@ int sample_run(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
     lp.scratch = malloc((size_t)Vp * 3 * sizeof *lp.scratch);
     kv_cache kc = {0};
     int rc = HDLM_OK;
-    if (!x || !lev || !lev2 || !tn || !tx || !t1 || !sigma || !st || !st1 || !fixed || !filled ||
-        !logits || !probs || !rows || !pos || !ctok || !csig || !crow || !lp.scratch) {
+    if (!x || !lev || !lev2 || !tn || !tx || !tr || !was_worthless || !t1 || !sigma || !st ||
+        !st1 || !fixed || !filled || !logits || !probs || !rows || !pos || !ctok || !csig ||
+        !crow || !lp.scratch) {
         rc = error_set(e, HDLM_ENOMEM, "sample: out of memory for %d x %d samples", B, L);
         goto done;
     }
@@ -209,6 +212,7 @@ int sample_run(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
             }
         }
 
+    memset(was_worthless, 1, (size_t)L);
     progress pg;
     progress_init(&pg, NULL, "sample", n_steps);
     for (int64_t s = 1; s <= n_steps; s++) {
@@ -227,7 +231,16 @@ int sample_run(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
             for (int i = 0; i < L; i++)
                 tx[i] = 0.0f;
         }
+        /* the reverse step starts a position's first active step from time 1, not from its
+         * level's time: the position comes from the limit state, which is fully noised (this is
+         * what makes eval.c's bound the NELBO of this loop). σ conditioning keeps the level's time,
+         * the one the model was trained with. */
+        for (int i = 0; i < L; i++) {
+            tr[i] = st[i] == HDLM_ACTIVE && was_worthless[i] ? 1.0f : tn[i];
+            was_worthless[i] = st[i] == HDLM_WORTHLESS;
+        }
         for (int b = 1; b < B; b++) {
+            memcpy(tr + (size_t)b * L, tr, (size_t)L * sizeof *tr);
             memcpy(tn + (size_t)b * L, tn, (size_t)L * sizeof *tn);
             memcpy(tx + (size_t)b * L, tx, (size_t)L * sizeof *tx);
             memcpy(st + (size_t)b * L, st, (size_t)L);
@@ -292,7 +305,7 @@ int sample_run(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
             }
         }
         /* reverse-step probabilities of the active positions */
-        nb.xt = x, nb.t = tn, nb.s = tx, nb.state = st, nb.logits = logits, nb.probs = probs;
+        nb.xt = x, nb.t = tr, nb.s = tx, nb.state = st, nb.logits = logits, nb.probs = probs;
         if ((rc = noise->reverse(noise_self, &nb, perr, sizeof perr)) != HDLM_OK) {
             rc = error_set(e, HDLM_EPLUGIN, "%s: reverse at step %lld: %s", noise_name,
                            (long long)s, perr);
@@ -310,7 +323,7 @@ int sample_run(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
             .x = x,
             .state = st,
             .fixed = fixed,
-            .t_now = tn,
+            .t_now = tr,
             .t_next = tx,
             .logits = logits,
             .probs = probs,
@@ -343,7 +356,8 @@ int sample_run(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
     x = NULL;
 done:
     kv_cache_free(&kc);
-    free(x), free(lev), free(lev2), free(tn), free(tx), free(t1), free(sigma), free(st), free(st1);
+    free(x), free(lev), free(lev2), free(tn), free(tx), free(tr), free(was_worthless), free(t1),
+        free(sigma), free(st), free(st1);
     free(fixed), free(filled), free(logits), free(probs), free(rows), free(pos), free(ctok),
         free(csig);
     free(crow), free(lp.scratch);

@@ -51,6 +51,11 @@ store *l_run_store(lua_State *L, int idx, int64_t *id);
 int l_attach_run(lua_State *L, int run_idx);
 /* run:sample{...} (l_sample.c); the Run is argument 1. */
 int l_run_sample(lua_State *L);
+/* {"name":..,"version":..,"options":{..}} of a plugin instance (malloc'd; caller frees). */
+char *l_plugin_json(const plugin_instance *pi);
+/* run:eval{...} and run:gen_eval{...} (l_eval.c); the Run is argument 1. */
+int l_run_eval(lua_State *L);
+int l_run_gen_eval(lua_State *L);
 /* hdlm.json_decode(s) / hdlm.json_encode(v) */
 int l_json_decode(lua_State *L);
 int l_json_encode(lua_State *L);

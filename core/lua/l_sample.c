@@ -25,21 +25,6 @@ static int sampler_guard_gc(lua_State *L) {
     return 0;
 }
 
-/* {"name":..,"version":..,"options":{..}} of an instance */
-static char *plugin_json(const plugin_instance *pi) {
-    json_buf jb = {0};
-    char *opts = plugin_opts_json(pi->opts);
-    json_buf_raw(&jb, "{\"name\":");
-    json_buf_str(&jb, pi->entry->desc->name);
-    json_buf_raw(&jb, ",\"version\":");
-    json_buf_str(&jb, pi->entry->desc->version);
-    json_buf_raw(&jb, ",\"options\":");
-    json_buf_raw(&jb, opts ? opts : "{}");
-    json_buf_raw(&jb, "}");
-    free(opts);
-    return jb.data; /* caller frees */
-}
-
 static const char *const sample_keys[] = {"sampler", "n",        "length", "temperature", "top_k",
                                           "top_p",   "prompt",   "infill", "seed",        "cache",
                                           "events",  "schedule", NULL};
@@ -207,8 +192,8 @@ int l_run_sample(lua_State *L) {
         return l_raise(L, &e);
 
     /* store every sample with its provenance and trajectory */
-    char *nj = plugin_json(noise), *sj = plugin_json(g->inst);
-    char *hj = sp ? plugin_json(sp) : NULL;
+    char *nj = l_plugin_json(noise), *sj = l_plugin_json(g->inst);
+    char *hj = sp ? l_plugin_json(sp) : NULL;
     char settings[512];
     snprintf(settings, sizeof settings,
              "{\"temperature\":%.17g,\"top_k\":%d,\"top_p\":%.17g,\"length\":%d,\"cache\":%s,"

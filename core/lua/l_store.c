@@ -469,10 +469,9 @@ void l_store_register(lua_State *L, int ctx_idx) {
                                           {"__index", store_index},
                                           {"__tostring", store_tostring},
                                           {NULL, NULL}};
-    static const luaL_Reg run_methods[] = {{"log", run_log},
-                                           {"finish", run_finish},
-                                           {"fail", run_fail},
-                                           {"sample", l_run_sample},
+    static const luaL_Reg run_methods[] = {{"log", run_log},     {"finish", run_finish},
+                                           {"fail", run_fail},   {"sample", l_run_sample},
+                                           {"eval", l_run_eval}, {"gen_eval", l_run_gen_eval},
                                            {NULL, NULL}};
     static const luaL_Reg run_meta[] = {{"__gc", run_gc},
                                         {"__close", run_close},

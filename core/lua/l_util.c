@@ -341,3 +341,18 @@ int l_json_encode(lua_State *L) {
     l_push_json(L, 1);
     return 1;
 }
+
+/* {"name":..,"version":..,"options":{..}} of an instance */
+char *l_plugin_json(const plugin_instance *pi) {
+    json_buf jb = {0};
+    char *opts = plugin_opts_json(pi->opts);
+    json_buf_raw(&jb, "{\"name\":");
+    json_buf_str(&jb, pi->entry->desc->name);
+    json_buf_raw(&jb, ",\"version\":");
+    json_buf_str(&jb, pi->entry->desc->version);
+    json_buf_raw(&jb, ",\"options\":");
+    json_buf_raw(&jb, opts ? opts : "{}");
+    json_buf_raw(&jb, "}");
+    free(opts);
+    return jb.data; /* caller frees */
+}

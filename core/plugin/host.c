@@ -645,7 +645,7 @@ static void searched_add(plugin_registry *r, const char *dir) {
 static size_t ops_size_of_kind(uint32_t kind) {
     switch (kind) {
     case HDLM_KIND_NOISE:
-        return sizeof(hdlm_noise_ops);
+        return HDLM_NOISE_OPS_MIN_SIZE; /* fields after it are optional appendices */
     case HDLM_KIND_SCHEDULE:
         return sizeof(hdlm_schedule_ops);
     case HDLM_KIND_SAMPLER:

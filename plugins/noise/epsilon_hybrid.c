@@ -147,6 +147,23 @@ static int eh_corrupt(void *self, hdlm_noise_batch *b, char *err, size_t err_cap
     return HDLM_OK;
 }
 
+/* The bound's forward draw: masking only (pass 1 of corrupt), the chain eh_reverse undoes. */
+static int eh_bound_corrupt(void *self, hdlm_noise_batch *b, char *err, size_t err_cap) {
+    const eps_hybrid *h = self;
+    int rc = check_batch(h, b, "bound_corrupt", "0xtS", err, err_cap);
+    if (rc) return rc;
+    for (int64_t j = 0; j < b->B * b->L; j++) {
+        if (b->x0[j] < 0 || b->x0[j] >= h->V)
+            return bad_token("bound_corrupt", "x0", j, b->x0[j], h->V - 1, err, err_cap);
+        double u = h->host->uniform(b->rng);
+        int st = b->annealed ? b->state[j] : HDLM_ACTIVE;
+        b->xt[j] = st == HDLM_SETTLED                    ? b->x0[j]
+                   : st == HDLM_WORTHLESS || u < b->t[j] ? h->V
+                                                         : b->x0[j];
+    }
+    return HDLM_OK;
+}
+
 static double logsumexp(const float *lg, int32_t n) {
     double mx = lg[0], z = 0;
     for (int32_t v = 1; v < n; v++)
@@ -338,6 +355,7 @@ static const hdlm_noise_ops eh_ops = {
     .reverse = eh_reverse,
     .limit = eh_limit,
     .bound = eh_bound,
+    .bound_corrupt = eh_bound_corrupt,
     .marginal = eh_marginal,
 };
 

@@ -165,7 +165,15 @@ typedef struct hdlm_noise_ops {
     int (*bound)(void *self, hdlm_noise_batch *b, char *err, size_t err_cap);
     /* Exact forward marginal q(x_t = y | x_0) over the Vp symbols, float64 (spec §3). */
     int (*marginal)(void *self, int32_t x0, double t, double *probs, char *err, size_t err_cap);
+    /* ---- appended after ABI 1.0; read only when struct_size covers the field ---- */
+    /* Optional (NULL: corrupt is used). x_t ~ q(x_t | x0) of the chain that `reverse` runs
+     * backwards, for the bound — when training noises more than generation undoes (ε-hybrid:
+     * corrupt also swaps visible tokens, its reverse chain only unmasks). */
+    int (*bound_corrupt)(void *self, hdlm_noise_batch *b, char *err, size_t err_cap);
 } hdlm_noise_ops;
+
+/* The size of hdlm_noise_ops before bound_corrupt was appended: what the host requires. */
+#define HDLM_NOISE_OPS_MIN_SIZE offsetof(hdlm_noise_ops, bound_corrupt)
 
 /* ---- sampler kind ---- */
 enum { HDLM_EVENT_UNMASK = 1, HDLM_EVENT_CORRECT = 2, HDLM_EVENT_REMASK = 3 };

@@ -1,0 +1,536 @@
+/* Likelihood estimators (see eval.h). The consistent bound mirrors the sampling loop of sample.c
+ * step for step — the same states, times, attention rows and σ conditioning — so that the number
+ * bounds the NLL of the sampler that is actually run, not of an idealised one. */
+#include "eval.h"
+
+#include "base/progress.h"
+#include "base/rng.h"
+#include "nn/mask.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EVAL_MAX_LEVEL_TABLE (1LL << 26) /* cached levels (entries) before we give up */
+#define EVAL_CONT_H          1e-4        /* continuous time: the bound's t -> t - h slope */
+
+void eval_result_free(eval_result *r) {
+    if (!r) return;
+    free(r->per_seq);
+    r->per_seq = NULL;
+}
+
+void eval_summarise(eval_result *r, int64_t tokens_per_seq) {
+    double sum = 0, sq = 0;
+    for (int64_t b = 0; b < r->n_seq; b++)
+        sum += r->per_seq[b];
+    double mean = r->n_seq ? sum / (double)r->n_seq : 0;
+    for (int64_t b = 0; b < r->n_seq; b++)
+        sq += (r->per_seq[b] - mean) * (r->per_seq[b] - mean);
+    r->tokens = r->n_seq * tokens_per_seq;
+    r->nats = r->tokens ? sum / (double)r->tokens : NAN;
+    r->se = r->n_seq > 1 ? sqrt(sq / (double)(r->n_seq - 1) / (double)r->n_seq) /
+                               (double)tokens_per_seq
+                         : NAN;
+}
+
+/* ---- the consistent bound ------------------------------------------------------------------ */
+
+typedef struct ev {
+    model *m;
+    const hyper *h;
+    void *ns;
+    const hdlm_noise_ops *noise;
+    eval_config cfg;
+    int L, T, W, mw, conditioned, vectorised, continuous;
+    int score; /* score-based process: its bound is the continuous-time DWDSE integrand */
+    int32_t V, Vp;
+    int64_t K;           /* schedule steps for L */
+    int32_t *levels;     /* (K + 1, L) */
+    int64_t *settled;    /* (K + 1) */
+    int n_blocks;        /* vectorised */
+    int64_t *blk_steps;  /* steps at which block k is the active one */
+    int64_t *blk_off;    /* (n_blocks + 1) */
+    int32_t *blk_start;  /* (n_blocks) */
+    /* per step scratch (L) */
+    float *ts, *ts_prev, *ts_next;
+    uint8_t *st, *st_prev, *st_next;
+    /* batch (cap, T) */
+    int cap;
+    int32_t *x0, *xt, *lim, *pos;
+    float *tspec, *tnow, *tnext, *sigma;
+    uint8_t *state, *cstate, *from_limit;
+    double *w, *bound;
+    attn_row *rows;
+    int *owner; /* (cap) sequence of each row */
+} ev;
+
+static void ev_free(ev *v) {
+    free(v->levels), free(v->settled), free(v->blk_steps), free(v->blk_off), free(v->blk_start);
+    free(v->ts), free(v->ts_prev), free(v->ts_next), free(v->st), free(v->st_prev);
+    free(v->st_next), free(v->x0), free(v->xt), free(v->lim), free(v->pos), free(v->tspec);
+    free(v->tnow), free(v->tnext), free(v->sigma), free(v->state), free(v->cstate);
+    free(v->from_limit), free(v->w), free(v->bound), free(v->rows), free(v->owner);
+}
+
+/* States and spec times (§1.8) of step s (0 <= s <= K) from the cached levels. */
+static void ev_times(const ev *v, int64_t s, float *t, uint8_t *st) {
+    hyper_times(v->levels + (size_t)s * v->L, v->settled[s], v->L, v->W, HYPER_SAMPLING_EPS, t, st);
+}
+
+/* Whether the 2L layout computes exactly what the sampler's per-step passes compute: whole
+ * blocks settle, every step's active positions lie in the block right after the settled prefix
+ * (with no worthless position inside it), and settled rows do not see later settled positions. */
+static int ev_vectorisable(const ev *v, int64_t block) {
+    if (block < 1 || block >= v->L || v->cfg.context == MASK_CTX_FULL) return 0;
+    for (int64_t s = 1; s <= v->K; s++) {
+        int64_t lo = v->settled[s], hi = lo + block < v->L ? lo + block : v->L;
+        if (lo % block) return 0;
+        const int32_t *lv = v->levels + (size_t)s * v->L;
+        int any_active = 0, any_worthless = 0;
+        for (int64_t i = lo; i < v->L; i++) {
+            int active = lv[i] < v->W;
+            if (active && i >= hi) return 0;
+            if (i < hi) any_active |= active, any_worthless |= !active;
+        }
+        if (any_active && any_worthless) return 0;
+    }
+    return 1;
+}
+
+static int ev_build_blocks(ev *v, int64_t block, error *e) {
+    v->n_blocks = (int)((v->L + block - 1) / block);
+    v->blk_off = calloc((size_t)v->n_blocks + 1, sizeof *v->blk_off);
+    v->blk_steps = malloc(((size_t)v->K + 1) * sizeof *v->blk_steps);
+    v->blk_start = malloc((size_t)v->n_blocks * sizeof *v->blk_start);
+    if (!v->blk_off || !v->blk_steps || !v->blk_start)
+        return error_set(e, HDLM_ENOMEM, "eval: out of memory for %d blocks", v->n_blocks);
+    int64_t n = 0;
+    for (int k = 0; k < v->n_blocks; k++) {
+        int64_t lo = k * block, hi = lo + block < v->L ? lo + block : v->L;
+        v->blk_start[k] = (int32_t)lo;
+        v->blk_off[k] = n;
+        for (int64_t s = 1; s <= v->K; s++) {
+            if (v->settled[s] != lo) continue;
+            const int32_t *lv = v->levels + (size_t)s * v->L;
+            int live = 0;
+            for (int64_t i = lo; i < hi; i++)
+                live |= lv[i] < v->W;
+            if (live) v->blk_steps[n++] = s;
+        }
+        if (v->blk_off[k] == n) return HDLM_EINVAL; /* not vectorisable after all */
+    }
+    v->blk_off[v->n_blocks] = n;
+    return HDLM_OK;
+}
+
+static int ev_alloc_batch(ev *v, int cap, error *e) {
+    size_t n = (size_t)cap * v->T, L = (size_t)v->L;
+    v->cap = cap;
+    v->ts = malloc(L * sizeof(float)), v->ts_prev = malloc(L * sizeof(float));
+    v->ts_next = malloc(L * sizeof(float));
+    v->st = malloc(L), v->st_prev = malloc(L), v->st_next = malloc(L);
+    v->x0 = malloc(n * sizeof *v->x0), v->xt = malloc(n * sizeof *v->xt);
+    v->lim = malloc(n * sizeof *v->lim), v->pos = malloc(n * sizeof *v->pos);
+    v->tspec = malloc(n * sizeof *v->tspec), v->tnow = malloc(n * sizeof *v->tnow);
+    v->tnext = malloc(n * sizeof *v->tnext), v->sigma = calloc(n, sizeof *v->sigma);
+    v->state = malloc(n), v->cstate = malloc(n), v->from_limit = malloc(n);
+    v->w = malloc(n * sizeof *v->w), v->bound = malloc(n * sizeof *v->bound);
+    v->rows = malloc(n * sizeof *v->rows), v->owner = malloc((size_t)cap * sizeof *v->owner);
+    if (!v->ts || !v->ts_prev || !v->ts_next || !v->st || !v->st_prev || !v->st_next || !v->x0 ||
+        !v->xt || !v->lim || !v->pos || !v->tspec || !v->tnow || !v->tnext || !v->sigma ||
+        !v->state || !v->cstate || !v->from_limit || !v->w || !v->bound || !v->rows || !v->owner)
+        return error_set(e, HDLM_ENOMEM, "eval: out of memory for a batch of %d x %d", cap, v->T);
+    return HDLM_OK;
+}
+
+/* Fills positions [lo, hi) of batch row r (offset off into the row) from schedule step s: the
+ * sampler's state at s, the chain's times (first active step and worthless: 1, from the limit;
+ * settled: 0) and the next times, with term weight w. */
+static void ev_fill_step(ev *v, int r, int off, int lo, int hi, int64_t s, double w, double phi) {
+    ev_times(v, s, v->ts, v->st);
+    ev_times(v, s - 1, v->ts_prev, v->st_prev);
+    if (s < v->K) ev_times(v, s + 1, v->ts_next, v->st_next);
+    size_t base = (size_t)r * v->T + off;
+    for (int i = lo; i < hi; i++) {
+        size_t j = base + (i - lo);
+        uint8_t st = v->st[i];
+        int first = s == 1 || v->st_prev[i] == HDLM_WORTHLESS;
+        v->state[j] = st;
+        v->tspec[j] = v->ts[i];
+        v->from_limit[j] = st == HDLM_WORTHLESS || (st == HDLM_ACTIVE && first);
+        v->cstate[j] = st == HDLM_ACTIVE && !first ? HDLM_ACTIVE : HDLM_SETTLED;
+        v->tnow[j] = st == HDLM_ACTIVE ? (first ? 1.0f : v->ts[i]) : v->ts[i];
+        if (s == v->K || v->st_next[i] == HDLM_SETTLED)
+            v->tnext[j] = 0.0f;
+        else
+            v->tnext[j] = v->st_next[i] == HDLM_WORTHLESS ? 1.0f : v->ts_next[i];
+        if (v->tnext[j] > v->tnow[j]) v->tnext[j] = v->tnow[j]; /* levels never rise; guard */
+        v->w[j] = w;
+        if (v->score && st == HDLM_ACTIVE) {
+            /* the step's integral ∫_s^t σ'(u) DSE_u du by one uniform point u: x_u ~ q(x_u | x0)
+             * at u, the bound's slope over [u − h, u], weighted by the step length */
+            double t = v->tnow[j], sn = v->tnext[j], u = sn + phi * (t - sn);
+            if (u <= 0) u = 1e-7;
+            float uf = (float)u, lo_t = (float)(u - EVAL_CONT_H > 0 ? u - EVAL_CONT_H : 0);
+            v->from_limit[j] = 0;
+            v->cstate[j] = HDLM_ACTIVE;
+            v->tspec[j] = v->tnow[j] = uf;
+            v->tnext[j] = lo_t;
+            v->w[j] = w * (t - sn) / ((double)uf - (double)lo_t);
+        }
+    }
+}
+
+/* Continuous time: every position active at t, the bound's slope over [t − h, t]. */
+static void ev_fill_cont(ev *v, int r, double t) {
+    size_t base = (size_t)r * v->T;
+    double s = t - EVAL_CONT_H > 0 ? t - EVAL_CONT_H : 0;
+    for (int i = 0; i < v->L; i++) {
+        size_t j = base + i;
+        v->state[j] = HDLM_ACTIVE;
+        v->cstate[j] = HDLM_ACTIVE;
+        v->from_limit[j] = 0;
+        v->tspec[j] = v->tnow[j] = (float)t;
+        v->tnext[j] = (float)s;
+        v->w[j] = 1.0 / ((double)v->tnow[j] - (double)v->tnext[j]);
+    }
+}
+
+static double frac(double x) {
+    return x - floor(x);
+}
+
+/* One batch of rows: noise the inputs, run the model, add the weighted terms to acc[owner]. */
+static int ev_run_batch(ev *v, int B, rng *r, double *acc, error *e) {
+    size_t n = (size_t)B * v->T;
+    hdlm_noise_batch nb;
+    memset(&nb, 0, sizeof nb);
+    nb.struct_size = sizeof nb;
+    nb.B = B, nb.L = v->T, nb.V = v->V, nb.Vp = v->Vp;
+    nb.block = v->mw, nb.annealed = 1;
+    nb.x0 = v->x0, nb.xt = v->xt, nb.t = v->tspec, nb.state = v->cstate, nb.rng = r;
+    char perr[512] = "";
+    int (*draw)(void *, hdlm_noise_batch *, char *, size_t) = v->noise->corrupt;
+    if (v->noise->struct_size >= HDLM_NOISE_OPS_MIN_SIZE + sizeof v->noise->bound_corrupt &&
+        v->noise->bound_corrupt)
+        draw = v->noise->bound_corrupt; /* the generative chain's forward process */
+    if (draw(v->ns, &nb, perr, sizeof perr) != HDLM_OK)
+        return error_set(e, HDLM_EPLUGIN, "eval: noise corrupt: %s", perr);
+    nb.xt = v->lim;
+    if (v->noise->limit(v->ns, &nb, perr, sizeof perr) != HDLM_OK)
+        return error_set(e, HDLM_EPLUGIN, "eval: noise limit: %s", perr);
+    for (size_t j = 0; j < n; j++) {
+        if (v->from_limit[j])
+            v->xt[j] = v->lim[j];
+        else if (v->state[j] == HDLM_SETTLED)
+            v->xt[j] = v->x0[j];
+    }
+    if (v->conditioned &&
+        v->noise->conditioning(v->ns, n, v->tspec, v->sigma, perr, sizeof perr) != HDLM_OK)
+        return error_set(e, HDLM_EPLUGIN, "eval: noise conditioning: %s", perr);
+    model_batch mb = {B, v->T, v->xt, v->pos, v->conditioned ? v->sigma : NULL, v->rows, NULL};
+    float *logits;
+    if (model_forward(v->m, &mb, &logits, e) != HDLM_OK) return e->code;
+    nb.xt = v->xt, nb.t = v->tnow, nb.s = v->tnext, nb.state = v->state;
+    nb.logits = logits, nb.bound = v->bound;
+    if (v->noise->bound(v->ns, &nb, perr, sizeof perr) != HDLM_OK)
+        return error_set(e, HDLM_EPLUGIN, "eval: noise bound: %s", perr);
+    for (int b = 0; b < B; b++) {
+        double sum = 0;
+        for (int i = 0; i < v->T; i++) {
+            size_t j = (size_t)b * v->T + i;
+            if (v->state[j] == HDLM_ACTIVE) sum += v->w[j] * v->bound[j];
+        }
+        if (!isfinite(sum))
+            return error_set(e, HDLM_EPLUGIN, "eval: the bound of sequence %d is not finite",
+                             v->owner[b]);
+        acc[v->owner[b]] += sum;
+    }
+    return HDLM_OK;
+}
+
+int eval_bound(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops *noise,
+               const eval_config *cfg, const int32_t *seqs, int64_t n_seq, int L, int32_t V,
+               eval_result *out, error *e) {
+    memset(out, 0, sizeof *out);
+    if (!noise->bound || !noise->limit || !noise->corrupt)
+        return error_set(e, HDLM_EPLUGIN, "eval: the noise process has no bound/limit/corrupt op");
+    if (n_seq < 1 || L < 1 || L > m->cfg.seq_len)
+        return error_set(e, HDLM_EINVAL,
+                         "eval: need >= 1 sequence of length 1..%d (the model's seq_len), got %lld "
+                         "of %d",
+                         m->cfg.seq_len, (long long)n_seq, L);
+    ev v;
+    memset(&v, 0, sizeof v);
+    v.m = m, v.h = h, v.ns = noise_self, v.noise = noise, v.cfg = *cfg, v.L = L, v.V = V;
+    v.Vp = V + noise->n_extra(noise_self);
+    if (v.Vp != m->cfg.vocab)
+        return error_set(e, HDLM_EINVAL,
+                         "eval: the model has %d outputs but the noise process needs %d (vocab %d "
+                         "+ %d extra)",
+                         m->cfg.vocab, v.Vp, V, v.Vp - V);
+    v.conditioned = (noise->flags & HDLM_NOISE_CONDITIONED) != 0;
+    v.score = (noise->flags & HDLM_NOISE_SCORE) != 0;
+    if (v.conditioned != (m->cfg.cond != 0))
+        return error_set(e, HDLM_EINVAL, "eval: the noise process %s σ conditioning but the model %s",
+                         v.conditioned ? "needs" : "has no",
+                         m->cfg.cond ? "is conditioned" : "is not");
+    v.W = h->n_levels(h->ctx);
+    v.K = h->n_steps(h->ctx, L);
+    int64_t block = 1;
+    uint32_t growth = h->growth(h->ctx, &block);
+    if (growth != HDLM_GROW_BLOCKS || block < 1) block = 1;
+    v.mw = (int)(growth == HDLM_GROW_BLOCKS && block < L ? block : L);
+    v.continuous = cfg->continuous >= 0 ? cfg->continuous
+                                        : (h->flags & HDLM_SCHEDULE_CONTINUOUS) != 0;
+    int mc = cfg->mc;
+    if (mc < 0 || (mc == 0 && v.continuous))
+        return error_set(e, HDLM_EINVAL,
+                         "eval: mc = %d; need >= 1 draws per sequence (0 = exact, discrete only)",
+                         mc);
+    int rc = HDLM_OK;
+    double *acc = calloc((size_t)n_seq, sizeof *acc);
+    if (!acc) return error_set(e, HDLM_ENOMEM, "eval: out of memory");
+    if (!v.continuous) {
+        if (v.W < 1 || v.K < 1 || (v.K + 1) * (int64_t)L > EVAL_MAX_LEVEL_TABLE) {
+            free(acc);
+            return error_set(e, HDLM_EINVAL, "eval: schedule %s has %d levels and %lld steps for "
+                             "length %d; expected >= 1 and a table of at most %lld entries",
+                             h->name, v.W, (long long)v.K, L, (long long)EVAL_MAX_LEVEL_TABLE);
+        }
+        v.levels = malloc(((size_t)v.K + 1) * L * sizeof *v.levels);
+        v.settled = malloc(((size_t)v.K + 1) * sizeof *v.settled);
+        if (!v.levels || !v.settled) {
+            rc = error_set(e, HDLM_ENOMEM, "eval: out of memory for the level table");
+            goto done;
+        }
+        for (int64_t s = 0; s <= v.K; s++)
+            if ((rc = hyper_levels(h, s, L, v.levels + (size_t)s * L, &v.settled[s], e)))
+                goto done;
+        int can = growth == HDLM_GROW_BLOCKS && ev_vectorisable(&v, block);
+        if (cfg->vectorised == 1 && !can) {
+            rc = error_set(e, HDLM_EINVAL,
+                           "eval: vectorised = true, but schedule %s (with this context) does not "
+                           "activate one whole block at a time right after the settled prefix",
+                           h->name);
+            goto done;
+        }
+        v.vectorised = cfg->vectorised != 0 && can;
+        if (v.vectorised && ev_build_blocks(&v, block, e) != HDLM_OK) {
+            if (e->code == HDLM_ENOMEM) {
+                rc = e->code;
+                goto done;
+            }
+            free(v.blk_off), free(v.blk_steps), free(v.blk_start);
+            v.blk_off = NULL, v.blk_steps = NULL, v.blk_start = NULL;
+            v.vectorised = 0;
+        }
+    }
+    v.T = v.vectorised ? 2 * L : L;
+    int cap = cfg->batch > 0 ? cfg->batch : 8;
+    if ((rc = ev_alloc_batch(&v, cap, e))) goto done;
+
+    /* draws per sequence: mc, or every step / the longest block's steps when exact */
+    int64_t draws = mc;
+    if (mc == 0) {
+        draws = v.K;
+        if (v.vectorised) {
+            draws = 0;
+            for (int k = 0; k < v.n_blocks; k++)
+                if (v.blk_off[k + 1] - v.blk_off[k] > draws) draws = v.blk_off[k + 1] - v.blk_off[k];
+        }
+    }
+    rng base, noise_rng;
+    rng_init(&base, cfg->seed);
+    noise_rng = rng_split(&base, UINT64_MAX);
+    double *u0 = malloc(((size_t)(v.vectorised ? v.n_blocks : 1)) * sizeof *u0);
+    if (!u0) {
+        rc = error_set(e, HDLM_ENOMEM, "eval: out of memory");
+        goto done;
+    }
+    progress pg;
+    progress_init(&pg, NULL, "eval", n_seq * draws);
+    double t0 = progress_now();
+    int B = 0;
+    for (int64_t b = 0; b < n_seq && rc == HDLM_OK; b++) {
+        rng rb = rng_split(&base, (uint64_t)b);
+        for (int k = 0; k < (v.vectorised ? v.n_blocks : 1); k++)
+            u0[k] = rng_uniform(&rb);
+        const int32_t *x = seqs + (size_t)b * L;
+        for (int64_t j = 0; j < draws && rc == HDLM_OK; j++) {
+            int r = B;
+            size_t base_j = (size_t)r * v.T;
+            for (int i = 0; i < v.T; i++)
+                v.x0[base_j + i] = x[i % L], v.pos[base_j + i] = i % L;
+            if (v.continuous) {
+                ev_fill_cont(&v, r, 1.0 - frac(u0[0] + (double)j / (double)draws));
+                mask_rows_from_states(v.rows + base_j, v.state + base_j, L, cfg->context, v.mw,
+                                      cfg->block_type);
+            } else if (!v.vectorised) {
+                int64_t s = mc == 0 ? j + 1
+                                    : 1 + (int64_t)(frac(u0[0] + (double)j / mc) * (double)v.K);
+                if (s > v.K) s = v.K;
+                ev_fill_step(&v, r, 0, 0, L, s, mc == 0 ? 1.0 : (double)v.K / mc,
+                             v.score ? rng_uniform(&rb) : 0);
+                mask_rows_from_states(v.rows + base_j, v.state + base_j, L, cfg->context, v.mw,
+                                      cfg->block_type);
+            } else {
+                /* clean copy: settled context for every block */
+                for (int i = 0; i < L; i++) {
+                    v.state[base_j + i] = v.cstate[base_j + i] = HDLM_SETTLED;
+                    v.from_limit[base_j + i] = 0;
+                    v.tspec[base_j + i] = v.tnow[base_j + i] = HYPER_SAMPLING_EPS;
+                    v.tnext[base_j + i] = 0, v.w[base_j + i] = 0;
+                }
+                for (int k = 0; k < v.n_blocks; k++) {
+                    int64_t cnt = v.blk_off[k + 1] - v.blk_off[k];
+                    int lo = v.blk_start[k], hi = lo + v.mw < L ? lo + v.mw : L;
+                    if (mc == 0 && j >= cnt) { /* this block has no step left: inert */
+                        for (int i = lo; i < hi; i++) {
+                            size_t q = base_j + L + i;
+                            v.state[q] = HDLM_WORTHLESS, v.cstate[q] = HDLM_SETTLED;
+                            v.from_limit[q] = 1, v.tspec[q] = 1.0f - HYPER_SAMPLING_EPS;
+                            v.tnow[q] = 1.0f, v.tnext[q] = 1.0f, v.w[q] = 0;
+                        }
+                        continue;
+                    }
+                    int64_t idx = mc == 0 ? j : (int64_t)(frac(u0[k] + (double)j / mc) * cnt);
+                    if (idx >= cnt) idx = cnt - 1;
+                    int64_t s = v.blk_steps[v.blk_off[k] + idx];
+                    /* the block's positions as the sampler sees them at step s (settled prefix =
+                     * the blocks before it, which the clean copy stands for) */
+                    ev_fill_step(&v, r, L + lo, lo, hi, s, mc == 0 ? 1.0 : (double)cnt / mc,
+                                 v.score ? rng_uniform(&rb) : 0);
+                }
+                mask_rows_vectorised(v.rows + base_j, L, v.blk_start, v.n_blocks, cfg->context,
+                                     v.mw, cfg->block_type);
+            }
+            v.owner[r] = (int)b;
+            if (++B == cap) {
+                rc = ev_run_batch(&v, B, &noise_rng, acc, e);
+                out->forwards++;
+                B = 0;
+                progress_update(&pg, b * draws + j + 1, -1, NULL, NAN);
+            }
+        }
+    }
+    if (rc == HDLM_OK && B > 0) {
+        rc = ev_run_batch(&v, B, &noise_rng, acc, e);
+        out->forwards++;
+    }
+    progress_finish(&pg);
+    free(u0);
+    if (rc != HDLM_OK) goto done;
+    out->n_seq = n_seq, out->L = L, out->per_seq = acc, acc = NULL;
+    out->exact = mc == 0 && !v.score, out->vectorised = v.vectorised, out->continuous = v.continuous;
+    out->n_steps = v.K, out->mc = draws;
+    out->wall = progress_now() - t0;
+    eval_summarise(out, L);
+done:
+    free(acc);
+    ev_free(&v);
+    return rc;
+}
+
+/* ---- the reference's estimator --------------------------------------------------------------- */
+
+int eval_reference(model *m, void *noise_self, const hdlm_noise_ops *noise,
+                   const eval_ref_config *cfg, const int32_t *seqs, int64_t n_seq, int L,
+                   int32_t V, eval_result *out, error *e) {
+    memset(out, 0, sizeof *out);
+    int32_t Vp = V + noise->n_extra(noise_self);
+    if (Vp == V)
+        return error_set(e, HDLM_EINVAL,
+                         "eval (reference): the noise process has no mask symbol; the reference "
+                         "estimator masks tokens (use the consistent bound)");
+    if (Vp != m->cfg.vocab)
+        return error_set(e, HDLM_EINVAL, "eval (reference): the model has %d outputs, expected %d",
+                         m->cfg.vocab, Vp);
+    if (n_seq < 1 || L < 2 || L > m->cfg.seq_len)
+        return error_set(e, HDLM_EINVAL,
+                         "eval (reference): need >= 1 sequence of length 2..%d, got %lld of %d",
+                         m->cfg.seq_len, (long long)n_seq, L);
+    if (!(cfg->eps >= 0 && cfg->eps < 1) || cfg->B_mc < 1 || cfg->rounds < 1)
+        return error_set(e, HDLM_EINVAL,
+                         "eval (reference): eps must be in [0, 1), B_mc and rounds >= 1 (got %g, "
+                         "%d, %d)",
+                         cfg->eps, cfg->B_mc, cfg->rounds);
+    int conditioned = (noise->flags & HDLM_NOISE_CONDITIONED) != 0;
+    int R = cfg->B_mc;
+    size_t n = (size_t)R * L;
+    int32_t *xt = malloc(n * sizeof *xt), *pos = malloc(n * sizeof *pos);
+    uint8_t *masked = malloc(n), *st = malloc((size_t)L);
+    float *sigma = malloc(n * sizeof *sigma);
+    attn_row *rows = malloc(n * sizeof *rows);
+    double *p = malloc((size_t)R * sizeof *p);
+    out->per_seq = calloc((size_t)n_seq, sizeof *out->per_seq);
+    int rc = HDLM_OK;
+    if (!xt || !pos || !masked || !st || !sigma || !rows || !p || !out->per_seq) {
+        rc = error_set(e, HDLM_ENOMEM, "eval (reference): out of memory");
+        goto done;
+    }
+    /* full bidirectional attention, no schedule (the reference ignores its metaschedule here) */
+    memset(st, HDLM_ACTIVE, (size_t)L);
+    mask_rows_from_states(rows, st, L, MASK_CTX_FULL, L, MASK_BLOCK_FULL);
+    for (int r = 1; r < R; r++)
+        memcpy(rows + (size_t)r * L, rows, (size_t)L * sizeof *rows);
+    for (size_t j = 0; j < n; j++)
+        pos[j] = (int32_t)(j % L), sigma[j] = (float)cfg->eps; /* σ = ε_e, not σ(t) */
+    rng base;
+    rng_init(&base, cfg->seed);
+    double t0 = progress_now();
+    progress pg;
+    progress_init(&pg, NULL, "eval", n_seq * cfg->rounds);
+    for (int64_t b = 0; b < n_seq && rc == HDLM_OK; b++) {
+        rng rb = rng_split(&base, (uint64_t)b);
+        const int32_t *x = seqs + (size_t)b * L;
+        double total = 0;
+        int used = 0;
+        for (int round = 0; round < cfg->rounds; round++) {
+            double u0 = rng_uniform(&rb);
+            int any = 0;
+            for (int r = 0; r < R; r++) {
+                double t = frac(u0 + (double)r / R);
+                p[r] = (1 - cfg->eps) * t + cfg->eps;
+                for (int i = 0; i < L; i++) {
+                    size_t j = (size_t)r * L + i;
+                    masked[j] = rng_uniform(&rb) < p[r];
+                    xt[j] = masked[j] ? V : x[i];
+                    any |= masked[j];
+                }
+            }
+            progress_update(&pg, b * cfg->rounds + round + 1, -1, NULL, NAN);
+            if (!any) continue; /* the reference skips a round with nothing masked */
+            model_batch mb = {R, L, xt, pos, conditioned ? sigma : NULL, rows, NULL};
+            float *lg;
+            if ((rc = model_forward(m, &mb, &lg, e)) != HDLM_OK) break;
+            out->forwards++;
+            double round_loss = 0;
+            for (int r = 0; r < R; r++)
+                for (int i = 0; i < L; i++) {
+                    size_t j = (size_t)r * L + i;
+                    if (!masked[j]) continue;
+                    const float *row = lg + j * Vp;
+                    double mx = row[0], z = 0;
+                    for (int32_t y = 1; y < Vp; y++)
+                        if (row[y] > mx) mx = row[y];
+                    for (int32_t y = 0; y < Vp; y++)
+                        z += exp((double)row[y] - mx);
+                    round_loss += (mx + log(z) - row[x[i]]) / p[r]; /* CE over all V' outputs */
+                }
+            total += round_loss / R;
+            used++;
+        }
+        out->per_seq[b] = used ? total / used : 0;
+    }
+    progress_finish(&pg);
+    if (rc != HDLM_OK) goto done;
+    out->n_seq = n_seq, out->L = L, out->mc = (int64_t)R * cfg->rounds;
+    out->wall = progress_now() - t0;
+    eval_summarise(out, L - 1); /* the reference's denominator */
+done:
+    free(xt), free(pos), free(masked), free(st), free(sigma), free(rows), free(p);
+    if (rc != HDLM_OK) eval_result_free(out);
+    return rc;
+}
