@@ -5,6 +5,25 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir=${1:-build}
 shift || true
+
+# Test-only packages (tests/integration/test_report.sh renders the HTML report in headless
+# Chromium); the quickstart does not need them, so they are installed here, not in setup.sh.
+test_packages=(chromium)
+missing=()
+for p in "${test_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "test: installing ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "test: not root; install these first: apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
 scripts/setup.sh "$build_dir" -DHDLM_WERROR=ON "$@"
 cd "$build_dir"
 ctest --output-on-failure -j 2

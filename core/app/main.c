@@ -4,6 +4,7 @@
 #include "base/error.h"
 #include "base/log.h"
 #include "base/text.h"
+#include "data/synth.h"
 #include "data/tokenizer.h"
 #include "data/tokfile.h"
 #include "lua/lua_host.h"
@@ -11,6 +12,7 @@
 #include "store/store.h"
 #include "tensor/blas.h"
 
+#include <errno.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,10 +142,61 @@ static int cmd_runs(int argc, char **argv) {
 }
 
 /* ---- hdlm data ---- */
+/* hdlm data synth: a seeded Markov source with a known entropy rate (data/synth.h). */
+static int cmd_data_synth(int argc, char **argv) {
+    const char *out = NULL, *vocab_s = "8", *order_s = "2", *alpha_s = "0.5", *n_s = "2000000",
+               *seed_s = "1";
+    argc = take_flag_value(argc, argv, "-o", &out);
+    argc = take_flag_value(argc, argv, "--vocab", &vocab_s);
+    argc = take_flag_value(argc, argv, "--order", &order_s);
+    argc = take_flag_value(argc, argv, "--alpha", &alpha_s);
+    argc = take_flag_value(argc, argv, "--n", &n_s);
+    argc = take_flag_value(argc, argv, "--seed", &seed_s);
+    if (argc > 0) return usage_error("data synth: unexpected argument '%s'", argv[0]);
+    if (!out) return usage_error("data synth: -o FILE is required (the text to write)%s", "");
+    const char *flags[] = {"--vocab", "--order", "--n"};
+    const char *vals[] = {vocab_s, order_s, n_s};
+    long long iv[3];
+    char msg[1200], *end;
+    for (int i = 0; i < 3; i++) {
+        errno = 0;
+        iv[i] = strtoll(vals[i], &end, 10);
+        if (*end || end == vals[i] || errno) {
+            snprintf(msg, sizeof msg, "data synth: %s expects an integer, got '%s'", flags[i],
+                     vals[i]);
+            return usage_error("%s", msg);
+        }
+    }
+    errno = 0;
+    unsigned long long seed = strtoull(seed_s, &end, 10);
+    if (*end || end == seed_s || errno || strchr(seed_s, '-'))
+        return usage_error("data synth: --seed expects an integer in 0..2^64-1, got '%s'", seed_s);
+    double alpha = strtod(alpha_s, &end);
+    if (*end || end == alpha_s)
+        return usage_error("data synth: --alpha expects a number, got '%s'", alpha_s);
+    const char *key = NULL;
+    error e = {0};
+    if (synth_check_values(iv[0], iv[1], alpha, iv[2], &key, &e) != HDLM_OK) {
+        snprintf(msg, sizeof msg, "data synth: --%s %s", key, e.msg);
+        return usage_error("%s", msg);
+    }
+    synth_config c = {.vocab = (int)iv[0], .order = (int)iv[1], .alpha = alpha, .seed = seed};
+    synth_stats st;
+    if (synth_write(&c, iv[2], out, &st, &e) != HDLM_OK) return die(&e);
+    printf("synth: %lld symbols, vocab %d, order %d, alpha %g, seed %llu -> %s; entropy rate %.6f "
+           "nats/symbol (%.6f bits), unigram %.6f nats, empirical %.6f nats\n",
+           (long long)st.n, c.vocab, c.order, c.alpha, (unsigned long long)c.seed, out,
+           st.entropy_nats, st.entropy_bits, st.unigram_nats, st.empirical_nats);
+    return 0;
+}
+
 static int cmd_data(int argc, char **argv) {
+    if (argc >= 1 && !strcmp(argv[0], "synth")) return cmd_data_synth(argc - 1, argv + 1);
     if (argc < 1 || strcmp(argv[0], "prepare"))
-        return usage_error("data: expected 'prepare' (hdlm data prepare corpus.txt -o corpus.tok "
-                           "[--tokenizer bytes|text8] [--valid 0.05] [--seed N])%s",
+        return usage_error("data: expected 'prepare' or 'synth' (hdlm data prepare corpus.txt -o "
+                           "corpus.tok [--tokenizer bytes|text8] [--valid 0.05] [--seed N]; hdlm "
+                           "data synth -o FILE [--vocab 8] [--order 2] [--alpha 0.5] [--n N] "
+                           "[--seed N])%s",
                            "");
     const char *out = NULL, *tok = "bytes", *valid_s = "0.05", *seed_s = "0";
     argc = take_flag_value(argc - 1, argv + 1, "-o", &out);
@@ -193,11 +246,13 @@ static const char sample_chunk[] =
     "  print(s.text)\n"
     "end\n";
 
-static int cmd_sample(int argc, char **argv) {
+/* Runs an embedded chunk over a stored run: "--run ID" becomes the argument run=ID, the other
+ * arguments must be key=value and reach the chunk through hdlm.args. */
+static int run_chunk_for_run(int argc, char **argv, const char *what, const char *chunk) {
     const char *db = "runs.db", *run = NULL;
     argc = take_flag_value(argc, argv, "--db", &db);
     argc = take_flag_value(argc, argv, "--run", &run);
-    if (!run) return usage_error("sample: --run ID is required%s", "");
+    if (!run) return usage_error("%s: --run ID is required", what);
     char runarg[64];
     snprintf(runarg, sizeof runarg, "run=%s", run);
     char **args = calloc((size_t)argc + 1, sizeof *args);
@@ -206,16 +261,15 @@ static int cmd_sample(int argc, char **argv) {
     for (int i = 0; i < argc; i++) {
         if (!strchr(argv[i], '=')) {
             free(args);
-            return usage_error(
-                "sample: options are key=value (sampler=acs eta=0.01 n=4 ...), got '%s'", argv[i]);
+            fprintf(stderr, "hdlm: %s: options are key=value, got '%s'\n", what, argv[i]);
+            return 2;
         }
         args[i + 1] = argv[i];
     }
-    lua_host_opts o = {.script = "=hdlm sample",
-                       .n_args = argc + 1,
-                       .args = args,
-                       .db_path = db,
-                       .chunk = sample_chunk};
+    char name[32];
+    snprintf(name, sizeof name, "=hdlm %s", what);
+    lua_host_opts o = {
+        .script = name, .n_args = argc + 1, .args = args, .db_path = db, .chunk = chunk};
     error e = {0};
     int rc = lua_host_run(&o, &e);
     free(args);
@@ -224,6 +278,39 @@ static int cmd_sample(int argc, char **argv) {
         return 1;
     }
     return 0;
+}
+
+static int cmd_sample(int argc, char **argv) {
+    return run_chunk_for_run(argc, argv, "sample", sample_chunk);
+}
+
+/* ---- hdlm eval ---- */
+static const char eval_chunk[] =
+    "local hdlm = require 'hdlm'\n"
+    "local a = hdlm.args\n"
+    "local db = hdlm.open()\n"
+    "local run, ck = require('hdlm_run').load(db, a.run)\n"
+    "local opts = {}\n"
+    "for k, v in pairs(a) do if k ~= 'run' then opts[k] = v end end\n"
+    "local r = run:eval(opts)\n"
+    "print(('run %d (step %d checkpoint, %s weights): %s bound on %d %s sequences of %d tokens')\n"
+    "  :format(a.run, ck.step, r.weights, r.estimator, r.sequences, r.split, r.length))\n"
+    "print(('  %.4f ± %.4f nats/token = %.4f ± %.4f bits per %s')\n"
+    "  :format(r.nats, r.se, r.bits, r.bits_se, r.unit))\n"
+    "if r.estimator == 'consistent' then\n"
+    "  print(('  schedule %s, %d steps, %s, %s layout, %d network passes, %.1f s')\n"
+    "    :format(r.schedule.name, r.steps, r.exact and 'every step' or (r.mc .. ' draws per "
+    "sequence'),\n"
+    "      r.continuous and 'continuous-time' or r.vectorised and '2L' or 'per-step', r.forwards, "
+    "r.wall))\n"
+    "else\n"
+    "  print(('  reference estimator: eps %g, %d x %d masks per sequence, L-1 denominator (%.4f "
+    "nats with L)')\n"
+    "    :format(r.eps, r.rounds, r.B_mc, r.nats_per_token_L))\n"
+    "end\n";
+
+static int cmd_eval(int argc, char **argv) {
+    return run_chunk_for_run(argc, argv, "eval", eval_chunk);
 }
 
 /* ---- hdlm samples ---- */
@@ -335,6 +422,44 @@ static int cmd_samples(int argc, char **argv) {
     return 0;
 }
 
+/* ---- hdlm report ---- */
+extern const char hdlm_report_lua[]; /* core/app/report.lua, embedded at build time */
+
+static int cmd_report(int argc, char **argv) {
+    const char *db = NULL, *out = "report.html";
+    argc = take_flag_value(argc, argv, "--db", &db);
+    argc = take_flag_value(argc, argv, "-o", &out);
+    for (int i = 0; i < argc; i++) {
+        if (argv[i][0] == '-' || db) /* a flag, or a second database */
+            return usage_error("report: unexpected argument '%s' (hdlm report [--db] runs.db "
+                               "[-o report.html])",
+                               argv[i]);
+        db = argv[i];
+    }
+    if (!db) db = "runs.db";
+    /* a read-only open first: a missing file or one hdlm did not make is one clear message, and
+     * no empty database is created in its place */
+    error e = {0};
+    store *s = NULL;
+    if (store_open(db, STORE_READONLY, &s, &e) != HDLM_OK) return die(&e);
+    store_close(s);
+    char outarg[4200];
+    snprintf(outarg, sizeof outarg, "out=%s", out);
+    char *args[] = {outarg};
+    lua_host_opts o = {.script = "=hdlm report",
+                       .n_args = 1,
+                       .args = args,
+                       .db_path = db,
+                       .chunk = hdlm_report_lua};
+    if (lua_host_run(&o, &e) != HDLM_OK) {
+        /* expected failures (cannot write the output) are one line; a bug keeps its traceback */
+        if (!strncmp(e.msg, "report: ", 8)) e.msg[strcspn(e.msg, "\n")] = '\0';
+        fprintf(stderr, "hdlm: %s\n", e.msg);
+        return 1;
+    }
+    return 0;
+}
+
 static int cmd_help(int argc, char **argv);
 
 static const command commands[] = {
@@ -348,10 +473,18 @@ static const command commands[] = {
     {"data", cmd_data,
      "data prepare TEXT -o OUT.tok [--tokenizer bytes|text8] [--valid F] [--seed N]",
      "encode a UTF-8 text file into a token file with a deterministic train/valid split"},
+    {"data", cmd_data,
+     "data synth -o OUT.txt [--vocab 8] [--order 2] [--alpha 0.5] [--n 2000000] [--seed 1]",
+     "write a seeded random Markov source (letters a..) and print its exact entropy rate"},
     {"sample", cmd_sample, "sample --run ID [--db FILE] [sampler=acs eta=0.01 n=4 ...]",
      "generate from a stored run (its newest checkpoint, EMA weights) and store the samples"},
+    {"eval", cmd_eval,
+     "eval --run ID [--db FILE] [estimator=consistent|reference mc=16 sequences=64 ...]",
+     "bound the NLL of held-out data consistently with the run's schedule; stored in the run"},
     {"samples", cmd_samples, "samples --run ID [--limit N] [--db FILE]",
      "print a run's samples with the tokens the sampler corrected marked"},
+    {"report", cmd_report, "report [--db] runs.db [-o report.html]",
+     "write one self-contained HTML page: runs, loss curves, bounds, generation quality, samples"},
     {"help", cmd_help, "help", "this text"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

@@ -29,9 +29,9 @@ void eval_summarise(eval_result *r, int64_t tokens_per_seq) {
         sq += (r->per_seq[b] - mean) * (r->per_seq[b] - mean);
     r->tokens = r->n_seq * tokens_per_seq;
     r->nats = r->tokens ? sum / (double)r->tokens : NAN;
-    r->se = r->n_seq > 1 ? sqrt(sq / (double)(r->n_seq - 1) / (double)r->n_seq) /
-                               (double)tokens_per_seq
-                         : NAN;
+    r->se = r->n_seq > 1
+                ? sqrt(sq / (double)(r->n_seq - 1) / (double)r->n_seq) / (double)tokens_per_seq
+                : NAN;
 }
 
 /* ---- the consistent bound ------------------------------------------------------------------ */
@@ -45,13 +45,13 @@ typedef struct ev {
     int L, T, W, mw, conditioned, vectorised, continuous;
     int score; /* score-based process: its bound is the continuous-time DWDSE integrand */
     int32_t V, Vp;
-    int64_t K;           /* schedule steps for L */
-    int32_t *levels;     /* (K + 1, L) */
-    int64_t *settled;    /* (K + 1) */
-    int n_blocks;        /* vectorised */
-    int64_t *blk_steps;  /* steps at which block k is the active one */
-    int64_t *blk_off;    /* (n_blocks + 1) */
-    int32_t *blk_start;  /* (n_blocks) */
+    int64_t K;          /* schedule steps for L */
+    int32_t *levels;    /* (K + 1, L) */
+    int64_t *settled;   /* (K + 1) */
+    int n_blocks;       /* vectorised */
+    int64_t *blk_steps; /* steps at which block k is the active one */
+    int64_t *blk_off;   /* (n_blocks + 1) */
+    int32_t *blk_start; /* (n_blocks) */
     /* per step scratch (L) */
     float *ts, *ts_prev, *ts_next;
     uint8_t *st, *st_prev, *st_next;
@@ -182,8 +182,9 @@ static void ev_fill_step(ev *v, int r, int off, int lo, int hi, int64_t s, doubl
     }
 }
 
-/* Continuous time: every position active at t, the bound's slope over [t − h, t]. */
-static void ev_fill_cont(ev *v, int r, double t) {
+/* Continuous time: every position active at t, the bound's slope over [t − h, t], one of `draws`
+ * points of the average over t. */
+static void ev_fill_cont(ev *v, int r, double t, int64_t draws) {
     size_t base = (size_t)r * v->T;
     double s = t - EVAL_CONT_H > 0 ? t - EVAL_CONT_H : 0;
     for (int i = 0; i < v->L; i++) {
@@ -193,7 +194,7 @@ static void ev_fill_cont(ev *v, int r, double t) {
         v->from_limit[j] = 0;
         v->tspec[j] = v->tnow[j] = (float)t;
         v->tnext[j] = (float)s;
-        v->w[j] = 1.0 / ((double)v->tnow[j] - (double)v->tnext[j]);
+        v->w[j] = 1.0 / (((double)v->tnow[j] - (double)v->tnext[j]) * (double)draws);
     }
 }
 
@@ -273,17 +274,17 @@ int eval_bound(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
     v.conditioned = (noise->flags & HDLM_NOISE_CONDITIONED) != 0;
     v.score = (noise->flags & HDLM_NOISE_SCORE) != 0;
     if (v.conditioned != (m->cfg.cond != 0))
-        return error_set(e, HDLM_EINVAL, "eval: the noise process %s σ conditioning but the model %s",
-                         v.conditioned ? "needs" : "has no",
-                         m->cfg.cond ? "is conditioned" : "is not");
+        return error_set(
+            e, HDLM_EINVAL, "eval: the noise process %s σ conditioning but the model %s",
+            v.conditioned ? "needs" : "has no", m->cfg.cond ? "is conditioned" : "is not");
     v.W = h->n_levels(h->ctx);
     v.K = h->n_steps(h->ctx, L);
     int64_t block = 1;
     uint32_t growth = h->growth(h->ctx, &block);
     if (growth != HDLM_GROW_BLOCKS || block < 1) block = 1;
     v.mw = (int)(growth == HDLM_GROW_BLOCKS && block < L ? block : L);
-    v.continuous = cfg->continuous >= 0 ? cfg->continuous
-                                        : (h->flags & HDLM_SCHEDULE_CONTINUOUS) != 0;
+    v.continuous =
+        cfg->continuous >= 0 ? cfg->continuous : (h->flags & HDLM_SCHEDULE_CONTINUOUS) != 0;
     int mc = cfg->mc;
     if (mc < 0 || (mc == 0 && v.continuous))
         return error_set(e, HDLM_EINVAL,
@@ -295,7 +296,8 @@ int eval_bound(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
     if (!v.continuous) {
         if (v.W < 1 || v.K < 1 || (v.K + 1) * (int64_t)L > EVAL_MAX_LEVEL_TABLE) {
             free(acc);
-            return error_set(e, HDLM_EINVAL, "eval: schedule %s has %d levels and %lld steps for "
+            return error_set(e, HDLM_EINVAL,
+                             "eval: schedule %s has %d levels and %lld steps for "
                              "length %d; expected >= 1 and a table of at most %lld entries",
                              h->name, v.W, (long long)v.K, L, (long long)EVAL_MAX_LEVEL_TABLE);
         }
@@ -306,8 +308,7 @@ int eval_bound(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
             goto done;
         }
         for (int64_t s = 0; s <= v.K; s++)
-            if ((rc = hyper_levels(h, s, L, v.levels + (size_t)s * L, &v.settled[s], e)))
-                goto done;
+            if ((rc = hyper_levels(h, s, L, v.levels + (size_t)s * L, &v.settled[s], e))) goto done;
         int can = growth == HDLM_GROW_BLOCKS && ev_vectorisable(&v, block);
         if (cfg->vectorised == 1 && !can) {
             rc = error_set(e, HDLM_EINVAL,
@@ -338,7 +339,8 @@ int eval_bound(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
         if (v.vectorised) {
             draws = 0;
             for (int k = 0; k < v.n_blocks; k++)
-                if (v.blk_off[k + 1] - v.blk_off[k] > draws) draws = v.blk_off[k + 1] - v.blk_off[k];
+                if (v.blk_off[k + 1] - v.blk_off[k] > draws)
+                    draws = v.blk_off[k + 1] - v.blk_off[k];
         }
     }
     rng base, noise_rng;
@@ -364,12 +366,12 @@ int eval_bound(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
             for (int i = 0; i < v.T; i++)
                 v.x0[base_j + i] = x[i % L], v.pos[base_j + i] = i % L;
             if (v.continuous) {
-                ev_fill_cont(&v, r, 1.0 - frac(u0[0] + (double)j / (double)draws));
+                ev_fill_cont(&v, r, 1.0 - frac(u0[0] + (double)j / (double)draws), draws);
                 mask_rows_from_states(v.rows + base_j, v.state + base_j, L, cfg->context, v.mw,
                                       cfg->block_type);
             } else if (!v.vectorised) {
-                int64_t s = mc == 0 ? j + 1
-                                    : 1 + (int64_t)(frac(u0[0] + (double)j / mc) * (double)v.K);
+                int64_t s =
+                    mc == 0 ? j + 1 : 1 + (int64_t)(frac(u0[0] + (double)j / mc) * (double)v.K);
                 if (s > v.K) s = v.K;
                 ev_fill_step(&v, r, 0, 0, L, s, mc == 0 ? 1.0 : (double)v.K / mc,
                              v.score ? rng_uniform(&rb) : 0);
@@ -423,7 +425,8 @@ int eval_bound(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
     free(u0);
     if (rc != HDLM_OK) goto done;
     out->n_seq = n_seq, out->L = L, out->per_seq = acc, acc = NULL;
-    out->exact = mc == 0 && !v.score, out->vectorised = v.vectorised, out->continuous = v.continuous;
+    out->exact = mc == 0 && !v.score, out->vectorised = v.vectorised,
+    out->continuous = v.continuous;
     out->n_steps = v.K, out->mc = draws;
     out->wall = progress_now() - t0;
     eval_summarise(out, L);
@@ -436,8 +439,8 @@ done:
 /* ---- the reference's estimator --------------------------------------------------------------- */
 
 int eval_reference(model *m, void *noise_self, const hdlm_noise_ops *noise,
-                   const eval_ref_config *cfg, const int32_t *seqs, int64_t n_seq, int L,
-                   int32_t V, eval_result *out, error *e) {
+                   const eval_ref_config *cfg, const int32_t *seqs, int64_t n_seq, int L, int32_t V,
+                   eval_result *out, error *e) {
     memset(out, 0, sizeof *out);
     int32_t Vp = V + noise->n_extra(noise_self);
     if (Vp == V)

@@ -53,18 +53,18 @@ int eval_bound(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
                eval_result *out, error *e);
 
 typedef struct eval_ref_config {
-    double eps;  /* ε_e of p = (1−ε)t + ε (1e-3 in the reference's eval_modeling.py) */
-    int B_mc;    /* replicas per round (16) */
-    int rounds;  /* rounds (⌊100/16⌋ = 6) */
-    int batch;   /* sequences per forward pass, multiple replicas each */
+    double eps; /* ε_e of p = (1−ε)t + ε (1e-3 in the reference's eval_modeling.py) */
+    int B_mc;   /* replicas per round (16) */
+    int rounds; /* rounds (⌊100/16⌋ = 6) */
+    int batch;  /* sequences per forward pass, multiple replicas each */
     uint64_t seed;
 } eval_ref_config;
 
 /* The reference estimator; out->nats uses the reference's denominator (L − 1 per sequence);
  * out->tokens = n_seq * (L − 1). Needs a process with a mask symbol (id V). */
 int eval_reference(model *m, void *noise_self, const hdlm_noise_ops *noise,
-                   const eval_ref_config *cfg, const int32_t *seqs, int64_t n_seq, int L,
-                   int32_t V, eval_result *out, error *e);
+                   const eval_ref_config *cfg, const int32_t *seqs, int64_t n_seq, int L, int32_t V,
+                   eval_result *out, error *e);
 
 /* Mean and standard error of per-sequence totals, per token (denominator tokens/n each). */
 void eval_summarise(eval_result *r, int64_t tokens_per_seq);

@@ -1,8 +1,10 @@
 /* Lua bindings of the data module: hdlm.corpus{path=..., tokenizer=..., valid=...} prepares a
  * token file next to a text file when needed (or loads a .tok directly) and returns a Corpus with
- * encode/decode/batch for inspection; hdlm.prepare(text, out, {...}) writes a token file. */
+ * encode/decode/batch for inspection; hdlm.prepare(text, out, {...}) writes a token file;
+ * hdlm.synth{...} writes a seeded Markov source with a known entropy rate. */
 #include "base/rng.h"
 #include "data/batch.h"
+#include "data/synth.h"
 #include "data/tokfile.h"
 #include "l_internal.h"
 
@@ -239,6 +241,48 @@ static int l_prepare(lua_State *L) {
     return 1;
 }
 
+static const char *const markov_keys[] = {"out", "vocab", "order", "alpha", "n", "seed", NULL};
+
+/* hdlm.synth{out=, vocab=8, order=2, alpha=0.5, n=2000000, seed=1}: writes a seeded Markov source
+ * as letters (data/synth.h) -> {path=, n=, entropy_nats=, entropy_bits=, unigram_nats=,
+ * empirical_nats=, context_nats=} */
+static int l_synth(lua_State *L) {
+    static const char *const what = "hdlm.synth";
+    luaL_checktype(L, 1, LUA_TTABLE);
+    l_check_keys(L, 1, what, markov_keys);
+    const char *out = l_opt_string(L, 1, what, "out", NULL);
+    if (!out) return luaL_error(L, "hdlm.synth: key 'out' is required (the text file to write)");
+    long long vocab = l_opt_integer(L, 1, what, "vocab", 8);
+    long long order = l_opt_integer(L, 1, what, "order", 2);
+    double alpha = l_opt_number(L, 1, what, "alpha", 0.5);
+    long long n = l_opt_integer(L, 1, what, "n", 2000000);
+    long long seed = l_opt_integer(L, 1, what, "seed", 1);
+    const char *key = NULL;
+    error e = {0};
+    if (synth_check_values(vocab, order, alpha, n, &key, &e) != HDLM_OK)
+        return luaL_error(L, "hdlm.synth: key '%s' %s", key, e.msg);
+    synth_config c = {
+        .vocab = (int)vocab, .order = (int)order, .alpha = alpha, .seed = (uint64_t)seed};
+    synth_stats st;
+    if (synth_write(&c, n, out, &st, &e) != HDLM_OK) return l_raise(L, &e);
+    lua_createtable(L, 0, 7);
+    lua_pushstring(L, out);
+    lua_setfield(L, -2, "path");
+    lua_pushinteger(L, st.n);
+    lua_setfield(L, -2, "n");
+    lua_pushnumber(L, st.entropy_nats);
+    lua_setfield(L, -2, "entropy_nats");
+    lua_pushnumber(L, st.entropy_bits);
+    lua_setfield(L, -2, "entropy_bits");
+    lua_pushnumber(L, st.unigram_nats);
+    lua_setfield(L, -2, "unigram_nats");
+    lua_pushnumber(L, st.empirical_nats);
+    lua_setfield(L, -2, "empirical_nats");
+    lua_pushnumber(L, st.context_nats);
+    lua_setfield(L, -2, "context_nats");
+    return 1;
+}
+
 void l_data_register(lua_State *L, int ctx_idx) {
     static const luaL_Reg methods[] = {{"encode", corpus_encode},
                                        {"decode", corpus_decode},
@@ -265,4 +309,7 @@ void l_data_register(lua_State *L, int ctx_idx) {
     lua_pushvalue(L, ctx_idx);
     lua_pushcclosure(L, l_random_corpus, 1);
     lua_setfield(L, -2, "random_corpus");
+    lua_pushvalue(L, ctx_idx);
+    lua_pushcclosure(L, l_synth, 1);
+    lua_setfield(L, -2, "synth");
 }

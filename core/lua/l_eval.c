@@ -46,7 +46,8 @@ static int64_t latest_checkpoint(lua_State *L, store *st, int64_t run_id) {
     store_value p = {.type = STORE_INT, .i = run_id};
     int64_t id = 0;
     error e = {0};
-    if (store_query_params(st, "SELECT id FROM checkpoints WHERE run_id = ? ORDER BY step DESC LIMIT 1",
+    if (store_query_params(st,
+                           "SELECT id FROM checkpoints WHERE run_id = ? ORDER BY step DESC LIMIT 1",
                            1, &p, first_int, &id, &e) != HDLM_OK)
         l_raise(L, &e);
     return id;
@@ -73,8 +74,9 @@ static void get_parts(lua_State *L, int run_idx, const char *W, int64_t run_id, 
     lua_getiuservalue(L, run_idx, 5);
     int ni = lua_gettop(L);
     if (lua_isnil(L, mi) || lua_isnil(L, ni))
-        luaL_error(L, "%s: run %d has no model with a noise process (train it with noise = and "
-                      "schedule =, or attach it with hdlm_run.load)",
+        luaL_error(L,
+                   "%s: run %d has no model with a noise process (train it with noise = and "
+                   "schedule =, or attach it with hdlm_run.load)",
                    W, (int)run_id);
     p->m = l_model_of(L, mi, &p->tok);
     p->noise = l_noise_of_guard(L, ni);
@@ -118,12 +120,13 @@ static void decode_top(lua_State *L) {
     lua_call(L, 1, 1);
 }
 
-/* ---- run:eval ---------------------------------------------------------------------------------- */
+/* ---- run:eval ----------------------------------------------------------------------------------
+ */
 
 static const char *const eval_keys[] = {
-    "estimator", "split",   "sequences", "length", "mc",     "batch",   "seed",
-    "data",      "schedule", "context",  "block_type", "vectorised", "model", "weights",
-    "eps",       "B_mc",    "rounds",    "store",  "label",  "tokens", NULL};
+    "estimator", "split",    "sequences", "length",     "mc",         "batch",  "seed",
+    "data",      "schedule", "context",   "block_type", "vectorised", "model",  "weights",
+    "eps",       "B_mc",     "rounds",    "store",      "label",      "tokens", NULL};
 
 typedef struct corpus_guard {
     corpus c;
@@ -149,7 +152,8 @@ static const corpus *eval_corpus(lua_State *L, store *st, int64_t run_id, const 
                            &p, first_text, &c, &e) != HDLM_OK)
         l_raise(L, &e);
     if (!c.s)
-        luaL_error(L, "%s: run %d records no corpus file in its config; pass data = hdlm.corpus{...}",
+        luaL_error(L,
+                   "%s: run %d records no corpus file in its config; pass data = hdlm.corpus{...}",
                    W, (int)run_id);
     corpus_guard *g = lua_newuserdatauv(L, sizeof *g, 0);
     memset(g, 0, sizeof *g);
@@ -222,7 +226,8 @@ int l_run_eval(lua_State *L) {
             if (lua_type(L, -1) == LUA_TSTRING) {
                 size_t sl;
                 const char *s = lua_tolstring(L, -1, &sl);
-                if (!p.tok.kind) return luaL_error(L, "%s: the model has no tokenizer; give ids", W);
+                if (!p.tok.kind)
+                    return luaL_error(L, "%s: the model has no tokenizer; give ids", W);
                 int32_t *tmp = lua_newuserdatauv(L, (sl ? sl : 1) * sizeof *tmp, 0);
                 n = (int)tokenizer_encode(&p.tok, s, sl, tmp);
                 if (n <= cap) memcpy(ids, tmp, (size_t)n * sizeof *ids);
@@ -266,8 +271,8 @@ int l_run_eval(lua_State *L) {
         int64_t avail = n_tok / len;
         want = l_opt_integer(L, 2, W, "sequences", avail < 64 ? avail : 64);
         if (avail < 1)
-            return luaL_error(L, "%s: the %s split has %d tokens, fewer than one sequence of %d",
-                              W, split, (int)n_tok, len);
+            return luaL_error(L, "%s: the %s split has %d tokens, fewer than one sequence of %d", W,
+                              split, (int)n_tok, len);
         if (want < 1 || want > avail)
             return luaL_error(L,
                               "%s: key 'sequences' must be in 1..%d (%s split, length %d), got %d",
@@ -275,8 +280,9 @@ int l_run_eval(lua_State *L) {
     }
     for (int64_t i = 0; i < want * len; i++)
         if (tok[i] < 0 || tok[i] >= p.V)
-            return luaL_error(L, "%s: token %d at %d of the %s sequences is outside the model's %d "
-                                 "real tokens (another corpus?)",
+            return luaL_error(L,
+                              "%s: token %d at %d of the %s sequences is outside the model's %d "
+                              "real tokens (another corpus?)",
                               W, (int)tok[i], (int)i, split, (int)p.V);
     uint64_t seed = (uint64_t)l_opt_integer(L, 2, W, "seed", 0);
     int batch = (int)l_opt_integer(L, 2, W, "batch", 8);
@@ -383,7 +389,8 @@ int l_run_eval(lua_State *L) {
 #undef SETB
 }
 
-/* ---- run:gen_eval ------------------------------------------------------------------------------ */
+/* ---- run:gen_eval ------------------------------------------------------------------------------
+ */
 
 static const char *const gen_keys[] = {"judge", "samples", "store", "label", NULL};
 
@@ -462,8 +469,9 @@ int l_run_gen_eval(lua_State *L) {
     int judge_idx = lua_gettop(L);
     int64_t judge_id;
     if (lua_isnil(L, judge_idx))
-        return luaL_error(L, "%s: key 'judge' is required (a run trained with the autoregressive "
-                             "schedule on the same corpus)",
+        return luaL_error(L,
+                          "%s: key 'judge' is required (a run trained with the autoregressive "
+                          "schedule on the same corpus)",
                           W);
     l_run_store(L, judge_idx, &judge_id);
     run_parts jp;
@@ -521,7 +529,8 @@ int l_run_gen_eval(lua_State *L) {
             }
             for (int k = 0; k < len && !bad; k++) {
                 int64_t t = json_int(json_at(jv, (size_t)k));
-                if (t < 0 || t >= jp.V) bad = "holds a token the judge does not know (a mask left?)";
+                if (t < 0 || t >= jp.V)
+                    bad = "holds a token the judge does not know (a mask left?)";
                 toks[(size_t)i * len + k] = (int32_t)t;
             }
         }
@@ -639,11 +648,16 @@ int l_run_gen_eval(lua_State *L) {
         struct {
             const char *k;
             double v, se;
-        } rows[] = {{"gen_nll", r.nats, r.se},        {"gen_ppl", exp(r.nats), NAN},
-                    {"gen_ppl_mean", ppl_mean, NAN},  {"entropy", ent_mean, ent_se},
-                    {"distinct_1", distinct[1], NAN}, {"distinct_2", distinct[2], NAN},
-                    {"distinct_3", distinct[3], NAN}, {"distinct_4", distinct[4], NAN},
-                    {"rep_2", rep[2], NAN},           {"rep_3", rep[3], NAN},
+        } rows[] = {{"gen_nll", r.nats, r.se},
+                    {"gen_ppl", exp(r.nats), NAN},
+                    {"gen_ppl_mean", ppl_mean, NAN},
+                    {"entropy", ent_mean, ent_se},
+                    {"distinct_1", distinct[1], NAN},
+                    {"distinct_2", distinct[2], NAN},
+                    {"distinct_3", distinct[3], NAN},
+                    {"distinct_4", distinct[4], NAN},
+                    {"rep_2", rep[2], NAN},
+                    {"rep_3", rep[3], NAN},
                     {"rep_4", rep[4], NAN}};
         int64_t ck = latest_checkpoint(L, st, run_id);
         for (size_t k = 0; k < sizeof rows / sizeof *rows && rc == HDLM_OK; k++)
