@@ -130,3 +130,50 @@ CREATE TABLE sample_events (
     kind      TEXT NOT NULL CHECK (kind IN ('unmask', 'correct', 'remask')),
     PRIMARY KEY (sample_id, seq)
 ) STRICT, WITHOUT ROWID;
+
+-- migration: 3
+
+-- Sweeps (`hdlm sweep FILE`): a named set of training configurations ("points") run by worker
+-- processes that share this database. spec is the sweep file's description as JSON (functions
+-- recorded as "<function>"); a sweep started again with a different spec under the same name is
+-- refused. status: 'open' while points are unfinished, then 'done' (all done) or 'failed'.
+CREATE TABLE sweeps (
+    id         INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL UNIQUE,
+    spec       TEXT NOT NULL CHECK (json_valid(spec)),
+    file       TEXT,                            -- the sweep file as given on the command line
+    status     TEXT NOT NULL CHECK (status IN ('open', 'done', 'failed')),
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    updated_at TEXT
+) STRICT;
+
+-- One row per point of a sweep. key is the point's parameters in a stable text form
+-- ("lr=0.003,seed=1"), also the run config's "sweep_key"; config the full db:train options (JSON).
+-- A worker claims a pending point with one UPDATE ... WHERE status = 'pending' in a write
+-- transaction, recording its host, pid and the pid's start time (so a reused pid is not taken for
+-- the worker); a point whose worker is gone goes back to 'pending' and resumes from
+-- checkpoint_dir. run_id: the run that finished (or failed) the point; loss its last training
+-- loss; result the eval / `after` results (JSON).
+CREATE TABLE sweep_points (
+    sweep_id       INTEGER NOT NULL REFERENCES sweeps (id) ON DELETE CASCADE,
+    idx            INTEGER NOT NULL,            -- 0, 1, ... in the order of the sweep file
+    key            TEXT NOT NULL,
+    config         TEXT NOT NULL CHECK (json_valid(config)),
+    checkpoint_dir TEXT NOT NULL,
+    status         TEXT NOT NULL CHECK (status IN ('pending', 'running', 'done', 'failed')),
+    worker         INTEGER,                     -- worker number within its coordinator
+    host           TEXT,
+    pid            INTEGER,
+    pid_start      INTEGER,                     -- start time of pid (clock ticks since boot)
+    attempts       INTEGER NOT NULL DEFAULT 0,  -- claims so far
+    claimed_at     TEXT,
+    ended_at       TEXT,
+    run_id         INTEGER REFERENCES runs (id) ON DELETE SET NULL,
+    loss           REAL,
+    result         TEXT CHECK (result IS NULL OR json_valid(result)),
+    error          TEXT,                        -- why it failed, or why it went back to pending
+    PRIMARY KEY (sweep_id, idx),
+    UNIQUE (sweep_id, key)
+) STRICT;
+
+CREATE INDEX sweep_points_by_status ON sweep_points (status, sweep_id);

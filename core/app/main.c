@@ -1,12 +1,14 @@
 /* The `hdlm` command line: run Lua experiments, inspect plugins, prepare data, query the store.
  * Each subcommand parses its own flags; errors print one line and exit non-zero. The only place
  * that calls exit(). */
+#include "app/sweep.h"
 #include "base/error.h"
 #include "base/log.h"
 #include "base/text.h"
 #include "data/synth.h"
 #include "data/tokenizer.h"
 #include "data/tokfile.h"
+#include "dist/dist.h"
 #include "lua/lua_host.h"
 #include "plugin/host.h"
 #include "store/store.h"
@@ -485,6 +487,10 @@ static const command commands[] = {
      "print a run's samples with the tokens the sampler corrected marked"},
     {"report", cmd_report, "report [--db] runs.db [-o report.html]",
      "write one self-contained HTML page: runs, loss curves, bounds, generation quality, samples"},
+    {"sweep", sweep_main, "sweep FILE.lua [--db FILE] [--workers N] [--retry-failed]",
+     "train every point of a sweep file with N worker processes; run again to resume"},
+    {"sweep", sweep_main, "sweep --status NAME_OR_ID [--db FILE]",
+     "a sweep's progress: points done / running / pending / failed, runs, losses, results"},
     {"help", cmd_help, "help", "this text"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
@@ -503,15 +509,11 @@ static int cmd_help(int argc, char **argv) {
     return 0;
 }
 
-int main(int argc, char **argv) {
-    /* Training allocates and frees the same large scratch buffers every step (per-thread attention
-     * scratch, BLAS packing): keep them in the heap instead of mmap/munmap round trips, whose page
-     * faults and page clearing cost ~10% of a step. */
-    mallopt(M_MMAP_THRESHOLD, 256 << 20);
-    mallopt(M_TRIM_THRESHOLD, 512 << 20);
+static int dispatch(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) return cmd_help(0, NULL);
     if (!strcmp(argv[1], "--version")) {
-        printf("hdlm %s (plugin ABI %u, %s)\n", HDLM_VERSION, HDLM_ABI_VERSION, blas_info());
+        printf("hdlm %s (plugin ABI %u, %s, %s)\n", HDLM_VERSION, HDLM_ABI_VERSION, blas_info(),
+               dist_info());
         return 0;
     }
     for (size_t i = 0; i < N_COMMANDS; i++)
@@ -526,4 +528,25 @@ int main(int argc, char **argv) {
     else
         fprintf(stderr, "hdlm: unknown command '%s'; see hdlm --help\n", argv[1]);
     return 2;
+}
+
+int main(int argc, char **argv) {
+    /* Training allocates and frees the same large scratch buffers every step (per-thread attention
+     * scratch, BLAS packing): keep them in the heap instead of mmap/munmap round trips, whose page
+     * faults and page clearing cost ~10% of a step. */
+    mallopt(M_MMAP_THRESHOLD, 256 << 20);
+    mallopt(M_TRIM_THRESHOLD, 512 << 20);
+    /* under mpirun every rank runs this same command; rank 0 speaks for the job on stdout (set
+     * HDLM_ALL_RANKS=1 to see every rank's); errors stay on every rank's stderr */
+    error e = {0};
+    if (dist_init(&argc, &argv, &e) != HDLM_OK) return die(&e);
+    if (dist_size() > 1 && (argc < 2 || strcmp(argv[1], "run"))) { /* the others write alone */
+        error_set(&e, HDLM_EINVAL,
+                  "only 'hdlm run' works across %d MPI processes; run '%s' without mpirun",
+                  dist_size(), argc < 2 ? "hdlm" : argv[1]);
+        return dist_finalize(die(&e));
+    }
+    if (dist_rank() > 0 && !getenv("HDLM_ALL_RANKS") && !freopen("/dev/null", "w", stdout))
+        fprintf(stderr, "hdlm: rank %d: cannot silence stdout\n", dist_rank());
+    return dist_finalize(dispatch(argc, argv));
 }

@@ -1,7 +1,8 @@
 /* The method's training objective over a schedule plugin and a noise plugin (see method.h).
  * Level tables are built once per sequence length; a micro-batch then costs one table lookup per
  * sequence, the float32 level->time conversion of spec §1.8, the mask rows of spec §2.1/§2.5 and
- * one corrupt/loss call of the noise plugin for the whole batch. */
+ * one corrupt and one loss call of the noise plugin per sequence (a batch of one), with the
+ * sequence's own rng stream: what a sequence sees and scores never depends on its neighbours. */
 #include "method.h"
 
 #include "nn/mask.h"
@@ -138,36 +139,40 @@ static int ensure_buffers(method *m, int B, error *e) {
     return HDLM_OK;
 }
 
-/* A uniform in [0, 1) for sequence b: i.i.d., or stratified over the batch (one shared offset,
- * t_b = (u0 + b/B) mod 1) when low_discrepancy. */
-static double draw_u(const method *m, rng *r, double u0, int b, int B) {
+/* A uniform in [0, 1) for a sequence: i.i.d. from its stream, or stratified over the G sequences
+ * of the optimizer step (one shared offset u0, u = (u0 + g/G) mod 1 for global index g). */
+static double draw_u(const method *m, rng *r, double u0, int64_t g, int64_t G) {
     if (!m->cfg.low_discrepancy) return rng_uniform(r);
-    double u = u0 + (double)b / B;
+    double u = u0 + (double)g / (double)G;
     return u - floor(u);
 }
 
-static void fill_batch(const method *m, hdlm_noise_batch *nb, int B) {
+/* The plugin's view of sequence b alone: a batch of one (B = 1) over its slice of the buffers. */
+static void fill_seq(const method *m, hdlm_noise_batch *nb, int b) {
+    size_t off = (size_t)b * m->T;
     memset(nb, 0, sizeof *nb);
     nb->struct_size = sizeof *nb;
-    nb->B = B;
+    nb->B = 1;
     nb->L = m->T;
     nb->V = m->V;
     nb->Vp = m->Vp;
     /* settled-CE block weighting (γ): the vectorised clean copy counts as one block */
     nb->block = m->cfg.vectorised ? 2 * (int64_t)m->L : (m->block > 1 ? m->block : m->L);
     nb->annealed = !m->continuous;
-    nb->x0 = m->x0;
-    nb->xt = m->xt;
-    nb->t = m->t;
-    nb->state = m->state;
+    nb->x0 = m->x0 + off;
+    nb->xt = m->xt + off;
+    nb->t = m->t + off;
+    nb->state = m->state + off;
 }
 
-int method_prepare(method *m, const int32_t *windows, int B, rng *r, error *e) {
+int method_prepare(method *m, const int32_t *windows, int B, rng *streams, double u0, int64_t g0,
+                   int64_t G, error *e) {
     if (ensure_buffers(m, B, e) != HDLM_OK) return e->code;
     int L = m->L, T = m->T;
     int mask_w = (int)(m->block < L ? m->block : L);
-    double u0 = m->cfg.low_discrepancy ? rng_uniform(r) : 0.0;
+    char err[512] = "";
     for (int b = 0; b < B; b++) {
+        rng *r = &streams[b];
         const int32_t *w = windows + (size_t)b * L;
         int32_t *x0 = m->x0 + (size_t)b * T, *pos = m->pos + (size_t)b * T;
         float *t = m->t + (size_t)b * T;
@@ -178,45 +183,46 @@ int method_prepare(method *m, const int32_t *windows, int B, rng *r, error *e) {
         if (!m->cfg.vectorised) {
             if (m->continuous) {
                 /* MDLM-style continuous time: one t per sequence, every position active */
-                float tt = (1.0f - HYPER_SAMPLING_EPS) * (float)draw_u(m, r, u0, b, B) +
+                float tt = (1.0f - HYPER_SAMPLING_EPS) * (float)draw_u(m, r, u0, g0 + b, G) +
                            HYPER_SAMPLING_EPS;
                 for (int i = 0; i < L; i++)
                     t[i] = tt, st[i] = HDLM_ACTIVE;
             } else {
-                int64_t s = 1 + (int64_t)(draw_u(m, r, u0, b, B) * (double)m->n_steps);
+                int64_t s = 1 + (int64_t)(draw_u(m, r, u0, g0 + b, G) * (double)m->n_steps);
                 if (s > m->n_steps) s = m->n_steps;
                 hyper_times(m->levels + (size_t)s * L, m->settled[s], L, m->W, HYPER_SAMPLING_EPS,
                             t, st);
             }
             mask_rows_from_states(rows, st, L, m->cfg.context, mask_w, m->cfg.block_type);
-            continue;
+        } else {
+            /* vectorised: clean copy [0, L), noisy copy [L, 2L) with one drawn step per block */
+            for (int i = 0; i < L; i++) {
+                x0[L + i] = w[i];
+                pos[L + i] = i;
+                t[i] = HYPER_SAMPLING_EPS;
+                st[i] = HDLM_SETTLED;
+            }
+            for (int k = 0; k < m->n_blocks; k++) {
+                int64_t cnt = m->block_off[k + 1] - m->block_off[k];
+                int64_t s = m->block_steps[m->block_off[k] + (int64_t)rng_below(r, (uint64_t)cnt)];
+                int lo = m->bucket_start[k], hi = lo + (int)m->block < L ? lo + (int)m->block : L;
+                /* times of the block's levels as active positions (n_settled 0 in the block) */
+                hyper_times(m->levels + (size_t)s * L + lo, 0, hi - lo, m->W, HYPER_SAMPLING_EPS,
+                            t + L + lo, st + L + lo);
+            }
+            mask_rows_vectorised(rows, L, m->bucket_start, m->n_blocks, m->cfg.context, mask_w,
+                                 m->cfg.block_type);
         }
-        /* vectorised: clean copy [0, L), noisy copy [L, 2L) with one drawn step per block */
-        for (int i = 0; i < L; i++) {
-            x0[L + i] = w[i];
-            pos[L + i] = i;
-            t[i] = HYPER_SAMPLING_EPS;
-            st[i] = HDLM_SETTLED;
-        }
-        for (int k = 0; k < m->n_blocks; k++) {
-            int64_t cnt = m->block_off[k + 1] - m->block_off[k];
-            int64_t s = m->block_steps[m->block_off[k] + (int64_t)rng_below(r, (uint64_t)cnt)];
-            int lo = m->bucket_start[k], hi = lo + (int)m->block < L ? lo + (int)m->block : L;
-            /* times of the block's levels as active positions (n_settled 0 within the block) */
-            hyper_times(m->levels + (size_t)s * L + lo, 0, hi - lo, m->W, HYPER_SAMPLING_EPS,
-                        t + L + lo, st + L + lo);
-        }
-        mask_rows_vectorised(rows, L, m->bucket_start, m->n_blocks, m->cfg.context, mask_w,
-                             m->cfg.block_type);
+        /* the corruption continues the sequence's stream after its step draws */
+        hdlm_noise_batch nb;
+        fill_seq(m, &nb, b);
+        nb.rng = r;
+        int rc = m->noise->corrupt(m->noise_self, &nb, err, sizeof err);
+        if (rc != HDLM_OK) return error_set(e, HDLM_EPLUGIN, "noise corrupt: %s", err);
     }
-    hdlm_noise_batch nb;
-    fill_batch(m, &nb, B);
-    nb.rng = r;
-    char err[512] = "";
-    int rc = m->noise->corrupt(m->noise_self, &nb, err, sizeof err);
-    if (rc != HDLM_OK) return error_set(e, HDLM_EPLUGIN, "noise corrupt: %s", err);
     if (m->conditioned) {
-        rc = m->noise->conditioning(m->noise_self, (size_t)B * T, m->t, m->sigma, err, sizeof err);
+        int rc =
+            m->noise->conditioning(m->noise_self, (size_t)B * T, m->t, m->sigma, err, sizeof err);
         if (rc != HDLM_OK) return error_set(e, HDLM_EPLUGIN, "noise conditioning: %s", err);
     }
     return HDLM_OK;
@@ -224,17 +230,22 @@ int method_prepare(method *m, const int32_t *windows, int B, rng *r, error *e) {
 
 int method_loss(method *m, int B, const float *logits, float *dlogits, double scale, double *total,
                 error *e) {
-    hdlm_noise_batch nb;
-    fill_batch(m, &nb, B);
-    nb.logits = logits;
-    nb.loss = m->loss;
-    nb.dlogits = dlogits;
+    size_t per = (size_t)m->T * m->Vp; /* logits of one sequence */
     char err[512] = "";
-    int rc = m->noise->loss(m->noise_self, &nb, err, sizeof err);
-    if (rc != HDLM_OK) return error_set(e, HDLM_EPLUGIN, "noise loss: %s", err);
-    *total = nb.total * scale;
+    double sum = 0;
+    for (int b = 0; b < B; b++) {
+        hdlm_noise_batch nb;
+        fill_seq(m, &nb, b);
+        nb.logits = logits + (size_t)b * per;
+        nb.loss = m->loss + (size_t)b * m->T;
+        nb.dlogits = dlogits ? dlogits + (size_t)b * per : NULL;
+        int rc = m->noise->loss(m->noise_self, &nb, err, sizeof err);
+        if (rc != HDLM_OK) return error_set(e, HDLM_EPLUGIN, "noise loss: %s", err);
+        sum += nb.total;
+    }
+    *total = sum * scale;
     if (dlogits && scale != 1.0) {
-        size_t n = (size_t)B * m->T * m->Vp;
+        size_t n = (size_t)B * per;
         float sc = (float)scale;
 #pragma omp parallel for simd schedule(static) if (n >= 65536)
         for (size_t i = 0; i < n; i++)

@@ -53,11 +53,21 @@ int method_init(method *m, const method_config *cfg, const hyper *sched, void *n
                 const hdlm_noise_ops *noise, int32_t V, int L, error *e);
 void method_free(method *m);
 
-/* From B clean windows (B, L): draws the steps (rng r), fills m->x0/xt/pos/t/state/sigma/rows
- * for the model (B, T). */
-int method_prepare(method *m, const int32_t *windows, int B, rng *r, error *e);
-/* Loss of the prepared batch given the model's logits (B*T, Vp): *total (the plugin's batch
- * loss times `scale`) and dlogits (B*T, Vp) = d(scale * loss)/d(logits) when dlogits != NULL. */
+/* From B clean windows (B, L): draws each sequence's schedule step (t for continuous schedules,
+ * one step per block for the vectorised layout) and then its corruption from that sequence's own
+ * stream streams[b], so a sequence's noise depends only on its stream — not on the batch or the
+ * process it lands in (data-parallel ranks and accumulation see the same global batch). With
+ * low_discrepancy, sequence b takes u = (u0 + (g0 + b) / G) mod 1: u0 is shared by the G
+ * sequences of an optimizer step, g0 + b is the sequence's index among them. Fills
+ * m->x0/xt/pos/t/state/sigma/rows for the model (B, T). */
+int method_prepare(method *m, const int32_t *windows, int B, rng *streams, double u0, int64_t g0,
+                   int64_t G, error *e);
+/* Loss of the prepared batch given the model's logits (B*T, Vp). The noise plugin scores each
+ * sequence on its own (a batch of one), so the batch loss is *total = scale * Σ_b loss_b: a sum
+ * over sequences that splits across processes and micro-batches exactly (the plugin's own
+ * normalisation then applies per sequence: per active position for annealed losses, as the
+ * reference's one-step-per-batch draws do). dlogits (B*T, Vp) = d(*total)/d(logits) when not
+ * NULL. */
 int method_loss(method *m, int B, const float *logits, float *dlogits, double scale, double *total,
                 error *e);
 

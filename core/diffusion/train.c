@@ -1,12 +1,15 @@
 /* Training loop and checkpoints (see train.h). Each optimizer step draws `accum` micro-batches;
- * gradients are summed over them and the loss is normalised by the total token count, so
- * accum x batch b equals one batch of accum*b exactly up to float summation order. */
+ * gradients are summed over them (and over the processes) and every loss term is normalised by
+ * the step's global count (tokens, or sequences for the method's per-sequence plugin losses),
+ * so accum x batch b equals one batch of accum*b, and N processes one, up to float summation
+ * order. */
 #include "train.h"
 
 #include "base/json.h"
 #include "base/log.h"
 #include "base/progress.h"
 #include "data/batch.h"
+#include "dist/dist.h"
 #include "nn/mask.h"
 #include "nn/safetensors.h"
 
@@ -44,6 +47,7 @@ void trainer_free(trainer *t) {
     free(t->loss);
     free(t->dlogits);
     free(t->rows);
+    free(t->streams);
     memset(t, 0, sizeof *t);
 }
 
@@ -57,6 +61,18 @@ int trainer_init(trainer *t, const train_config *cfg, const corpus *data, error 
         return error_set(e, HDLM_EINVAL,
                          "train: batch (%d), accum (%d) and steps (%lld) must be positive",
                          c->batch, c->accum, (long long)c->steps);
+    t->world = c->world_size > 0 ? c->world_size : dist_size();
+    t->rank = c->world_size > 0 ? c->rank : dist_rank();
+    if (t->rank < 0 || t->rank >= t->world)
+        return error_set(e, HDLM_EINVAL, "train: rank %d outside 0..%d", t->rank, t->world - 1);
+    if (c->batch < t->world)
+        return error_set(e, HDLM_EINVAL,
+                         "train: batch %d is smaller than the %d processes; each needs at least "
+                         "one sequence of every micro-batch (raise batch, use fewer processes)",
+                         c->batch, t->world);
+    t->b_lo = (int)((int64_t)t->rank * c->batch / t->world);
+    t->b_hi = (int)((int64_t)(t->rank + 1) * c->batch / t->world);
+    int Bl = t->b_hi - t->b_lo; /* this rank's sequences of each micro-batch */
     int T = c->model.seq_len;
     if (c->objective == OBJ_METHOD) {
         if (!c->sched || !c->noise)
@@ -90,9 +106,9 @@ int trainer_init(trainer *t, const train_config *cfg, const corpus *data, error 
                          "set eval_every = 0 or prepare with a larger valid fraction",
                          (long long)data->n_valid, (long long)need);
     /* refuse before allocating what the machine cannot hold */
-    double C = c->model.d_model, V = c->model.vocab, N = (double)c->batch * TM;
+    double C = c->model.d_model, V = c->model.vocab, N = (double)Bl * TM;
     double act_floats =
-        c->model.n_layer * (N * C * 20 + (double)c->batch * c->model.n_head * TM * TM) + N * V * 2;
+        c->model.n_layer * (N * C * 20 + (double)Bl * c->model.n_head * TM * TM) + N * V * 2;
     long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGE_SIZE);
     double mem = (double)pages * (double)psize;
     double need_bytes = act_floats * 4 + 0; /* parameters are small next to activations */
@@ -100,7 +116,7 @@ int trainer_init(trainer *t, const train_config *cfg, const corpus *data, error 
         return error_set(e, HDLM_ENOMEM,
                          "train: batch %d x seq_len %d needs about %.1f GiB of activations, this "
                          "machine has %.1f GiB; lower batch (use accum) or seq_len",
-                         c->batch, T, need_bytes / 1073741824.0, mem / 1073741824.0);
+                         Bl, T, need_bytes / 1073741824.0, mem / 1073741824.0);
 
     if (model_init(&t->m, &c->model, c->seed, e) != HDLM_OK) {
         method_free(&t->meth);
@@ -114,8 +130,8 @@ int trainer_init(trainer *t, const train_config *cfg, const corpus *data, error 
     t->noise_rng = rng_split(&base, 1002);
     t->dropout_rng = rng_split(&base, 1003);
     t->T = T;
-    size_t BT = (size_t)c->batch * TM;
-    t->window = malloc((size_t)c->batch * (T + 1) * sizeof *t->window);
+    size_t BT = (size_t)Bl * TM;
+    t->window = malloc((size_t)Bl * (T + 1) * sizeof *t->window);
     t->inp = malloc(BT * sizeof *t->inp);
     t->tgt = malloc(BT * sizeof *t->tgt);
     t->pos = malloc(BT * sizeof *t->pos);
@@ -124,15 +140,16 @@ int trainer_init(trainer *t, const train_config *cfg, const corpus *data, error 
     t->loss = malloc(BT * sizeof *t->loss);
     t->dlogits = malloc(BT * (size_t)c->model.vocab * sizeof *t->dlogits);
     t->rows = malloc(BT * sizeof *t->rows);
+    t->streams = malloc((size_t)Bl * sizeof *t->streams);
     if (!t->window || !t->inp || !t->tgt || !t->pos || !t->sigma || !t->wloss || !t->loss ||
-        !t->dlogits || !t->rows) {
+        !t->dlogits || !t->rows || !t->streams) {
         error_set(e, HDLM_ENOMEM, "train: out of memory for batch buffers");
         goto fail;
     }
-    for (int b = 0; b < c->batch; b++)
+    for (int b = 0; b < Bl; b++)
         for (int i = 0; i < T; i++)
             t->pos[(size_t)b * T + i] = i;
-    for (int b = 0; b < c->batch; b++) {
+    for (int b = 0; b < Bl; b++) {
         if (c->objective == OBJ_AR)
             mask_rows_causal(t->rows + (size_t)b * T, T);
         else
@@ -144,12 +161,31 @@ fail:
     return e->code;
 }
 
-/* Fills inp/tgt/wloss/sigma for one micro-batch of windows already in t->window. The loss of
- * the micro-batch is Σ wloss·CE; weights already carry the 1/(tokens of the whole step). */
-static void build_inputs(trainer *t, const int32_t *win, int B, double norm, rng *nr) {
+/* The draws of one micro-batch: the step's (or evaluation batch's) streams, split by global
+ * sequence index below. */
+typedef struct draws {
+    rng data, noise; /* per step: rng_split(root, step) */
+    int64_t g0;      /* global index of the micro-batch's first sequence within the step */
+    int64_t G;       /* sequences of the step (accum * batch): the low-discrepancy strata */
+    double u0;       /* the step's shared low-discrepancy offset */
+    rng *dropout;    /* NULL = no dropout */
+} draws;
+
+static draws step_draws(const rng *data_root, const rng *noise_root, int64_t step, int64_t G) {
+    draws d = {.G = G};
+    d.data = rng_split(data_root, (uint64_t)step);
+    d.noise = rng_split(noise_root, (uint64_t)step);
+    rng u = rng_split(&d.noise, UINT64_MAX); /* no sequence index reaches it */
+    d.u0 = rng_uniform(&u);
+    return d;
+}
+
+/* Fills inp/tgt/wloss/sigma for this rank's sequences of a micro-batch already in t->window. The
+ * loss of the micro-batch is Σ wloss·CE; weights already carry the 1/(tokens of the whole step). */
+static void build_inputs(trainer *t, int B, double norm, const draws *d) {
     int T = t->T, mask_id = t->cfg.model.mask_id;
     for (int b = 0; b < B; b++) {
-        const int32_t *w = win + (size_t)b * (T + 1);
+        const int32_t *w = t->window + (size_t)b * (T + 1);
         int32_t *in = t->inp + (size_t)b * T, *tg = t->tgt + (size_t)b * T;
         float *wl = t->wloss + (size_t)b * T, *sg = t->sigma + (size_t)b * T;
         if (t->cfg.objective == OBJ_AR) {
@@ -159,10 +195,11 @@ static void build_inputs(trainer *t, const int32_t *win, int B, double norm, rng
                 wl[i] = (float)norm;
             }
         } else {
-            double tt = (1.0 - 1e-3) * rng_uniform(nr) + 1e-3;
+            rng nr = rng_split(&d->noise, (uint64_t)(d->g0 + t->b_lo + b));
+            double tt = (1.0 - 1e-3) * rng_uniform(&nr) + 1e-3;
             float s = (float)(-log1p(-(1.0 - 5e-3) * tt));
             for (int i = 0; i < T; i++) {
-                int masked = rng_uniform(nr) < tt;
+                int masked = rng_uniform(&nr) < tt;
                 in[i] = masked ? mask_id : w[i];
                 tg[i] = masked ? w[i] : -1;
                 wl[i] = masked ? (float)(norm / tt) : 0.0f;
@@ -172,25 +209,35 @@ static void build_inputs(trainer *t, const int32_t *win, int B, double norm, rng
     }
 }
 
-static int micro_batch(trainer *t, const int32_t *tokens, int64_t n, rng *dr, rng *nr, double norm,
+/* This rank's sequences [b_lo, b_hi) of one micro-batch: windows, inputs, forward, loss (added to
+ * *loss_sum) and, when backward, gradients added to the model's. norm = 1/(tokens of the step). */
+static int micro_batch(trainer *t, const int32_t *tokens, int64_t n, const draws *d, double norm,
                        int backward, double *loss_sum, error *e) {
-    int B = t->cfg.batch, T = t->T, V = t->cfg.model.vocab;
+    int B = t->b_hi - t->b_lo, T = t->T, V = t->cfg.model.vocab;
     if (t->cfg.objective == OBJ_METHOD) {
         method *me = &t->meth;
-        if (batch_draw(tokens, n, B, T, dr, t->window, e) != HDLM_OK) return e->code;
-        if (method_prepare(me, t->window, B, nr, e) != HDLM_OK) return e->code;
+        for (int b = 0; b < B; b++) {
+            uint64_t g = (uint64_t)(d->g0 + t->b_lo + b);
+            rng dr = rng_split(&d->data, g);
+            if (batch_draw(tokens, n, 1, T, &dr, t->window + (size_t)b * T, e) != HDLM_OK)
+                return e->code;
+            t->streams[b] = rng_split(&d->noise, g);
+        }
+        if (method_prepare(me, t->window, B, t->streams, d->u0, d->g0 + t->b_lo, d->G, e) !=
+            HDLM_OK)
+            return e->code;
         model_batch mb = {B,
                           me->T,
                           me->xt,
                           me->pos,
                           me->conditioned ? me->sigma : NULL,
                           me->rows,
-                          backward && t->cfg.model.dropout > 0 ? &t->dropout_rng : NULL};
+                          backward && t->cfg.model.dropout > 0 ? d->dropout : NULL};
         float *logits;
         if (model_forward(&t->m, &mb, &logits, e) != HDLM_OK) return e->code;
-        /* norm is 1/(tokens of the step); the plugin normalises per micro-batch, so the
-         * micro-batch's share of the step is norm * (its tokens) */
-        double scale = norm * (double)B * T, total;
+        /* the plugin's loss of a sequence is a per-sequence mean; norm is 1/(tokens of the
+         * step), so norm * T is 1/(sequences of the step) */
+        double scale = norm * T, total;
         if (method_loss(me, B, logits, backward ? t->dlogits : NULL, scale, &total, e) != HDLM_OK)
             return e->code;
         *loss_sum += total;
@@ -201,19 +248,19 @@ static int micro_batch(trainer *t, const int32_t *tokens, int64_t n, rng *dr, rn
      * exactly T tokens must be refused for AR, not read one stale target past the window);
      * the mask objective makes do with T */
     int64_t span = t->cfg.objective == OBJ_AR || T + 1 <= n ? T + 1 : T;
-    if (batch_draw(tokens, n, B, span, dr, t->window, e) != HDLM_OK) return e->code;
-    if (span == T) /* mask objective on a split of exactly T tokens: repack */
-        for (int b = B - 1; b >= 0; b--)
-            memmove(t->window + (size_t)b * (T + 1), t->window + (size_t)b * T,
-                    (size_t)T * sizeof(int32_t));
-    build_inputs(t, t->window, B, norm, nr);
+    for (int b = 0; b < B; b++) {
+        rng dr = rng_split(&d->data, (uint64_t)(d->g0 + t->b_lo + b));
+        if (batch_draw(tokens, n, 1, span, &dr, t->window + (size_t)b * (T + 1), e) != HDLM_OK)
+            return e->code;
+    }
+    build_inputs(t, B, norm, d);
     model_batch mb = {B,
                       T,
                       t->inp,
                       t->pos,
                       t->cfg.model.cond ? t->sigma : NULL,
                       t->rows,
-                      backward && t->cfg.model.dropout > 0 ? &t->dropout_rng : NULL};
+                      backward && t->cfg.model.dropout > 0 ? d->dropout : NULL};
     float *logits;
     if (model_forward(&t->m, &mb, &logits, e) != HDLM_OK) return e->code;
     size_t BT = (size_t)B * T;
@@ -234,17 +281,49 @@ static int micro_batch(trainer *t, const int32_t *tokens, int64_t n, rng *dr, rn
     return HDLM_OK;
 }
 
+/* A run of several real processes (not a shard computed alone in a test). */
+static int collective(const trainer *t) {
+    return t->world > 1 && dist_size() == t->world;
+}
+
+int trainer_accumulate(trainer *t, double *loss, error *e) {
+    const train_config *c = &t->cfg;
+    model_zero_grad(&t->m);
+    /* normalise by the tokens of the whole step so accumulation (and ranks) sum exactly */
+    double norm = 1.0 / ((double)c->accum * c->batch * t->T);
+    int64_t G = (int64_t)c->accum * c->batch;
+    draws d = step_draws(&t->data_rng, &t->noise_rng, t->step, G);
+    rng drop_step = rng_split(&t->dropout_rng, (uint64_t)t->step);
+    *loss = 0;
+    for (int a = 0; a < c->accum; a++) {
+        d.g0 = (int64_t)a * c->batch;
+        rng drop = rng_split(&drop_step, (uint64_t)a * (uint64_t)t->world + (uint64_t)t->rank);
+        d.dropout = &drop;
+        if (micro_batch(t, t->data->train, t->data->n_train, &d, norm, 1, loss, e) != HDLM_OK)
+            return e->code;
+    }
+    return HDLM_OK;
+}
+
 int trainer_step(trainer *t, train_stats *st, error *e) {
     const train_config *c = &t->cfg;
+    if (t->world > 1 && !collective(t))
+        return error_set(e, HDLM_ESTATE,
+                         "train: configured for %d processes, but %d are running (start it with "
+                         "mpirun -np %d)",
+                         t->world, dist_size(), t->world);
     double t0 = progress_now();
-    model_zero_grad(&t->m);
-    /* normalise by the tokens of the whole optimizer step so accumulation sums exactly */
-    double norm = 1.0 / ((double)c->accum * c->batch * t->T);
-    double loss = 0;
-    for (int a = 0; a < c->accum; a++)
-        if (micro_batch(t, t->data->train, t->data->n_train, &t->data_rng, &t->noise_rng, norm, 1,
-                        &loss, e) != HDLM_OK)
+    double loss, comm = 0;
+    if (trainer_accumulate(t, &loss, e) != HDLM_OK) return e->code;
+    if (collective(t)) {
+        /* one fused buffer: the gradient slab is contiguous; the loss rides in a second, tiny
+         * reduction (double: it is also what every rank's non-finite guard decides on) */
+        double c0 = progress_now();
+        if (dist_allreduce_sum_float(t->m.grads, t->m.n_params, e) != HDLM_OK ||
+            dist_allreduce_sum_double(&loss, 1, e) != HDLM_OK)
             return e->code;
+        comm = progress_now() - c0;
+    }
     double gn = optim_grad_norm(t->m.grads, t->m.n_params);
     if (!isfinite(loss) || !isfinite(gn))
         return error_set(e, HDLM_ESTATE,
@@ -262,6 +341,7 @@ int trainer_step(trainer *t, train_stats *st, error *e) {
         st->grad_norm = gn;
         st->step_time = dt;
         st->tokens_per_s = (double)c->accum * c->batch * t->T / dt;
+        st->comm_time = comm;
     }
     return HDLM_OK;
 }
@@ -274,17 +354,34 @@ int trainer_swap_ema(trainer *t, error *e) {
 int trainer_eval(trainer *t, int use_ema, double *loss, error *e) {
     const train_config *c = &t->cfg;
     int nb = c->eval_batches > 0 ? c->eval_batches : 4;
-    rng dr, nr;
-    rng_init(&dr, 0x5eed0001u); /* the same windows and masks at every evaluation */
-    rng_init(&nr, 0x5eed0002u);
+    rng droot, nroot;
+    rng_init(&droot, 0x5eed0001u); /* the same windows and masks at every evaluation */
+    rng_init(&nroot, 0x5eed0002u);
     if (use_ema && trainer_swap_ema(t, e) != HDLM_OK) return e->code;
     double sum = 0;
     int rc = HDLM_OK;
-    for (int i = 0; i < nb && rc == HDLM_OK; i++)
-        rc = micro_batch(t, t->data->valid, t->data->n_valid, &dr, &nr,
+    for (int i = 0; i < nb && rc == HDLM_OK; i++) {
+        draws d = step_draws(&droot, &nroot, i, c->batch);
+        rc = micro_batch(t, t->data->valid, t->data->n_valid, &d,
                          1.0 / ((double)nb * c->batch * t->T), 0, &sum, e);
+    }
     if (use_ema && trainer_swap_ema(t, rc == HDLM_OK ? e : NULL) != HDLM_OK && rc == HDLM_OK)
         rc = e->code;
+    /* every rank reaches the reduction, also after a local failure (counted in v[1]), so nobody
+     * waits forever and all ranks leave with a failure together */
+    if (collective(t)) {
+        double v[2] = {rc == HDLM_OK ? sum : 0.0, rc == HDLM_OK ? 0.0 : 1.0};
+        error re = {0};
+        if (dist_allreduce_sum_double(v, 2, &re) != HDLM_OK && rc == HDLM_OK) {
+            *e = re;
+            rc = re.code;
+        }
+        if (rc == HDLM_OK && v[1] > 0)
+            rc =
+                error_set(e, HDLM_ESTATE,
+                          "train: evaluation failed on %g other rank(s); see their messages", v[1]);
+        sum = v[0];
+    }
     *loss = sum;
     return rc;
 }
@@ -384,6 +481,10 @@ static int rng_parse(const char *s, rng *r) {
     return 0;
 }
 
+/* Format 2: the rng entries are the roots of per-step streams (format 1 held cursors of
+ * sequential streams, a layout of draws this trainer no longer has). */
+#define STATE_FORMAT "hdlm-state-2"
+
 static void ckpt_name(const trainer *t, int64_t step, const char *suffix, char *out, size_t cap) {
     snprintf(out, cap, "%s/step_%08lld%s", t->cfg.ckpt_dir, (long long)step, suffix);
 }
@@ -479,7 +580,7 @@ int trainer_save(trainer *t, char *path, size_t cap, error *e) {
         ts[0].nbytes = ts[1].nbytes = (int64_t)t->m.n_params * 4;
         const char *sk[] = {"format",   "step",      "config",     "adam_t",
                             "data_rng", "noise_rng", "dropout_rng"};
-        const char *sv[] = {"hdlm-state-1", stepbuf, cj.data, tbuf, dr, nr, pr};
+        const char *sv[] = {STATE_FORMAT, stepbuf, cj.data, tbuf, dr, nr, pr};
         rc = st_write(spath, ts, 2, sk, sv, 7, e);
     }
     json_buf_free(&cj);
@@ -503,7 +604,7 @@ int trainer_save(trainer *t, char *path, size_t cap, error *e) {
     return HDLM_OK;
 }
 
-int trainer_resume(trainer *t, int *found, error *e) {
+static int resume_local(trainer *t, int *found, error *e) {
     *found = 0;
     if (!t->cfg.ckpt_dir[0]) return HDLM_OK;
     char lpath[1200];
@@ -529,6 +630,14 @@ int trainer_resume(trainer *t, int *found, error *e) {
                        "%s: checkpoint was made with a different config; saved %s, now %s", spath,
                        saved ? saved : "(none)", cj.data);
     json_buf_free(&cj);
+    const char *fmt = st_meta(sf, "format");
+    if (rc == HDLM_OK && (!fmt || strcmp(fmt, STATE_FORMAT)))
+        rc = error_set(e, HDLM_EINVAL,
+                       "%s: training state format '%s', this hdlm resumes '%s' only (an older "
+                       "hdlm laid its random draws out differently, so the run could not continue "
+                       "the same way); start afresh (resume = false) or use another "
+                       "checkpoint_dir",
+                       spath, fmt ? fmt : "(none)", STATE_FORMAT);
     int64_t shape[1] = {(int64_t)t->m.n_params};
     if (rc == HDLM_OK) rc = st_read_f32(sf, "adam.m", t->opt.m, 1, shape, e);
     if (rc == HDLM_OK) rc = st_read_f32(sf, "adam.v", t->opt.v, 1, shape, e);
@@ -548,5 +657,48 @@ int trainer_resume(trainer *t, int *found, error *e) {
     if (rc != HDLM_OK) return rc;
     t->step = step;
     *found = 1;
+    return HDLM_OK;
+}
+
+/* The state every rank must share: rank 0's is broadcast. */
+static int broadcast_state(trainer *t, error *e) {
+    size_t nb = t->m.n_params * sizeof(float);
+    int64_t hdr[2] = {t->step, t->opt.t};
+    rng roots[3] = {t->data_rng, t->noise_rng, t->dropout_rng};
+    if (dist_broadcast(hdr, sizeof hdr, 0, e) != HDLM_OK ||
+        dist_broadcast(roots, sizeof roots, 0, e) != HDLM_OK ||
+        dist_broadcast(t->m.params, nb, 0, e) != HDLM_OK ||
+        dist_broadcast(t->opt.m, nb, 0, e) != HDLM_OK ||
+        dist_broadcast(t->opt.v, nb, 0, e) != HDLM_OK ||
+        (t->opt.ema && dist_broadcast(t->opt.ema, nb, 0, e) != HDLM_OK))
+        return e->code;
+    t->step = hdr[0];
+    t->opt.t = hdr[1];
+    t->data_rng = roots[0];
+    t->noise_rng = roots[1];
+    t->dropout_rng = roots[2];
+    return HDLM_OK;
+}
+
+int trainer_sync(trainer *t, error *e) {
+    return collective(t) ? broadcast_state(t, e) : HDLM_OK;
+}
+
+int trainer_resume(trainer *t, int *found, error *e) {
+    if (!collective(t)) return resume_local(t, found, e);
+    /* rank 0 reads; its outcome (status, message, found) goes to everyone, then its state */
+    struct {
+        int rc, found;
+        error err;
+    } out = {HDLM_OK, 0, {0}};
+    if (t->rank == 0) out.rc = resume_local(t, &out.found, &out.err);
+    *found = 0;
+    if (dist_broadcast(&out, sizeof out, 0, e) != HDLM_OK) return e->code;
+    if (out.rc != HDLM_OK) {
+        if (e) *e = out.err;
+        return out.rc;
+    }
+    if (out.found && broadcast_state(t, e) != HDLM_OK) return e->code;
+    *found = out.found;
     return HDLM_OK;
 }

@@ -62,6 +62,10 @@ int l_json_encode(lua_State *L);
 /* Closest candidate by edit distance, or NULL when nothing is close. */
 const char *l_closest(const char *key, const char *const *cands);
 
+/* Data-parallel runs (l_dist.c): rank 0 calls the binding fn (with the caller's upvalue 1, the
+ * context) and every rank returns its results or raises its error; alone, plain fn(L). */
+int l_on_rank0(lua_State *L, lua_CFunction fn);
+
 /* Opening functions of the binding files: each pushes nothing, registers into the module table
  * at the top of the stack, with the ctx upvalue at ctx_idx. */
 void l_store_register(lua_State *L, int ctx_idx);

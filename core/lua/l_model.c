@@ -10,6 +10,7 @@
 #include "data/tokenizer.h"
 #include "data/tokfile.h"
 #include "diffusion/train.h"
+#include "dist/dist.h"
 #include "l_internal.h"
 #include "nn/mask.h"
 #include "nn/safetensors.h"
@@ -66,43 +67,33 @@ static void read_model_config(lua_State *L, int idx, const char *what, model_con
 
 /* ---- db:train ---------------------------------------------------------------------------- */
 
-static const char *const train_keys[] = {"name",
-                                         "data",
-                                         "objective",
-                                         "model",
-                                         "steps",
-                                         "batch",
-                                         "accum",
-                                         "lr",
-                                         "min_lr",
-                                         "warmup",
-                                         "lr_schedule",
-                                         "weight_decay",
-                                         "beta1",
-                                         "beta2",
-                                         "eps",
-                                         "clip",
-                                         "ema",
-                                         "seed",
-                                         "log_every",
-                                         "eval_every",
-                                         "eval_batches",
-                                         "checkpoint_dir",
-                                         "ckpt_every",
-                                         "keep",
-                                         "resume",
-                                         "threads",
-                                         "stop_after",
-                                         "noise",
-                                         "schedule",
-                                         "vectorised",
-                                         "context",
-                                         "block_type",
-                                         "low_discrepancy",
-                                         NULL};
+static const char *const train_keys[] = {
+    "name", "data", "objective", "model", "steps", "batch", "accum", "lr", "min_lr", "warmup",
+    "lr_schedule", "weight_decay", "beta1", "beta2", "eps", "clip", "ema", "seed", "log_every",
+    "eval_every", "eval_batches", "checkpoint_dir", "ckpt_every", "keep", "resume", "threads",
+    "stop_after", "noise", "schedule", "vectorised", "context", "block_type", "low_discrepancy",
+    /* recorded in the run's config only (hdlm sweep) */
+    "sweep", "sweep_key", NULL};
 
 static int log_metric(store *st, int64_t run, int64_t step, const char *name, double v, error *e) {
     return store_metric(st, run, step, name, v, e);
+}
+
+/* Rank 0's outcome of work only it does (checkpoint files, their rows): every rank leaves the
+ * training loop together, with the same status and message. Returns the shared status. */
+static int share_status(int rc, error *e) {
+    if (dist_size() < 2) return rc;
+    struct {
+        int rc;
+        error e;
+    } out = {rc, *e};
+    error be = {0};
+    if (dist_broadcast(&out, sizeof out, 0, &be) != HDLM_OK) {
+        *e = be;
+        return be.code;
+    }
+    if (out.rc != HDLM_OK) *e = out.e;
+    return out.rc;
 }
 
 /* A noise instance owned by a userdata, so that a Lua error cannot leak it. */
@@ -337,20 +328,26 @@ int l_train_run(lua_State *L, store *st, int64_t run_id, int o, int corpus_idx,
         trainer_free(t);
         return l_raise(L, &e);
     }
-    if (found) fprintf(stderr, "hdlm: resuming from step %lld of %s\n", (long long)t->step, dir);
+    /* data parallel (dist.h): every rank trains its share of each batch; rank 0 alone writes
+     * checkpoints, reports progress, and its store takes the rows (the others' drops them) */
+    int lead = dist_rank() == 0;
+    if (found && lead)
+        fprintf(stderr, "hdlm: resuming from step %lld of %s\n", (long long)t->step, dir);
     store_metric(st, run_id, 0, "params", (double)t->m.n_params, &e);
 
     progress pg;
     progress_init(&pg, NULL, "train", cfg.steps);
+    if (!lead) pg.out = NULL;
     int rc = HDLM_OK;
     train_stats s = {0};
-    double tok_s_sum = 0;
+    double tok_s_sum = 0, comm_sum = 0;
     int tok_s_n = 0;
     int64_t start = t->step;
     while (t->step < cfg.steps) {
         if ((rc = trainer_step(t, &s, &e)) != HDLM_OK) break;
         if (t->step > start + 1) { /* the first step includes allocation */
             tok_s_sum += s.tokens_per_s;
+            comm_sum += s.comm_time;
             tok_s_n++;
         }
         if (t->step % cfg.log_every == 0 || t->step == cfg.steps) {
@@ -358,6 +355,7 @@ int l_train_run(lua_State *L, store *st, int64_t run_id, int o, int corpus_idx,
             log_metric(st, run_id, t->step, "lr", s.lr, &e);
             log_metric(st, run_id, t->step, "grad_norm", s.grad_norm, &e);
             log_metric(st, run_id, t->step, "tokens_per_s", s.tokens_per_s, &e);
+            if (t->world > 1) log_metric(st, run_id, t->step, "allreduce_time", s.comm_time, &e);
             rc = log_metric(st, run_id, t->step, "step_time", s.step_time, &e);
             if (rc != HDLM_OK) break;
         }
@@ -368,12 +366,19 @@ int l_train_run(lua_State *L, store *st, int64_t run_id, int o, int corpus_idx,
         }
         if (cfg.ckpt_every > 0 && cfg.ckpt_dir[0] &&
             (t->step % cfg.ckpt_every == 0 || t->step == cfg.steps)) {
-            char path[1200];
-            if ((rc = trainer_save(t, path, sizeof path, &e)) != HDLM_OK) break;
-            int64_t cid;
-            if ((rc = store_checkpoint(st, run_id, t->step, path, "", 0, &cid, &e)) != HDLM_OK)
-                break;
-            if ((rc = store_flush(st, &e)) != HDLM_OK) break;
+            if ((rc = trainer_sync(t, &e)) != HDLM_OK) break;
+            if (lead) {
+                char path[1200];
+                int64_t cid;
+                /* metrics up to this step are durable before `latest` names it: a run killed
+                 * in between and resumed from here then logs every step once */
+                rc = store_flush(st, &e);
+                if (rc == HDLM_OK) rc = trainer_save(t, path, sizeof path, &e);
+                if (rc == HDLM_OK)
+                    rc = store_checkpoint(st, run_id, t->step, path, "", 0, &cid, &e);
+                if (rc == HDLM_OK) rc = store_flush(st, &e);
+            }
+            if ((rc = share_status(rc, &e)) != HDLM_OK) break;
         }
         progress_update(&pg, t->step, s.tokens_per_s, "tok/s", s.loss);
         if (stop_after > 0 && t->step >= stop_after) break;
@@ -393,13 +398,18 @@ int l_train_run(lua_State *L, store *st, int64_t run_id, int o, int corpus_idx,
     out->objective = cfg.objective;
     out->tok = data->tok;
     int64_t steps_done = t->step; /* also right when a resumed run had nothing left to do */
+    int world = t->world;
     trainer_free(t);
     lua_settop(L, out_idx);
-    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 6);
     lua_pushnumber(L, s.loss);
     lua_setfield(L, -2, "loss");
     lua_pushnumber(L, tok_s_n ? tok_s_sum / tok_s_n : s.tokens_per_s);
     lua_setfield(L, -2, "tokens_per_s");
+    lua_pushnumber(L, tok_s_n ? comm_sum / tok_s_n : s.comm_time); /* seconds per step */
+    lua_setfield(L, -2, "allreduce_time");
+    lua_pushinteger(L, world);
+    lua_setfield(L, -2, "world_size");
     lua_pushinteger(L, (lua_Integer)steps_done);
     lua_setfield(L, -2, "steps");
     if (has_noise) { /* the layout sampling must reuse */

@@ -1,8 +1,14 @@
 /* Lua bindings of the store: hdlm.open(path) -> Store; Store:run{...} -> Run; Store:query(sql,
  * ...) -> rows; Run:log(step, name, value | table); Run:finish(); Run:fail(msg). A run that is
- * still open when the script fails is marked failed with the error (see lua_host.c). */
+ * still open when the script fails is marked failed with the error (see lua_host.c).
+ * Under mpirun every rank runs the script; rank 0 alone writes the database. The others open it
+ * as followers (writes dropped, reads read-only) after rank 0 has created it, and take rank 0's
+ * run ids, so a script runs unchanged: hdlm.open, db:run and db:train are collective calls there,
+ * and run:sample / run:eval / run:gen_eval are computed by rank 0 for all (l_dist.c).
+ * hdlm.rank and hdlm.world_size tell a script which process it is. */
 #include "base/provenance.h"
 #include "data/tokfile.h"
+#include "dist/dist.h"
 #include "l_internal.h"
 #include "store/store.h"
 #include "tensor/blas.h"
@@ -84,8 +90,19 @@ static int l_open(lua_State *L) {
     s->st = NULL;
     luaL_setmetatable(L, STORE_MT);
     error e = {0};
-    if (store_open(path, 0, &s->st, &e) != HDLM_OK) return l_raise(L, &e);
-    if (store_reap_runs(s->st, &e) != HDLM_OK) return l_raise(L, &e);
+    int rc = HDLM_OK;
+    if (dist_rank() == 0) {
+        rc = store_open(path, 0, &s->st, &e);
+        if (rc == HDLM_OK) rc = store_reap_runs(s->st, &e);
+    }
+    /* the followers read the file rank 0 has created and migrated */
+    error be = {0};
+    if (dist_barrier(&be) != HDLM_OK && rc == HDLM_OK) {
+        e = be;
+        rc = be.code;
+    }
+    if (dist_rank() > 0 && rc == HDLM_OK) rc = store_open(path, STORE_FOLLOWER, &s->st, &e);
+    if (rc != HDLM_OK) return l_raise(L, &e);
     return 1;
 }
 
@@ -120,7 +137,7 @@ static l_run *begin_run(lua_State *L, int store_idx, const char *name, const cha
         .cpu = p.cpu,
         .blas = blas_info(),
         .threads = blas_get_threads(),
-        .world_size = 1,
+        .world_size = dist_size(),
         .script = c->script,
         .hdlm_version = HDLM_VERSION,
     };
@@ -129,8 +146,17 @@ static l_run *begin_run(lua_State *L, int store_idx, const char *name, const cha
     luaL_setmetatable(L, RUN_MT);
     lua_pushvalue(L, store_idx);
     lua_setiuservalue(L, -2, 1); /* keep the Store alive as long as the Run */
-    error e = {0};
-    if (store_run_begin(s->st, &info, &r->id, &e) != HDLM_OK) l_raise(L, &e);
+    /* rank 0 inserts the row; everyone gets its id (or its failure) */
+    struct {
+        int rc;
+        int64_t id;
+        error e;
+    } got = {HDLM_OK, 0, {0}};
+    got.rc = store_run_begin(s->st, &info, &got.id, &got.e);
+    error be = {0};
+    if (dist_broadcast(&got, sizeof got, 0, &be) != HDLM_OK) l_raise(L, &be);
+    if (got.rc != HDLM_OK) l_raise(L, &got.e);
+    r->id = got.id;
     r->st = s->st;
     r->open = 1;
     r->ctx = c;
@@ -215,6 +241,8 @@ static int store_train(lua_State *L) {
     lua_setiuservalue(L, run_idx, 2); /* model */
     error e = {0};
     if (run_end(r, "done", NULL, &e) != HDLM_OK) return l_raise(L, &e);
+    /* followers' queries after training see what rank 0 has just flushed */
+    if (dist_barrier(&e) != HDLM_OK) return l_raise(L, &e);
     lua_settop(L, run_idx);
     return 1;
 }
@@ -448,6 +476,19 @@ static int run_tostring(lua_State *L) {
     return 1;
 }
 
+/* Bindings whose results go through the store: rank 0 computes them for every rank. */
+static int run_sample_l(lua_State *L) {
+    return l_on_rank0(L, l_run_sample);
+}
+
+static int run_eval_l(lua_State *L) {
+    return l_on_rank0(L, l_run_eval);
+}
+
+static int run_gen_eval_l(lua_State *L) {
+    return l_on_rank0(L, l_run_gen_eval);
+}
+
 static void new_class(lua_State *L, int ctx_idx, const char *name, const luaL_Reg *methods,
                       const luaL_Reg *meta) {
     luaL_newmetatable(L, name);
@@ -470,8 +511,8 @@ void l_store_register(lua_State *L, int ctx_idx) {
                                           {"__tostring", store_tostring},
                                           {NULL, NULL}};
     static const luaL_Reg run_methods[] = {{"log", run_log},     {"finish", run_finish},
-                                           {"fail", run_fail},   {"sample", l_run_sample},
-                                           {"eval", l_run_eval}, {"gen_eval", l_run_gen_eval},
+                                           {"fail", run_fail},   {"sample", run_sample_l},
+                                           {"eval", run_eval_l}, {"gen_eval", run_gen_eval_l},
                                            {NULL, NULL}};
     static const luaL_Reg run_meta[] = {{"__gc", run_gc},
                                         {"__close", run_close},
@@ -483,4 +524,8 @@ void l_store_register(lua_State *L, int ctx_idx) {
     lua_pushvalue(L, ctx_idx);
     lua_pushcclosure(L, l_open, 1);
     lua_setfield(L, -2, "open");
+    lua_pushinteger(L, dist_rank());
+    lua_setfield(L, -2, "rank");
+    lua_pushinteger(L, dist_size());
+    lua_setfield(L, -2, "world_size");
 }

@@ -88,6 +88,7 @@ struct store {
     sqlite3 *db;
     char *path;
     int readonly;
+    int follower; /* STORE_FOLLOWER: writes are dropped, db may be NULL (no copy here) */
     int busy_ms;
     int last_rc; /* SQLite result code of the last failure (tells "busy" from other errors) */
     sqlite3_stmt *stmt[ST_COUNT];
@@ -456,9 +457,14 @@ static int store_open_impl(const char *path, int flags, int upto, store **out, e
         free(s);
         return error_set(e, HDLM_ENOMEM, "%s: out of memory", path);
     }
-    s->readonly = (flags & STORE_READONLY) != 0;
+    s->follower = (flags & STORE_FOLLOWER) != 0;
+    s->readonly = (flags & STORE_READONLY) != 0 || s->follower;
     s->busy_ms = STORE_BUSY_MS_DEFAULT;
     int memory = !strcmp(path, ":memory:"); /* a private in-memory database (tests, scratch) */
+    if (s->follower && (memory || access(path, F_OK) != 0)) {
+        *out = s; /* nothing to read on this machine; writes are dropped anyway */
+        return HDLM_OK;
+    }
 
     /* Clear reasons first: SQLite says only "unable to open database file" for all of these. */
     char dir[4096];
@@ -604,6 +610,7 @@ const char *store_path(const store *s) {
 
 int store_schema_version(store *s) {
     int64_t v = 0;
+    if (!s->db) return 0;
     if (db_scalar(s, "PRAGMA user_version", &v, NULL, 0, NULL) != SQLITE_OK) return HDLM_EDB;
     return (int)v;
 }
@@ -611,6 +618,7 @@ int store_schema_version(store *s) {
 int store_set_busy_timeout(store *s, int ms) {
     if (ms < 0) ms = 0;
     s->busy_ms = ms;
+    if (!s->db) return HDLM_OK;
     return sqlite3_busy_timeout(s->db, ms) == SQLITE_OK ? HDLM_OK : HDLM_EDB;
 }
 
@@ -619,6 +627,7 @@ int store_set_busy_timeout(store *s, int ms) {
 int store_run_begin(store *s, const store_run_info *info, int64_t *run_id, error *e) {
     HDLM_ASSERT(s && info && run_id);
     *run_id = 0;
+    if (s->follower) return HDLM_OK; /* rank 0 writes */
     if (check_writable(s, "begin a run", e)) return HDLM_ESTATE;
     if (!info->kind) return error_set(e, HDLM_EINVAL, "%s: a run needs a kind", s->path);
     char host[256] = "";
@@ -656,6 +665,7 @@ int store_run_begin(store *s, const store_run_info *info, int64_t *run_id, error
 int store_run_end(store *s, int64_t run_id, const char *status_text, const char *error_text,
                   error *e) {
     HDLM_ASSERT(s && status_text);
+    if (s->follower) return HDLM_OK; /* rank 0 writes */
     if (check_writable(s, "end a run", e)) return HDLM_ESTATE;
     if (strcmp(status_text, "done") && strcmp(status_text, "failed") &&
         strcmp(status_text, "interrupted"))
@@ -693,6 +703,7 @@ int store_run_plugin(store *s, int64_t run_id, const char *kind, const char *nam
                      const char *version, int abi, const char *file, const char *hash,
                      const char *options_json, error *e) {
     HDLM_ASSERT(s && kind && name);
+    if (s->follower) return HDLM_OK; /* rank 0 writes */
     if (check_writable(s, "record a plugin", e)) return HDLM_ESTATE;
     sqlite3_stmt *st = stmt_get(s, ST_PLUGIN, e);
     if (!st) return HDLM_EDB;
@@ -718,6 +729,7 @@ int store_run_plugin(store *s, int64_t run_id, const char *kind, const char *nam
 
 int store_metric(store *s, int64_t run_id, int64_t step, const char *name, double value, error *e) {
     HDLM_ASSERT(s && name);
+    if (s->follower) return HDLM_OK; /* rank 0 writes */
     if (check_writable(s, "log a metric", e)) return HDLM_ESTATE;
     if (s->n_metrics == s->cap_metrics) {
         size_t cap = s->cap_metrics ? 2 * s->cap_metrics : STORE_METRIC_BATCH;
@@ -776,6 +788,7 @@ int store_checkpoint(store *s, int64_t run_id, int64_t step, const char *path, c
                      int64_t bytes, int64_t *checkpoint_id, error *e) {
     HDLM_ASSERT(s && path);
     if (checkpoint_id) *checkpoint_id = 0;
+    if (s->follower) return HDLM_OK; /* rank 0 writes */
     if (check_writable(s, "record a checkpoint", e)) return HDLM_ESTATE;
     sqlite3_stmt *st = stmt_get(s, ST_CHECKPOINT, e);
     if (!st) return HDLM_EDB;
@@ -801,6 +814,7 @@ int store_checkpoint(store *s, int64_t run_id, int64_t step, const char *path, c
 int store_evaluation(store *s, int64_t run_id, int64_t checkpoint_id, const char *metric,
                      double value, double std_error, const char *settings_json, error *e) {
     HDLM_ASSERT(s && metric);
+    if (s->follower) return HDLM_OK; /* rank 0 writes */
     if (check_writable(s, "record an evaluation", e)) return HDLM_ESTATE;
     sqlite3_stmt *st = stmt_get(s, ST_EVALUATION, e);
     if (!st) return HDLM_EDB;
@@ -851,6 +865,7 @@ int store_sample(store *s, const store_sample_info *info, const store_event *eve
     HDLM_ASSERT(s && info && (events || n_events == 0) && n_events >= 0);
     HDLM_ASSERT(info->tokens || info->n_tokens == 0);
     if (sample_id) *sample_id = 0;
+    if (s->follower) return HDLM_OK; /* rank 0 writes */
     if (check_writable(s, "record a sample", e)) return HDLM_ESTATE;
     for (int64_t i = 0; i < n_events; i++)
         if (!event_kind_text(events[i].kind))
@@ -957,6 +972,11 @@ static int query_bind(store *s, sqlite3_stmt *st, int nparams, const store_value
 static int query_run(store *s, const char *sql, int nparams, const store_value *params,
                      const query_sink *sink, error *e) {
     HDLM_ASSERT(s && sql && (params || nparams == 0));
+    if (!s->db)
+        return error_set(e, HDLM_EIO,
+                         "%s: not on this machine; this process is a follower rank (rank 0 writes "
+                         "the database) and can query it only on a shared filesystem",
+                         s->path);
     /* Queries see every metric logged through this connection. */
     if (!s->readonly && s->n_metrics) {
         int status = store_flush(s, e);
@@ -1343,6 +1363,7 @@ int store_query_print(store *s, const char *sql, int format, FILE *out, error *e
 
 int store_reap_runs(store *s, error *e) {
     HDLM_ASSERT(s);
+    if (s->follower) return HDLM_OK; /* rank 0 writes */
     if (check_writable(s, "reap runs", e)) return HDLM_ESTATE;
     char host[256] = "";
     if (gethostname(host, sizeof host - 1) != 0) return HDLM_OK; /* cannot tell whose runs */

@@ -15,10 +15,13 @@
 
 typedef struct store store;
 
-enum { STORE_READONLY = 1 << 0 };
+enum { STORE_READONLY = 1 << 0, STORE_FOLLOWER = 1 << 1 };
 
 /* Opens (creating if needed, unless STORE_READONLY) and migrates. Errors name the file: not a
- * database, newer schema than this binary, read-only directory, locked beyond the busy timeout. */
+ * database, newer schema than this binary, read-only directory, locked beyond the busy timeout.
+ * STORE_FOLLOWER is for ranks > 0 of a multi-process run (dist.h), where rank 0 writes the rows:
+ * every write succeeds without writing (store_run_begin gives id 0; the caller takes rank 0's),
+ * and queries read the file read-only when this machine has it (open it after rank 0 did). */
 int store_open(const char *path, int flags, store **out, error *e);
 void store_close(store *s); /* flushes buffered metrics; accepts NULL */
 const char *store_path(const store *s);

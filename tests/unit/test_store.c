@@ -112,7 +112,7 @@ static void test_roundtrip(void) {
         return;
     }
     CHECK_STR(store_path(s), path);
-    CHECK_EQ(store_binary_schema_version(), 2);
+    CHECK_EQ(store_binary_schema_version(), 3);
     CHECK_EQ(store_schema_version(s), store_binary_schema_version());
     CHECK_STR(q(s, "PRAGMA journal_mode"), "wal\n");
     CHECK_STR(q(s, "PRAGMA foreign_keys"), "1\n");
@@ -347,9 +347,10 @@ static void test_migration(void) {
     s = NULL;
     CHECK_EQ(store_open(path, 0, &s, &e), HDLM_OK);
     if (!s) return;
-    CHECK_EQ(store_schema_version(s), 2);
+    CHECK_EQ(store_schema_version(s), 3);
     CHECK_STR(q(s, "SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name"),
-              "checkpoints\nevaluations\nmetrics\nrun_plugins\nruns\nsample_events\nsamples\n");
+              "checkpoints\nevaluations\nmetrics\nrun_plugins\nruns\nsample_events\nsamples\n"
+              "sweep_points\nsweeps\n");
     CHECK_STR(q(s, "SELECT r.name, m.step, m.value FROM runs r JOIN metrics m ON m.run_id = r.id"),
               "old|3|1.5\n");
     CHECK_EQ(store_evaluation(s, run, 0, "nll", 1.0, 0.1, NULL, &e), HDLM_OK);
@@ -374,7 +375,7 @@ static void test_refusals(void) {
     CHECK_EQ(store_open(path, 0, &s, &e), HDLM_EDB);
     CHECK(s == NULL);
     snprintf(want, sizeof want,
-             "%s: database schema version 99 is newer than this hdlm (knows up to 2); use a newer "
+             "%s: database schema version 99 is newer than this hdlm (knows up to 3); use a newer "
              "hdlm",
              path);
     CHECK_STR(e.msg, want);
@@ -396,7 +397,7 @@ static void test_refusals(void) {
     /* An empty path is refused; ":memory:" is a private scratch database. */
     CHECK_EQ(store_open("", 0, &s, &e), HDLM_EINVAL);
     CHECK_EQ(store_open(":memory:", 0, &s, &e), HDLM_OK);
-    if (s) CHECK_EQ(q_int(s, "SELECT count(*) FROM sqlite_schema WHERE type = 'table'"), 7);
+    if (s) CHECK_EQ(q_int(s, "SELECT count(*) FROM sqlite_schema WHERE type = 'table'"), 9);
     store_close(s);
     s = NULL;
 
@@ -605,7 +606,7 @@ static void test_concurrent_writers(void) {
                       "count(*) = 100 AND sum(value) = 4950 + 100000 * CAST(substr((SELECT name "
                       "FROM runs WHERE id = run_id), 2, 1) AS INTEGER))"),
              N_WRITERS * RUNS_PER_WRITER);
-    CHECK_EQ(store_schema_version(s), 2);
+    CHECK_EQ(store_schema_version(s), 3);
     store_close(s);
 }
 
