@@ -7,8 +7,9 @@ build_dir=${1:-build}
 shift || true
 
 # Test-only packages (tests/integration/test_report.sh renders the HTML report in headless
-# Chromium); the quickstart does not need them, so they are installed here, not in setup.sh.
-test_packages=(chromium)
+# Chromium; scripts/fuzz.sh builds the libFuzzer targets with clang, whose OpenMP is libomp); the
+# quickstart does not need them, so they are installed here, not in setup.sh.
+test_packages=(chromium clang libomp-dev)
 missing=()
 for p in "${test_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -3,6 +3,7 @@
  * that calls exit(). */
 #include "app/sweep.h"
 #include "base/error.h"
+#include "base/interrupt.h"
 #include "base/log.h"
 #include "base/text.h"
 #include "data/synth.h"
@@ -83,7 +84,8 @@ static int cmd_run(int argc, char **argv) {
     error e = {0};
     if (lua_host_run(&o, &e) != HDLM_OK) {
         fprintf(stderr, "hdlm: %s\n", e.msg);
-        return 1;
+        /* stopped by a signal during training: the shell's 128 + signal convention */
+        return interrupt_signal() ? 128 + interrupt_signal() : 1;
     }
     return 0;
 }

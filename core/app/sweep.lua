@@ -439,6 +439,9 @@ local function run_point(db, spec, sid, p, point, n_points)
       opts.sweep, opts.sweep_key, opts.checkpoint_dir = spec.name, p.key, p.checkpoint_dir
       return db:train(opts)
     end)
+    -- stopped by Ctrl-C/SIGTERM (forwarded by the coordinator): not a failure; leave with the
+    -- point 'running' so that the next start reclaims it and resumes from its checkpoint
+    if not ok and hdlm.interrupted() then error(r, 0) end
     if not ok then
       local rs = point_runs(db, spec.name, p.key)
       local rid = #rs > #runs and rs[#rs].id or nil

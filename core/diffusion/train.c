@@ -13,9 +13,11 @@
 #include "nn/mask.h"
 #include "nn/safetensors.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -468,17 +470,54 @@ static void rng_hex(const rng *r, char out[80]) {
              (unsigned long long)r->s[1], (unsigned long long)r->s[2], (unsigned long long)r->s[3]);
 }
 
+/* Exactly 64 hex digits, four 16-digit words. Checked digit by digit because strtoull alone
+ * also takes leading blanks, a sign ("-000000000000001" is 2^64 - 1) and a "0x" prefix, so a
+ * damaged sidecar would resume with rng roots it never saved. */
 static int rng_parse(const char *s, rng *r) {
     if (!s || strlen(s) != 64) return -1;
+    for (int i = 0; i < 64; i++)
+        if (!isxdigit((unsigned char)s[i])) return -1;
     for (int i = 0; i < 4; i++) {
         char part[17];
         memcpy(part, s + 16 * i, 16);
         part[16] = '\0';
-        char *end;
-        r->s[i] = strtoull(part, &end, 16);
-        if (*end) return -1;
+        r->s[i] = strtoull(part, NULL, 16);
     }
     return 0;
+}
+
+/* A decimal integer in [0, INT64_MAX], nothing else. strtoll(at, NULL, 10) read "abc" as 0, "-5"
+ * as -5 and clamped overflow, silently restarting or breaking Adam's bias correction. */
+static int adam_t_parse(const char *s, int64_t *out) {
+    if (!s || !*s) return -1;
+    int64_t v = 0;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9') return -1;
+        if (v > (INT64_MAX - (*p - '0')) / 10) return -1;
+        v = v * 10 + (*p - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+int trainer_state_meta_parse(const st_file *sf, train_state_meta *out, error *e) {
+    const char *path = st_path(sf);
+    static const char *const rng_keys[3] = {"data_rng", "noise_rng", "dropout_rng"};
+    rng *rngs[3] = {&out->data_rng, &out->noise_rng, &out->dropout_rng};
+    const char *at = st_meta(sf, "adam_t");
+    if (adam_t_parse(at, &out->adam_t))
+        return error_set(e, HDLM_EINVAL,
+                         "%s: training state metadata 'adam_t' is '%.40s', expected a "
+                         "non-negative decimal integer",
+                         path, at ? at : "(missing)");
+    for (int i = 0; i < 3; i++) {
+        const char *v = st_meta(sf, rng_keys[i]);
+        if (rng_parse(v, rngs[i]))
+            return error_set(e, HDLM_EINVAL,
+                             "%s: training state metadata '%s' is '%.80s', expected 64 hex digits",
+                             path, rng_keys[i], v ? v : "(missing)");
+    }
+    return HDLM_OK;
 }
 
 /* Format 2: the rng entries are the roots of per-step streams (format 1 held cursors of
@@ -514,7 +553,26 @@ static int cmp_desc(const void *a, const void *b) {
  * deletes the older ones. The directory is scanned rather than the steps guessed from
  * ckpt_every, so an off-grid final step or a changed ckpt_every leaves nothing behind. Later
  * steps (left by a killed run past `latest`) stay: the run overwrites them when it gets there.
- * Best effort: a failure to list or delete is not an error of the save. */
+ * Temporary files of killed saves go too (stale_tmp). Best effort: a failure to list or delete
+ * is not an error of the save. */
+/* 1 when name is "<checkpoint file>.tmp.<pid>" or "latest.tmp.<pid>" of a writer that no longer
+ * runs (killed during a save: the files are never read, and each is as big as the weights).
+ * Files of a live process (this one, or another on this machine) are left alone. */
+static int stale_tmp(const char *name) {
+    const char *p = strstr(name, ".tmp.");
+    if (!p) return 0;
+    size_t stem = (size_t)(p - name);
+    char base[256];
+    if (stem >= sizeof base) return 0;
+    memcpy(base, name, stem);
+    base[stem] = '\0';
+    if (strcmp(base, "latest") && ckpt_file_step(base) < 0) return 0;
+    char *end;
+    long pid = strtol(p + 5, &end, 10);
+    if (end == p + 5 || *end || pid <= 0 || (pid_t)pid == getpid()) return 0;
+    return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
 static void prune_checkpoints(const trainer *t) {
     int keep = t->cfg.keep_ckpts > 0 ? t->cfg.keep_ckpts : 2;
     DIR *d = opendir(t->cfg.ckpt_dir);
@@ -523,6 +581,12 @@ static void prune_checkpoints(const trainer *t) {
     size_t n = 0, cap = 0;
     struct dirent *de;
     while ((de = readdir(d))) {
+        if (stale_tmp(de->d_name)) {
+            char p[1400];
+            snprintf(p, sizeof p, "%s/%s", t->cfg.ckpt_dir, de->d_name);
+            unlink(p);
+            continue;
+        }
         int64_t s = ckpt_file_step(de->d_name);
         if (s < 0 || s >= t->step) continue;
         size_t i = 0;
@@ -641,15 +705,12 @@ static int resume_local(trainer *t, int *found, error *e) {
     int64_t shape[1] = {(int64_t)t->m.n_params};
     if (rc == HDLM_OK) rc = st_read_f32(sf, "adam.m", t->opt.m, 1, shape, e);
     if (rc == HDLM_OK) rc = st_read_f32(sf, "adam.v", t->opt.v, 1, shape, e);
-    if (rc == HDLM_OK) {
-        const char *at = st_meta(sf, "adam_t");
-        if (!at || rng_parse(st_meta(sf, "data_rng"), &t->data_rng) ||
-            rng_parse(st_meta(sf, "noise_rng"), &t->noise_rng) ||
-            rng_parse(st_meta(sf, "dropout_rng"), &t->dropout_rng))
-            rc = error_set(e, HDLM_EINVAL, "%s: missing or malformed training state metadata",
-                           spath);
-        else
-            t->opt.t = strtoll(at, NULL, 10);
+    train_state_meta sm;
+    if (rc == HDLM_OK && (rc = trainer_state_meta_parse(sf, &sm, e)) == HDLM_OK) {
+        t->data_rng = sm.data_rng;
+        t->noise_rng = sm.noise_rng;
+        t->dropout_rng = sm.dropout_rng;
+        t->opt.t = sm.adam_t;
     }
     st_close(sf);
     if (rc == HDLM_OK) rc = read_weights(&t->m, t->m.params, wpath, e);

@@ -26,6 +26,7 @@
 #include "diffusion/method.h"
 #include "nn/model.h"
 #include "nn/optim.h"
+#include "nn/safetensors.h"
 
 enum { OBJ_AR = 1, OBJ_MASK = 2, OBJ_METHOD = 3 };
 
@@ -113,6 +114,14 @@ int trainer_save(trainer *t, char *path, size_t cap, error *e);
  * With several processes rank 0 reads it and broadcasts it (and its failure: every rank returns
  * the same status and message), so only rank 0 needs the checkpoint directory. */
 int trainer_resume(trainer *t, int *found, error *e);
+/* The metadata of a step_<N>.state.safetensors sidecar that resume restores besides the
+ * tensors (format and config are checked by trainer_resume against the running trainer). */
+typedef struct train_state_meta {
+    int64_t adam_t;                       /* Adam's step count: a decimal integer >= 0 */
+    rng data_rng, noise_rng, dropout_rng; /* roots: 64 hex digits each */
+} train_state_meta;
+/* Parses and checks those entries of sf; the error names the file, the key and what it holds. */
+int trainer_state_meta_parse(const st_file *sf, train_state_meta *out, error *e);
 /* Copies rank 0's training state (step, weights, EMA, moments) to every rank. The ranks agree bit
  * for bit already (the same reduced gradients through the same arithmetic); called at
  * checkpoints, it guarantees that what rank 0 saves is what every rank trains on, even with an

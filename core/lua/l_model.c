@@ -4,6 +4,7 @@
  *   model:forward(tokens, {sigma=, states=, context=, block=, block_type=}) -> logits (T x V)
  *   model:generate{prompt=, n=, temperature=, seed=, cache=} -> token ids (autoregressive)
  * Option tables are checked key by key; errors name the key and the allowed ones. */
+#include "base/interrupt.h"
 #include "base/json.h"
 #include "base/progress.h"
 #include "base/rng.h"
@@ -94,6 +95,27 @@ static int share_status(int rc, error *e) {
     }
     if (out.rc != HDLM_OK) *e = out.e;
     return out.rc;
+}
+
+/* Writes a checkpoint of the current step and its row (rank 0; a collective call). */
+static int save_checkpoint(trainer *t, store *st, int64_t run_id, int lead, error *e) {
+    int rc = trainer_sync(t, e);
+    if (rc != HDLM_OK) return rc;
+    if (lead) {
+        char path[1200];
+        int64_t cid;
+        /* metrics up to this step are durable before `latest` names it: a run killed
+         * in between and resumed from here then logs every step once */
+        rc = store_flush(st, e);
+        /* a failed save (disk full, unwritable directory) leaves `latest` on the previous
+         * complete set; the run fails rather than train on without a way back */
+        if (rc == HDLM_OK && (rc = trainer_save(t, path, sizeof path, e)) != HDLM_OK)
+            error_wrap(e, "checkpoint of step %lld failed (`latest` still names the previous one)",
+                       (long long)t->step);
+        if (rc == HDLM_OK) rc = store_checkpoint(st, run_id, t->step, path, "", 0, &cid, e);
+        if (rc == HDLM_OK) rc = store_flush(st, e);
+    }
+    return share_status(rc, e);
 }
 
 /* A noise instance owned by a userdata, so that a Lua error cannot leak it. */
@@ -342,7 +364,12 @@ int l_train_run(lua_State *L, store *st, int64_t run_id, int o, int corpus_idx,
     train_stats s = {0};
     double tok_s_sum = 0, comm_sum = 0;
     int tok_s_n = 0;
-    int64_t start = t->step;
+    int64_t start = t->step, saved_at = -1;
+    /* SIGINT/SIGTERM stop at the next step boundary (interrupt.h). Single process only: with
+     * several ranks they would have to agree on the step to stop at, so a signal keeps its
+     * default action there (the run is reaped as interrupted and resumes from `latest`). */
+    int armed = dist_size() < 2;
+    if (armed) interrupt_arm();
     while (t->step < cfg.steps) {
         if ((rc = trainer_step(t, &s, &e)) != HDLM_OK) break;
         if (t->step > start + 1) { /* the first step includes allocation */
@@ -366,23 +393,24 @@ int l_train_run(lua_State *L, store *st, int64_t run_id, int o, int corpus_idx,
         }
         if (cfg.ckpt_every > 0 && cfg.ckpt_dir[0] &&
             (t->step % cfg.ckpt_every == 0 || t->step == cfg.steps)) {
-            if ((rc = trainer_sync(t, &e)) != HDLM_OK) break;
-            if (lead) {
-                char path[1200];
-                int64_t cid;
-                /* metrics up to this step are durable before `latest` names it: a run killed
-                 * in between and resumed from here then logs every step once */
-                rc = store_flush(st, &e);
-                if (rc == HDLM_OK) rc = trainer_save(t, path, sizeof path, &e);
-                if (rc == HDLM_OK)
-                    rc = store_checkpoint(st, run_id, t->step, path, "", 0, &cid, &e);
-                if (rc == HDLM_OK) rc = store_flush(st, &e);
-            }
-            if ((rc = share_status(rc, &e)) != HDLM_OK) break;
+            if ((rc = save_checkpoint(t, st, run_id, lead, &e)) != HDLM_OK) break;
+            saved_at = t->step;
         }
         progress_update(&pg, t->step, s.tokens_per_s, "tok/s", s.loss);
+        int sig = interrupt_signal();
+        if (sig) { /* graceful stop: the step is done; keep it, then leave as 'interrupted' */
+            if (cfg.ckpt_dir[0] && saved_at != t->step &&
+                (rc = save_checkpoint(t, st, run_id, lead, &e)) != HDLM_OK)
+                break;
+            rc = error_set(&e, HDLM_ESTATE, "interrupted by %s at step %lld (%s)",
+                           interrupt_name(sig), (long long)t->step,
+                           cfg.ckpt_dir[0] ? "checkpoint written; run again to resume"
+                                           : "no checkpoint_dir: progress not saved");
+            break;
+        }
         if (stop_after > 0 && t->step >= stop_after) break;
     }
+    if (armed) interrupt_disarm();
     progress_finish(&pg);
     if (rc != HDLM_OK) {
         trainer_free(t);

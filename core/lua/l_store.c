@@ -6,6 +6,7 @@
  * run ids, so a script runs unchanged: hdlm.open, db:run and db:train are collective calls there,
  * and run:sample / run:eval / run:gen_eval are computed by rank 0 for all (l_dist.c).
  * hdlm.rank and hdlm.world_size tell a script which process it is. */
+#include "base/interrupt.h"
 #include "base/provenance.h"
 #include "data/tokfile.h"
 #include "dist/dist.h"
@@ -232,7 +233,8 @@ static int store_train(lua_State *L) {
     lua_pushlightuserdata(L, r);
     if (lua_pcall(L, 3, 4, 0) != LUA_OK) {
         error e = {0};
-        run_end(r, "failed", lua_tostring(L, -1), &e);
+        /* a graceful stop (interrupt.h) is not a failure: the run resumes from its checkpoint */
+        run_end(r, interrupt_signal() ? "interrupted" : "failed", lua_tostring(L, -1), &e);
         return lua_error(L);
     }
     lua_setiuservalue(L, run_idx, 5); /* noise guard */

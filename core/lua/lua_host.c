@@ -1,7 +1,9 @@
 /* Lua host: owns the lua_State, preloads the `hdlm` module, runs a script under a traceback
- * handler, and on failure marks the runs the script left open as failed with the message. */
+ * handler, and on failure marks the runs the script left open as failed with the message
+ * (interrupted when training was stopped by SIGINT/SIGTERM, see base/interrupt.h). */
 #include "lua_host.h"
 
+#include "base/interrupt.h"
 #include "l_internal.h"
 
 #include <stdlib.h>
@@ -22,6 +24,7 @@ static int msghandler(lua_State *L) {
 
 static int l_time(lua_State *L);
 static int l_log(lua_State *L);
+static int l_interrupted(lua_State *L);
 
 /* Pushes the hdlm module table (called through package.preload). */
 static int luaopen_hdlm(lua_State *L) {
@@ -41,6 +44,8 @@ static int luaopen_hdlm(lua_State *L) {
     lua_setfield(L, mod, "time");
     lua_pushcfunction(L, l_log);
     lua_setfield(L, mod, "log");
+    lua_pushcfunction(L, l_interrupted);
+    lua_setfield(L, mod, "interrupted");
     lua_pushcfunction(L, l_json_decode);
     lua_setfield(L, mod, "json_decode");
     lua_pushcfunction(L, l_json_encode);
@@ -67,6 +72,17 @@ static int luaopen_hdlm(lua_State *L) {
 
 static int l_time(lua_State *L) {
     lua_pushnumber(L, progress_now());
+    return 1;
+}
+
+/* hdlm.interrupted() -> "SIGINT"/"SIGTERM" once training was stopped by that signal, else nil:
+ * a script catching db:train's error can tell a stop (leave, to resume later) from a failure. */
+static int l_interrupted(lua_State *L) {
+    int sig = interrupt_signal();
+    if (sig)
+        lua_pushstring(L, interrupt_name(sig));
+    else
+        lua_pushnil(L);
     return 1;
 }
 
@@ -143,8 +159,13 @@ int lua_host_run(const lua_host_opts *o, error *e) {
             char first[1024];
             snprintf(first, sizeof first, "%s", e->msg);
             first[strcspn(first, "\n")] = '\0';
-            l_runs_end_all(c, "failed", first);
+            /* stopped by SIGINT/SIGTERM during training: the open runs were interrupted */
+            l_runs_end_all(c, interrupt_signal() ? "interrupted" : "failed", first);
             rc = HDLM_ELUA;
+        } else if (interrupt_signal()) { /* the script caught the stop: still not 'done' */
+            l_runs_end_all(c, "interrupted", "interrupted by a signal during training");
+            rc = error_set(e, HDLM_ESTATE, "interrupted by %s during training",
+                           interrupt_name(interrupt_signal()));
         } else {
             l_runs_end_all(c, "done", NULL);
         }

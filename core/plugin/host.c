@@ -1059,8 +1059,10 @@ int plugin_instance_create(plugin_registry *r, uint32_t kind, const char *name, 
     int has_vocab = 0;
     if (kind == HDLM_KIND_NOISE) {
         opt_item *it = opts_find(opts, "vocab");
-        if (!it || plugin_opts_number(opts, "vocab", &vocab) != HDLM_OK || vocab < 2 ||
-            vocab > (1 << 24) || vocab != (double)(int64_t)vocab) {
+        /* !(in range) rather than (out of range): a NaN fails every comparison, so it used to
+         * slip through to the int64 cast, which is undefined for NaN (found by fuzz_plugin_opts) */
+        if (!it || plugin_opts_number(opts, "vocab", &vocab) != HDLM_OK ||
+            !(vocab >= 2 && vocab <= (1 << 24)) || vocab != floor(vocab)) {
             plugin_opts_free(opts);
             return error_set(e, HDLM_EINVAL,
                              "%s: option 'vocab' (number of real tokens) must be an integer in "

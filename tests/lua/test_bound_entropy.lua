@@ -5,6 +5,10 @@
 -- schedule, and the autoregressive model must come close to H_L. A bound below the source's
 -- entropy would be a bug, not a result.
 local hdlm = require "hdlm"
+-- Under ASan/UBSan (HDLM_SANITIZED=1) the models train briefly: the bounds must still hold (they
+-- hold for any model), only the "AR comes close" check needs real training and is skipped.
+local sanitized = os.getenv("HDLM_SANITIZED") == "1"
+local STEPS, SEQS = sanitized and 40 or 250, sanitized and 16 or 96
 
 local passed, failed = 0, 0
 local function check(cond, what)
@@ -21,7 +25,7 @@ local data = hdlm.corpus{ path = src.path, tokenizer = "bytes", valid = 0.1 }
 local db = hdlm.open(dir .. "/b.db")
 local model = { d_model = 48, n_layer = 2, n_head = 2, seq_len = L }
 local function train(noise, schedule, extra)
-  local o = { data = data, noise = noise, schedule = schedule, model = model, steps = 250, batch = 16,
+  local o = { data = data, noise = noise, schedule = schedule, model = model, steps = STEPS, batch = 16,
     lr = 3e-3, min_lr = 3e-4, warmup = 20, lr_schedule = "cosine", ema = 0.99, log_every = 50, seed = 1 }
   for k, v in pairs(extra or {}) do o[k] = v end
   return db:train(o)
@@ -39,19 +43,19 @@ local cases = {
 local ar_nats
 for _, cs in ipairs(cases) do
   local run = train(cs[2], cs[3], cs[4])
-  local b = run:eval{ sequences = 96, mc = cs[3].continuous and 32 or 0, seed = 5, batch = 16 }
+  local b = run:eval{ sequences = SEQS, mc = cs[3].continuous and 32 or 0, seed = 5, batch = 16 }
   print(("%-34s bound %.4f ± %.4f nats/symbol (%s)"):format(cs[1], b.nats, b.se,
     b.continuous and "continuous time" or b.vectorised and "2L layout" or "per step"))
   check(b.nats >= HL - 3 * b.se, ("%s: bound %.4f >= H_L - 3 se = %.4f"):format(cs[1], b.nats, HL - 3 * b.se))
   if cs[3][1] == "autoregressive" then ar_nats = b.nats end
   if cs[3].continuous then
     -- the discrete-time bound over many steps approaches the continuous-time one
-    local d = run:eval{ sequences = 96, mc = 0, seed = 5, batch = 16, schedule = { "diffusion", tau = 128 }, store = false }
+    local d = run:eval{ sequences = SEQS, mc = 0, seed = 5, batch = 16, schedule = { "diffusion", tau = 128 }, store = false }
     check(math.abs(d.nats - b.nats) < 3 * math.sqrt(d.se ^ 2 + b.se ^ 2),
           ("continuous-time bound %.4f ~ 128-step bound %.4f"):format(b.nats, d.nats))
   end
 end
-check(ar_nats and ar_nats - HL < 0.08, ("the AR model comes close to the source: %.4f vs H_L %.4f"):format(ar_nats or -1, HL))
+check(sanitized or (ar_nats and ar_nats - HL < 0.08), ("the AR model comes close to the source: %.4f vs H_L %.4f"):format(ar_nats or -1, HL))
 
 os.execute("rm -rf " .. dir)
 print(("test_bound_entropy: %d passed, %d failed"):format(passed, failed))
