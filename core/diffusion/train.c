@@ -113,12 +113,19 @@ int trainer_init(trainer *t, const train_config *cfg, const corpus *data, error 
         c->model.n_layer * (N * C * 20 + (double)Bl * c->model.n_head * TM * TM) + N * V * 2;
     long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGE_SIZE);
     double mem = (double)pages * (double)psize;
-    double need_bytes = act_floats * 4 + 0; /* parameters are small next to activations */
-    if (pages > 0 && need_bytes > 0.8 * mem)
+    /* parameters, gradients, two AdamW moments and the EMA: five copies */
+    double param_floats = c->model.n_layer * (12 * C * C + 9 * C) + 2 * V * C + V;
+    double need_bytes = (act_floats + 5 * param_floats) * 4;
+    if (pages > 0 && need_bytes > 0.8 * mem) {
+        method_free(&t->meth);
         return error_set(e, HDLM_ENOMEM,
-                         "train: batch %d x seq_len %d needs about %.1f GiB of activations, this "
-                         "machine has %.1f GiB; lower batch (use accum) or seq_len",
-                         Bl, T, need_bytes / 1073741824.0, mem / 1073741824.0);
+                         "train: d_model %d x %d layers with batch %d x seq_len %d needs about "
+                         "%.1f GiB (%.1f GiB of weights and optimizer state, the rest "
+                         "activations), this machine has %.1f GiB; lower batch (use accum), "
+                         "seq_len or the model size",
+                         c->model.d_model, c->model.n_layer, Bl, T, need_bytes / 1073741824.0,
+                         5 * param_floats * 4 / 1073741824.0, mem / 1073741824.0);
+    }
 
     if (model_init(&t->m, &c->model, c->seed, e) != HDLM_OK) {
         method_free(&t->meth);
