@@ -153,6 +153,13 @@ void linear_backward(float *dinp, float *dw, float *dbias, const float *dout, co
     if (dbias) colsum_accumulate(dbias, dout, N, OC);
 }
 
+void linear_backward_into(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                          const float *w, int N, int C, int OC) {
+    /* dinp(N,C) = dout(N,OC) · w(OC,C) */
+    if (dinp) blas_sgemm(0, 0, N, C, OC, 1.0f, dout, OC, w, C, 0.0f, dinp, C);
+    linear_backward(NULL, dw, dbias, dout, inp, w, N, C, OC);
+}
+
 void linear_forward_naive(float *out, const float *inp, const float *w, const float *bias, int N,
                           int C, int OC) {
     for (int n = 0; n < N; n++) {
@@ -312,12 +319,22 @@ void layernorm_backward(float *dinp, float *dweight, const float *dout, const fl
     }
 }
 
+/* Columns [*c0, c1) of C for the calling thread of a parallel region, on 16-float (cache line)
+ * boundaries so that threads never write the same line. */
+static int col_slice(int C, int *c0) {
+    int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+    int per = ((C + nt - 1) / nt + 15) & ~15;
+    int lo = tid * per < C ? tid * per : C, hi = lo + per < C ? lo + per : C;
+    *c0 = lo;
+    return hi;
+}
+
 void modulate_forward(float *out, const float *inp, const float *shift, const float *scale, int ld,
-                      int N, int C) {
+                      const int32_t *row, int N, int C) {
 #pragma omp parallel for schedule(static) if ((int64_t)N * C >= PAR_MIN)
     for (int n = 0; n < N; n++) {
-        const float *x = inp + (size_t)n * C, *sh = shift + (size_t)n * ld,
-                    *sc = scale + (size_t)n * ld;
+        size_t r = (size_t)(row ? row[n] : n);
+        const float *x = inp + (size_t)n * C, *sh = shift + r * ld, *sc = scale + r * ld;
         float *o = out + (size_t)n * C;
 #pragma omp simd
         for (int c = 0; c < C; c++)
@@ -325,41 +342,48 @@ void modulate_forward(float *out, const float *inp, const float *shift, const fl
     }
 }
 
+/* Several tokens may share a shift/scale row, so threads split the columns, not the tokens: no
+ * races, and every sum runs in token order whatever the thread count. */
 void modulate_backward(float *dinp, float *dshift, float *dscale, const float *dout,
-                       const float *inp, const float *scale, int ld, int N, int C) {
-#pragma omp parallel for schedule(static) if ((int64_t)N * C >= PAR_MIN)
-    for (int n = 0; n < N; n++) {
-        const float *g = dout + (size_t)n * C, *x = inp + (size_t)n * C;
-        const float *sc = scale + (size_t)n * ld;
-        if (dinp) {
-            float *d = dinp + (size_t)n * C;
+                       const float *inp, const float *scale, int ld, const int32_t *row, int N,
+                       int C) {
+#pragma omp parallel if ((int64_t)N * C >= PAR_MIN)
+    {
+        int c0, c1 = col_slice(C, &c0);
+        for (int n = 0; n < N; n++) {
+            size_t r = (size_t)(row ? row[n] : n);
+            const float *g = dout + (size_t)n * C, *x = inp + (size_t)n * C;
+            const float *sc = scale + r * ld;
+            if (dinp) {
+                float *d = dinp + (size_t)n * C;
 #pragma omp simd
-            for (int c = 0; c < C; c++)
-                d[c] += g[c] * (1.0f + sc[c]);
-        }
-        if (dshift) {
-            float *d = dshift + (size_t)n * ld;
+                for (int c = c0; c < c1; c++)
+                    d[c] += g[c] * (1.0f + sc[c]);
+            }
+            if (dshift) {
+                float *d = dshift + r * ld;
 #pragma omp simd
-            for (int c = 0; c < C; c++)
-                d[c] += g[c];
-        }
-        if (dscale) {
-            float *d = dscale + (size_t)n * ld;
+                for (int c = c0; c < c1; c++)
+                    d[c] += g[c];
+            }
+            if (dscale) {
+                float *d = dscale + r * ld;
 #pragma omp simd
-            for (int c = 0; c < C; c++)
-                d[c] += g[c] * x[c];
+                for (int c = c0; c < c1; c++)
+                    d[c] += g[c] * x[c];
+            }
         }
     }
 }
 
 void residual_forward(float *out, const float *res, const float *x, const float *gate, int ld,
-                      int N, int C) {
+                      const int32_t *row, int N, int C) {
 #pragma omp parallel for schedule(static) if ((int64_t)N * C >= PAR_MIN)
     for (int n = 0; n < N; n++) {
         const float *r = res + (size_t)n * C, *xn = x + (size_t)n * C;
         float *o = out + (size_t)n * C;
         if (gate) {
-            const float *gt = gate + (size_t)n * ld;
+            const float *gt = gate + (size_t)(row ? row[n] : n) * ld;
 #pragma omp simd
             for (int c = 0; c < C; c++)
                 o[c] = r[c] + gt[c] * xn[c];
@@ -371,35 +395,40 @@ void residual_forward(float *out, const float *res, const float *x, const float 
     }
 }
 
+/* Column slices per thread, as in modulate_backward (gate rows may be shared). */
 void residual_backward(float *dres, float *dx, float *dgate, const float *dout, const float *x,
-                       const float *gate, int ld, int N, int C) {
-#pragma omp parallel for schedule(static) if ((int64_t)N * C >= PAR_MIN)
-    for (int n = 0; n < N; n++) {
-        const float *g = dout + (size_t)n * C, *xn = x + (size_t)n * C;
-        const float *gt = gate ? gate + (size_t)n * ld : NULL;
-        if (dres) {
-            float *d = dres + (size_t)n * C;
+                       const float *gate, int ld, const int32_t *row, int N, int C) {
+#pragma omp parallel if ((int64_t)N * C >= PAR_MIN)
+    {
+        int c0, c1 = col_slice(C, &c0);
+        for (int n = 0; n < N; n++) {
+            size_t r = (size_t)(row ? row[n] : n);
+            const float *g = dout + (size_t)n * C, *xn = x + (size_t)n * C;
+            const float *gt = gate ? gate + r * ld : NULL;
+            if (dres) {
+                float *d = dres + (size_t)n * C;
 #pragma omp simd
-            for (int c = 0; c < C; c++)
-                d[c] += g[c];
-        }
-        if (dx) {
-            float *d = dx + (size_t)n * C;
-            if (gt) {
-#pragma omp simd
-                for (int c = 0; c < C; c++)
-                    d[c] += gt[c] * g[c];
-            } else {
-#pragma omp simd
-                for (int c = 0; c < C; c++)
+                for (int c = c0; c < c1; c++)
                     d[c] += g[c];
             }
-        }
-        if (dgate && gt) {
-            float *d = dgate + (size_t)n * ld;
+            if (dx) {
+                float *d = dx + (size_t)n * C;
+                if (gt) {
 #pragma omp simd
-            for (int c = 0; c < C; c++)
-                d[c] += g[c] * xn[c];
+                    for (int c = c0; c < c1; c++)
+                        d[c] += gt[c] * g[c];
+                } else {
+#pragma omp simd
+                    for (int c = c0; c < c1; c++)
+                        d[c] += g[c];
+                }
+            }
+            if (dgate && gt) {
+                float *d = dgate + r * ld;
+#pragma omp simd
+                for (int c = c0; c < c1; c++)
+                    d[c] += g[c] * xn[c];
+            }
         }
     }
 }
@@ -422,18 +451,27 @@ void gelu_forward(float *out, const float *inp, int64_t n) {
     }
 }
 
+/* GELU'(x) in the sigmoid form: s + x·sigmoid'(2u)·2u' with sigmoid' = s(1-s) = z·s² (no 1-s
+ * cancellation); the second term is dropped once |2u| > 40, where it is < 1e-15 but x·u' may
+ * overflow. */
+static inline float gelu_grad(float x) {
+    float u = GELU_K * (x + GELU_A * x * x * x);
+    float z, s = fast_sigmoid(2.0f * u, &z); /* sigmoid(2u) */
+    float du = GELU_K * (1.0f + 3.0f * GELU_A * x * x);
+    float slope = 2.0f * x * du * z * s * s;
+    return s + (fabsf(2.0f * u) > 40.0f ? 0.0f : slope);
+}
+
 void gelu_backward(float *dinp, const float *inp, const float *dout, int64_t n) {
 #pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
-    for (int64_t i = 0; i < n; i++) {
-        float x = inp[i];
-        float u = GELU_K * (x + GELU_A * x * x * x);
-        float z, s = fast_sigmoid(2.0f * u, &z); /* sigmoid(2u) */
-        float du = GELU_K * (1.0f + 3.0f * GELU_A * x * x);
-        /* x · sigmoid'(2u) · 2u', with sigmoid' = s(1-s) = z·s² (no 1-s cancellation); zero once
-         * |2u| > 40 where it is < 1e-15 but x·u' may overflow */
-        float slope = 2.0f * x * du * z * s * s;
-        dinp[i] += (s + (fabsf(2.0f * u) > 40.0f ? 0.0f : slope)) * dout[i];
-    }
+    for (int64_t i = 0; i < n; i++)
+        dinp[i] += gelu_grad(inp[i]) * dout[i];
+}
+
+void gelu_backward_inplace(float *d, const float *inp, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++)
+        d[i] *= gelu_grad(inp[i]);
 }
 
 void silu_forward(float *out, const float *inp, int64_t n) {

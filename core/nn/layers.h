@@ -21,6 +21,10 @@ void linear_forward(float *out, const float *inp, const float *w, const float *b
  */
 void linear_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                      const float *w, int N, int C, int OC);
+/* As linear_backward, but dinp (N,C) is overwritten instead of accumulated (dw, dbias still
+ * accumulate): spares the caller a zeroing pass and the product a read of dinp. */
+void linear_backward_into(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                          const float *w, int N, int C, int OC);
 /* Plain loops in double, for tests. */
 void linear_forward_naive(float *out, const float *inp, const float *w, const float *bias, int N,
                           int C, int OC);
@@ -44,25 +48,29 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, c
                        int N, int C);
 void layernorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
                         const float *weight, const float *mean, const float *rstd, int N, int C);
-/* adaLN modulation: out = inp*(1+scale)+shift; shift/scale rows (and dshift/dscale rows) have
- * stride ld (slices of an (N,6C) buffer). out may equal inp. */
+/* adaLN modulation: out = inp*(1+scale)+shift. Token n uses row r = row[n] (row NULL: r = n) of
+ * shift/scale, rows of stride ld (slices of an (R,6C) buffer); many tokens may share a row (one row
+ * per distinct σ), and the backward sums their gradients into it. out may equal inp. */
 void modulate_forward(float *out, const float *inp, const float *shift, const float *scale, int ld,
-                      int N, int C);
+                      const int32_t *row, int N, int C);
 void modulate_backward(float *dinp, float *dshift, float *dscale, const float *dout,
-                       const float *inp, const float *scale, int ld, int N, int C);
-/* out = res + gate*x (gate rows stride ld; gate NULL means 1). out may equal res. */
+                       const float *inp, const float *scale, int ld, const int32_t *row, int N,
+                       int C);
+/* out = res + gate*x (gate row row[n] as above; gate NULL means 1). out may equal res. */
 void residual_forward(float *out, const float *res, const float *x, const float *gate, int ld,
-                      int N, int C);
+                      const int32_t *row, int N, int C);
 /* dres += dout (dres NULL: skipped, for callers that keep dout as the residual gradient);
  * dx += gate*dout; dgate += dout*x (dgate NULL or gate NULL: skipped). */
 void residual_backward(float *dres, float *dx, float *dgate, const float *dout, const float *x,
-                       const float *gate, int ld, int N, int C);
+                       const float *gate, int ld, const int32_t *row, int N, int C);
 
 /* ---- activations (flat arrays of n elements; out may equal inp) ------------------------------ */
 
 /* GELU, tanh approximation, with a vectorised tanh (abs error < 1e-6 vs libm). */
 void gelu_forward(float *out, const float *inp, int64_t n);
 void gelu_backward(float *dinp, const float *inp, const float *dout, int64_t n);
+/* d = GELU'(inp)·d in place (the gradient buffer becomes the input gradient). */
+void gelu_backward_inplace(float *d, const float *inp, int64_t n);
 void silu_forward(float *out, const float *inp, int64_t n);
 void silu_backward(float *dinp, const float *inp, const float *dout, int64_t n);
 

@@ -208,7 +208,7 @@ typedef struct layer_acts {
     float *fc1;         /* (N, 4C) pre-GELU */
     float *gl;          /* (N, 4C) GELU output */
     float *fc2;         /* (N, C) */
-    float *ada;         /* (N, 6C) shift1 scale1 gate1 shift2 scale2 gate2 */
+    float *ada;         /* (nu, 6C) shift1 scale1 gate1 shift2 scale2 gate2, one row per σ */
     uint8_t *keep_att;  /* (B, H, T, T) dropout masks (1 = kept), only with dropout */
     uint8_t *keep_proj; /* (N, C) */
     uint8_t *keep_fc2;  /* (N, C) */
@@ -218,14 +218,22 @@ struct model_acts {
     size_t cap_n, cap_att; /* capacity: rows and attention-probability entries */
     float *slab;
     layer_acts *layers;
-    float *tf, *t1, *t1s, *t2, *cvec; /* (N, TIME), (N, COND) x4 */
+    /* Conditioning depends on a token only through its σ, and a batch holds few distinct σ (one
+     * per sequence for the masked-token task, one per block state for block schedules): the σ MLP
+     * and the adaLN products run once per distinct value, and tokens index their row. */
+    int nu;                           /* distinct σ values of the current batch */
+    float *usig;                      /* (nu) the distinct values, in order of first appearance */
+    int32_t *crow;                    /* (N) token -> row of usig / cvec / ada */
+    int32_t *hslot;                   /* (hcap) open-addressing table used to find them */
+    size_t hcap;                      /* power of two >= 2N */
+    float *tf, *t1, *t1s, *t2, *cvec; /* (nu, TIME), (nu, COND) x4 */
     float *mixw;                      /* (N) RADD mix weights */
     float *xf;                        /* (N, C) final residual stream */
     float *lnf, *lnf_mean, *lnf_rstd;
     float *logits; /* (N, V) */
     int dropped;   /* the last forward applied dropout (its masks are in the layers) */
     /* backward scratch */
-    float *dx, *dln, *dm, *dqkv, *datty, *dgl, *dfc, *dada, *dc, *dlnf;
+    float *dx, *dln, *dm, *dqkv, *datty, *dgl, *dada, *dc, *dlnf;
     float *dt2, *dt1;
 };
 
@@ -250,6 +258,9 @@ static int acts_ensure(model *m, int B, int T, error *e) {
     if (!a) return error_set(e, HDLM_ENOMEM, "model: out of memory");
     a->cap_n = N;
     a->cap_att = (size_t)B * H * T * T;
+    a->hcap = 1;
+    while (a->hcap < 2 * N)
+        a->hcap *= 2;
     a->layers = calloc((size_t)c->n_layer, sizeof *a->layers);
     if (!a->layers) {
         free(a);
@@ -299,6 +310,12 @@ static int acts_ensure(model *m, int B, int T, error *e) {
             }
         }
         if (cond) {
+            float *tmp = NULL;
+            TAKE(a->usig, N);
+            TAKE(tmp, N); /* int32 slots carved as floats (same size) */
+            a->crow = (int32_t *)tmp;
+            TAKE(tmp, a->hcap);
+            a->hslot = (int32_t *)tmp;
             TAKE(a->tf, N * MODEL_TIME_DIM);
             TAKE(a->t1, N * MODEL_COND_DIM);
             TAKE(a->t1s, N * MODEL_COND_DIM);
@@ -321,7 +338,6 @@ static int acts_ensure(model *m, int B, int T, error *e) {
         TAKE(a->dqkv, N * 3 * C);
         TAKE(a->datty, N * C);
         TAKE(a->dgl, N * 4 * C);
-        TAKE(a->dfc, N * 4 * C);
         TAKE(a->dlnf, N * C);
 #undef TAKE
         if (!pass) {
@@ -420,14 +436,52 @@ static void zero_floats(float *p, size_t n) {
         p[i] = 0.0f;
 }
 
-/* σ -> c (N, COND) and the input mix weights; shared by training and cached inference. */
+/* The distinct values of sigma (N) by their bits, in order of first appearance, into a->usig, and
+ * each token's row into a->crow; sets a->nu. Runs of equal σ (the common layout) skip the table. */
+static void sigma_groups(model_acts *a, const float *sigma, int N) {
+    size_t mask = a->hcap - 1;
+    memset(a->hslot, 0xff, a->hcap * sizeof *a->hslot); /* -1: empty */
+    int nu = 0, last = -1;
+    uint32_t last_bits = 0;
+    for (int n = 0; n < N; n++) {
+        uint32_t bits;
+        memcpy(&bits, &sigma[n], sizeof bits);
+        if (last < 0 || bits != last_bits) {
+            size_t h = (size_t)(bits * 2654435761u) & mask;
+            for (;;) {
+                int32_t u = a->hslot[h];
+                if (u < 0) { /* new value */
+                    a->hslot[h] = nu;
+                    a->usig[nu] = sigma[n];
+                    last = nu++;
+                    break;
+                }
+                uint32_t ub;
+                memcpy(&ub, &a->usig[u], sizeof ub);
+                if (ub == bits) {
+                    last = u;
+                    break;
+                }
+                h = (h + 1) & mask;
+            }
+            last_bits = bits;
+        }
+        a->crow[n] = last;
+    }
+    a->nu = nu;
+}
+
+/* σ -> c (nu, COND) for the distinct σ of the batch, each token's row, and the input mix weights
+ * (N); shared by training and cached inference. */
 static void cond_forward(const model *m, model_acts *a, const float *sigma, int N) {
     const model_params *p = &m->p;
-    timestep_features(a->tf, sigma, N, MODEL_TIME_DIM);
-    linear_forward(a->t1, a->tf, p->t_w1, p->t_b1, N, MODEL_TIME_DIM, MODEL_COND_DIM);
-    silu_forward(a->t1s, a->t1, (int64_t)N * MODEL_COND_DIM);
-    linear_forward(a->t2, a->t1s, p->t_w2, p->t_b2, N, MODEL_COND_DIM, MODEL_COND_DIM);
-    silu_forward(a->cvec, a->t2, (int64_t)N * MODEL_COND_DIM);
+    sigma_groups(a, sigma, N);
+    int U = a->nu;
+    timestep_features(a->tf, a->usig, U, MODEL_TIME_DIM);
+    linear_forward(a->t1, a->tf, p->t_w1, p->t_b1, U, MODEL_TIME_DIM, MODEL_COND_DIM);
+    silu_forward(a->t1s, a->t1, (int64_t)U * MODEL_COND_DIM);
+    linear_forward(a->t2, a->t1s, p->t_w2, p->t_b2, U, MODEL_COND_DIM, MODEL_COND_DIM);
+    silu_forward(a->cvec, a->t2, (int64_t)U * MODEL_COND_DIM);
     for (int i = 0; i < N; i++)
         a->mixw[i] = expf(-m->cfg.mix_gamma * sigma[i]);
 }
@@ -475,6 +529,7 @@ int model_forward(model *m, const model_batch *b, float **logits, error *e) {
     int B = b->B, T = b->T, N = B * T, C = c->d_model, H = c->n_head, hd = C / H;
     int drop = c->dropout > 0 && b->dropout_rng;
     if (c->cond) cond_forward(m, a, b->sigma, N);
+    const int32_t *crow = c->cond ? a->crow : NULL;
     embed_forward(m, a, a->layers[0].x, b->tokens, N);
     for (int l = 0; l < c->n_layer; l++) {
         const layer_params *lp = &m->p.layers[l];
@@ -483,12 +538,12 @@ int model_forward(model *m, const model_batch *b, float **logits, error *e) {
         const float *shift1 = NULL, *scale1 = NULL, *gate1 = NULL;
         const float *shift2 = NULL, *scale2 = NULL, *gate2 = NULL;
         if (c->cond) {
-            linear_forward(la->ada, a->cvec, lp->ada_w, lp->ada_b, N, MODEL_COND_DIM, 6 * C);
+            linear_forward(la->ada, a->cvec, lp->ada_w, lp->ada_b, a->nu, MODEL_COND_DIM, 6 * C);
             shift1 = la->ada, scale1 = la->ada + C, gate1 = la->ada + 2 * C;
             shift2 = la->ada + 3 * C, scale2 = la->ada + 4 * C, gate2 = la->ada + 5 * C;
         }
         layernorm_forward(la->ln1, la->ln1_mean, la->ln1_rstd, la->x, lp->ln1_w, N, C);
-        if (c->cond) modulate_forward(la->m1, la->ln1, shift1, scale1, 6 * C, N, C);
+        if (c->cond) modulate_forward(la->m1, la->ln1, shift1, scale1, 6 * C, crow, N, C);
         linear_forward(la->qkv, la->m1, lp->qkv_w, NULL, N, C, 3 * C);
         rope_forward(la->qkv, 3 * C, b->pos, N, 2 * H, hd);
         if (drop) {
@@ -501,14 +556,14 @@ int model_forward(model *m, const model_batch *b, float **logits, error *e) {
                                   H, drop ? la->keep_att : NULL, c->dropout);
         linear_forward(la->proj, la->atty, lp->proj_w, NULL, N, C, C);
         if (drop) apply_keep(la->proj, la->keep_proj, (size_t)N * C, c->dropout);
-        residual_forward(la->x2, la->x, la->proj, gate1, 6 * C, N, C);
+        residual_forward(la->x2, la->x, la->proj, gate1, 6 * C, crow, N, C);
         layernorm_forward(la->ln2, la->ln2_mean, la->ln2_rstd, la->x2, lp->ln2_w, N, C);
-        if (c->cond) modulate_forward(la->m2, la->ln2, shift2, scale2, 6 * C, N, C);
+        if (c->cond) modulate_forward(la->m2, la->ln2, shift2, scale2, 6 * C, crow, N, C);
         linear_forward(la->fc1, la->m2, lp->fc1_w, lp->fc1_b, N, C, 4 * C);
         gelu_forward(la->gl, la->fc1, (int64_t)N * 4 * C);
         linear_forward(la->fc2, la->gl, lp->fc2_w, lp->fc2_b, N, 4 * C, C);
         if (drop) apply_keep(la->fc2, la->keep_fc2, (size_t)N * C, c->dropout);
-        residual_forward(xout, la->x2, la->fc2, gate2, 6 * C, N, C);
+        residual_forward(xout, la->x2, la->fc2, gate2, 6 * C, crow, N, C);
     }
     layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->xf, m->p.lnf_w, N, C);
     linear_forward(a->logits, a->lnf, m->p.out_w, m->p.out_b, N, C, c->vocab);
@@ -526,11 +581,12 @@ void model_backward(model *m, const model_batch *b, const float *dlogits) {
     size_t NC = (size_t)N * C;
 
     /* dx holds d(loss)/d(residual stream) as it flows down */
-    zero_floats(a->dlnf, NC);
-    linear_backward(a->dlnf, g->out_w, g->out_b, dlogits, a->lnf, m->p.out_w, N, C, c->vocab);
+    linear_backward_into(a->dlnf, g->out_w, g->out_b, dlogits, a->lnf, m->p.out_w, N, C, c->vocab);
     zero_floats(a->dx, NC);
     layernorm_backward(a->dx, g->lnf_w, a->dlnf, a->xf, m->p.lnf_w, a->lnf_mean, a->lnf_rstd, N, C);
-    if (c->cond) zero_floats(a->dc, (size_t)N * MODEL_COND_DIM);
+    int U = c->cond ? a->nu : 0;
+    const int32_t *crow = c->cond ? a->crow : NULL;
+    if (c->cond) zero_floats(a->dc, (size_t)U * MODEL_COND_DIM);
 
     for (int l = c->n_layer - 1; l >= 0; l--) {
         const layer_params *lp = &m->p.layers[l];
@@ -542,28 +598,24 @@ void model_backward(model *m, const model_batch *b, const float *dlogits) {
         if (c->cond) {
             scale1 = la->ada + C, gate1 = la->ada + 2 * C;
             scale2 = la->ada + 4 * C, gate2 = la->ada + 5 * C;
-            zero_floats(a->dada, (size_t)N * 6 * C);
+            zero_floats(a->dada, (size_t)U * 6 * C);
             dshift1 = a->dada, dscale1 = a->dada + C, dgate1 = a->dada + 2 * C;
             dshift2 = a->dada + 3 * C, dscale2 = a->dada + 4 * C, dgate2 = a->dada + 5 * C;
         }
         /* MLP branch: x_out = x2 + gate2*fc2 ; dx (=d x_out) also flows straight to x2 */
         float *dfc2 = a->dm; /* (N, C) */
         zero_floats(dfc2, NC);
-        residual_backward(NULL, dfc2, dgate2, a->dx, la->fc2, gate2, 6 * C, N, C);
+        residual_backward(NULL, dfc2, dgate2, a->dx, la->fc2, gate2, 6 * C, crow, N, C);
         if (a->dropped) apply_keep(dfc2, la->keep_fc2, NC, c->dropout);
-        zero_floats(a->dgl, (size_t)N * 4 * C);
-        linear_backward(a->dgl, lg->fc2_w, lg->fc2_b, dfc2, la->gl, lp->fc2_w, N, 4 * C, C);
-        /* gelu_backward accumulates (dinp += f'·dout), so it cannot run in place: dfc and dgl
-         * must be different buffers */
-        zero_floats(a->dfc, (size_t)N * 4 * C);
-        gelu_backward(a->dfc, la->fc1, a->dgl, (int64_t)N * 4 * C);
+        /* the *_into / *_inplace forms overwrite their output: no zeroing pass, no read of C */
+        linear_backward_into(a->dgl, lg->fc2_w, lg->fc2_b, dfc2, la->gl, lp->fc2_w, N, 4 * C, C);
+        gelu_backward_inplace(a->dgl, la->fc1, (int64_t)N * 4 * C); /* dgl becomes d fc1 */
         float *dm2 = a->dm;
-        zero_floats(dm2, NC);
-        linear_backward(dm2, lg->fc1_w, lg->fc1_b, a->dfc, la->m2, lp->fc1_w, N, C, 4 * C);
+        linear_backward_into(dm2, lg->fc1_w, lg->fc1_b, a->dgl, la->m2, lp->fc1_w, N, C, 4 * C);
         float *dln2 = dm2;
         if (c->cond) {
             zero_floats(a->dln, NC);
-            modulate_backward(a->dln, dshift2, dscale2, dm2, la->ln2, scale2, 6 * C, N, C);
+            modulate_backward(a->dln, dshift2, dscale2, dm2, la->ln2, scale2, 6 * C, crow, N, C);
             dln2 = a->dln;
         }
         layernorm_backward(a->dx, lg->ln2_w, dln2, la->x2, lp->ln2_w, la->ln2_mean, la->ln2_rstd, N,
@@ -571,10 +623,9 @@ void model_backward(model *m, const model_batch *b, const float *dlogits) {
         /* attention branch: x2 = x + gate1*proj */
         float *dproj = a->dm;
         zero_floats(dproj, NC);
-        residual_backward(NULL, dproj, dgate1, a->dx, la->proj, gate1, 6 * C, N, C);
+        residual_backward(NULL, dproj, dgate1, a->dx, la->proj, gate1, 6 * C, crow, N, C);
         if (a->dropped) apply_keep(dproj, la->keep_proj, NC, c->dropout);
-        zero_floats(a->datty, NC);
-        linear_backward(a->datty, lg->proj_w, NULL, dproj, la->atty, lp->proj_w, N, C, C);
+        linear_backward_into(a->datty, lg->proj_w, NULL, dproj, la->atty, lp->proj_w, N, C, C);
         zero_floats(a->dqkv, NC * 3);
         attention_backward_dropout(a->dqkv, a->dqkv + C, a->dqkv + 2 * C, a->datty, la->att,
                                    la->qkv, 3 * C, la->qkv + C, 3 * C, la->qkv + 2 * C, 3 * C,
@@ -582,14 +633,13 @@ void model_backward(model *m, const model_batch *b, const float *dlogits) {
                                    a->dropped ? la->keep_att : NULL, c->dropout);
         rope_backward(a->dqkv, 3 * C, b->pos, N, 2 * H, hd);
         float *dm1 = a->dm;
-        zero_floats(dm1, NC);
-        linear_backward(dm1, lg->qkv_w, NULL, a->dqkv, la->m1, lp->qkv_w, N, C, 3 * C);
+        linear_backward_into(dm1, lg->qkv_w, NULL, a->dqkv, la->m1, lp->qkv_w, N, C, 3 * C);
         float *dln1 = dm1;
         if (c->cond) {
             zero_floats(a->dln, NC);
-            modulate_backward(a->dln, dshift1, dscale1, dm1, la->ln1, scale1, 6 * C, N, C);
+            modulate_backward(a->dln, dshift1, dscale1, dm1, la->ln1, scale1, 6 * C, crow, N, C);
             dln1 = a->dln;
-            linear_backward(a->dc, lg->ada_w, lg->ada_b, a->dada, a->cvec, lp->ada_w, N,
+            linear_backward(a->dc, lg->ada_w, lg->ada_b, a->dada, a->cvec, lp->ada_w, U,
                             MODEL_COND_DIM, 6 * C);
         }
         layernorm_backward(a->dx, lg->ln1_w, dln1, la->x, lp->ln1_w, la->ln1_mean, la->ln1_rstd, N,
@@ -600,15 +650,14 @@ void model_backward(model *m, const model_batch *b, const float *dlogits) {
     else
         embedding_backward(g->wte, a->dx, b->tokens, N, C);
     if (c->cond) {
-        size_t NK = (size_t)N * MODEL_COND_DIM;
+        size_t NK = (size_t)U * MODEL_COND_DIM;
         zero_floats(a->dt2, NK);
         silu_backward(a->dt2, a->t2, a->dc, (int64_t)NK);
-        zero_floats(a->dt1, NK);
-        linear_backward(a->dt1, g->t_w2, g->t_b2, a->dt2, a->t1s, m->p.t_w2, N, MODEL_COND_DIM,
-                        MODEL_COND_DIM);
+        linear_backward_into(a->dt1, g->t_w2, g->t_b2, a->dt2, a->t1s, m->p.t_w2, U, MODEL_COND_DIM,
+                             MODEL_COND_DIM);
         zero_floats(a->dt2, NK);
         silu_backward(a->dt2, a->t1, a->dt1, (int64_t)NK);
-        linear_backward(NULL, g->t_w1, g->t_b1, a->dt2, a->tf, m->p.t_w1, N, MODEL_TIME_DIM,
+        linear_backward(NULL, g->t_w1, g->t_b1, a->dt2, a->tf, m->p.t_w1, U, MODEL_TIME_DIM,
                         MODEL_COND_DIM);
     }
 }
@@ -675,18 +724,19 @@ int model_forward_cached_n(model *m, kv_cache *kc, const model_batch *b, int n_c
     layer_acts *la = &a->layers[0];
     float *x = a->xf; /* residual stream, updated in place */
     if (c->cond) cond_forward(m, a, b->sigma, N);
+    const int32_t *crow = c->cond ? a->crow : NULL;
     embed_forward(m, a, x, b->tokens, N);
     for (int l = 0; l < c->n_layer; l++) {
         const layer_params *lp = &m->p.layers[l];
         const float *shift1 = NULL, *scale1 = NULL, *gate1 = NULL;
         const float *shift2 = NULL, *scale2 = NULL, *gate2 = NULL;
         if (c->cond) {
-            linear_forward(la->ada, a->cvec, lp->ada_w, lp->ada_b, N, MODEL_COND_DIM, 6 * C);
+            linear_forward(la->ada, a->cvec, lp->ada_w, lp->ada_b, a->nu, MODEL_COND_DIM, 6 * C);
             shift1 = la->ada, scale1 = la->ada + C, gate1 = la->ada + 2 * C;
             shift2 = la->ada + 3 * C, scale2 = la->ada + 4 * C, gate2 = la->ada + 5 * C;
         }
         layernorm_forward(la->ln1, la->ln1_mean, la->ln1_rstd, x, lp->ln1_w, N, C);
-        if (c->cond) modulate_forward(la->m1, la->ln1, shift1, scale1, 6 * C, N, C);
+        if (c->cond) modulate_forward(la->m1, la->ln1, shift1, scale1, 6 * C, crow, N, C);
         linear_forward(la->qkv, la->m1, lp->qkv_w, NULL, N, C, 3 * C);
         rope_forward(la->qkv, 3 * C, b->pos, N, 2 * H, hd);
         /* append this step's keys/values after the committed ones */
@@ -701,13 +751,13 @@ int model_forward_cached_n(model *m, kv_cache *kc, const model_batch *b, int n_c
         attention_forward(la->atty, kc->att, la->qkv, 3 * C, kc->k + lay, C, kc->v + lay, C,
                           (int64_t)kc->Tmax * C, b->rows, B, T, Tk, C, H);
         linear_forward(la->proj, la->atty, lp->proj_w, NULL, N, C, C);
-        residual_forward(x, x, la->proj, gate1, 6 * C, N, C);
+        residual_forward(x, x, la->proj, gate1, 6 * C, crow, N, C);
         layernorm_forward(la->ln2, la->ln2_mean, la->ln2_rstd, x, lp->ln2_w, N, C);
-        if (c->cond) modulate_forward(la->m2, la->ln2, shift2, scale2, 6 * C, N, C);
+        if (c->cond) modulate_forward(la->m2, la->ln2, shift2, scale2, 6 * C, crow, N, C);
         linear_forward(la->fc1, la->m2, lp->fc1_w, lp->fc1_b, N, C, 4 * C);
         gelu_forward(la->gl, la->fc1, (int64_t)N * 4 * C);
         linear_forward(la->fc2, la->gl, lp->fc2_w, lp->fc2_b, N, 4 * C, C);
-        residual_forward(x, x, la->fc2, gate2, 6 * C, N, C);
+        residual_forward(x, x, la->fc2, gate2, 6 * C, crow, N, C);
     }
     layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, x, m->p.lnf_w, N, C);
     linear_forward(a->logits, a->lnf, m->p.out_w, m->p.out_b, N, C, c->vocab);

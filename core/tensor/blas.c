@@ -6,6 +6,7 @@
 #include "base/error.h"
 
 #include <omp.h>
+#include <stdatomic.h>
 #include <stdio.h>
 
 #include <cblas.h>
@@ -29,6 +30,33 @@ static void blas_scale_c(int M, int N, float beta, float *C, int ldc) {
     }
 }
 
+/* Below this many multiply-adds a product runs on the calling thread: a parallel region costs a
+ * few microseconds. */
+#define BLAS_SPLIT_MIN (double)(1 << 18)
+/* Slab boundaries on multiples of the micro-kernel's tile, so no slab gets ragged edges twice. */
+#define BLAS_SPLIT_ALIGN 16
+
+/* OpenBLAS always runs single-threaded here; blas_sgemm splits the work over our own OpenMP
+ * threads instead. Measured on the 2-core machine (perf-baseline notes): OpenBLAS's own 2-thread
+ * sgemm reaches ~95 GFLOP/s on the model's shapes (2048 x 768 x 256 etc.), one thread alone ~90,
+ * two single-threaded calls on halves of C ~175; and an sgemm inside our own parallel region
+ * while OpenBLAS is set to 2 threads ran at a third of its single-thread rate. */
+static void blas_own_threads(void) {
+    static atomic_int done;
+    if (atomic_load_explicit(&done, memory_order_acquire)) return;
+#pragma omp critical(hdlm_blas_init)
+    if (!atomic_load_explicit(&done, memory_order_relaxed)) {
+        openblas_set_num_threads(1);
+        atomic_store_explicit(&done, 1, memory_order_release);
+    }
+}
+
+static void blas_sgemm_one(int ta, int tb, int M, int N, int K, float alpha, const float *A,
+                           int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N,
+                K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
 void blas_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                 const float *B, int ldb, float beta, float *C, int ldc) {
     blas_check_args(ta, tb, M, N, K, lda, ldb, ldc);
@@ -37,8 +65,35 @@ void blas_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A
         blas_scale_c(M, N, beta, C, ldc);
         return;
     }
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N,
-                K, alpha, A, lda, B, ldb, beta, C, ldc);
+    blas_own_threads();
+    int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+    if (nt < 2 || (double)M * N * K < BLAS_SPLIT_MIN) {
+        blas_sgemm_one(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    /* Split C into nt slabs of whole rows (or of whole columns when it is wide and short); every
+     * slab is one single-threaded OpenBLAS call on a contiguous piece of A or B. */
+    int by_rows = M >= N || M >= 64 * nt;
+    int extent = by_rows ? M : N;
+    if (extent < 2 * BLAS_SPLIT_ALIGN) {
+        blas_sgemm_one(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+        int t = omp_get_thread_num(), n = omp_get_num_threads();
+        int per = (extent + n - 1) / n;
+        per = (per + BLAS_SPLIT_ALIGN - 1) / BLAS_SPLIT_ALIGN * BLAS_SPLIT_ALIGN;
+        int lo = t * per, hi = lo + per < extent ? lo + per : extent;
+        if (lo < hi) {
+            if (by_rows) /* rows lo..hi of op(A) and C */
+                blas_sgemm_one(ta, tb, hi - lo, N, K, alpha, ta ? A + lo : A + (size_t)lo * lda,
+                               lda, B, ldb, beta, C + (size_t)lo * ldc, ldc);
+            else /* columns lo..hi of op(B) and C */
+                blas_sgemm_one(ta, tb, M, hi - lo, K, alpha, A, lda,
+                               tb ? B + (size_t)lo * ldb : B + lo, ldb, beta, C + lo, ldc);
+        }
+    }
 }
 
 void blas_sgemm_naive(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
@@ -62,7 +117,7 @@ void blas_sgemm_naive(int ta, int tb, int M, int N, int K, float alpha, const fl
 
 void blas_set_threads(int n) {
     HDLM_ASSERT(n >= 1);
-    openblas_set_num_threads(n);
+    blas_own_threads();
     omp_set_num_threads(n);
 }
 

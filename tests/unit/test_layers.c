@@ -128,6 +128,20 @@ static void test_linear(int with_bias) {
         e = d > e ? d : e;
     }
     CHECK(e < 1e-5);
+    /* linear_backward_into overwrites dinp (garbage before, NaN included) and accumulates dw */
+    float *din2 = buf_rand(N * C, -9, 9), *dw3 = buf_copy(p_w, OC * C);
+    din2[0] = NAN;
+    linear_backward_into(din2, dw3, NULL, c.R, c.inp, c.w, N, C, OC);
+    double ei = 0.0, ew = 0.0;
+    for (int i = 0; i < N * C; i++)
+        ei = fabs((double)din2[i] - (double)(din[i] - p_in[i])) > ei
+                 ? fabs((double)din2[i] - (double)(din[i] - p_in[i]))
+                 : ei;
+    for (int i = 0; i < OC * C; i++)
+        ew = fabs((double)dw3[i] - (double)dw[i]) > ew ? fabs((double)dw3[i] - (double)dw[i]) : ew;
+    CHECK(ei < 1e-5);
+    CHECK(ew < 1e-5);
+    free(din2), free(dw3);
     free(c.inp), free(c.w), free(c.bias), free(c.out), free(c.R), free(p_in), free(p_w), free(p_b);
     free(din), free(dw), free(db), free(ref), free(dw2);
 }
@@ -325,68 +339,110 @@ static void test_layernorm(void) {
 /* ---- modulate and residual ------------------------------------------------------------------- */
 
 typedef struct mod_ctx {
-    float *inp, *ada, *res, *out, *R; /* ada (N, 6C): shift at 0, scale at C, gate at 2C */
+    float *inp, *ada, *res, *out, *R; /* ada (rows, 6C): shift at 0, scale at C, gate at 2C */
+    const int32_t *row;               /* token -> ada row (NULL: one row per token) */
     int N, C, gated;
 } mod_ctx;
 
 static double mod_loss(void *p) {
     mod_ctx *c = p;
-    modulate_forward(c->out, c->inp, c->ada, c->ada + c->C, 6 * c->C, c->N, c->C);
+    modulate_forward(c->out, c->inp, c->ada, c->ada + c->C, 6 * c->C, c->row, c->N, c->C);
     return dot_R(c->out, c->R, (int64_t)c->N * c->C);
 }
 
 static double res_loss(void *p) {
     mod_ctx *c = p;
-    residual_forward(c->out, c->res, c->inp, c->gated ? c->ada + 2 * c->C : NULL, 6 * c->C, c->N,
-                     c->C);
+    residual_forward(c->out, c->res, c->inp, c->gated ? c->ada + 2 * c->C : NULL, 6 * c->C, c->row,
+                     c->N, c->C);
     return dot_R(c->out, c->R, (int64_t)c->N * c->C);
 }
 
-static void test_modulate_residual(void) {
-    int N = 5, C = 8, ld = 6 * C;
+/* rows: ada rows (== N when row is NULL). With a row index several tokens share a row, and the
+ * finite differences over the shared rows check that the backward sums their gradients. */
+static void check_modulate_residual(int N, int C, int rows, const int32_t *row) {
+    int ld = 6 * C;
     mod_ctx c = {buf_rand(N * C, -1, 1),
-                 buf_rand(N * ld, -1, 1),
+                 buf_rand(rows * ld, -1, 1),
                  buf_rand(N * C, -1, 1),
                  buf_rand(N * C, 0, 0),
                  buf_rand(N * C, -1, 1),
+                 row,
                  N,
                  C,
                  1};
-    float *p_in = buf_rand(N * C, -1, 1), *p_ada = buf_rand(N * ld, -1, 1);
+    float *p_in = buf_rand(N * C, -1, 1), *p_ada = buf_rand(rows * ld, -1, 1);
     float *p_res = buf_rand(N * C, -1, 1);
-    float *din = buf_copy(p_in, N * C), *dada = buf_copy(p_ada, N * ld);
+    float *din = buf_copy(p_in, N * C), *dada = buf_copy(p_ada, rows * ld);
     float *dres = buf_copy(p_res, N * C);
+    int r2 = row ? row[2] : 2;
 
-    /* modulate: FD over the whole (N,6C) buffer also checks that the other slices get nothing */
+    /* modulate: FD over the whole (rows,6C) buffer also checks that the other slices get nothing */
     mod_loss(&c);
-    CHECK_NEAR(c.out[2 * C + 3], c.inp[2 * C + 3] * (1 + c.ada[2 * ld + C + 3]) + c.ada[2 * ld + 3],
-               1e-6);
-    modulate_backward(din, dada, dada + C, c.R, c.inp, c.ada + C, ld, N, C);
+    CHECK_NEAR(c.out[2 * C + 3],
+               c.inp[2 * C + 3] * (1 + c.ada[r2 * ld + C + 3]) + c.ada[r2 * ld + 3], 1e-6);
+    modulate_backward(din, dada, dada + C, c.R, c.inp, c.ada + C, ld, row, N, C);
     check_fd("modulate dinp", c.inp, N * C, din, p_in, mod_loss, &c);
-    check_fd("modulate dshift/dscale", c.ada, N * ld, dada, p_ada, mod_loss, &c);
+    check_fd("modulate dshift/dscale", c.ada, rows * ld, dada, p_ada, mod_loss, &c);
 
     /* gated residual */
-    memcpy(din, p_in, sizeof(float) * N * C), memcpy(dada, p_ada, sizeof(float) * N * ld);
+    memcpy(din, p_in, sizeof(float) * N * C), memcpy(dada, p_ada, sizeof(float) * rows * ld);
     res_loss(&c);
-    residual_backward(dres, din, dada + 2 * C, c.R, c.inp, c.ada + 2 * C, ld, N, C);
+    CHECK_NEAR(c.out[2 * C + 1], c.res[2 * C + 1] + c.ada[r2 * ld + 2 * C + 1] * c.inp[2 * C + 1],
+               1e-6);
+    residual_backward(dres, din, dada + 2 * C, c.R, c.inp, c.ada + 2 * C, ld, row, N, C);
     check_fd("residual dres", c.res, N * C, dres, p_res, res_loss, &c);
     check_fd("residual dx", c.inp, N * C, din, p_in, res_loss, &c);
-    check_fd("residual dgate", c.ada, N * ld, dada, p_ada, res_loss, &c);
+    check_fd("residual dgate", c.ada, rows * ld, dada, p_ada, res_loss, &c);
 
     /* ungated; dres NULL leaves nothing behind */
     c.gated = 0;
     memcpy(din, p_in, sizeof(float) * N * C), memcpy(dres, p_res, sizeof(float) * N * C);
     res_loss(&c);
     CHECK_NEAR(c.out[7], c.res[7] + c.inp[7], 1e-6);
-    residual_backward(dres, din, NULL, c.R, c.inp, NULL, ld, N, C);
+    residual_backward(dres, din, NULL, c.R, c.inp, NULL, ld, row, N, C);
     check_fd("residual dres (no gate)", c.res, N * C, dres, p_res, res_loss, &c);
     check_fd("residual dx (no gate)", c.inp, N * C, din, p_in, res_loss, &c);
     float *before = buf_copy(din, N * C);
-    residual_backward(NULL, din, NULL, c.R, c.inp, NULL, ld, N, C);
+    residual_backward(NULL, din, NULL, c.R, c.inp, NULL, ld, row, N, C);
     CHECK_NEAR(din[3] - before[3], c.R[3], 1e-6);
     free(before);
     free(c.inp), free(c.ada), free(c.res), free(c.out), free(c.R);
     free(p_in), free(p_ada), free(p_res), free(din), free(dada), free(dres);
+}
+
+static void test_modulate_residual(void) {
+    check_modulate_residual(5, 8, 5, NULL);
+    const int32_t shared[6] = {0, 1, 0, 2, 1, 1}; /* 6 tokens on 3 rows */
+    check_modulate_residual(6, 8, 3, shared);
+    /* threaded column split (N·C above the parallel threshold): grouped sums against a serial
+     * per-token reference */
+    int N = 700, C = 72, R = 7, ld = 6 * C;
+    int32_t *row = malloc(sizeof(int32_t) * N);
+    for (int n = 0; n < N; n++)
+        row[n] = (n * 5 + n / 11) % R;
+    float *x = buf_rand(N * C, -1, 1), *g = buf_rand(N * C, -1, 1), *ada = buf_rand(R * ld, -1, 1);
+    float *dada = buf_rand(R * ld, 0, 0), *din = buf_rand(N * C, 0, 0);
+    double *ref = calloc((size_t)R * ld, sizeof(double));
+    modulate_backward(din, dada, dada + C, g, x, ada + C, ld, row, N, C);
+    residual_backward(NULL, NULL, dada + 2 * C, g, x, ada + 2 * C, ld, row, N, C);
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < C; k++) {
+            double gk = g[n * C + k], xk = x[n * C + k];
+            ref[row[n] * ld + k] += gk;
+            ref[row[n] * ld + C + k] += gk * xk;
+            ref[row[n] * ld + 2 * C + k] += gk * xk;
+        }
+    double err = 0.0, errin = 0.0;
+    for (int i = 0; i < R * ld; i++)
+        err = fabs(ref[i] - dada[i]) > err ? fabs(ref[i] - dada[i]) : err;
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < C; k++) {
+            double want = g[n * C + k] * (1.0 + ada[row[n] * ld + C + k]);
+            errin = fabs(want - din[n * C + k]) > errin ? fabs(want - din[n * C + k]) : errin;
+        }
+    CHECK(err < 1e-4);
+    CHECK(errin < 1e-6);
+    free(row), free(x), free(g), free(ada), free(dada), free(din), free(ref);
 }
 
 /* ---- activations ----------------------------------------------------------------------------- */
@@ -416,6 +472,13 @@ static void test_activation_fd(int silu) {
     else
         gelu_backward(d, c.inp, c.R, n);
     check_fd(silu ? "silu" : "gelu", c.inp, n, d, prior, act_loss, &c);
+    if (!silu) { /* in-place form: d = GELU'(x)·d equals the accumulating form from zero */
+        float *acc = buf_rand(n, 0, 0), *inpl = buf_copy(c.R, n);
+        gelu_backward(acc, c.inp, c.R, n);
+        gelu_backward_inplace(inpl, c.inp, n);
+        CHECK(max_abs_diff(acc, inpl, n) == 0.0);
+        free(acc), free(inpl);
+    }
     free(c.inp), free(c.out), free(c.R), free(prior), free(d);
 }
 

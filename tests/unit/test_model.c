@@ -503,6 +503,12 @@ static void test_gradcheck(int kind) {
             tokens[2] = 6, tokens[T + 1] = 6; /* mask symbols among the active tokens */
             sigma[0] = 0.0f;                  /* a settled position at σ = 0 */
         }
+        /* the conditioned case shares σ values between tokens of both batch rows (the model
+         * computes the σ path once per distinct value and sums the tokens' gradients into it);
+         * the dropout case keeps every σ distinct */
+        if (kind == GC_COND)
+            for (int n = 4; n < N; n++)
+                sigma[n] = sigma[n % 3];
     }
     rng drng;
     gc_case c = {&m,
