@@ -685,7 +685,7 @@ static void test_reverse_uniform(void) {
         double ph[V], z = lse(lg + j * V, V), model[V] = {0}, sum = 0;
         for (int a = 0; a < V; a++)
             ph[a] = exp(lg[j * V + a] - z);
-        double truth[V];
+        double truth[V] = {0}; /* filled at a == x0[j] */
         for (int a = 0; a < V; a++) {
             double post[V], zz = 0;
             for (int y = 0; y < V; y++)
