@@ -230,7 +230,8 @@ static int ev_run_batch(ev *v, int B, rng *r, double *acc, error *e) {
     if (v->conditioned &&
         v->noise->conditioning(v->ns, n, v->tspec, v->sigma, perr, sizeof perr) != HDLM_OK)
         return error_set(e, HDLM_EPLUGIN, "eval: noise conditioning: %s", perr);
-    model_batch mb = {B, v->T, v->xt, v->pos, v->conditioned ? v->sigma : NULL, v->rows, NULL};
+    model_batch mb = {B,       v->T, v->xt, v->pos, v->conditioned ? v->sigma : NULL,
+                      v->rows, NULL, NULL,  0};
     float *logits;
     if (model_forward(v->m, &mb, &logits, e) != HDLM_OK) return e->code;
     nb.xt = v->xt, nb.t = v->tnow, nb.s = v->tnext, nb.state = v->state;
@@ -505,7 +506,7 @@ int eval_reference(model *m, void *noise_self, const hdlm_noise_ops *noise,
             }
             progress_update(&pg, b * cfg->rounds + round + 1, -1, NULL, NAN);
             if (!any) continue; /* the reference skips a round with nothing masked */
-            model_batch mb = {R, L, xt, pos, conditioned ? sigma : NULL, rows, NULL};
+            model_batch mb = {R, L, xt, pos, conditioned ? sigma : NULL, rows, NULL, NULL, 0};
             float *lg;
             if ((rc = model_forward(m, &mb, &lg, e)) != HDLM_OK) break;
             out->forwards++;

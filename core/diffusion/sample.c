@@ -278,7 +278,7 @@ int sample_run(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
                     ctok[dst] = x[src], csig[dst] = sigma[src], crow[dst] = rows[p];
                     pos[dst] = p;
                 }
-            model_batch cb = {B, n, ctok, pos, conditioned ? csig : NULL, crow, NULL};
+            model_batch cb = {B, n, ctok, pos, conditioned ? csig : NULL, crow, NULL, NULL, 0};
             if ((rc = model_forward_cached_n(m, &kc, &cb, nc, &lg, e)) != HDLM_OK) goto done;
             for (int b = 0; b < B; b++)
                 memcpy(logits + ((size_t)b * L + a0) * Vp, lg + ((size_t)b * n + nc) * Vp,
@@ -287,7 +287,7 @@ int sample_run(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
             for (int b = 0; b < B; b++)
                 for (int i = 0; i < L; i++)
                     pos[(size_t)b * L + i] = i;
-            model_batch fb = {B, L, x, pos, conditioned ? sigma : NULL, rows, NULL};
+            model_batch fb = {B, L, x, pos, conditioned ? sigma : NULL, rows, NULL, NULL, 0};
             if ((rc = model_forward(m, &fb, &lg, e)) != HDLM_OK) goto done;
             memcpy(logits, lg, BL * (size_t)Vp * sizeof *lg);
         }

@@ -43,6 +43,7 @@ void trainer_free(trainer *t) {
     free(t->window);
     free(t->inp);
     free(t->tgt);
+    free(t->orow);
     free(t->pos);
     free(t->sigma);
     free(t->wloss);
@@ -143,6 +144,7 @@ int trainer_init(trainer *t, const train_config *cfg, const corpus *data, error 
     t->window = malloc((size_t)Bl * (T + 1) * sizeof *t->window);
     t->inp = malloc(BT * sizeof *t->inp);
     t->tgt = malloc(BT * sizeof *t->tgt);
+    t->orow = malloc(BT * sizeof *t->orow);
     t->pos = malloc(BT * sizeof *t->pos);
     t->sigma = calloc(BT, sizeof *t->sigma);
     t->wloss = malloc(BT * sizeof *t->wloss);
@@ -150,8 +152,8 @@ int trainer_init(trainer *t, const train_config *cfg, const corpus *data, error 
     t->dlogits = malloc(BT * (size_t)c->model.vocab * sizeof *t->dlogits);
     t->rows = malloc(BT * sizeof *t->rows);
     t->streams = malloc((size_t)Bl * sizeof *t->streams);
-    if (!t->window || !t->inp || !t->tgt || !t->pos || !t->sigma || !t->wloss || !t->loss ||
-        !t->dlogits || !t->rows || !t->streams) {
+    if (!t->window || !t->inp || !t->tgt || !t->orow || !t->pos || !t->sigma || !t->wloss ||
+        !t->loss || !t->dlogits || !t->rows || !t->streams) {
         error_set(e, HDLM_ENOMEM, "train: out of memory for batch buffers");
         goto fail;
     }
@@ -241,7 +243,9 @@ static int micro_batch(trainer *t, const int32_t *tokens, int64_t n, const draws
                           me->pos,
                           me->conditioned ? me->sigma : NULL,
                           me->rows,
-                          backward && t->cfg.model.dropout > 0 ? d->dropout : NULL};
+                          backward && t->cfg.model.dropout > 0 ? d->dropout : NULL,
+                          NULL,
+                          0};
         float *logits;
         if (model_forward(&t->m, &mb, &logits, e) != HDLM_OK) return e->code;
         /* the plugin's loss of a sequence is a per-sequence mean; norm is 1/(tokens of the
@@ -263,28 +267,40 @@ static int micro_batch(trainer *t, const int32_t *tokens, int64_t n, const draws
             return e->code;
     }
     build_inputs(t, B, norm, d);
+    size_t BT = (size_t)B * T;
+    /* Positions without a target (the unmasked ones of the mask task) contribute nothing to the
+     * loss: the output layer runs on the others only, and tgt/wloss are compacted to match. */
+    int nout = 0;
+    for (size_t i = 0; i < BT; i++)
+        if (t->tgt[i] >= 0) {
+            t->orow[nout] = (int32_t)i;
+            t->tgt[nout] = t->tgt[i];
+            t->wloss[nout] = t->wloss[i];
+            nout++;
+        }
     model_batch mb = {B,
                       T,
                       t->inp,
                       t->pos,
                       t->cfg.model.cond ? t->sigma : NULL,
                       t->rows,
-                      backward && t->cfg.model.dropout > 0 ? d->dropout : NULL};
+                      backward && t->cfg.model.dropout > 0 ? d->dropout : NULL,
+                      (size_t)nout < BT ? t->orow : NULL,
+                      nout};
     float *logits;
     if (model_forward(&t->m, &mb, &logits, e) != HDLM_OK) return e->code;
-    size_t BT = (size_t)B * T;
-    crossentropy_forward(t->loss, logits, t->tgt, (int)BT, V);
+    crossentropy_forward(t->loss, logits, t->tgt, nout, V);
     double s = 0;
-    for (size_t i = 0; i < BT; i++)
+    for (int i = 0; i < nout; i++)
         s += (double)t->wloss[i] * t->loss[i];
     *loss_sum += s;
     if (backward) {
-        size_t nd = BT * (size_t)V; /* (B*T, V): the largest buffer of a step; zero on all cores */
+        size_t nd = (size_t)nout * V; /* (nout, V): the largest buffer of a step; all cores */
         float *dl = t->dlogits;
 #pragma omp parallel for schedule(static) if (nd >= (1u << 18))
         for (size_t i = 0; i < nd; i++)
             dl[i] = 0.0f;
-        crossentropy_backward(t->dlogits, logits, t->tgt, t->wloss, (int)BT, V);
+        crossentropy_backward(t->dlogits, logits, t->tgt, t->wloss, nout, V);
         model_backward(&t->m, &mb, t->dlogits);
     }
     return HDLM_OK;

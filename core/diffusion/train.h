@@ -78,6 +78,7 @@ typedef struct trainer {
     int32_t *pos;       /* (B, T) */
     float *sigma;       /* (B, T) */
     float *wloss;       /* (B, T) per-token loss weight */
+    int32_t *orow;      /* (B*T) rows with a target (tgt, wloss are compacted to these) */
     float *loss;        /* (B, T) */
     float *dlogits;     /* (B*T, V) */
     attn_row *rows;     /* (B, T) */

@@ -628,7 +628,7 @@ static int model_forward_l(lua_State *L) {
         pos[i] = i;
     attn_row *rows = lua_newuserdatauv(L, (size_t)T * sizeof *rows, 0);
     mask_rows_from_states(rows, state, T, context, block, btype);
-    model_batch mb = {1, T, tok, pos, sigma, rows, NULL};
+    model_batch mb = {1, T, tok, pos, sigma, rows, NULL, NULL, 0};
     float *logits;
     error e = {0};
     if (model_forward(&u->m, &mb, &logits, &e) != HDLM_OK) return l_raise(L, &e);
@@ -703,19 +703,19 @@ static int model_generate(lua_State *L) {
         kv_cache kc;
         if (kv_cache_init(&kc, &u->m, 1, total, &e) != HDLM_OK) return l_raise(L, &e);
         /* the prompt in one pass, then one position per step */
-        model_batch mb = {1, np, seq, pos, NULL, rows, NULL};
+        model_batch mb = {1, np, seq, pos, NULL, rows, NULL, NULL, 0};
         int rc = model_forward_cached(&u->m, &kc, &mb, 1, &logits, &e);
         for (int i = np; i < total && rc == HDLM_OK; i++) {
             seq[i] = draw_token(logits + (size_t)(i - np == 0 ? np - 1 : 0) * V, V, temp, &r);
             if (i + 1 == total) break;
-            model_batch one = {1, 1, seq + i, pos + i, NULL, rows + i, NULL};
+            model_batch one = {1, 1, seq + i, pos + i, NULL, rows + i, NULL, NULL, 0};
             rc = model_forward_cached(&u->m, &kc, &one, 1, &logits, &e);
         }
         kv_cache_free(&kc);
         if (rc != HDLM_OK) return l_raise(L, &e);
     } else {
         for (int i = np; i < total; i++) {
-            model_batch mb = {1, i, seq, pos, NULL, rows, NULL};
+            model_batch mb = {1, i, seq, pos, NULL, rows, NULL, NULL, 0};
             if (model_forward(&u->m, &mb, &logits, &e) != HDLM_OK) return l_raise(L, &e);
             seq[i] = draw_token(logits + (size_t)(i - 1) * V, V, temp, &r);
         }

@@ -230,7 +230,8 @@ struct model_acts {
     float *mixw;                      /* (N) RADD mix weights */
     float *xf;                        /* (N, C) final residual stream */
     float *lnf, *lnf_mean, *lnf_rstd;
-    float *logits; /* (N, V) */
+    float *lno;    /* (n_out, C) the rows of lnf that get logits, when the batch selects rows */
+    float *logits; /* (N, V), or (n_out, V) */
     int dropped;   /* the last forward applied dropout (its masks are in the layers) */
     /* backward scratch */
     float *dx, *dln, *dm, *dqkv, *datty, *dgl, *dada, *dc, *dlnf;
@@ -331,6 +332,7 @@ static int acts_ensure(model *m, int B, int T, error *e) {
         TAKE(a->lnf, N * C);
         TAKE(a->lnf_mean, N);
         TAKE(a->lnf_rstd, N);
+        TAKE(a->lno, N * C);
         TAKE(a->logits, N * V);
         TAKE(a->dx, N * C);
         TAKE(a->dln, N * C);
@@ -493,12 +495,28 @@ static void embed_forward(const model *m, model_acts *a, float *out, const int32
         embedding_forward(out, tok, m->p.wte, N, m->cfg.d_model);
 }
 
+/* dst(n, C) = rows idx[0..n) of src (., C) */
+static void gather_rows(float *dst, const float *src, const int32_t *idx, int n, int C) {
+#pragma omp parallel for schedule(static) if ((int64_t)n * C >= 65536)
+    for (int i = 0; i < n; i++)
+        memcpy(dst + (size_t)i * C, src + (size_t)idx[i] * C, (size_t)C * sizeof(float));
+}
+
 static int check_batch(const model *m, const model_batch *b, error *e) {
     if (b->B < 1 || b->T < 1)
         return error_set(e, HDLM_EINVAL, "model: empty batch (%d x %d)", b->B, b->T);
     if (m->cfg.cond && !b->sigma)
         return error_set(e, HDLM_EINVAL, "model: conditioned model needs sigma");
     int64_t N = (int64_t)b->B * b->T;
+    if (b->out_rows) {
+        if (b->n_out < 0 || b->n_out > N)
+            return error_set(e, HDLM_EINVAL, "model: %d output rows for a batch of %lld", b->n_out,
+                             (long long)N);
+        for (int i = 0; i < b->n_out; i++)
+            if (b->out_rows[i] < 0 || b->out_rows[i] >= N)
+                return error_set(e, HDLM_EINVAL, "model: output row %d outside 0..%lld",
+                                 b->out_rows[i], (long long)N - 1);
+    }
     for (int64_t i = 0; i < N; i++)
         if (b->tokens[i] < 0 || b->tokens[i] >= m->cfg.vocab)
             return error_set(e, HDLM_EINVAL, "model: token %d at index %lld outside 0..%d",
@@ -566,7 +584,12 @@ int model_forward(model *m, const model_batch *b, float **logits, error *e) {
         residual_forward(xout, la->x2, la->fc2, gate2, 6 * C, crow, N, C);
     }
     layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->xf, m->p.lnf_w, N, C);
-    linear_forward(a->logits, a->lnf, m->p.out_w, m->p.out_b, N, C, c->vocab);
+    if (b->out_rows) {
+        gather_rows(a->lno, a->lnf, b->out_rows, b->n_out, C);
+        linear_forward(a->logits, a->lno, m->p.out_w, m->p.out_b, b->n_out, C, c->vocab);
+    } else {
+        linear_forward(a->logits, a->lnf, m->p.out_w, m->p.out_b, N, C, c->vocab);
+    }
     a->dropped = drop;
     *logits = a->logits;
     return HDLM_OK;
@@ -581,7 +604,18 @@ void model_backward(model *m, const model_batch *b, const float *dlogits) {
     size_t NC = (size_t)N * C;
 
     /* dx holds d(loss)/d(residual stream) as it flows down */
-    linear_backward_into(a->dlnf, g->out_w, g->out_b, dlogits, a->lnf, m->p.out_w, N, C, c->vocab);
+    if (b->out_rows) {       /* rows without logits get no gradient from the output layer */
+        float *dlno = a->dm; /* (n_out, C) scratch, free until the first layer */
+        linear_backward_into(dlno, g->out_w, g->out_b, dlogits, a->lno, m->p.out_w, b->n_out, C,
+                             c->vocab);
+        zero_floats(a->dlnf, NC);
+        for (int i = 0; i < b->n_out; i++)
+            memcpy(a->dlnf + (size_t)b->out_rows[i] * C, dlno + (size_t)i * C,
+                   (size_t)C * sizeof(float));
+    } else {
+        linear_backward_into(a->dlnf, g->out_w, g->out_b, dlogits, a->lnf, m->p.out_w, N, C,
+                             c->vocab);
+    }
     zero_floats(a->dx, NC);
     layernorm_backward(a->dx, g->lnf_w, a->dlnf, a->xf, m->p.lnf_w, a->lnf_mean, a->lnf_rstd, N, C);
     int U = c->cond ? a->nu : 0;
@@ -702,6 +736,8 @@ int model_forward_cached_n(model *m, kv_cache *kc, const model_batch *b, int n_c
         return error_set(e, HDLM_EINVAL, "kv cache: commit %d of %d positions", n_commit, b->T);
     int rc = check_batch(m, b, e);
     if (rc != HDLM_OK) return rc;
+    if (b->out_rows)
+        return error_set(e, HDLM_EINVAL, "kv cache: output row selection is not supported");
     if (b->B != kc->B)
         return error_set(e, HDLM_EINVAL, "kv cache: batch %d, cache built for %d", b->B, kc->B);
     if (kc->len + b->T > kc->Tmax)

@@ -85,6 +85,12 @@ typedef struct model_batch {
     const float *sigma;      /* (B, T) conditioning; NULL when not conditioned */
     const attn_row *rows;    /* (B, T) attention mask rows */
     struct rng *dropout_rng; /* training with dropout draws its masks here; NULL = no dropout */
+    /* Optional: logits only for these n_out rows of the B*T (ascending or not), and then logits
+     * and dlogits are (n_out, V) in this order. A loss that ignores the other positions (the
+     * masked-token task) spares the output layer their rows. NULL: every row. model_forward
+     * only; the cached forward always returns every row. */
+    const int32_t *out_rows;
+    int n_out;
 } model_batch;
 
 /* Allocates the parameter slab and initialises it from seed (deterministic). */

@@ -261,7 +261,7 @@ static void test_forward_reference(int cond, int schedule) {
             mask_rows_causal(rows + b * T, T);
         }
     }
-    model_batch mb = {B, T, tok, pos, cond ? sig : NULL, rows, NULL};
+    model_batch mb = {B, T, tok, pos, cond ? sig : NULL, rows, NULL, NULL, 0};
     float *lg;
     CHECK_EQ(model_forward(&m, &mb, &lg, &e), HDLM_OK);
     double *ref = malloc((size_t)B * T * V * sizeof(double));
@@ -513,7 +513,7 @@ static void test_gradcheck(int kind) {
     rng drng;
     gc_case c = {&m,
                  {B, T, tokens, pos, kind >= GC_COND ? sigma : NULL, rows,
-                  kind == GC_DROPOUT ? &drng : NULL},
+                  kind == GC_DROPOUT ? &drng : NULL, NULL, 0},
                  target,
                  wt,
                  77};
@@ -594,7 +594,7 @@ static void test_mask_leaks(int cond, int ctx, int bt) {
         pos[n] = n % L;
         sigma[n] = st[n] == HDLM_SETTLED ? 0.0f : st[n] == HDLM_ACTIVE ? urand(0.2f, 2.0f) : 6.0f;
     }
-    model_batch b = {B, L, tok, pos, cond ? sigma : NULL, rows, NULL};
+    model_batch b = {B, L, tok, pos, cond ? sigma : NULL, rows, NULL, NULL, 0};
     float *lg, *ref = malloc((size_t)B * L * V * sizeof(float));
     float *out = malloc((size_t)B * L * V * sizeof(float));
     CHECK_EQ(model_forward(&m, &b, &lg, &e), HDLM_OK);
@@ -608,7 +608,7 @@ static void test_mask_leaks(int cond, int ctx, int bt) {
             tok2[n] = (tok[n] + 1 + (int32_t)rng_below(&g_rng, (uint64_t)V - 1)) % V;
             sigma2[n] = 3.0f;
         }
-    model_batch b2 = {B, L, tok2, pos, cond ? sigma2 : NULL, rows, NULL};
+    model_batch b2 = {B, L, tok2, pos, cond ? sigma2 : NULL, rows, NULL, NULL, 0};
     CHECK_EQ(model_forward(&m, &b2, &lg, &e), HDLM_OK);
     memcpy(out, lg, (size_t)B * L * V * sizeof(float));
     int leaked = 0, changed = 0, n_worthless = 0;
@@ -713,7 +713,7 @@ static void test_kv_causal(int cond) {
                 csig[n] = sig[bb * L + t + i];
                 crow[n] = (attn_row){0, t + i + 1, 0, 0};
             }
-        model_batch cb = {B, T, ctok, cpos, cond ? csig : NULL, crow, NULL};
+        model_batch cb = {B, T, ctok, cpos, cond ? csig : NULL, crow, NULL, NULL, 0};
         float *lg;
         CHECK_EQ(model_forward_cached(&m, &kc, &cb, 1, &lg, &e), HDLM_OK);
         memcpy(cached, lg, (size_t)B * T * V * sizeof(float));
@@ -728,7 +728,7 @@ static void test_kv_causal(int cond) {
             }
             mask_rows_causal(prow + bb * P, P);
         }
-        model_batch fb = {B, P, ptok, ppos, cond ? psig : NULL, prow, NULL};
+        model_batch fb = {B, P, ptok, ppos, cond ? psig : NULL, prow, NULL, NULL, 0};
         CHECK_EQ(model_forward(&m, &fb, &lg, &e), HDLM_OK);
         for (int bb = 0; bb < B; bb++)
             for (int i = 0; i < T; i++) {
@@ -748,7 +748,7 @@ static void test_kv_causal(int cond) {
     int32_t one_tok[B] = {0, 0}, one_pos[B] = {L, L};
     float one_sig[B] = {0, 0};
     attn_row one_row[B] = {{0, 1, 0, 0}, {0, 1, 0, 0}};
-    model_batch ob = {B, 1, one_tok, one_pos, cond ? one_sig : NULL, one_row, NULL};
+    model_batch ob = {B, 1, one_tok, one_pos, cond ? one_sig : NULL, one_row, NULL, NULL, 0};
     float *lg;
     e.msg[0] = 0;
     CHECK(model_forward_cached(&m, &kc, &ob, 1, &lg, &e) < 0);
@@ -822,12 +822,12 @@ static void test_kv_block(int cond) {
                     int n = bb * Wb + i, f = bb * L + s0 + i;
                     ctok[n] = ftok[f], cpos[n] = fpos[f], csig[n] = fsig[f], crow[n] = frow[f];
                 }
-            model_batch cb = {B, Wb, ctok, cpos, cond ? csig : NULL, crow, NULL};
+            model_batch cb = {B, Wb, ctok, cpos, cond ? csig : NULL, crow, NULL, NULL, 0};
             float *lg;
             CHECK_EQ(model_forward_cached(&m, &kc, &cb, settle, &lg, &e), HDLM_OK);
             memcpy(cached, lg, (size_t)B * Wb * V * sizeof(float));
             CHECK_EQ(kc.len, settle ? s0 + Wb : s0);
-            model_batch fb = {B, L, ftok, fpos, cond ? fsig : NULL, frow, NULL};
+            model_batch fb = {B, L, ftok, fpos, cond ? fsig : NULL, frow, NULL, NULL, 0};
             CHECK_EQ(model_forward(&m, &fb, &lg, &e), HDLM_OK);
             double worst = 0.0;
             for (int bb = 0; bb < B; bb++)
@@ -926,7 +926,7 @@ static void test_init_and_table(void) {
     attn_row rows[6];
     mask_rows_causal(rows, 3);
     mask_rows_causal(rows + 3, 3);
-    model_batch mb = {2, 3, tok, pos, NULL, rows, NULL};
+    model_batch mb = {2, 3, tok, pos, NULL, rows, NULL, NULL, 0};
     float *lg;
     CHECK_EQ(model_forward(&a, &mb, &lg, &e), HDLM_OK);
     int nz = 0;
@@ -960,7 +960,7 @@ static void test_init_and_table(void) {
     }
     t = model_find_tensor(&a, "sigma_map.mlp.0.weight");
     CHECK(t && t->shape[0] == 128 && t->shape[1] == 256);
-    model_batch mc = {2, 3, tok, pos, NULL, rows, NULL};
+    model_batch mc = {2, 3, tok, pos, NULL, rows, NULL, NULL, 0};
     tok[4] = 0;
     CHECK_EQ(model_forward(&a, &mc, &lg, &e), HDLM_EINVAL);
     CHECK_CONTAINS(e.msg, "sigma");
@@ -1022,13 +1022,13 @@ static void test_acts_reuse(void) {
     }
     mask_rows_full(rows, 16);
     mask_rows_full(rows + 16, 16);
-    model_batch big = {2, 16, tok, pos, sig, rows, NULL};
+    model_batch big = {2, 16, tok, pos, sig, rows, NULL, NULL, 0};
     float *lg;
     CHECK_EQ(model_forward(&m, &big, &lg, &e), HDLM_OK);
     int32_t pos3[3] = {0, 1, 2};
     attn_row r3[3];
     mask_rows_causal(r3, 3);
-    model_batch small = {1, 3, tok, pos3, sig, r3, NULL};
+    model_batch small = {1, 3, tok, pos3, sig, r3, NULL, NULL, 0};
     CHECK_EQ(model_forward(&m, &small, &lg, &e), HDLM_OK);
     float got[33];
     memcpy(got, lg, sizeof got);
@@ -1036,6 +1036,67 @@ static void test_acts_reuse(void) {
     CHECK(max_abs_diff(got, lg, 33) == 0.0);
     model_free(&m);
     model_free(&f);
+}
+
+/* Logits for selected rows only: the same logits as the full forward's rows, and the same
+ * gradients as a full backward whose dlogits are zero on the other rows; bad selections are
+ * refused, as is a selection with the cache. */
+static void test_out_rows(void) {
+    error e = {0};
+    model_config cfg = make_config(13, 16, 2, 2, 8, 1);
+    cfg.mask_id = 12;
+    model m;
+    CHECK_EQ(model_init(&m, &cfg, 5, &e), HDLM_OK);
+    CHECK_EQ(model_alloc_grads(&m, &e), HDLM_OK);
+    randomize_params(&m, 0.3f);
+    enum { B = 2, T = 8, N = B * T, V = 13 };
+    int32_t tok[N], pos[N];
+    float sig[N];
+    attn_row rows[N];
+    for (int n = 0; n < N; n++) {
+        tok[n] = (int32_t)rng_below(&g_rng, V);
+        pos[n] = n % T;
+        sig[n] = n < T ? 0.7f : 1.9f; /* one σ per sequence, as in the mask task */
+    }
+    mask_rows_full(rows, T);
+    mask_rows_full(rows + T, T);
+    const int32_t sel[5] = {1, 4, 5, 9, 15};
+    float dsel[5 * V], dfull[N * V], full[N * V];
+    for (int i = 0; i < 5 * V; i++)
+        dsel[i] = urand(-1, 1);
+    memset(dfull, 0, sizeof dfull);
+    for (int i = 0; i < 5; i++)
+        memcpy(dfull + sel[i] * V, dsel + i * V, sizeof(float) * V);
+    float *lg;
+    model_batch fb = {B, T, tok, pos, sig, rows, NULL, NULL, 0};
+    CHECK_EQ(model_forward(&m, &fb, &lg, &e), HDLM_OK);
+    memcpy(full, lg, sizeof full);
+    model_zero_grad(&m);
+    model_backward(&m, &fb, dfull);
+    float *gfull = malloc(m.n_params * sizeof(float));
+    memcpy(gfull, m.grads, m.n_params * sizeof(float));
+    model_batch sb = {B, T, tok, pos, sig, rows, NULL, sel, 5};
+    CHECK_EQ(model_forward(&m, &sb, &lg, &e), HDLM_OK);
+    double el = 0.0;
+    for (int i = 0; i < 5; i++)
+        for (int v = 0; v < V; v++)
+            el = fmax(el, fabs(lg[i * V + v] - full[sel[i] * V + v]));
+    CHECK(el < 1e-6);
+    model_zero_grad(&m);
+    model_backward(&m, &sb, dsel);
+    CHECK(max_abs_diff(gfull, m.grads, (int64_t)m.n_params) < 1e-6);
+    /* refusals */
+    const int32_t bad[2] = {3, N};
+    model_batch xb = {B, T, tok, pos, sig, rows, NULL, bad, 2};
+    CHECK_EQ(model_forward(&m, &xb, &lg, &e), HDLM_EINVAL);
+    CHECK_CONTAINS(e.msg, "output row 16");
+    kv_cache kc;
+    CHECK_EQ(kv_cache_init(&kc, &m, B, T, &e), HDLM_OK);
+    CHECK_EQ(model_forward_cached(&m, &kc, &sb, 1, &lg, &e), HDLM_EINVAL);
+    CHECK_CONTAINS(e.msg, "output row selection");
+    kv_cache_free(&kc);
+    free(gfull);
+    model_free(&m);
 }
 
 static void test_flops(void) {
@@ -1060,6 +1121,8 @@ int main(void) {
     test_flops();
     reseed(3);
     test_acts_reuse();
+    reseed(4);
+    test_out_rows();
     for (int cond = 0; cond < 2; cond++) {
         reseed(10 + (uint64_t)cond);
         test_forward_reference(cond, 0);
