@@ -230,9 +230,14 @@ struct model_acts {
     float *mixw;                      /* (N) RADD mix weights */
     float *xf;                        /* (N, C) final residual stream */
     float *lnf, *lnf_mean, *lnf_rstd;
-    float *lno;    /* (n_out, C) the rows of lnf that get logits, when the batch selects rows */
-    float *logits; /* (N, V), or (n_out, V) */
-    int dropped;   /* the last forward applied dropout (its masks are in the layers) */
+    /* With selected output rows (model_batch.out_rows), the last block's MLP half, the final
+     * LayerNorm and the output layer run on those rows only: nothing else reads the other rows
+     * past the last attention (their keys and values were used inside it). */
+    float *x2o;     /* (n_out, C) the selected rows of the last block's x2 */
+    int32_t *crowo; /* (n_out) their conditioning rows */
+    float *dxo;     /* (n_out, C) backward: gradient of the last block's output on those rows */
+    float *logits;  /* (N, V), or (n_out, V) */
+    int dropped;    /* the last forward applied dropout (its masks are in the layers) */
     /* backward scratch */
     float *dx, *dln, *dm, *dqkv, *datty, *dgl, *dada, *dc, *dlnf;
     float *dt2, *dt1;
@@ -332,7 +337,13 @@ static int acts_ensure(model *m, int B, int T, error *e) {
         TAKE(a->lnf, N * C);
         TAKE(a->lnf_mean, N);
         TAKE(a->lnf_rstd, N);
-        TAKE(a->lno, N * C);
+        TAKE(a->x2o, N * C);
+        TAKE(a->dxo, N * C);
+        {
+            float *tmp = NULL;
+            TAKE(tmp, N);
+            a->crowo = (int32_t *)tmp;
+        }
         TAKE(a->logits, N * V);
         TAKE(a->dx, N * C);
         TAKE(a->dln, N * C);
@@ -495,11 +506,17 @@ static void embed_forward(const model *m, model_acts *a, float *out, const int32
         embedding_forward(out, tok, m->p.wte, N, m->cfg.d_model);
 }
 
-/* dst(n, C) = rows idx[0..n) of src (., C) */
-static void gather_rows(float *dst, const float *src, const int32_t *idx, int n, int C) {
+/* a->x2o = the selected rows of x2 (N, C), a->crowo their conditioning rows. */
+static void select_rows(model_acts *a, const float *x2, const int32_t *crow, const model_batch *b,
+                        int C) {
+    int n = b->n_out;
+    const int32_t *idx = b->out_rows;
 #pragma omp parallel for schedule(static) if ((int64_t)n * C >= 65536)
     for (int i = 0; i < n; i++)
-        memcpy(dst + (size_t)i * C, src + (size_t)idx[i] * C, (size_t)C * sizeof(float));
+        memcpy(a->x2o + (size_t)i * C, x2 + (size_t)idx[i] * C, (size_t)C * sizeof(float));
+    if (crow)
+        for (int i = 0; i < n; i++)
+            a->crowo[i] = crow[idx[i]];
 }
 
 static int check_batch(const model *m, const model_batch *b, error *e) {
@@ -575,21 +592,25 @@ int model_forward(model *m, const model_batch *b, float **logits, error *e) {
         linear_forward(la->proj, la->atty, lp->proj_w, NULL, N, C, C);
         if (drop) apply_keep(la->proj, la->keep_proj, (size_t)N * C, c->dropout);
         residual_forward(la->x2, la->x, la->proj, gate1, 6 * C, crow, N, C);
-        layernorm_forward(la->ln2, la->ln2_mean, la->ln2_rstd, la->x2, lp->ln2_w, N, C);
-        if (c->cond) modulate_forward(la->m2, la->ln2, shift2, scale2, 6 * C, crow, N, C);
-        linear_forward(la->fc1, la->m2, lp->fc1_w, lp->fc1_b, N, C, 4 * C);
-        gelu_forward(la->gl, la->fc1, (int64_t)N * 4 * C);
-        linear_forward(la->fc2, la->gl, lp->fc2_w, lp->fc2_b, N, 4 * C, C);
-        if (drop) apply_keep(la->fc2, la->keep_fc2, (size_t)N * C, c->dropout);
-        residual_forward(xout, la->x2, la->fc2, gate2, 6 * C, crow, N, C);
+        /* MLP half: on the Nm rows of x2m (all rows, or the last block's selected rows) */
+        const float *x2m = la->x2;
+        const int32_t *rowm = crow;
+        int Nm = N;
+        if (l + 1 == c->n_layer && b->out_rows) {
+            select_rows(a, la->x2, crow, b, C);
+            x2m = a->x2o, rowm = crow ? a->crowo : NULL, Nm = b->n_out;
+        }
+        layernorm_forward(la->ln2, la->ln2_mean, la->ln2_rstd, x2m, lp->ln2_w, Nm, C);
+        if (c->cond) modulate_forward(la->m2, la->ln2, shift2, scale2, 6 * C, rowm, Nm, C);
+        linear_forward(la->fc1, la->m2, lp->fc1_w, lp->fc1_b, Nm, C, 4 * C);
+        gelu_forward(la->gl, la->fc1, (int64_t)Nm * 4 * C);
+        linear_forward(la->fc2, la->gl, lp->fc2_w, lp->fc2_b, Nm, 4 * C, C);
+        if (drop) apply_keep(la->fc2, la->keep_fc2, (size_t)Nm * C, c->dropout);
+        residual_forward(xout, x2m, la->fc2, gate2, 6 * C, rowm, Nm, C);
     }
-    layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->xf, m->p.lnf_w, N, C);
-    if (b->out_rows) {
-        gather_rows(a->lno, a->lnf, b->out_rows, b->n_out, C);
-        linear_forward(a->logits, a->lno, m->p.out_w, m->p.out_b, b->n_out, C, c->vocab);
-    } else {
-        linear_forward(a->logits, a->lnf, m->p.out_w, m->p.out_b, N, C, c->vocab);
-    }
+    int Nf = b->out_rows ? b->n_out : N; /* rows of xf: all, or the selected ones in order */
+    layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->xf, m->p.lnf_w, Nf, C);
+    linear_forward(a->logits, a->lnf, m->p.out_w, m->p.out_b, Nf, C, c->vocab);
     a->dropped = drop;
     *logits = a->logits;
     return HDLM_OK;
@@ -603,21 +624,13 @@ void model_backward(model *m, const model_batch *b, const float *dlogits) {
     int B = b->B, T = b->T, N = B * T, C = c->d_model, H = c->n_head, hd = C / H;
     size_t NC = (size_t)N * C;
 
-    /* dx holds d(loss)/d(residual stream) as it flows down */
-    if (b->out_rows) {       /* rows without logits get no gradient from the output layer */
-        float *dlno = a->dm; /* (n_out, C) scratch, free until the first layer */
-        linear_backward_into(dlno, g->out_w, g->out_b, dlogits, a->lno, m->p.out_w, b->n_out, C,
-                             c->vocab);
-        zero_floats(a->dlnf, NC);
-        for (int i = 0; i < b->n_out; i++)
-            memcpy(a->dlnf + (size_t)b->out_rows[i] * C, dlno + (size_t)i * C,
-                   (size_t)C * sizeof(float));
-    } else {
-        linear_backward_into(a->dlnf, g->out_w, g->out_b, dlogits, a->lnf, m->p.out_w, N, C,
-                             c->vocab);
-    }
-    zero_floats(a->dx, NC);
-    layernorm_backward(a->dx, g->lnf_w, a->dlnf, a->xf, m->p.lnf_w, a->lnf_mean, a->lnf_rstd, N, C);
+    /* dx holds d(loss)/d(residual stream) as it flows down; above the last attention it covers
+     * the Nf rows of xf: every row, or the selected rows in their order (in dxo) */
+    int sel = b->out_rows != NULL, Nf = sel ? b->n_out : N;
+    float *dxf = sel ? a->dxo : a->dx;
+    linear_backward_into(a->dlnf, g->out_w, g->out_b, dlogits, a->lnf, m->p.out_w, Nf, C, c->vocab);
+    zero_floats(dxf, (size_t)Nf * C);
+    layernorm_backward(dxf, g->lnf_w, a->dlnf, a->xf, m->p.lnf_w, a->lnf_mean, a->lnf_rstd, Nf, C);
     int U = c->cond ? a->nu : 0;
     const int32_t *crow = c->cond ? a->crow : NULL;
     if (c->cond) zero_floats(a->dc, (size_t)U * MODEL_COND_DIM);
@@ -636,24 +649,35 @@ void model_backward(model *m, const model_batch *b, const float *dlogits) {
             dshift1 = a->dada, dscale1 = a->dada + C, dgate1 = a->dada + 2 * C;
             dshift2 = a->dada + 3 * C, dscale2 = a->dada + 4 * C, dgate2 = a->dada + 5 * C;
         }
-        /* MLP branch: x_out = x2 + gate2*fc2 ; dx (=d x_out) also flows straight to x2 */
-        float *dfc2 = a->dm; /* (N, C) */
-        zero_floats(dfc2, NC);
-        residual_backward(NULL, dfc2, dgate2, a->dx, la->fc2, gate2, 6 * C, crow, N, C);
-        if (a->dropped) apply_keep(dfc2, la->keep_fc2, NC, c->dropout);
+        /* MLP branch: x_out = x2 + gate2*fc2 ; dx (=d x_out) also flows straight to x2. In the
+         * last block with selected rows it runs on those Nm rows (dxo, x2o, crowo). */
+        int lastsel = sel && l + 1 == c->n_layer, Nm = lastsel ? Nf : N;
+        size_t NmC = (size_t)Nm * C;
+        float *dxm = lastsel ? a->dxo : a->dx;
+        const float *x2m = lastsel ? a->x2o : la->x2;
+        const int32_t *rowm = lastsel && crow ? a->crowo : crow;
+        float *dfc2 = a->dm; /* (Nm, C) */
+        zero_floats(dfc2, NmC);
+        residual_backward(NULL, dfc2, dgate2, dxm, la->fc2, gate2, 6 * C, rowm, Nm, C);
+        if (a->dropped) apply_keep(dfc2, la->keep_fc2, NmC, c->dropout);
         /* the *_into / *_inplace forms overwrite their output: no zeroing pass, no read of C */
-        linear_backward_into(a->dgl, lg->fc2_w, lg->fc2_b, dfc2, la->gl, lp->fc2_w, N, 4 * C, C);
-        gelu_backward_inplace(a->dgl, la->fc1, (int64_t)N * 4 * C); /* dgl becomes d fc1 */
+        linear_backward_into(a->dgl, lg->fc2_w, lg->fc2_b, dfc2, la->gl, lp->fc2_w, Nm, 4 * C, C);
+        gelu_backward_inplace(a->dgl, la->fc1, (int64_t)Nm * 4 * C); /* dgl becomes d fc1 */
         float *dm2 = a->dm;
-        linear_backward_into(dm2, lg->fc1_w, lg->fc1_b, a->dgl, la->m2, lp->fc1_w, N, C, 4 * C);
+        linear_backward_into(dm2, lg->fc1_w, lg->fc1_b, a->dgl, la->m2, lp->fc1_w, Nm, C, 4 * C);
         float *dln2 = dm2;
         if (c->cond) {
-            zero_floats(a->dln, NC);
-            modulate_backward(a->dln, dshift2, dscale2, dm2, la->ln2, scale2, 6 * C, crow, N, C);
+            zero_floats(a->dln, NmC);
+            modulate_backward(a->dln, dshift2, dscale2, dm2, la->ln2, scale2, 6 * C, rowm, Nm, C);
             dln2 = a->dln;
         }
-        layernorm_backward(a->dx, lg->ln2_w, dln2, la->x2, lp->ln2_w, la->ln2_mean, la->ln2_rstd, N,
-                           C);
+        layernorm_backward(dxm, lg->ln2_w, dln2, x2m, lp->ln2_w, la->ln2_mean, la->ln2_rstd, Nm, C);
+        if (lastsel) { /* back to every row: the unselected rows' x2 fed nothing after here */
+            zero_floats(a->dx, NC);
+            for (int i = 0; i < Nm; i++)
+                memcpy(a->dx + (size_t)b->out_rows[i] * C, a->dxo + (size_t)i * C,
+                       (size_t)C * sizeof(float));
+        }
         /* attention branch: x2 = x + gate1*proj */
         float *dproj = a->dm;
         zero_floats(dproj, NC);

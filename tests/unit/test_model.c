@@ -1084,7 +1084,13 @@ static void test_out_rows(void) {
     CHECK(el < 1e-6);
     model_zero_grad(&m);
     model_backward(&m, &sb, dsel);
-    CHECK(max_abs_diff(gfull, m.grads, (int64_t)m.n_params) < 1e-6);
+    /* the same sums over fewer rows: equal up to rounding (relative to the largest gradient) */
+    double eg = max_abs_diff(gfull, m.grads, (int64_t)m.n_params), gmax = 0.0;
+    for (size_t i = 0; i < m.n_params; i++)
+        gmax = fmax(gmax, fabs(gfull[i]));
+    printf("out_rows: max |grad - full grad| = %.2e of max |grad| %.2e\n", eg, gmax);
+    CHECK(gmax > 1.0);
+    CHECK(eg < 2e-6 * gmax);
     /* refusals */
     const int32_t bad[2] = {3, N};
     model_batch xb = {B, T, tok, pos, sig, rows, NULL, bad, 2};
