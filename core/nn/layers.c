@@ -699,14 +699,14 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                         int64_t kv_bstride, const attn_row *rows, int B, int T, int Tk, int C,
                         int H) {
     attention_backward_dropout(dq, dk, dv, dout, att, q, ldq, k, ldk, v, ldv, kv_bstride, rows, B,
-                               T, Tk, C, H, NULL, 0.0f);
+                               T, Tk, C, H, NULL, 0.0f, 1);
 }
 
 void attention_backward_dropout(float *dq, float *dk, float *dv, const float *dout,
                                 const float *att, const float *q, int ldq, const float *k, int ldk,
                                 const float *v, int ldv, int64_t kv_bstride, const attn_row *rows,
                                 int B, int T, int Tk, int C, int H, const uint8_t *keep,
-                                float pdrop) {
+                                float pdrop, int accumulate) {
     HDLM_ASSERT(H > 0 && C % H == 0 && Tk > 0);
     HDLM_ASSERT(!keep || (pdrop > 0.0f && pdrop < 1.0f));
     int hd = C / H;
@@ -733,6 +733,9 @@ void attention_backward_dropout(float *dq, float *dk, float *dv, const float *do
             int h = task % H;
             int bstart = shared ? 0 : task / H, bend = shared ? B : task / H + 1;
             for (int b = bstart; b < bend; b++) {
+                /* each task writes its dq slice once, and its dk/dv slice once per batch row
+                 * it collects: overwrite on the first write unless accumulating */
+                float bq = accumulate ? 1.0f : 0.0f, bkv = accumulate || b > bstart ? 1.0f : 0.0f;
                 size_t qoff = (size_t)b * T * ldq + (size_t)h * hd;
                 size_t koff = (size_t)(b * kv_bstride) + (size_t)h * hd;
                 size_t voff = (size_t)(b * kv_bstride) + (size_t)h * hd;
@@ -745,7 +748,7 @@ void attention_backward_dropout(float *dq, float *dk, float *dv, const float *do
                     attn_dropout_block(pd, ah, kh, pdrop, (size_t)T * Tk);
                     pv = pd;
                 }
-                if (dv) blas_sgemm(1, 0, Tk, hd, T, 1.0f, pv, Tk, doh, C, 1.0f, dv + voff, ldv);
+                if (dv) blas_sgemm(1, 0, Tk, hd, T, 1.0f, pv, Tk, doh, C, bkv, dv + voff, ldv);
                 if (!dp) continue;
                 /* dP(T,Tk) = dO · V^T (through the dropout mask: dP = dPd * keep / (1-p)) */
                 blas_sgemm(0, 1, T, Tk, hd, 1.0f, doh, C, v + voff, ldv, 0.0f, dp, Tk);
@@ -770,9 +773,9 @@ void attention_backward_dropout(float *dq, float *dk, float *dv, const float *do
                 }
                 /* dQ(T,hd) += scale · dS · K ; dK(Tk,hd) += scale · dS^T · Q */
                 if (dq)
-                    blas_sgemm(0, 0, T, hd, Tk, scale, dp, Tk, k + koff, ldk, 1.0f, dq + qoff, ldq);
+                    blas_sgemm(0, 0, T, hd, Tk, scale, dp, Tk, k + koff, ldk, bq, dq + qoff, ldq);
                 if (dk)
-                    blas_sgemm(1, 0, Tk, hd, T, scale, dp, Tk, q + qoff, ldq, 1.0f, dk + koff, ldk);
+                    blas_sgemm(1, 0, Tk, hd, T, scale, dp, Tk, q + qoff, ldq, bkv, dk + koff, ldk);
             }
         }
         free(dp);

@@ -111,7 +111,8 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                         int H);
 /* The same with dropout on the attention probabilities (training): keep (B,H,T,Tk) is 1 where a
  * probability is kept (scaled by 1/(1-pdrop)), 0 where dropped; att still saves the probabilities
- * before dropout. keep NULL = no dropout. */
+ * before dropout. keep NULL = no dropout. In the backward, accumulate = 0 overwrites the head
+ * columns of dq/dk/dv instead of adding (every row of them is written: no zeroing needed). */
 void attention_forward_dropout(float *out, float *att, const float *q, int ldq, const float *k,
                                int ldk, const float *v, int ldv, int64_t kv_bstride,
                                const attn_row *rows, int B, int T, int Tk, int C, int H,
@@ -120,7 +121,7 @@ void attention_backward_dropout(float *dq, float *dk, float *dv, const float *do
                                 const float *att, const float *q, int ldq, const float *k, int ldk,
                                 const float *v, int ldv, int64_t kv_bstride, const attn_row *rows,
                                 int B, int T, int Tk, int C, int H, const uint8_t *keep,
-                                float pdrop);
+                                float pdrop, int accumulate);
 /* Plain loops in double with the same semantics, for tests. */
 void attention_forward_naive(float *out, float *att, const float *q, int ldq, const float *k,
                              int ldk, const float *v, int ldv, int64_t kv_bstride,

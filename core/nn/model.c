@@ -684,11 +684,10 @@ void model_backward(model *m, const model_batch *b, const float *dlogits) {
         residual_backward(NULL, dproj, dgate1, a->dx, la->proj, gate1, 6 * C, crow, N, C);
         if (a->dropped) apply_keep(dproj, la->keep_proj, NC, c->dropout);
         linear_backward_into(a->datty, lg->proj_w, NULL, dproj, la->atty, lp->proj_w, N, C, C);
-        zero_floats(a->dqkv, NC * 3);
         attention_backward_dropout(a->dqkv, a->dqkv + C, a->dqkv + 2 * C, a->datty, la->att,
                                    la->qkv, 3 * C, la->qkv + C, 3 * C, la->qkv + 2 * C, 3 * C,
                                    (int64_t)T * 3 * C, b->rows, B, T, T, C, H,
-                                   a->dropped ? la->keep_att : NULL, c->dropout);
+                                   a->dropped ? la->keep_att : NULL, c->dropout, 0);
         rope_backward(a->dqkv, 3 * C, b->pos, N, 2 * H, hd);
         float *dm1 = a->dm;
         linear_backward_into(dm1, lg->qkv_w, NULL, a->dqkv, la->m1, lp->qkv_w, N, C, 3 * C);

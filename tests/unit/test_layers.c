@@ -756,6 +756,40 @@ static void attn_check(attn_ctx *c) {
         snprintf(what, sizeof what, "attention %s (kv)", c->name);
         check_fd(what, c->kvbuf, c->nkv, dkv, pkv, attn_loss, c);
     }
+    /* overwrite mode (accumulate 0): every head column of dq/dk/dv is written (NaN-filled
+     * buffers come back finite) and equals the accumulated result minus its prior */
+    {
+        float *oq = buf_rand(c->nq, 0, 0), *okv = c->kvbuf ? buf_rand(c->nkv, 0, 0) : NULL;
+        for (int64_t i = 0; i < c->nq; i++)
+            oq[i] = NAN;
+        for (int64_t i = 0; okv && i < c->nkv; i++)
+            okv[i] = NAN;
+        float *okp = okv ? okv : oq + C, *ovp = okv ? okv + C : oq + 2 * C;
+        const float *ppk = c->kvbuf ? pkv : pq + C, *ppv = c->kvbuf ? pkv + C : pq + 2 * C;
+        attention_backward_dropout(oq, okp, ovp, c->R, c->att, c->q, c->ldq, c->k, c->ldk, c->v,
+                                   c->ldv, c->kvs, c->rows, B, T, Tk, C, H, NULL, 0.0f, 0);
+        double ew = 0.0;
+        int nan_left = 0;
+        for (int b = 0; b < B; b++) {
+            for (int t = 0; t < T; t++)
+                for (int i = 0; i < C; i++) {
+                    int64_t o = (int64_t)(b * T + t) * c->ldq + i;
+                    ew = fmax(ew, fabs(oq[o] - ((double)dq[o] - pq[o])));
+                    nan_left |= oq[o] != oq[o];
+                }
+            for (int j = 0; j < Tk; j++)
+                for (int i = 0; i < C; i++) {
+                    int64_t ok = b * c->kvs + (int64_t)j * c->ldk + i;
+                    int64_t ov = b * c->kvs + (int64_t)j * c->ldv + i;
+                    nan_left |= okp[ok] != okp[ok] || ovp[ov] != ovp[ov];
+                    ew = fmax(ew, fabs(okp[ok] - ((double)dkp[ok] - ppk[ok])));
+                    ew = fmax(ew, fabs(ovp[ov] - ((double)dvp[ov] - ppv[ov])));
+                }
+        }
+        CHECK(ew < 1e-5);
+        CHECK(!nan_left);
+        free(oq), free(okv);
+    }
     /* fully blocked rows: exactly no gradient to their query */
     int dq_zero = 1;
     for (int b = 0; b < B; b++)
