@@ -3,6 +3,7 @@
  * only decides which buffer feeds which kernel. */
 #include "model.h"
 
+#include "base/mem.h"
 #include "base/rng.h"
 
 #include <math.h>
@@ -156,7 +157,7 @@ int model_init(model *m, const model_config *cfg, uint64_t seed, error *e) {
         m->tensors[i] = specs[i].t;
     }
     m->n_params = off;
-    m->params = malloc(off * sizeof(float));
+    m->params = mem_alloc_large(off * sizeof(float));
     if (!m->params) {
         free(specs);
         model_free(m);
@@ -355,7 +356,7 @@ static int acts_ensure(model *m, int B, int T, error *e) {
 #undef TAKE
         if (!pass) {
             total = off;
-            base = aligned_alloc(64, total * sizeof(float));
+            base = mem_alloc_large(total * sizeof(float));
             if (!base) {
                 free(a->layers);
                 free(a);
@@ -396,7 +397,7 @@ static int bind_views(model *m, float *slab, model_params *dst) {
 
 int model_alloc_grads(model *m, error *e) {
     if (m->grads) return HDLM_OK;
-    m->grads = calloc(m->n_params, sizeof(float));
+    m->grads = mem_calloc_large(m->n_params * sizeof(float));
     if (!m->grads || bind_views(m, m->grads, &m->g) != HDLM_OK) {
         /* leave no slab without views: the early return above would accept it */
         free(m->grads);
@@ -731,8 +732,8 @@ int kv_cache_init(kv_cache *c, const model *m, int B, int Tmax, error *e) {
     c->Tmax = Tmax;
     c->C = m->cfg.d_model;
     size_t n = (size_t)c->n_layer * B * Tmax * c->C;
-    c->k = malloc(n * sizeof(float));
-    c->v = malloc(n * sizeof(float));
+    c->k = mem_alloc_large(n * sizeof(float));
+    c->v = mem_alloc_large(n * sizeof(float));
     if (!c->k || !c->v) {
         kv_cache_free(c);
         return error_set(e, HDLM_ENOMEM, "kv cache: cannot allocate %.1f MiB", n * 8.0 / 1048576);

@@ -2,6 +2,8 @@
  * float64 sum in a fixed order whatever the thread count, so runs are deterministic. */
 #include "optim.h"
 
+#include "base/mem.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,10 +23,10 @@ int optim_init(optim *o, const optim_config *cfg, const model *m, error *e) {
     memset(o, 0, sizeof *o);
     o->cfg = *cfg;
     o->n = m->n_params;
-    o->m = calloc(o->n, sizeof(float));
-    o->v = calloc(o->n, sizeof(float));
+    o->m = mem_calloc_large(o->n * sizeof(float));
+    o->v = mem_calloc_large(o->n * sizeof(float));
     o->decay = calloc(o->n, 1);
-    if (cfg->ema > 0) o->ema = malloc(o->n * sizeof(float));
+    if (cfg->ema > 0) o->ema = mem_alloc_large(o->n * sizeof(float));
     if (!o->m || !o->v || !o->decay || (cfg->ema > 0 && !o->ema)) {
         optim_free(o);
         return error_set(e, HDLM_ENOMEM, "optimizer: cannot allocate state for %zu parameters",

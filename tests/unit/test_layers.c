@@ -926,11 +926,38 @@ static void test_crossentropy(void) {
     free(lg), free(l2);
 }
 
+/* The few-row GEMV splits rows between threads by their measured rates, so the split changes from
+ * call to call: outputs must not (bit-identical across calls and against one thread), and equal the
+ * naive product. */
+static void test_linear_gemv_split(void) {
+    int N = 3, C = 300, OC = 1001; /* C not a multiple of 32: the tail path too */
+    float *x = buf_rand(N * C, -1, 1), *w = buf_rand(OC * C, -1, 1), *bias = buf_rand(OC, -1, 1);
+    float *first = buf_rand(N * OC, 0, 0), *out = buf_rand(N * OC, 0, 0);
+    float *ref = buf_rand(N * OC, 0, 0);
+    int threads = blas_get_threads();
+    blas_set_threads(2); /* ctest runs with OMP_NUM_THREADS=1: split for real */
+    linear_forward(first, x, w, bias, N, C, OC);
+    linear_forward_naive(ref, x, w, bias, N, C, OC);
+    CHECK(max_abs_diff(first, ref, N * OC) < 1e-4);
+    int same = 1;
+    for (int r = 0; r < 20; r++) {
+        linear_forward(out, x, w, bias, N, C, OC);
+        same &= memcmp(out, first, sizeof(float) * N * OC) == 0;
+    }
+    blas_set_threads(1);
+    linear_forward(out, x, w, bias, N, C, OC);
+    same &= memcmp(out, first, sizeof(float) * N * OC) == 0;
+    blas_set_threads(threads);
+    CHECK(same);
+    free(x), free(w), free(bias), free(first), free(out), free(ref);
+}
+
 int main(void) {
     rng_init(&g_rng, 20240607);
     test_linear(1);
     test_linear(0);
     test_linear_sanity();
+    test_linear_gemv_split();
     test_embedding(0);
     test_embedding(1);
     test_embedding_large();
