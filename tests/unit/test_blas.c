@@ -122,7 +122,20 @@ int main(void) {
     }
     CHECK_EQ(fails, 0);
 
+    /* the split path: products above the threshold are cut into row slabs (or column slabs
+     * when C is wide and short) over 2 and 3 threads (ctest runs with OMP_NUM_THREADS=1) */
     int nt = blas_get_threads();
+    const int big[][3] = {
+        {300, 70, 40}, {20, 700, 40}, {100, 100, 64}, {40, 30, 400}, {257, 33, 65}};
+    for (int threads = 2; threads <= 3; threads++) {
+        blas_set_threads(threads);
+        for (size_t s = 0; s < sizeof big / sizeof big[0]; s++)
+            for (int ta = 0; ta < 2; ta++)
+                for (int tb = 0; tb < 2; tb++) {
+                    check_case(&r, ta, tb, big[s][0], big[s][1], big[s][2], 1.0f, 0.0f, 3);
+                    check_case(&r, ta, tb, big[s][0], big[s][1], big[s][2], -0.5f, 1.0f, 0);
+                }
+    }
     blas_set_threads(1);
     CHECK_EQ(blas_get_threads(), 1);
     check_case(&r, 0, 1, 100, 90, 80, 1.0f, 0.0f, 1);
