@@ -1091,6 +1091,15 @@ static void test_out_rows(void) {
     printf("out_rows: max |grad - full grad| = %.2e of max |grad| %.2e\n", eg, gmax);
     CHECK(gmax > 1.0);
     CHECK(eg < 2e-6 * gmax);
+    /* no selected row (a micro-batch without a masked position): runs, and no gradient */
+    model_batch zb = {B, T, tok, pos, sig, rows, NULL, sel, 0};
+    CHECK_EQ(model_forward(&m, &zb, &lg, &e), HDLM_OK);
+    model_zero_grad(&m);
+    model_backward(&m, &zb, dsel);
+    double gz = 0.0;
+    for (size_t i = 0; i < m.n_params; i++)
+        gz = fmax(gz, fabs(m.grads[i]));
+    CHECK(gz == 0.0);
     /* refusals */
     const int32_t bad[2] = {3, N};
     model_batch xb = {B, T, tok, pos, sig, rows, NULL, bad, 2};
