@@ -6,7 +6,6 @@
 #include "base/error.h"
 
 #include <omp.h>
-#include <stdatomic.h>
 #include <stdio.h>
 
 #include <cblas.h>
@@ -36,21 +35,12 @@ static void blas_scale_c(int M, int N, float beta, float *C, int ldc) {
 /* Slab boundaries on multiples of the micro-kernel's tile, so no slab gets ragged edges twice. */
 #define BLAS_SPLIT_ALIGN 16
 
-/* OpenBLAS always runs single-threaded here; blas_sgemm splits the work over our own OpenMP
- * threads instead. Measured on the 2-core machine (perf-baseline notes): OpenBLAS's own 2-thread
- * sgemm reaches ~95 GFLOP/s on the model's shapes (2048 x 768 x 256 etc.), one thread alone ~90,
- * two single-threaded calls on halves of C ~175; and an sgemm inside our own parallel region
- * while OpenBLAS is set to 2 threads ran at a third of its single-thread rate. */
-static void blas_own_threads(void) {
-    static atomic_int done;
-    if (atomic_load_explicit(&done, memory_order_acquire)) return;
-#pragma omp critical(hdlm_blas_init)
-    if (!atomic_load_explicit(&done, memory_order_relaxed)) {
-        openblas_set_num_threads(1);
-        atomic_store_explicit(&done, 1, memory_order_release);
-    }
-}
-
+/* blas_sgemm splits a large product over our own OpenMP threads: two single-threaded OpenBLAS
+ * calls on halves of C (OpenBLAS runs one thread inside an active parallel region) reached ~175
+ * GFLOP/s on the model's shapes (2048 x 768 x 256 etc.) where OpenBLAS's own 2-thread sgemm reached
+ * ~95. OpenBLAS's thread count itself stays as set by blas_set_threads: forcing it to 1 for the
+ * whole process made the small products of a narrow model (d 128: per-head 256 x 256 x 32)
+ * 1.7x slower (quickstart training 8800 -> 5200 tokens/s). */
 static void blas_sgemm_one(int ta, int tb, int M, int N, int K, float alpha, const float *A,
                            int lda, const float *B, int ldb, float beta, float *C, int ldc) {
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N,
@@ -65,7 +55,6 @@ void blas_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A
         blas_scale_c(M, N, beta, C, ldc);
         return;
     }
-    blas_own_threads();
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
     if (nt < 2 || (double)M * N * K < BLAS_SPLIT_MIN) {
         blas_sgemm_one(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
@@ -117,7 +106,7 @@ void blas_sgemm_naive(int ta, int tb, int M, int N, int K, float alpha, const fl
 
 void blas_set_threads(int n) {
     HDLM_ASSERT(n >= 1);
-    blas_own_threads();
+    openblas_set_num_threads(n);
     omp_set_num_threads(n);
 }
 
