@@ -1,12 +1,13 @@
 /* Likelihood estimators (see eval.h). The consistent bound mirrors the sampling loop of sample.c
- * step for step — the same states, times, attention rows and σ conditioning — so that the number
- * bounds the NLL of the sampler that is actually run, not of an idealised one. */
+ * step for step — the same states, times, attention rows, σ conditioning and start distribution —
+ * so that the number bounds the NLL of the process the sampler runs (eval.h says which). */
 #include "eval.h"
 
 #include "base/progress.h"
 #include "base/rng.h"
 #include "nn/mask.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -252,6 +253,43 @@ static int ev_run_batch(ev *v, int B, rng *r, double *acc, error *e) {
     return HDLM_OK;
 }
 
+/* The prior term, once per position: KL( q(x_1 | x0) || start ) from the plugin's optional
+ * `prior` op (absent: 0, the start is the t = 1 marginal), cached per token id. */
+static int ev_add_prior(const ev *v, const int32_t *seqs, int64_t n_seq, double *acc, double *total,
+                        error *e) {
+    const hdlm_noise_ops *no = v->noise;
+    *total = 0;
+    if (no->struct_size < offsetof(hdlm_noise_ops, prior) + sizeof no->prior || !no->prior)
+        return HDLM_OK;
+    double *kl = malloc((size_t)v->V * sizeof *kl);
+    uint8_t *have = calloc((size_t)v->V, 1);
+    if (!kl || !have) {
+        free(kl), free(have);
+        return error_set(e, HDLM_ENOMEM, "eval: out of memory for the prior term");
+    }
+    int rc = HDLM_OK;
+    char perr[512] = "";
+    for (int64_t b = 0; b < n_seq && rc == HDLM_OK; b++) {
+        double sum = 0;
+        for (int i = 0; i < v->L; i++) {
+            int32_t x = seqs[(size_t)b * v->L + i];
+            assert(x >= 0 && x < v->V); /* callers pass clean tokens (eval.h) */
+            if (!have[x]) {
+                if (no->prior(v->ns, x, &kl[x], perr, sizeof perr) != HDLM_OK) {
+                    rc = error_set(e, HDLM_EPLUGIN, "eval: noise prior: %s", perr);
+                    break;
+                }
+                have[x] = 1;
+            }
+            sum += kl[x];
+        }
+        acc[b] += sum;
+        *total += sum;
+    }
+    free(kl), free(have);
+    return rc;
+}
+
 int eval_bound(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops *noise,
                const eval_config *cfg, const int32_t *seqs, int64_t n_seq, int L, int32_t V,
                eval_result *out, error *e) {
@@ -424,7 +462,15 @@ int eval_bound(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
     }
     progress_finish(&pg);
     free(u0);
+    double prior_sum = 0;
+    if (rc == HDLM_OK) rc = ev_add_prior(&v, seqs, n_seq, acc, &prior_sum, e);
     if (rc != HDLM_OK) goto done;
+    out->prior = prior_sum / ((double)n_seq * L);
+    out->process = v.continuous ? "continuous-time process of the noise plugin (MDLM-style)"
+                   : v.score    ? "continuous-time reverse process with the model's scores over "
+                                  "the run's schedule, from the sampler's start distribution (the "
+                                  "sampler runs its tau-leaping discretisation)"
+                                : "the discrete-time chain the sampler runs (temperature 1)";
     out->n_seq = n_seq, out->L = L, out->per_seq = acc, acc = NULL;
     out->exact = mc == 0 && !v.score, out->vectorised = v.vectorised,
     out->continuous = v.continuous;

@@ -1,17 +1,23 @@
-/* Likelihood evaluation (spec §4.4, §11 #2/#9). Two estimators of the negative log-likelihood of
- * clean sequences:
+/* Likelihood evaluation (docs/method.md, "The bound"). Two estimators of the negative
+ * log-likelihood of clean sequences:
  *
- * - eval_bound: the NELBO of the generative process the sampler actually runs — the run's
- *   hyperschedule, its attention layout and its noise process. Steps s = 1..K of the schedule take
- *   every position from its time at step s to its time at step s+1 (0 once settled); a position's
- *   first active step starts from the limit state, time 1 (the sampler draws it from the limit).
- *   The bound is the sum over steps of the noise plugin's per-position `bound` terms at x_s ~ q(x_s
- *   | x_0). It is estimated by drawing steps (stratified), or computed over every step (exact
- *   mode); for schedules that settle whole blocks it uses the 2L layout, one drawn step per block
- *   in one pass (exact for the autoregressive schedule in one pass: the teacher-forced NLL).
- *   Continuous-time schedules (MDLM training) get the continuous-time bound E_t[d bound/dt].
- * - eval_reference: the reference implementation's MDLM-style estimator (spec §4.4) with its
- *   quirks — full attention whatever the schedule, p = (1−ε)t + ε, CE over all outputs, σ = ε at
+ * - eval_bound: the NELBO of the generative process the sampler runs — the run's hyperschedule,
+ *   its attention layout and its noise process. Steps s = 1..K of the schedule take every position
+ *   from its time at step s to its time at step s+1 (0 once settled); a position's first active
+ *   step starts from the limit state, time 1 (the sampler draws it from the limit). The bound is
+ *   the prior term KL(q(x_1 | x_0) || start) (the noise plugin's optional `prior` op, once per
+ *   position) plus the sum over steps of the plugin's per-position `bound` terms at
+ *   x_s ~ q(x_s | x_0). It is estimated by drawing steps (stratified), or computed over every
+ *   step (exact mode); for schedules that settle whole blocks it uses the 2L layout, one drawn
+ *   step per block in one pass (exact for the autoregressive schedule in one pass: the
+ *   teacher-forced NLL). Continuous-time schedules (MDLM training) get the continuous-time bound.
+ *   Which process: for processes whose reverse step is a proper distribution (absorbing,
+ *   uniform, ε-hybrid) the exact discrete-time chain the sampler runs at temperature 1; for
+ *   score-based processes (γ-hybrid) the continuous-time reverse process with the model's scores
+ *   over the same schedule, whose τ-leaping discretisation the sampler runs — each step's DWDSE
+ *   integral is estimated at one uniform time inside the step. out->process says which.
+ * - eval_reference: the reference implementation's MDLM-style estimator (docs/deviations.md) with
+ * its quirks — full attention whatever the schedule, p = (1−ε)t + ε, CE over all outputs, σ = ε at
  *   every position for conditioned models, and the L−1 denominator — for comparison with
  *   published numbers.
  *
@@ -39,6 +45,8 @@ typedef struct eval_config {
 typedef struct eval_result {
     int64_t n_seq, L, tokens; /* tokens = n_seq * L (the denominator of nats) */
     double nats, se;          /* per-token estimate and its standard error */
+    double prior;             /* per-token share of nats from the prior term (start of the chain) */
+    const char *process;      /* which generative process the bound is the NELBO of (static text) */
     double *per_seq;          /* (n_seq) per-sequence totals in nats; eval_result_free */
     int exact, vectorised, continuous;
     int64_t n_steps, forwards, mc;

@@ -78,6 +78,9 @@ int32_t sample_draw(const double *w, int32_t n, double temperature, int top_k, d
 
 typedef struct loop {
     const sample_config *cfg;
+    void *noise_self;
+    const hdlm_noise_ops *noise;
+    int32_t V, n_extra; /* real tokens, extra symbols (the mask is id V when n_extra > 0) */
     rng r;
     sample_result *out;
     int64_t step;
@@ -107,6 +110,20 @@ static void core_event(void *core, int64_t b, int64_t i, int32_t old_tok, int32_
         o->cap_events = nc;
     }
     o->events[o->n_events++] = (sample_event){b, lp->step, i, old_tok, new_tok, p, kind};
+}
+
+/* α(t) of the noise process: 1 − q(x_t = M | x0) from its exact marginal (any real x0: the
+ * processes are symmetric in the real tokens); 1 without a mask symbol. */
+static double core_alpha(void *core, double t) {
+    loop *lp = core;
+    if (lp->n_extra < 1 || !lp->noise->marginal) return 1.0;
+    double *p = lp->scratch; /* (V + n_extra) <= 3 Vp */
+    char err[256];
+    if (t < 0) t = 0;
+    if (t > 1) t = 1;
+    if (lp->noise->marginal(lp->noise_self, 0, t, p, err, sizeof err) != HDLM_OK) return 1.0 - t;
+    double a = 1.0 - p[lp->V];
+    return a < 0 ? 0 : a > 1 ? 1 : a;
 }
 
 void sample_result_free(sample_result *r) {
@@ -159,7 +176,12 @@ int sample_run(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
     int use_cache = cfg->cache && cfg->context != MASK_CTX_FULL;
     size_t BL = (size_t)B * L;
 
-    loop lp = {.cfg = cfg, .out = out};
+    loop lp = {.cfg = cfg,
+               .out = out,
+               .noise_self = noise_self,
+               .noise = noise,
+               .V = V,
+               .n_extra = n_extra};
     rng_init(&lp.r, cfg->seed);
     int32_t *x = malloc(BL * sizeof *x);
     int32_t *lev = malloc((size_t)L * sizeof *lev), *lev2 = malloc((size_t)L * sizeof *lev2);
@@ -331,6 +353,7 @@ int sample_run(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
             .core = &lp,
             .draw = core_draw,
             .event = core_event,
+            .alpha = core_alpha,
         };
         if ((rc = sampler->step(sampler_self, &ctx, perr, sizeof perr)) != HDLM_OK) {
             rc = error_set(e, HDLM_EPLUGIN, "%s: step %lld: %s", sampler_name, (long long)s, perr);

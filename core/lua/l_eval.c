@@ -342,6 +342,8 @@ int l_run_eval(lua_State *L) {
         SETN("nats_per_token_L", r.nats * (len - 1) / len);
     } else {
         SETI("mc", r.mc);
+        SETS("process", r.process);
+        SETN("prior_nats", r.prior);
         SETB("exact", r.exact);
         SETB("vectorised", r.vectorised);
         SETB("continuous", r.continuous);

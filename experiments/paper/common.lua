@@ -82,6 +82,14 @@ function M.generate(run, opts, label)
   for _, x in ipairs(s) do corr = corr + x.corrections end
   g.corrections = corr / #s
   g.text = s[1].text
+  -- how spread out the denoising is: the share of the steps that unmask at least one position
+  -- (per sample, averaged): 1/steps for a one-shot sampler, up to 1 when every step unmasks
+  local spread = 0
+  for _, x in ipairs(s) do
+    local r = M.db:query("SELECT count(DISTINCT step) AS n FROM sample_events WHERE sample_id = ? AND kind = 'unmask'", x.id)[1]
+    spread = spread + (r.n or 0) / math.max(1, x.steps or 1)
+  end
+  g.unmask_spread = spread / #s
   return g
 end
 

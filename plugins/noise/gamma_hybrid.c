@@ -33,6 +33,8 @@ typedef struct gamma_hybrid {
     double sigma_min, sigma_max;
     int exact;      /* score == "exact" */
     int settled_ce; /* add the settled cross-entropy term */
+    int pinned;     /* current_score == "pinned": the current token's log-score is 0 (SEDD) */
+    int ref_limit;  /* limit == "reference": start from σ = 4 instead of the t = 1 marginal */
 } gamma_hybrid;
 
 /* ------------------------------------------------------------------------------------------- */
@@ -376,8 +378,8 @@ static int gh_loss(void *self, hdlm_noise_batch *b, char *err, size_t err_cap) {
     return rc;
 }
 
-/* Reverse step t → s of one ACTIVE position (spec §6.5, the "analytic" predictor): with
- * S = exp(scale_by_sigma(logits)) at σ(t) and dσ = σ(t) − σ(s),
+/* Reverse step t → s of one ACTIVE position (the "analytic" predictor, docs/method.md): with
+ * S = exp(scale_by_sigma(logits)) at σ(t) (current token's entry 1 when pinned), dσ = σ(t) − σ(s),
  *   absorbing staggered score  S^a = e^{dσ}S,  S^a[M] += (1 − e^{dσ})·Σ_all S
  *   uniform staggered score    S^u_y = ((e^{−dσ} − 1)/(V e^{−dσ}))·Σ_real S + S_y/e^{−dσ},
  *                              S^u[M] = S[M]
@@ -394,12 +396,18 @@ static void gh_reverse_row(const gamma_hybrid *g, const float *lg, int32_t xt, d
     const double sig = gh_sigma(g, t_now, NULL), dsig = sig - gh_sigma(g, t_next, NULL);
     const double shift = gh_shift(g, sig);
     const int last = t_next <= GH_DENOISE_TIME;
-    double mx = (double)lg[0] - shift;
+    /* log scores; pinned: the current token's is 0 (ratio p(x_t)/p(x_t) = 1), as in SEDD. The
+     * raw channel of a masked position is the mask channel, which no loss term trains: read as a
+     * score it made "stay masked" negative (clipped to 0) for any dσ above ~1/V, so every
+     * position unmasked at its first step. */
+    for (int32_t y = 0; y < Vp; y++)
+        p[y] = g->pinned && y == xt ? 0.0 : (double)lg[y] - shift;
+    double mx = p[0];
     for (int32_t y = 1; y < Vp; y++)
-        mx = (double)lg[y] - shift > mx ? (double)lg[y] - shift : mx;
+        mx = p[y] > mx ? p[y] : mx;
     double sum_all = 0, sum_real = 0;
     for (int32_t y = 0; y < Vp; y++) {
-        p[y] = exp((double)lg[y] - shift - mx); /* S relative to its largest entry */
+        p[y] = exp(p[y] - mx); /* S relative to its largest entry */
         sum_all += p[y];
         if (y < V) sum_real += p[y];
     }
@@ -489,9 +497,23 @@ static int gh_reverse(void *self, hdlm_noise_batch *b, char *err, size_t err_cap
     return HDLM_OK;
 }
 
-/* sample_limit (spec §3.3): σ_max = 4 hard-coded, P(M) = a/(a + u) with a = 1 − e^{−4(1−γ)},
- * u = (1 − e^{−4γ})e^{−4(1−γ)}, else a uniform real token; γ = 1 draws only real tokens. Draws
- * per position: one uniform for M-or-not (skipped when γ = 1), one for the real token. */
+/* Probability of the mask in the start distribution; the rest is spread uniformly over the V
+ * real tokens.
+ *   limit = "marginal" (default): the forward marginal at t = 1 averaged over a uniform clean
+ *     token, P(M) = 1 − e^{−(1−γ)σ(1)}: the sampler starts where the bound's chain starts, and
+ *     the prior term KL(q(x_1 | x0) || start) is finite for every γ (A·log V at γ = 0).
+ *   limit = "reference": sample_limit of the reference, σ_max = 4 hard-coded, P(M) = a/(a + u)
+ *     with a = 1 − e^{−4(1−γ)}, u = (1 − e^{−4γ})e^{−4(1−γ)} (γ = 0: only masks). */
+static double gh_start_mask(const gamma_hybrid *g) {
+    if (g->gamma >= 1) return 0;
+    if (!g->ref_limit) return -expm1(-(1 - g->gamma) * gh_sigma(g, 1.0, NULL));
+    const double a = -expm1(-GH_LIMIT_SIGMA * (1 - g->gamma));
+    const double u = -expm1(-GH_LIMIT_SIGMA * g->gamma) * exp(-GH_LIMIT_SIGMA * (1 - g->gamma));
+    return a / (a + u);
+}
+
+/* Draws from the start distribution (gh_start_mask). Draws per position: one uniform for
+ * M-or-not (skipped when γ = 1), one for the real token when not M. */
 static int gh_limit(void *self, hdlm_noise_batch *b, char *err, size_t err_cap) {
     const gamma_hybrid *g = self;
     const char *op = "limit";
@@ -500,9 +522,7 @@ static int gh_limit(void *self, hdlm_noise_batch *b, char *err, size_t err_cap) 
     GH_NEED(b->xt, "xt");
     GH_NEED(b->rng, "rng");
     const int32_t V = g->V;
-    const double a = -expm1(-GH_LIMIT_SIGMA * (1 - g->gamma));
-    const double u = -expm1(-GH_LIMIT_SIGMA * g->gamma) * exp(-GH_LIMIT_SIGMA * (1 - g->gamma));
-    const double p_mask = g->gamma >= 1 ? 0 : a / (a + u);
+    const double p_mask = gh_start_mask(g);
     for (int64_t j = 0; j < b->B * b->L; j++) {
         if (g->gamma < 1 && g->host->uniform(b->rng) < p_mask) {
             b->xt[j] = V;
@@ -598,17 +618,54 @@ static int gh_marginal(void *self, int32_t x0, double t, double *probs, char *er
     return HDLM_OK;
 }
 
+/* KL( q(x_1 | x0) || start ) per position (nats): the bound's prior term. q(x_1 | x0) has three
+ * kinds of entries (M, x0, the V − 1 other real tokens), the start two (M, each real token). */
+static int gh_prior(void *self, int32_t x0, double *kl, char *err, size_t cap) {
+    const gamma_hybrid *g = self;
+    const int32_t V = g->V;
+    if (x0 < 0 || x0 >= V) {
+        snprintf(err, cap, "prior: x0 = %d outside 0..%d", x0, V - 1);
+        return HDLM_EINVAL;
+    }
+    const double sigma = gh_sigma(g, 1.0, NULL);
+    const double A = exp(-(1 - g->gamma) * sigma), B = exp(-g->gamma * sigma);
+    const double q_mask = -expm1(-(1 - g->gamma) * sigma),
+                 q_other = A * -expm1(-g->gamma * sigma) / V;
+    const double q_x0 = A * B + q_other;
+    const double p_mask = gh_start_mask(g), p_real = (1 - p_mask) / V;
+    const double q[3] = {q_mask, q_x0, q_other}, p[3] = {p_mask, p_real, p_real};
+    const double n[3] = {1, 1, V - 1};
+    double sum = 0;
+    for (int k = 0; k < 3; k++) {
+        if (q[k] <= 0) continue;
+        if (p[k] <= 0) {
+            snprintf(err, cap,
+                     "prior: the start distribution (limit = '%s') gives probability 0 to %s, "
+                     "which the forward process reaches at t = 1 with probability %.3g: the bound "
+                     "is infinite (use limit = 'marginal')",
+                     g->ref_limit ? "reference" : "marginal", k == 0 ? "the mask" : "real tokens",
+                     q[k]);
+            return HDLM_EINVAL;
+        }
+        sum += n[k] * q[k] * log(q[k] / p[k]);
+    }
+    *kl = sum > 0 ? sum : 0; /* rounding can leave −1e-17 when start = marginal */
+    return HDLM_OK;
+}
+
 /* ------------------------------------------------------------------------------------------- */
 /* descriptor                                                                                  */
 
 static int gh_create(const hdlm_host *host, const void *opts, void **self, char *err,
                      size_t err_cap) {
     double gamma, smin, smax, settled_ce, vocab;
-    const char *noise, *score;
+    const char *noise, *score, *current, *limit;
     if (host->opt_number(opts, "gamma", &gamma) || host->opt_string(opts, "noise", &noise) ||
         host->opt_number(opts, "sigma_min", &smin) || host->opt_number(opts, "sigma_max", &smax) ||
         host->opt_string(opts, "score", &score) ||
-        host->opt_number(opts, "settled_ce", &settled_ce)) {
+        host->opt_number(opts, "settled_ce", &settled_ce) ||
+        host->opt_string(opts, "current_score", &current) ||
+        host->opt_string(opts, "limit", &limit)) {
         snprintf(err, err_cap, "a declared option is missing from the option set");
         return HDLM_EINVAL;
     }
@@ -644,6 +701,8 @@ static int gh_create(const hdlm_host *host, const void *opts, void **self, char 
     g->sigma_max = smax;
     g->exact = strcmp(score, "exact") == 0;
     g->settled_ce = settled_ce != 0;
+    g->pinned = strcmp(current, "reference") != 0;
+    g->ref_limit = strcmp(limit, "reference") == 0;
     *self = g;
     return HDLM_OK;
 }
@@ -663,6 +722,7 @@ static const hdlm_noise_ops gh_ops = {
     .limit = gh_limit,
     .bound = gh_bound,
     .marginal = gh_marginal,
+    .prior = gh_prior,
 };
 
 static const hdlm_option gh_options[] = {
@@ -678,6 +738,13 @@ static const hdlm_option gh_options[] = {
      "reference|exact"},
     {"settled_ce", HDLM_OPT_BOOL, "true",
      "add the block-weighted cross-entropy at settled positions", NULL},
+    {"current_score", HDLM_OPT_STRING, "pinned",
+     "reverse step: the current token's score pinned to 1 (SEDD), or read from its raw channel "
+     "(the reference; makes sampling one-shot)",
+     "pinned|reference"},
+    {"limit", HDLM_OPT_STRING, "marginal",
+     "start of sampling: the t = 1 marginal (consistent with the bound), or σ = 4 (reference)",
+     "marginal|reference"},
     {NULL, 0, NULL, NULL, NULL},
 };
 
@@ -686,7 +753,7 @@ static const hdlm_plugin gh_desc = {
     .struct_size = sizeof(hdlm_plugin),
     .kind = HDLM_KIND_NOISE,
     .name = "gamma_hybrid",
-    .version = "1.0.0",
+    .version = "1.1.0",
     .summary = "γ-hybrid: (1−γ)·absorbing + γ·uniform rate matrix, SEDD-style score model",
     .options = gh_options,
     .create = gh_create,

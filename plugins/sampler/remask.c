@@ -1,6 +1,8 @@
 /* remask: ReMDM-style remasking (Wang et al. 2025, "Remasking Discrete Diffusion Models"), not the
- * reference's `remask`/`remdm` (spec §6.2, §10.2 item 16). Per ACTIVE, non-fixed position, with
- * α = 1 − t, α_t = 1 − t_now, α_s = 1 − t_next and σ_max = min(1, (1 − α_s)/α_t) (1 when α_t = 0):
+ * reference's `remask`/`remdm` (docs/deviations.md). Per ACTIVE, non-fixed position, with α(t) the
+ * noise process's probability of not being masked at t (the core's ctx->alpha, from the process's
+ * exact marginal: 1 − t for absorbing/ε-hybrid, e^{−(1−γ)σ(t)} for γ-hybrid), α_t = α(t_now),
+ * α_s = α(t_next) and σ_max = min(1, (1 − α_s)/α_t) (1 when α_t = 0):
  *   rule "cap":      σ = min(η, σ_max)          rule "rescale":  σ = η·σ_max
  *   visible (decoded) position: set back to M with probability σ (event REMASK, p = σ);
  *   masked position: unmasked with the ReMDM posterior probability
@@ -102,10 +104,18 @@ static int rm_check(const hdlm_sampler_ctx *c, char *err, size_t err_cap) {
     return HDLM_OK;
 }
 
-/* σ_t of the header for one position (0 when it must be fully denoised). */
-static double rm_sigma(const remask *r, double t_now, double t_next) {
+/* α(t) of the noise process (probability of not being masked): asked from the core when the
+ * context offers it, else the linear schedule's 1 − t. */
+static double rm_alpha(const hdlm_sampler_ctx *c, double t) {
+    if (c->struct_size >= offsetof(hdlm_sampler_ctx, alpha) + sizeof c->alpha && c->alpha)
+        return c->alpha(c->core, t);
+    return 1 - t;
+}
+
+/* σ_t of the header for one position (0 when it must be fully denoised), from α_t = α(t_now) and
+ * α_s = α(t_next). */
+static double rm_sigma(const remask *r, double alpha_t, double alpha_s, double t_next) {
     if (!(t_next > 0)) return 0;
-    const double alpha_t = 1 - t_now, alpha_s = 1 - t_next;
     double smax = alpha_t > 0 ? (1 - alpha_s) / alpha_t : 1;
     if (smax > 1) smax = 1;
     return r->rescale ? r->eta * smax : (r->eta < smax ? r->eta : smax);
@@ -121,7 +131,8 @@ static int rm_step(void *self, hdlm_sampler_ctx *ctx, char *err, size_t err_cap)
             const int64_t j = b * ctx->L + i;
             if (ctx->fixed[j] || ctx->state[j] != HDLM_ACTIVE) continue;
             const double t_now = ctx->t_now[j], t_next = ctx->t_next[j];
-            const double sigma = rm_sigma(r, t_now, t_next);
+            const double alpha_t = rm_alpha(ctx, t_now), alpha_s = rm_alpha(ctx, t_next);
+            const double sigma = rm_sigma(r, alpha_t, alpha_s, t_next);
             const int32_t old = ctx->x[j];
             const double u = r->host->uniform(ctx->rng);
             if (old != M) {
@@ -133,7 +144,7 @@ static int rm_step(void *self, hdlm_sampler_ctx *ctx, char *err, size_t err_cap)
             }
             /* ReMDM posterior of leaving the mask: (α_s − (1 − σ)α_t)/(1 − α_t) */
             double p_u = 1;
-            if (t_next > 0 && t_now > 0) p_u = (t_now - t_next + sigma * (1 - t_now)) / t_now;
+            if (t_next > 0 && alpha_t < 1) p_u = (alpha_s - (1 - sigma) * alpha_t) / (1 - alpha_t);
             if (p_u > 1) p_u = 1;
             if (!(u < p_u)) continue;
             const double *row = ctx->probs + j * Vp; /* (Vp) */
@@ -170,7 +181,7 @@ static const hdlm_plugin rm_desc = {
     .struct_size = sizeof(hdlm_plugin),
     .kind = HDLM_KIND_SAMPLER,
     .name = "remask",
-    .version = "1.0.0",
+    .version = "1.1.0",
     .summary = "ReMDM remasking: decoded tokens return to the mask w.p. sigma_t (cap/rescale)",
     .options = rm_options,
     .create = rm_create,

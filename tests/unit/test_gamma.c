@@ -34,6 +34,9 @@ typedef struct inst {
     void *self;
 } inst;
 
+/* Options current_score / limit for the next make() calls (NULL = the plugin's defaults). */
+static const char *opt_current, *opt_limit;
+
 /* An instance with V real tokens; score/noise NULL = defaults; settled_ce < 0 = default. */
 static inst make(int V, double gamma, const char *score, const char *noise, int settled_ce) {
     inst r = {0};
@@ -41,6 +44,8 @@ static inst make(int V, double gamma, const char *score, const char *noise, int 
     plugin_opts *o = plugin_opts_new();
     plugin_opts_set_number(o, "vocab", V);
     plugin_opts_set_number(o, "gamma", gamma);
+    if (opt_current) plugin_opts_set_string(o, "current_score", opt_current);
+    if (opt_limit) plugin_opts_set_string(o, "limit", opt_limit);
     if (score) plugin_opts_set_string(o, "score", score);
     if (noise) plugin_opts_set_string(o, "noise", noise);
     if (settled_ce >= 0) plugin_opts_set_bool(o, "settled_ce", settled_ce);
@@ -625,12 +630,13 @@ static void test_loss_errors(void) {
 /* ------------------------------------------------------------------------------------------- */
 /* reverse                                                                                     */
 
-/* Spec §6.5 step for one position, written straight from the text (no rescaling). */
+/* The reference's analytic step for one position, written straight from its definition (no
+ * rescaling); pinned: the current token's score is 1 (SEDD) instead of its raw channel. */
 static void reverse_indep(const float *lg, int xt, double sig_now, double dsig, int last,
-                          double gamma, int V, double *p) {
+                          double gamma, int V, int pinned, double *p) {
     double S[NS_MAX], all = 0, real = 0, shift = shift_of(sig_now, V);
     for (int y = 0; y <= V; y++) {
-        S[y] = exp(lg[y] - shift);
+        S[y] = pinned && y == xt ? 1.0 : exp(lg[y] - shift);
         all += S[y];
         real += y < V ? S[y] : 0;
     }
@@ -655,8 +661,9 @@ static void reverse_indep(const float *lg, int xt, double sig_now, double dsig, 
         p[y] /= tot;
 }
 
-static void test_reverse(void) {
+static void test_reverse(int pinned) {
     const int V = 5, Vp = 6;
+    opt_current = pinned ? NULL : "reference"; /* pinned is the default */
     char err[256];
     /* §6.5 example: γ = 0.01, V = 5, τ = 4, levels (2, 0, 1), x = (M, M, 3); times as the core
      * computes them (float32, spec §1.8), s from the sampler's δ rule */
@@ -702,8 +709,8 @@ static void test_reverse(void) {
         int last = s4[i] <= 2e-4f;
         CHECK_EQ(last, i == 1);
         reverse_indep(logits + i * Vp, xt[i], ll_sigma(t4[i]), ll_sigma(t4[i]) - ll_sigma(s4[i]),
-                      last, 0.01, V, want);
-        reverse_indep(logits + i * Vp, xt[i], want_now[i], want_d[i], last, 0.01, V, spec);
+                      last, 0.01, V, pinned, want);
+        reverse_indep(logits + i * Vp, xt[i], want_now[i], want_d[i], last, 0.01, V, pinned, spec);
         for (int y = 0; y < Vp; y++) {
             CHECK(fabs(probs[i * Vp + y] - want[y]) <= 1e-12);
             CHECK(fabs(probs[i * Vp + y] - spec[y]) <= 1e-4);
@@ -713,10 +720,20 @@ static void test_reverse(void) {
         CHECK_NEAR(sum, 1, 1e-14);
     }
     CHECK(probs[1 * Vp + V] == 0); /* level 0: the mask is forced out */
-    /* position 0 has equal scores: the mask weight (1−γ)(e^{dσ} + 6(1 − e^{dσ}))S + γS is negative
-     * at dσ = 0.684 and is clamped to 0 (the reference's argmax would never pick it) */
-    CHECK(0.99 * (exp(0.68421) + 6 * (1 - exp(0.68421))) + 0.01 < 0);
-    CHECK(probs[0 * Vp + V] == 0);
+    if (!pinned) {
+        /* position 0 has equal scores: the mask weight (1−γ)(e^{dσ} + 6(1 − e^{dσ}))S + γS is
+         * negative at dσ = 0.684 and is clamped to 0 (the reference's argmax never picks it):
+         * the unpinned step unmasks at once */
+        CHECK(0.99 * (exp(0.68421) + 6 * (1 - exp(0.68421))) + 0.01 < 0);
+        CHECK(probs[0 * Vp + V] == 0);
+    } else {
+        /* pinned: the mask's own score is 1 and the real scores e^{−shift} = 1/(V(e^σ − 1)) sum
+         * to 1/(e^σ − 1); the chance of staying masked is that of the true absorbing posterior,
+         * (1 − (e^{dσ} − 1)/(e^σ − 1)) up to the γ share */
+        double stay = 1 - expm1(want_d[0]) / expm1(want_now[0]);
+        CHECK(stay > 0.4);
+        CHECK(probs[0 * Vp + V] > 0.3);
+    }
     CHECK(probs[2 * Vp + V] == 0); /* a visible token never goes back to the mask */
     CHECK(probs[3 * Vp + 2] == 1); /* not active: point mass on the current token */
     plugin_instance_destroy(g.p);
@@ -756,11 +773,13 @@ static void test_reverse(void) {
     CHECK(g0.ops->reverse(g0.self, &b2, err, sizeof err) < 0);
     CHECK_CONTAINS(err, "reverse: s = 0.8 > t = 0.7 at (b 0, i 0)");
     plugin_instance_destroy(g0.p);
+    opt_current = NULL;
 }
 
 /* ------------------------------------------------------------------------------------------- */
 
 static void test_limit(void) {
+    opt_limit = "reference";
     const int V = 5;
     const int64_t N = 200000;
     double ab = 1 - exp(-4 * 0.99), ub = (1 - exp(-4 * 0.01)) * exp(-4 * 0.99), pm = ab / (ab + ub);
@@ -804,7 +823,66 @@ static void test_limit(void) {
         any_mask |= xt[j] == V;
     CHECK(!any_mask);
     plugin_instance_destroy(g1.p);
+
+    /* the default start: the t = 1 marginal over a uniform clean token, P(M) = 1 − e^{−(1−γ)σ(1)}
+     * (σ(1) = −log 0.005), replayed draw by draw */
+    opt_limit = NULL;
+    const double pm1 = 1 - exp(-0.99 * ll_sigma(1.0));
+    CHECK(fabs(pm1 - (1 - pow(0.005, 0.99))) <= 1e-12);
+    inst gm = make(V, 0.01, NULL, NULL, -1);
+    rng_init(&r, 7);
+    replay = r;
+    b.rng = &r;
+    CHECK_EQ(gm.ops->limit(gm.self, &b, err, sizeof err), HDLM_OK);
+    mismatches = 0;
+    for (int64_t j = 0; j < N; j++) {
+        int32_t want = rng_uniform(&replay) < pm1 ? V : (int32_t)(rng_uniform(&replay) * V);
+        mismatches += want != xt[j];
+    }
+    CHECK_EQ(mismatches, 0);
+    plugin_instance_destroy(gm.p);
     free(xt);
+}
+
+/* prior: KL( q(x_1 | x0) || start ) by hand, for both starts; infinite (refused) for the
+ * reference's start at γ = 0. */
+static void test_prior(void) {
+    const int V = 5;
+    char err[256];
+    const double sig1 = ll_sigma(1.0);
+    for (int k = 0; k < 3; k++) {
+        const double gam = k == 0 ? 0.0 : k == 1 ? 0.01 : 0.05;
+        const double A = exp(-(1 - gam) * sig1), B = exp(-gam * sig1);
+        const double qm = 1 - A, qo = A * (1 - B) / V, qx = A * B + qo;
+        for (int ref = 0; ref < 2; ref++) {
+            opt_limit = ref ? "reference" : "marginal";
+            inst g = make(V, gam, NULL, NULL, -1);
+            double pm;
+            if (ref) {
+                double ab = 1 - exp(-4 * (1 - gam)), ub = (1 - exp(-4 * gam)) * exp(-4 * (1 - gam));
+                pm = ab / (ab + ub);
+            } else {
+                pm = qm;
+            }
+            const double pr = (1 - pm) / V;
+            double want = qm * log(qm / pm) + qx * log(qx / pr);
+            if (qo > 0) want += (V - 1) * qo * log(qo / pr);
+            double kl = -1;
+            int rc = g.ops->prior(g.self, 2, &kl, err, sizeof err);
+            if (ref && gam == 0) {
+                CHECK(rc < 0);
+                CHECK_CONTAINS(err, "infinite");
+            } else {
+                CHECK_EQ(rc, HDLM_OK);
+                CHECK(kl >= 0);
+                CHECK(fabs(kl - want) <= 1e-12 + 1e-10 * want);
+            }
+            if (!ref && gam == 0) CHECK(fabs(kl - A * log(V)) <= 1e-12); /* only x0 survives */
+            CHECK(g.ops->prior(g.self, V, &kl, err, sizeof err) < 0);    /* M is not clean */
+            plugin_instance_destroy(g.p);
+        }
+    }
+    opt_limit = NULL;
 }
 
 /* bound: (σ(t) − σ(s))·DSE_exact at ACTIVE positions, 0 elsewhere; 0 at the true score. */
@@ -879,8 +957,10 @@ int main(void) {
     test_full_loss(1, 1);
     test_full_loss(0, 0);
     test_loss_errors();
-    test_reverse();
+    test_reverse(0);
+    test_reverse(1);
     test_limit();
+    test_prior();
     test_bound();
     plugin_registry_close(registry);
     return check_report("test_gamma");

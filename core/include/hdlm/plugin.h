@@ -170,6 +170,12 @@ typedef struct hdlm_noise_ops {
      * backwards, for the bound — when training noises more than generation undoes (ε-hybrid:
      * corrupt also swaps visible tokens, its reverse chain only unmasks). */
     int (*bound_corrupt)(void *self, hdlm_noise_batch *b, char *err, size_t err_cap);
+    /* Optional (NULL: 0). The prior term of the bound: KL( q(x_1 | x0) || start ) in nats for one
+     * position with clean token x0, where q(x_1 | x0) is the forward marginal at t = 1 and `start`
+     * the distribution `limit` draws from. The bound adds it once per position. Zero when limit
+     * draws exactly from the t = 1 marginal (absorbing: all masks). May return an error (with a
+     * message) when the KL is infinite. */
+    int (*prior)(void *self, int32_t x0, double *kl, char *err, size_t err_cap);
 } hdlm_noise_ops;
 
 /* The size of hdlm_noise_ops before bound_corrupt was appended: what the host requires. */
@@ -198,6 +204,10 @@ typedef struct hdlm_sampler_ctx {
     /* Report a change (kind HDLM_EVENT_*). */
     void (*event)(void *core, int64_t b, int64_t i, int32_t old_tok, int32_t new_tok, double p,
                   int kind);
+    /* ---- appended after ABI 1.0; present when struct_size covers the field ---- */
+    /* α(t): the probability that a real token is still itself or another real token (not masked)
+     * at time t under the noise process's forward marginal; 1 for processes without a mask. */
+    double (*alpha)(void *core, double t);
 } hdlm_sampler_ctx;
 
 typedef struct hdlm_sampler_ops {
