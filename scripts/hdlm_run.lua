@@ -40,6 +40,7 @@ function M.load(db, id)
     run = id, model = hdlm.model{ checkpoint = ema },
     noise = spec(plugins.noise), schedule = spec(plugins.schedule),
     context = cfg.context or "block_causal", block_type = cfg.block_type or "full",
+    context_width = cfg.context_width,
   }, ck
 end
 

@@ -321,7 +321,7 @@ int eval_bound(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
     int64_t block = 1;
     uint32_t growth = h->growth(h->ctx, &block);
     if (growth != HDLM_GROW_BLOCKS || block < 1) block = 1;
-    v.mw = (int)(growth == HDLM_GROW_BLOCKS && block < L ? block : L);
+    v.mw = hyper_mask_width(h, L, cfg->context_width);
     v.continuous =
         cfg->continuous >= 0 ? cfg->continuous : (h->flags & HDLM_SCHEDULE_CONTINUOUS) != 0;
     int mc = cfg->mc;
@@ -426,7 +426,7 @@ int eval_bound(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
                 }
                 for (int k = 0; k < v.n_blocks; k++) {
                     int64_t cnt = v.blk_off[k + 1] - v.blk_off[k];
-                    int lo = v.blk_start[k], hi = lo + v.mw < L ? lo + v.mw : L;
+                    int lo = v.blk_start[k], hi = lo + (int)block < L ? lo + (int)block : L;
                     if (mc == 0 && j >= cnt) { /* this block has no step left: inert */
                         for (int i = lo; i < hi; i++) {
                             size_t q = base_j + L + i;

@@ -40,6 +40,7 @@ typedef struct eval_config {
     int continuous;          /* -1 from the schedule's flag, 0 discrete steps, 1 continuous */
     int batch;               /* sequences per forward pass (default 8) */
     uint64_t seed;
+    int context_width; /* block_causal settled width; 0 = hyper_mask_width's default */
 } eval_config;
 
 typedef struct eval_result {

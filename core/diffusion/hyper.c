@@ -4,6 +4,8 @@
  * name; does not build masks (nn/mask.c) nor draw training steps (the trainer). */
 #include "hyper.h"
 
+#include "nn/mask.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -138,4 +140,25 @@ void hyper_times(const int32_t *level, int64_t n_settled, int64_t L, int32_t W, 
         }
         t[i] = ti < lo ? lo : ti > hi ? hi : ti;
     }
+}
+
+/* ---- the settled layout shared by training, sampling and evaluation ---- */
+
+int hyper_mask_width(const hyper *h, int L, int context_width) {
+    int64_t block = 1;
+    uint32_t g = h->growth(h->ctx, &block);
+    if (g != HDLM_GROW_BLOCKS || block < 1) block = 1;
+    int64_t w = context_width > 0 ? context_width : block;
+    return (int)(w < 1 ? 1 : w < L ? w : L);
+}
+
+int hyper_cache_exact(const hyper *h, int L, int context, int context_width) {
+    if (context == MASK_CTX_CAUSAL) return 1;
+    if (context == MASK_CTX_FULL) return 0; /* a newly settled token changes every earlier one */
+    int w = hyper_mask_width(h, L, context_width);
+    if (w == 1) return 1;
+    int64_t block = 1;
+    uint32_t g = h->growth(h->ctx, &block);
+    /* a settled position sees its own width-w block: exact when such blocks settle all at once */
+    return g == HDLM_GROW_BLOCKS && block >= 1 && (block % w == 0 || block >= L);
 }

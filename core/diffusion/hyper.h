@@ -34,10 +34,21 @@ void hyper_from_plugin(hyper *h, void *self, const hdlm_schedule_ops *ops, const
 int hyper_levels(const hyper *h, int64_t step, int64_t L, int32_t *level, int64_t *n_settled,
                  error *e);
 
-/* Spec §1.8: states and float32 times from levels. W = n_levels. eps = ε_s (HYPER_SAMPLING_EPS).
- *   settled (i < n_settled) -> t = eps; worthless (level == W) -> t = 1 - eps;
- *   active -> t = f32(f32(level) * f32(Δ)) + f32(a), a = 10 eps, Δ = (1 - 2a)/(W - 1)
- *   (W == 1: Δ = 0), clamped to [eps, 1 - eps]. */
+/* The block width of the settled×settled pattern of block_causal context (docs/method.md,
+ * "Attention masks"): context_width when > 0, else the schedule's block for schedules that settle
+ * whole blocks and 1 for those that settle token by token (the exact-cache default; the reference
+ * uses the annealing width there). Clamped to 1..L. The one rule training, sampling and
+ * evaluation share. */
+int hyper_mask_width(const hyper *h, int L, int context_width);
+
+/* Whether settled keys/values stay fixed once computed (what makes the KV cache exact): settled
+ * rows never see later settled positions that settle at another step. */
+int hyper_cache_exact(const hyper *h, int L, int context, int context_width);
+
+/* States and float32 times from levels (docs/method.md, "From levels to times"). W = n_levels. eps
+ * = ε_s (HYPER_SAMPLING_EPS). settled (i < n_settled) -> t = eps; worthless (level == W) -> t = 1 -
+ * eps; active -> t = f32(f32(level) * f32(Δ)) + f32(a), a = 10 eps, Δ = (1 - 2a)/(W - 1) (W == 1: Δ
+ * = 0), clamped to [eps, 1 - eps]. */
 void hyper_times(const int32_t *level, int64_t n_settled, int64_t L, int32_t W, float eps,
                  float *t /* (L) */, uint8_t *state /* (L) */);
 

@@ -49,6 +49,7 @@ int method_init(method *m, const method_config *cfg, const hyper *sched, void *n
                          "schedule %s: %d levels and %lld steps for length %d; expected >= 1",
                          sched->name, m->W, (long long)m->n_steps, L);
     if (m->growth != HDLM_GROW_BLOCKS || m->block < 1) m->block = 1;
+    m->mask_w = hyper_mask_width(sched, L, cfg->context_width);
     if (m->conditioned && !noise->conditioning)
         return error_set(e, HDLM_EPLUGIN,
                          "noise plugin is flagged conditioned but has no conditioning function");
@@ -156,8 +157,9 @@ static void fill_seq(const method *m, hdlm_noise_batch *nb, int b) {
     nb->L = m->T;
     nb->V = m->V;
     nb->Vp = m->Vp;
-    /* settled-CE block weighting (γ): the vectorised clean copy counts as one block */
-    nb->block = m->cfg.vectorised ? 2 * (int64_t)m->L : (m->block > 1 ? m->block : m->L);
+    /* settled-CE block weighting (γ): the blocks of the settled context (one block when they are
+     * single tokens); the vectorised clean copy counts as one block */
+    nb->block = m->cfg.vectorised ? 2 * (int64_t)m->L : (m->mask_w > 1 ? m->mask_w : m->L);
     nb->annealed = !m->continuous;
     nb->x0 = m->x0 + off;
     nb->xt = m->xt + off;
@@ -169,7 +171,7 @@ int method_prepare(method *m, const int32_t *windows, int B, rng *streams, doubl
                    int64_t G, error *e) {
     if (ensure_buffers(m, B, e) != HDLM_OK) return e->code;
     int L = m->L, T = m->T;
-    int mask_w = (int)(m->block < L ? m->block : L);
+    int mask_w = m->mask_w;
     char err[512] = "";
     for (int b = 0; b < B; b++) {
         rng *r = &streams[b];

@@ -21,6 +21,8 @@ typedef struct method_config {
     int block_type;      /* MASK_BLOCK_* inside the active region (default full) */
     int vectorised;      /* 2L layout (block-growth schedules only) */
     int low_discrepancy; /* steps (t for continuous) stratified over the batch */
+    int context_width;   /* block width of block_causal settled context; 0 = hyper_mask_width's
+                            default (the schedule's block, 1 for token growth) */
 } method_config;
 
 typedef struct method {
@@ -32,6 +34,7 @@ typedef struct method {
     int L, T;               /* sequence length, positions the model sees (L or 2L) */
     int64_t n_steps, block; /* schedule steps for L; growth block (1 = tokens) */
     uint32_t growth;
+    int mask_w; /* block width of block_causal settled context (hyper_mask_width) */
     int conditioned, continuous;
     int32_t *levels;       /* (n_steps + 1, L) level table */
     int64_t *settled;      /* (n_steps + 1) settled prefix per step */

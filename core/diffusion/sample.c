@@ -133,14 +133,6 @@ void sample_result_free(sample_result *r) {
     memset(r, 0, sizeof *r);
 }
 
-/* The block size of block_causal masks for a schedule (the same rule as training, method.c). */
-static int mask_width(const hyper *h, int L) {
-    int64_t block = 1;
-    uint32_t g = h->growth(h->ctx, &block);
-    if (g != HDLM_GROW_BLOCKS || block < 1) block = 1;
-    return (int)(block < L ? block : L);
-}
-
 int sample_run(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops *noise,
                const char *noise_name, void *sampler_self, const hdlm_sampler_ops *sampler,
                const char *sampler_name, const sample_config *cfg, sample_result *out, error *e) {
@@ -170,10 +162,10 @@ int sample_run(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
                          m->cfg.cond ? "is conditioned" : "is not");
     int32_t W = h->n_levels(h->ctx);
     int64_t n_steps = h->n_steps(h->ctx, L);
-    int mw = mask_width(h, L);
-    /* settled K/V are functions of settled tokens only unless settled rows see every settled
-     * position (context full): then a newly settled token would change the earlier ones */
-    int use_cache = cfg->cache && cfg->context != MASK_CTX_FULL;
+    int mw = hyper_mask_width(h, L, cfg->context_width);
+    /* settled K/V are functions of settled tokens only unless a settled row sees positions that
+     * settle later (context full, or blocks wider than what settles at once) */
+    int use_cache = cfg->cache && hyper_cache_exact(h, L, cfg->context, cfg->context_width);
     size_t BL = (size_t)B * L;
 
     loop lp = {.cfg = cfg,

@@ -25,7 +25,8 @@ typedef struct sample_config {
     const int32_t *fixed_tok; /* (L) tokens of fixed positions (prompt / infill) */
     const uint8_t *fixed;     /* (L) 1 = fixed; NULL = none */
     int record_events;
-    int progress; /* show a progress bar */
+    int progress;      /* show a progress bar */
+    int context_width; /* block_causal settled width; 0 = hyper_mask_width's default */
 } sample_config;
 
 typedef struct sample_event {

@@ -652,10 +652,19 @@ int trainer_save(trainer *t, char *path, size_t cap, error *e) {
     rng_hex(&t->dropout_rng, pr);
     json_buf cj = {0};
     config_json(t, &cj);
-    const char *mk[] = {"format", "step", "config"};
-    const char *mv[] = {"hdlm-ddit-1", stepbuf, cj.data};
-    int rc = write_weights(&t->m, t->m.params, wpath, mk, mv, 3, e);
-    if (rc == HDLM_OK && t->opt.ema) rc = write_weights(&t->m, t->opt.ema, epath, mk, mv, 3, e);
+    /* everything that shapes the forward pass, so a reload computes the trained model's logits
+     * whatever the tokenizer (the mask id of a random corpus is not derivable from its name) */
+    const model_config *mc = &t->m.cfg;
+    char fwd[256];
+    snprintf(fwd, sizeof fwd,
+             "{\"vocab\":%d,\"d_model\":%d,\"n_layer\":%d,\"n_head\":%d,\"seq_len\":%d,"
+             "\"cond\":%d,\"mask_id\":%d,\"mix_gamma\":%.9g}",
+             mc->vocab, mc->d_model, mc->n_layer, mc->n_head, mc->seq_len, mc->cond, mc->mask_id,
+             (double)mc->mix_gamma);
+    const char *mk[] = {"format", "step", "config", "model"};
+    const char *mv[] = {"hdlm-ddit-1", stepbuf, cj.data, fwd};
+    int rc = write_weights(&t->m, t->m.params, wpath, mk, mv, 4, e);
+    if (rc == HDLM_OK && t->opt.ema) rc = write_weights(&t->m, t->opt.ema, epath, mk, mv, 4, e);
     if (rc == HDLM_OK) {
         char tbuf[32];
         snprintf(tbuf, sizeof tbuf, "%lld", (long long)t->opt.t);

@@ -61,7 +61,7 @@ typedef struct run_parts {
     int32_t V; /* real tokens */
     const hyper *h;
     const plugin_instance *sched;
-    int context, block_type;
+    int context, block_type, context_width;
 } run_parts;
 
 static void get_parts(lua_State *L, int run_idx, const char *W, int64_t run_id, run_parts *p) {
@@ -90,6 +90,9 @@ static void get_parts(lua_State *L, int run_idx, const char *W, int64_t run_id, 
     p->context = mask_context_from_name(luaL_optstring(L, -2, "block_causal"));
     p->block_type = mask_block_from_name(luaL_optstring(L, -1, "full"));
     lua_pop(L, 2);
+    lua_getfield(L, si, "context_width");
+    p->context_width = (int)luaL_optinteger(L, -1, 0);
+    lua_pop(L, 1);
     /* the userdata stay referenced by the Run (argument run_idx), so popping them is safe */
 }
 
@@ -124,9 +127,10 @@ static void decode_top(lua_State *L) {
  */
 
 static const char *const eval_keys[] = {
-    "estimator", "split",    "sequences", "length",     "mc",         "batch",  "seed",
-    "data",      "schedule", "context",   "block_type", "vectorised", "model",  "weights",
-    "eps",       "B_mc",     "rounds",    "store",      "label",      "tokens", NULL};
+    "estimator", "split",   "sequences",     "length",  "mc",         "batch",
+    "seed",      "data",    "schedule",      "context", "block_type", "vectorised",
+    "model",     "weights", "eps",           "B_mc",    "rounds",     "store",
+    "label",     "tokens",  "context_width", NULL};
 
 typedef struct corpus_guard {
     corpus c;
@@ -203,6 +207,9 @@ int l_run_eval(lua_State *L) {
     if (context < 0) context = p.context;
     int block_type = mask_block_from_name(l_opt_string(L, 2, W, "block_type", ""));
     if (block_type < 0) block_type = p.block_type;
+    int context_width = (int)l_opt_integer(L, 2, W, "context_width", p.context_width);
+    if (context_width < 0)
+        return luaL_error(L, "%s: key 'context_width' must be >= 1, got %d", W, context_width);
     const char *split = l_opt_string(L, 2, W, "split", "valid");
     if (strcmp(split, "valid") && strcmp(split, "train"))
         return luaL_error(L, "%s: key 'split' must be 'valid' or 'train', got '%s'", W, split);
@@ -305,7 +312,7 @@ int l_run_eval(lua_State *L) {
         lua_getfield(L, 2, "vectorised");
         if (!lua_isnil(L, -1)) vec = l_opt_bool(L, 2, W, "vectorised", 1);
         lua_pop(L, 1);
-        eval_config ec = {context, block_type, mc, vec, -1, batch, seed};
+        eval_config ec = {context, block_type, mc, vec, -1, batch, seed, context_width};
         rc = eval_bound(m, h, p.noise->self, no, &ec, tok, want, len, p.V, &r, &e);
     }
     if (rc != HDLM_OK) return l_raise(L, &e);
@@ -353,6 +360,7 @@ int l_run_eval(lua_State *L) {
                                                        : "block_causal");
         lua_setfield(L, res, "context");
         SETS("block_type", block_type == MASK_BLOCK_CAUSAL ? "causal" : "full");
+        SETI("context_width", hyper_mask_width(h, len, context_width));
         push_plugin_json(L, sp, h);
         decode_top(L);
         lua_setfield(L, res, "schedule");
@@ -550,7 +558,7 @@ int l_run_gen_eval(lua_State *L) {
     }
     /* NLL of every sample under the judge: its own schedule and layout, every step (exact for the
      * autoregressive schedule, one vectorised pass per batch) */
-    eval_config ec = {jp.context, jp.block_type, 0, -1, -1, 8, 0};
+    eval_config ec = {jp.context, jp.block_type, 0, -1, -1, 8, 0, jp.context_width};
     if (jp.h->flags & HDLM_SCHEDULE_CONTINUOUS) ec.mc = 64;
     eval_result r;
     if (eval_bound(jp.m, jp.h, jp.noise->self, jp.noise->ops, &ec, toks, n, len, jp.V, &r, &e) !=

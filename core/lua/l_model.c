@@ -1,7 +1,8 @@
 /* Lua bindings of the model and the trainer:
  *   db:train{...} -> Run (finished), with run.model the trained model (EMA weights by default)
  *   hdlm.model{d_model=..., ...} or hdlm.model{checkpoint="x.safetensors"} -> Model
- *   model:forward(tokens, {sigma=, states=, context=, block=, block_type=}) -> logits (T x V)
+ *   model:forward(tokens, {sigma=, states=, context=, block=, block_type=, positions=})
+ *     -> logits (T x V)
  *   model:generate{prompt=, n=, temperature=, seed=, cache=} -> token ids (autoregressive)
  * Option tables are checked key by key; errors name the key and the allowed ones. */
 #include "base/interrupt.h"
@@ -72,7 +73,8 @@ static const char *const train_keys[] = {
     "name", "data", "objective", "model", "steps", "batch", "accum", "lr", "min_lr", "warmup",
     "lr_schedule", "weight_decay", "beta1", "beta2", "eps", "clip", "ema", "seed", "log_every",
     "eval_every", "eval_batches", "checkpoint_dir", "ckpt_every", "keep", "resume", "threads",
-    "stop_after", "noise", "schedule", "vectorised", "context", "block_type", "low_discrepancy",
+    "stop_after", "noise", "schedule", "vectorised", "context", "block_type", "context_width",
+    "low_discrepancy",
     /* recorded in the run's config only (hdlm sweep) */
     "sweep", "sweep_key", NULL};
 
@@ -189,6 +191,11 @@ static void read_method(lua_State *L, int o, train_config *cfg, store *st, int64
                    ctx);
     if (cfg->method.block_type < 0)
         luaL_error(L, "db:train: key 'block_type' must be full or causal, got '%s'", bt);
+    cfg->method.context_width = (int)l_opt_integer(L, o, W, "context_width", 0);
+    if (cfg->method.context_width < 0)
+        luaL_error(L,
+                   "db:train: key 'context_width' must be >= 1 (0 or absent: the default), got %d",
+                   cfg->method.context_width);
     cfg->method.vectorised = l_opt_bool(L, o, W, "vectorised", 0);
     cfg->method.low_discrepancy = l_opt_bool(L, o, W, "low_discrepancy", 0);
     /* identity for resume checks and provenance */
@@ -206,11 +213,14 @@ static void read_method(lua_State *L, int o, train_config *cfg, store *st, int64
         rc = store_run_plugin(st, run_id, "schedule", cfg->sched->name ? cfg->sched->name : "lua",
                               "lua", 0, NULL, NULL, NULL, &e);
     }
-    char tail[256];
+    char tail[256], cw[48] = "";
+    /* only when set, so that the configs (and resumes) of default runs stay as they were */
+    if (cfg->method.context_width > 0)
+        snprintf(cw, sizeof cw, ",\"context_width\":%d", cfg->method.context_width);
     snprintf(tail, sizeof tail,
-             ",\"context\":\"%s\",\"block_type\":\"%s\",\"vectorised\":%s,"
+             ",\"context\":\"%s\",\"block_type\":\"%s\"%s,\"vectorised\":%s,"
              "\"low_discrepancy\":%s}",
-             ctx, bt, cfg->method.vectorised ? "true" : "false",
+             ctx, bt, cw, cfg->method.vectorised ? "true" : "false",
              cfg->method.low_discrepancy ? "true" : "false");
     json_buf_raw(&jb, tail);
     if (jb.data && jb.len < sizeof cfg->method_json)
@@ -221,8 +231,8 @@ static void read_method(lua_State *L, int o, train_config *cfg, store *st, int64
     if (rc != HDLM_OK) l_raise(L, &e);
 }
 
-static const char *const attach_keys[] = {"run",     "model",      "noise", "schedule",
-                                          "context", "block_type", NULL};
+static const char *const attach_keys[] = {"run",     "model",      "noise",         "schedule",
+                                          "context", "block_type", "context_width", NULL};
 
 /* db:attach{run = id, model = Model, noise = spec|Noise, schedule = spec|Schedule, context =,
  * block_type =} -> a (finished) Run that can sample: how a stored run is brought back. The Store
@@ -259,6 +269,8 @@ int l_attach_run(lua_State *L, int run_idx) {
     lua_setfield(L, -2, "context");
     lua_pushstring(L, l_opt_string(L, 2, W, "block_type", "full"));
     lua_setfield(L, -2, "block_type");
+    lua_pushinteger(L, l_opt_integer(L, 2, W, "context_width", 0));
+    lua_setfield(L, -2, "context_width");
     lua_setiuservalue(L, run_idx, 3);
     lua_settop(L, run_idx);
     return 1;
@@ -445,6 +457,8 @@ int l_train_run(lua_State *L, store *st, int64_t run_id, int o, int corpus_idx,
         lua_setfield(L, -2, "context");
         lua_pushstring(L, l_opt_string(L, o, W, "block_type", "full"));
         lua_setfield(L, -2, "block_type");
+        lua_pushinteger(L, l_opt_integer(L, o, W, "context_width", 0));
+        lua_setfield(L, -2, "context_width");
         lua_pushvalue(L, sched_idx);
         lua_pushvalue(L, guard_idx);
     } else {
@@ -501,6 +515,23 @@ static int l_model_new(lua_State *L) {
         json_free(v);
         if (objective == OBJ_METHOD) { /* the mask id follows the noise process: V real + extras */
             mc.mask_id = ctok.vocab > 0 && ctok.vocab < mc.vocab ? ctok.vocab : -1;
+        }
+        /* checkpoints record the forward pass's settings themselves (older ones do not): they
+         * win over what the config and tokenizer name imply */
+        const char *fj = st_meta(f, "model");
+        json_value *fv = NULL;
+        if (fj && json_parse(fj, strlen(fj), &fv, &e) == HDLM_OK) {
+            const json_value *x;
+            if ((x = json_get(fv, "mask_id")) && json_type(x) == JSON_NUMBER)
+                mc.mask_id = (int)json_number(x);
+            if ((x = json_get(fv, "mix_gamma")) && json_type(x) == JSON_NUMBER)
+                mc.mix_gamma = (float)json_number(x);
+            if ((x = json_get(fv, "cond")) && json_type(x) == JSON_NUMBER)
+                mc.cond = (int)json_number(x);
+            json_free(fv);
+        } else if (fj) {
+            st_close(f);
+            return l_raise(L, &e);
         }
         l_model *u = new_model_ud(L);
         u->objective = objective;
@@ -623,9 +654,26 @@ static int model_forward_l(lua_State *L) {
         }
         lua_pop(L, 1);
     }
+    /* rotary positions: 0..T−1 unless given (any integers >= 0, e.g. an offset window) */
     int32_t *pos = lua_newuserdatauv(L, (size_t)T * sizeof *pos, 0);
-    for (int i = 0; i < T; i++)
-        pos[i] = i;
+    lua_getfield(L, o, "positions");
+    if (lua_isnil(L, -1)) {
+        for (int i = 0; i < T; i++)
+            pos[i] = i;
+    } else {
+        if (!lua_istable(L, -1) || (int)lua_rawlen(L, -1) != T)
+            return luaL_error(L, "model:forward: 'positions' must be a list of %d integers", T);
+        for (int i = 0; i < T; i++) {
+            lua_rawgeti(L, -1, i + 1);
+            int ok;
+            lua_Integer v = lua_tointegerx(L, -1, &ok);
+            if (!ok || v < 0 || v > INT32_MAX)
+                return luaL_error(L, "model:forward: positions[%d] must be an integer >= 0", i + 1);
+            pos[i] = (int32_t)v;
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
     attn_row *rows = lua_newuserdatauv(L, (size_t)T * sizeof *rows, 0);
     mask_rows_from_states(rows, state, T, context, block, btype);
     model_batch mb = {1, T, tok, pos, sigma, rows, NULL, NULL, 0};

@@ -114,6 +114,9 @@ int l_run_sample(lua_State *L) {
     cfg.context = mask_context_from_name(luaL_optstring(L, -2, "block_causal"));
     cfg.block_type = mask_block_from_name(luaL_optstring(L, -1, "full"));
     lua_pop(L, 2);
+    lua_getfield(L, 4, "context_width");
+    cfg.context_width = (int)luaL_optinteger(L, -1, 0);
+    lua_pop(L, 1);
     cfg.B = n;
 
     /* fixed positions: a prompt prefix and infill tokens */
@@ -198,10 +201,13 @@ int l_run_sample(lua_State *L) {
     snprintf(settings, sizeof settings,
              "{\"temperature\":%.17g,\"top_k\":%d,\"top_p\":%.17g,\"length\":%d,\"cache\":%s,"
              "\"kv_cache_used\":%s,\"draws\":\"float64 inverse CDF\",\"weights\":\"ema\","
-             "\"fixed_positions\":%s,\"tokenizer\":\"%s\"}",
+             "\"fixed_positions\":%s,\"tokenizer\":\"%s\",\"context\":\"%s\","
+             "\"block_type\":\"%s\",\"context_width\":%d}",
              cfg.temperature, cfg.top_k, cfg.top_p, cfg.L, cfg.cache ? "true" : "false",
              g->res.cache_used ? "true" : "false", any_fixed ? "true" : "false",
-             tok.kind ? tokenizer_name(tok.kind) : "none");
+             tok.kind ? tokenizer_name(tok.kind) : "none", mask_context_name(cfg.context),
+             cfg.block_type == MASK_BLOCK_CAUSAL ? "causal" : "full",
+             hyper_mask_width(h, cfg.L, cfg.context_width));
     json_buf hlua = {0};
     if (!hj) {
         json_buf_raw(&hlua, "{\"name\":");

@@ -80,6 +80,12 @@ int mask_context_from_name(const char *s) {
     return -1;
 }
 
+const char *mask_context_name(int context) {
+    return context == MASK_CTX_FULL     ? "full"
+           : context == MASK_CTX_CAUSAL ? "causal"
+                                        : "block_causal";
+}
+
 int mask_block_from_name(const char *s) {
     if (!strcmp(s, "full")) return MASK_BLOCK_FULL;
     if (!strcmp(s, "causal")) return MASK_BLOCK_CAUSAL;

@@ -32,7 +32,8 @@ void mask_rows_vectorised(attn_row *rows, int L, const int32_t *bucket_start, in
                           int context, int block_w, int block_type);
 /* 1 when key j is visible from row r (for tests and printing). */
 int mask_row_allows(const attn_row *r, int j);
-int mask_context_from_name(const char *s); /* -1 when unknown */
-int mask_block_from_name(const char *s);   /* -1 when unknown */
+int mask_context_from_name(const char *s);  /* -1 when unknown */
+const char *mask_context_name(int context); /* the inverse */
+int mask_block_from_name(const char *s);    /* -1 when unknown */
 
 #endif

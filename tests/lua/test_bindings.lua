@@ -63,6 +63,51 @@ check(#b1 == 2 and #b1[1] == 16 and table.concat(b1[1], ",") == table.concat(b2[
 local t8 = hdlm.corpus{ path = dir .. "/c.txt", tokenizer = "text8", valid = 0.1 }
 check(t8.vocab == 27 and t8:decode(t8:encode("Hello, World!")) == "hello world ", "text8")
 
+local trained
+-- a reloaded checkpoint computes the trained model's logits, whatever the tokenizer: the mask id and
+-- the input mix of a conditioned model are recorded in the checkpoint (a random corpus's tokenizer
+-- name does not say its vocabulary)
+for _, cs in ipairs{ { "random", hdlm.random_corpus{ vocab = 30, n = 20000, valid = 1000, seed = 2 } }, { "bytes", c } } do
+  local ck = dir .. "/reload_" .. cs[1]
+  local run = db:train{ data = cs[2], noise = { "gamma_hybrid", gamma = 0.05 }, schedule = { "block_annealing", width = 4, tau = 4 },
+    model = { d_model = 32, n_layer = 2, n_head = 2, seq_len = 16 }, steps = 20, batch = 4, lr = 3e-3, ema = 0,
+    log_every = 10, seed = 1, checkpoint_dir = ck, ckpt_every = 20 }
+  trained = run.model
+  local path = db:query("SELECT path FROM checkpoints WHERE run_id = ? ORDER BY step DESC LIMIT 1", run.id)[1].path
+  local back = hdlm.model{ checkpoint = path }
+  local V = cs[2].vocab
+  local x = {}
+  for i = 1, 16 do x[i] = (i * 7) % V end
+  x[3], x[9] = V, V -- masked positions: the input mix of the mask id matters here
+  local a = run.model:forward(x, { sigma = 0.7 })
+  local b = back:forward(x, { sigma = 0.7 })
+  local d = 0
+  for i = 1, 16 do for v = 1, #a[i] do d = math.max(d, math.abs(a[i][v] - b[i][v])) end end
+  check(d == 0, ("%s corpus: reloaded logits = trained logits (max diff %.3g)"):format(cs[1], d))
+end
+
+-- model:forward honours positions: rotary attention is relative, so shifting every position by
+-- a constant leaves the logits unchanged (to rounding), while other relative positions change them
+-- (a trained model: at initialisation the zero-initialised output layers hide attention)
+do
+  local m = trained
+  local x = { 3, 14, 15, 9, 26, 5, 35, 8 }
+  local base = m:forward(x, { sigma = 0.5 })
+  local shifted = m:forward(x, { sigma = 0.5, positions = { 100, 101, 102, 103, 104, 105, 106, 107 } })
+  local spread = m:forward(x, { sigma = 0.5, positions = { 0, 1, 2, 3, 8, 9, 10, 11 } })
+  local dmax, dspread = 0, 0
+  for i = 1, #x do
+    for v = 1, #base[i] do
+      dmax = math.max(dmax, math.abs(base[i][v] - shifted[i][v]))
+      dspread = math.max(dspread, math.abs(base[i][v] - spread[i][v]))
+    end
+  end
+  check(dmax < 1e-4, ("positions shifted by 100: logits equal (max diff %.3g)"):format(dmax))
+  check(dspread > 1e-3, ("other relative positions change the logits (max diff %.3g)"):format(dspread))
+  local ok, err = pcall(m.forward, m, x, { sigma = 0.5, positions = { 1, 2 } })
+  check(not ok and tostring(err):find("positions", 1, true), "positions of the wrong length refused: " .. tostring(err))
+end
+
 -- args from the command line: none given here
 check(type(hdlm.args) == "table", "hdlm.args")
 

@@ -4,6 +4,7 @@
  * bit-exact float32 times, refusals, the checks of hyper_levels, and schedule-wide properties. */
 #include "check.h"
 #include "diffusion/hyper.h"
+#include "nn/mask.h"
 #include "plugin/host.h"
 
 #include <stdint.h>
@@ -722,6 +723,62 @@ static void test_properties(void) {
             check_properties(cfgs[c][0], cfgs[c][1], Ls[l]);
 }
 
+/* ---- the settled layout rule (hyper_mask_width, hyper_cache_exact) ---- */
+
+/* The picture of a mask: one line per query row, '#' where the key is visible. */
+static void mask_picture(const attn_row *rows, int L, char *out) {
+    for (int i = 0; i < L; i++) {
+        for (int j = 0; j < L; j++)
+            *out++ = mask_row_allows(&rows[i], j) ? '#' : '.';
+        *out++ = i + 1 < L ? '|' : '\0';
+    }
+}
+
+static void test_mask_width(void) {
+    /* simple annealing w = 4, τ = 4, L = 8, step 6 (n_s = 2, active 2..5): the reference's
+     * block_causal rows with blocks of the annealing width are 0–1 "##......", 2–5 "######..",
+     * 6–7 blocked; hdlm's default (width 1, exact cache) gives row 0 "#......." */
+    sched s = must_open("simple_annealing", "width=4,tau=4");
+    int32_t lv[8];
+    int64_t ns;
+    float t[8];
+    uint8_t st[8];
+    attn_row rows[8];
+    char pic[80];
+    error e = {0};
+    CHECK_EQ(hyper_levels(&s.h, 6, 8, lv, &ns, &e), HDLM_OK);
+    CHECK_EQ(ns, 2);
+    hyper_times(lv, ns, 8, s.h.n_levels(s.h.ctx), HYPER_SAMPLING_EPS, t, st);
+    CHECK_EQ(hyper_mask_width(&s.h, 8, 0), 1);
+    CHECK_EQ(hyper_mask_width(&s.h, 8, 4), 4);
+    CHECK_EQ(hyper_mask_width(&s.h, 8, 99), 8); /* clamped to L */
+    mask_rows_from_states(rows, st, 8, MASK_CTX_BLOCK_CAUSAL, hyper_mask_width(&s.h, 8, 4),
+                          MASK_BLOCK_FULL);
+    mask_picture(rows, 8, pic);
+    CHECK_STR(pic, "##......|##......|######..|######..|######..|######..|........|........");
+    mask_rows_from_states(rows, st, 8, MASK_CTX_BLOCK_CAUSAL, hyper_mask_width(&s.h, 8, 0),
+                          MASK_BLOCK_FULL);
+    mask_picture(rows, 8, pic);
+    CHECK_STR(pic, "#.......|##......|######..|######..|######..|######..|........|........");
+    /* the cache is exact with width 1 or causal context, not with blocks wider than what settles
+     * at once, never with full context */
+    CHECK(hyper_cache_exact(&s.h, 8, MASK_CTX_BLOCK_CAUSAL, 0));
+    CHECK(!hyper_cache_exact(&s.h, 8, MASK_CTX_BLOCK_CAUSAL, 4));
+    CHECK(hyper_cache_exact(&s.h, 8, MASK_CTX_CAUSAL, 4));
+    CHECK(!hyper_cache_exact(&s.h, 8, MASK_CTX_FULL, 0));
+    sched_close(&s);
+    /* block annealing: the schedule's block by default; a width dividing the block stays exact */
+    s = must_open("block_annealing", "width=4,tau=4");
+    CHECK_EQ(hyper_mask_width(&s.h, 12, 0), 4);
+    CHECK(hyper_cache_exact(&s.h, 12, MASK_CTX_BLOCK_CAUSAL, 0));
+    CHECK(hyper_cache_exact(&s.h, 12, MASK_CTX_BLOCK_CAUSAL, 2));
+    CHECK(!hyper_cache_exact(&s.h, 12, MASK_CTX_BLOCK_CAUSAL, 8));
+    sched_close(&s);
+    s = must_open("autoregressive", "");
+    CHECK_EQ(hyper_mask_width(&s.h, 12, 0), 1);
+    sched_close(&s);
+}
+
 int main(void) {
     error e = {0};
     char refusals[4096] = "";
@@ -752,6 +809,7 @@ int main(void) {
     test_autoregressive();
     test_diffusion();
     test_refusals();
+    test_mask_width();
     test_checks();
     test_properties();
     plugin_registry_close(reg);
