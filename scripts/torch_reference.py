@@ -3,7 +3,7 @@
 
 What it measures
 ----------------
-The same model as hdlm's C runtime (spec: /work/shared/research/hdlm-reference.md §5), in plain
+The same model as hdlm's C runtime (docs/method.md "The model"), in plain
 PyTorch 1.13 on the CPU, so that experiments/bench_train.lua and bench_sample.lua can print
 C/PyTorch ratios:
 
@@ -37,7 +37,7 @@ Configs: a = vocab 256, d 256, 4 layers, 4 heads, seq 256, batch 8; b = vocab 25
 
 BLAS: Debian's torch calls OpenBLAS through libblas.so.3. By default the script re-executes
 itself with LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp so OpenBLAS shares torch's
-libgomp thread pool: PyTorch's best configuration (perf-baseline.md §5: the default pthread
+libgomp thread pool: PyTorch's best configuration (perf-baseline.md docs/method.md "The model": the default pthread
 build is 1.3-2x slower at training and 4-6x slower at uncached sampling). --pthread-blas opts
 out (and removes that directory from LD_LIBRARY_PATH if present). The BLAS actually loaded
 (/proc/self/maps, openblas_get_config) is recorded in the output.

@@ -74,7 +74,8 @@ static void ev_free(ev *v) {
     free(v->from_limit), free(v->w), free(v->bound), free(v->rows), free(v->owner);
 }
 
-/* States and spec times (§1.8) of step s (0 <= s <= K) from the cached levels. */
+/* States and spec times (docs/method.md "From levels to times") of step s (0 <= s <= K) from the
+ * cached levels. */
 static void ev_times(const ev *v, int64_t s, float *t, uint8_t *st) {
     hyper_times(v->levels + (size_t)s * v->L, v->settled[s], v->L, v->W, HYPER_SAMPLING_EPS, t, st);
 }

@@ -1,7 +1,8 @@
 /* Hyperschedules seen from the core: the adapter over schedule plugins, the checked level
- * lookup, and the level -> (t, state) conversion of spec §1.8 in float32, operation by operation
- * as the reference's PyTorch code does, so that times are bit-identical. Knows no schedule by
- * name; does not build masks (nn/mask.c) nor draw training steps (the trainer). */
+ * lookup, and the level -> (t, state) conversion of docs/method.md "From levels to times" in
+ * float32, operation by operation as the reference's PyTorch code does, so that times are
+ * bit-identical. Knows no schedule by name; does not build masks (nn/mask.c) nor draw training
+ * steps (the trainer). */
 #include "hyper.h"
 
 #include "nn/mask.h"
@@ -92,7 +93,7 @@ int hyper_levels(const hyper *h, int64_t step, int64_t L, int32_t *level, int64_
     return HDLM_OK;
 }
 
-/* ---- levels -> times (spec §1.8) ---- */
+/* ---- levels -> times (docs/method.md "From levels to times") ---- */
 
 /* The reference keeps ε_s as a Python float (double) and derives a = 10·ε_s and Δ from it in
  * double before rounding to float32; 10·f32(ε_s) would round differently (0x3a83126e instead of

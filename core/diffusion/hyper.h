@@ -1,6 +1,7 @@
 /* Hyperschedules seen from the core: a source of levels (a schedule plugin, or a schedule written
- * in Lua) plus the level -> time / state conversion of spec §1.8, computed in float32 exactly as
- * the reference does so that times are bit-identical. The core knows no schedule by name. */
+ * in Lua) plus the level -> time / state conversion of docs/method.md "From levels to times",
+ * computed in float32 exactly as the reference does so that times are bit-identical. The core knows
+ * no schedule by name. */
 #ifndef HDLM_HYPER_H
 #define HDLM_HYPER_H
 
@@ -9,7 +10,8 @@
 
 #include <stdint.h>
 
-#define HYPER_SAMPLING_EPS 1e-4f /* ε_s of spec §1.8 (annealing.sampling_eps) */
+#define HYPER_SAMPLING_EPS                                                                         \
+    1e-4f /* ε_s of docs/method.md "From levels to times" (annealing.sampling_eps) */
 
 /* Where levels come from. Both a plugin instance and a Lua schedule fill one of these. */
 typedef struct hyper {

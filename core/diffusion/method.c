@@ -1,8 +1,9 @@
 /* The method's training objective over a schedule plugin and a noise plugin (see method.h).
  * Level tables are built once per sequence length; a micro-batch then costs one table lookup per
- * sequence, the float32 level->time conversion of spec §1.8, the mask rows of spec §2.1/§2.5 and
- * one corrupt and one loss call of the noise plugin per sequence (a batch of one), with the
- * sequence's own rng stream: what a sequence sees and scores never depends on its neighbours. */
+ * sequence, the float32 level->time conversion of docs/method.md "From levels to times", the mask
+ * rows of docs/method.md "Attention masks", "The 2L (vectorised) layout" and one corrupt and one
+ * loss call of the noise plugin per sequence (a batch of one), with the sequence's own rng stream:
+ * what a sequence sees and scores never depends on its neighbours. */
 #include "method.h"
 
 #include "nn/mask.h"
@@ -70,6 +71,14 @@ int method_init(method *m, const method_config *cfg, const hyper *sched, void *n
     }
     m->T = L;
     if (cfg->vectorised) {
+        /* the clean copy's rows would see the whole clean copy, so the clean tokens of the block
+         * being denoised would reach its noisy copy through the deeper layers */
+        if (cfg->context == MASK_CTX_FULL)
+            return method_free(m),
+                   error_set(e, HDLM_EINVAL,
+                             "vectorised training with context 'full' leaks each block's clean "
+                             "tokens into its prediction; use context 'block_causal' or 'causal' "
+                             "(or vectorised = false)");
         if (m->growth != HDLM_GROW_BLOCKS)
             return method_free(m),
                    error_set(e, HDLM_EINVAL,
@@ -91,7 +100,8 @@ int method_init(method *m, const method_config *cfg, const hyper *sched, void *n
             return error_set(e, HDLM_ENOMEM, "vectorised training: out of memory");
         }
         /* step s trains block k when the settled prefix is exactly k blocks and block k is not
-         * all worthless (spec §1.10: for block annealing, the steps [1 + kτ, 1 + (k+1)τ)) */
+         * all worthless (docs/method.md "Training": for block annealing, the steps [1 + kτ, 1 +
+         * (k+1)τ)) */
         int64_t n = 0;
         for (int k = 0; k < m->n_blocks; k++) {
             m->bucket_start[k] = (int32_t)(k * m->block);

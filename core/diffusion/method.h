@@ -1,10 +1,11 @@
-/* The method's training objective (spec §1.10, §2, §4): for every sequence of a micro-batch draw
- * one hyperschedule step (not one per batch: lower variance than the reference), turn its levels
- * into times, states and attention rows, corrupt the active positions with the noise plugin,
- * condition the model on σ when the process wants it, and score the model's output with the
- * plugin's loss. The vectorised ("efficient", BD3-LM style) layout doubles the sequence — a clean
- * copy and a noisy copy holding one drawn step per block — so every block trains in one pass.
- * The core knows no schedule or noise process by name: both come through their ABI. */
+/* The method's training objective (docs/method.md "Training", "Attention masks", "Noise
+ * processes"): for every sequence of a micro-batch draw one hyperschedule step (not one per batch:
+ * lower variance than the reference), turn its levels into times, states and attention rows,
+ * corrupt the active positions with the noise plugin, condition the model on σ when the process
+ * wants it, and score the model's output with the plugin's loss. The vectorised ("efficient",
+ * BD3-LM style) layout doubles the sequence — a clean copy and a noisy copy holding one drawn step
+ * per block — so every block trains in one pass. The core knows no schedule or noise process by
+ * name: both come through their ABI. */
 #ifndef HDLM_METHOD_H
 #define HDLM_METHOD_H
 

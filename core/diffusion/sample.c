@@ -1,6 +1,7 @@
-/* Sampling loop (see sample.h). Per step: levels → times/states (float32, spec §1.8), attention
- * rows (spec §2.1), model on the active positions (cached settled prefix when exact), reverse
- * probabilities from the noise plugin (float64), one sampler step, fixed positions checked. */
+/* Sampling loop (see sample.h). Per step: levels → times/states (float32, docs/method.md "From
+ * levels to times"), attention rows (docs/method.md "Attention masks"), model on the active
+ * positions (cached settled prefix when exact), reverse probabilities from the noise plugin
+ * (float64), one sampler step, fixed positions checked. */
 #include "sample.h"
 
 #include "base/progress.h"

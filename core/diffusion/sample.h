@@ -1,9 +1,9 @@
-/* The sampling loop (spec §6), driven by the hyperschedule: for every step the levels now and
- * next give per-position times; the model runs on the active positions (against a KV cache of
- * the settled prefix when that is exact); the noise plugin turns the model's output into float64
- * reverse-step probabilities; the sampler plugin decides what to unmask, keep, correct or remask,
- * drawing through the core's categorical draw (temperature, top-k, top-p, float64 inverse CDF).
- * Prompt and infill positions are fixed and never change. */
+/* The sampling loop (docs/method.md "Sampling"), driven by the hyperschedule: for every step the
+ * levels now and next give per-position times; the model runs on the active positions (against a KV
+ * cache of the settled prefix when that is exact); the noise plugin turns the model's output into
+ * float64 reverse-step probabilities; the sampler plugin decides what to unmask, keep, correct or
+ * remask, drawing through the core's categorical draw (temperature, top-k, top-p, float64 inverse
+ * CDF). Prompt and infill positions are fixed and never change. */
 #ifndef HDLM_SAMPLE_H
 #define HDLM_SAMPLE_H
 

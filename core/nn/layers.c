@@ -1,6 +1,6 @@
-/* Forward/backward kernels of the DDiT transformer (spec §5): linear (through blas_sgemm),
- * embeddings, LayerNorm without bias, adaLN modulation, gated residuals, tanh-GELU, SiLU,
- * sinusoidal σ features, NeoX rotary, attention with range masks, cross-entropy. Plain loops
+/* Forward/backward kernels of the DDiT transformer (docs/method.md "The model"): linear (through
+ * blas_sgemm), embeddings, LayerNorm without bias, adaLN modulation, gated residuals, tanh-GELU,
+ * SiLU, sinusoidal σ features, NeoX rotary, attention with range masks, cross-entropy. Plain loops
  * written so that gcc -O3 -march=native vectorises them (our own expf, no libm calls in hot loops),
  * rows/heads in parallel with OpenMP. No model layout, no allocation visible to callers, no
  * dropout. */
@@ -648,7 +648,8 @@ static int attn_segments(const attn_row *r, int Tk, int seg[4]) {
 }
 
 /* Masked softmax in place over one row of scores p (Tk): allowed keys get probabilities, blocked
- * keys 0; a fully blocked row becomes uniform over all Tk keys (spec §2.2). */
+ * keys 0; a fully blocked row becomes uniform over all Tk keys (docs/method.md "Attention masks").
+ */
 static void attn_softmax_row(float *p, const attn_row *r, int Tk) {
     int seg[4];
     int ns = attn_segments(r, Tk, seg);

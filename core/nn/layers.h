@@ -1,4 +1,5 @@
-/* Numerical kernels of the DDiT transformer (spec §5), llm.c style: `<op>_forward` /
+/* Numerical kernels of the DDiT transformer (docs/method.md "The model"), llm.c style:
+ * `<op>_forward` /
  * `<op>_backward` pairs over flat float32 arrays. Every backward ACCUMULATES (+=) into parameter
  * and input gradients (callers zero gradient buffers once); the exceptions, rope_backward and the
  * in-place transforms, say so. Kernels parallelise internally with OpenMP; do not call them from
@@ -34,7 +35,8 @@ void linear_forward_naive(float *out, const float *inp, const float *w, const fl
 /* out(N,C) = wte(V,C)[tok(N)] */
 void embedding_forward(float *out, const int32_t *tok, const float *wte, int N, int C);
 void embedding_backward(float *dwte, const float *dout, const int32_t *tok, int N, int C);
-/* RADD-style mix (spec §5.2 step 1): out_n = w_n*E[tok_n] + (1-w_n)*E[mask_id]. No gradient to w.
+/* RADD-style mix (docs/method.md "The model" step 1): out_n = w_n*E[tok_n] + (1-w_n)*E[mask_id]. No
+ * gradient to w.
  */
 void embedding_mix_forward(float *out, const int32_t *tok, const float *w, const float *wte,
                            int mask_id, int N, int C);
@@ -91,8 +93,9 @@ void rope_backward(float *dx, int ld, const int32_t *pos, int N, int H, int hd);
 
 /* Which keys a query row may attend to: [lo1,hi1) ∪ [lo2,hi2) in key index space (empty when
  * lo>=hi; non-empty ranges must lie in [0,Tk); they may overlap). A row with both ranges empty is
- * "fully blocked": per spec §2.2 its scores are replaced by zeros before the softmax, i.e. it
- * attends UNIFORMLY to all Tk keys (including blocked ones); it passes no gradient to q/k. */
+ * "fully blocked": per docs/method.md "Attention masks" its scores are replaced by zeros before the
+ * softmax, i.e. it attends UNIFORMLY to all Tk keys (including blocked ones); it passes no gradient
+ * to q/k. */
 typedef struct attn_row {
     int32_t lo1, hi1, lo2, hi2;
 } attn_row;

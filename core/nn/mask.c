@@ -1,4 +1,5 @@
-/* Builders of attention rows from hyperschedule states (spec §2.1, §2.5). */
+/* Builders of attention rows from hyperschedule states (docs/method.md "Attention masks", "The 2L
+ * (vectorised) layout"). */
 #include "mask.h"
 
 #include "hdlm/plugin.h"

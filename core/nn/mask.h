@@ -1,12 +1,12 @@
-/* Attention masks of the hyperschedule (spec §2) as per-row key ranges (attn_row), built from the
- * per-position states — never as a dense L x L matrix.
- *   settled x settled : by context (full / causal / block_causal with block w, grid at 0)
- *   active  x active  : by block type (full / causal)
- *   active  x settled : open;  settled x active : blocked;  anything with worthless : blocked
- * Settled positions form the prefix [0, n_s); the active region is [n_s, e] with e the last
- * active position; everything after e is worthless. A worthless row is fully blocked (it then
- * attends uniformly, spec §2.2). Key index = position, so the rows of a cached forward (keys =
- * cached prefix ++ new positions) are the same rows sliced to the new positions. */
+/* Attention masks of the hyperschedule (docs/method.md "Attention masks") as per-row key ranges
+ * (attn_row), built from the per-position states — never as a dense L x L matrix. settled x settled
+ * : by context (full / causal / block_causal with block w, grid at 0) active  x active  : by block
+ * type (full / causal) active  x settled : open;  settled x active : blocked;  anything with
+ * worthless : blocked Settled positions form the prefix [0, n_s); the active region is [n_s, e]
+ * with e the last active position; everything after e is worthless. A worthless row is fully
+ * blocked (it then attends uniformly, docs/method.md "Attention masks"). Key index = position, so
+ * the rows of a cached forward (keys = cached prefix ++ new positions) are the same rows sliced to
+ * the new positions. */
 #ifndef HDLM_MASK_H
 #define HDLM_MASK_H
 
@@ -24,9 +24,10 @@ void mask_rows_from_states(attn_row *rows, const uint8_t *state, int L, int cont
 void mask_rows_causal(attn_row *rows, int L);
 /* Every row sees every key (bidirectional). */
 void mask_rows_full(attn_row *rows, int L);
-/* Vectorised 2L layout (spec §2.5): positions [0, L) are the clean copy with `context` among
- * themselves; [L, 2L) the noisy copy in buckets [start_k, end_k) (n_buckets, increasing, covering
- * [0, L)); bucket k sees the clean positions [0, start_k) and itself (full or causal). rows (2L).
+/* Vectorised 2L layout (docs/method.md "The 2L (vectorised) layout"): positions [0, L) are the
+ * clean copy with `context` among themselves; [L, 2L) the noisy copy in buckets [start_k, end_k)
+ * (n_buckets, increasing, covering [0, L)); bucket k sees the clean positions [0, start_k) and
+ * itself (full or causal). rows (2L).
  */
 void mask_rows_vectorised(attn_row *rows, int L, const int32_t *bucket_start, int n_buckets,
                           int context, int block_w, int block_type);

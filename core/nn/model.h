@@ -1,8 +1,9 @@
-/* The DDiT transformer of spec §5 composed from the kernels of layers.c: untied embedding (with
- * the RADD input mix when conditioned), rotary attention with structured masks, pre-LayerNorm
- * blocks (weight, no bias), GELU-tanh MLP x4, optional per-token σ conditioning through adaLN,
- * final LayerNorm + zero-initialised linear head. Parameters, gradients and activations are
- * slabs; every parameter tensor has a stable name (SEDD/DDiT naming) used by checkpoints.
+/* The DDiT transformer of docs/method.md "The model" composed from the kernels of layers.c: untied
+ * embedding (with the RADD input mix when conditioned), rotary attention with structured masks,
+ * pre-LayerNorm blocks (weight, no bias), GELU-tanh MLP x4, optional per-token σ conditioning
+ * through adaLN, final LayerNorm + zero-initialised linear head. Parameters, gradients and
+ * activations are slabs; every parameter tensor has a stable name (SEDD/DDiT naming) used by
+ * checkpoints.
  *
  * Dimensions: B batch, T positions per sequence (L, or 2L in the vectorised layout), N = B*T,
  * C = d_model, H heads, V = output size (vocabulary + extra symbols). */

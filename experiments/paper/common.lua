@@ -1,4 +1,4 @@
--- Shared set-up of the reproduction suite (spec §11): the corpus, the model size, the training
+-- Shared set-up of the reproduction suite (README "Reproducing the paper's claims"): the corpus, the model size, the training
 -- budget, a get-or-train cache of runs in runs.db (so that later claims reuse earlier models), the
 -- autoregressive judge, and table printing. Every script takes key=value arguments:
 --   corpus=data/brown.txt  steps=N (training steps per model)  seeds=2  quick=1 (a smoke run)

@@ -1,4 +1,4 @@
--- Claim #1 (spec §11): the hyperschedule attention masks are leak-free and KV-cache compatible.
+-- Claim #1 (README "Reproducing the paper's claims"): the hyperschedule attention masks are leak-free and KV-cache compatible.
 -- An exact check, no training needed beyond making the output layer non-zero: (a) changing tokens
 -- at worthless positions leaves the logits of settled and active positions bit-identical; (b)
 -- changing active tokens leaves the settled positions' logits (hence their keys/values)

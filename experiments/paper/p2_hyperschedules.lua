@@ -1,4 +1,4 @@
--- Claim #2 (spec §11): hyperschedules interpolate between diffusion and autoregression. Block
+-- Claim #2 (README "Reproducing the paper's claims"): hyperschedules interpolate between diffusion and autoregression. Block
 -- annealing with widths L, L/4, L/16, 4 (τ = 16 levels per block) and the autoregressive end
 -- point (width 1), ε = 0 (absorbing), equal token budget; the bound on held-out data is computed
 -- consistently with each schedule (every step, the sampler's attention layout).

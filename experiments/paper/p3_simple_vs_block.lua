@@ -1,4 +1,4 @@
--- Claim #3 (spec §11): simple vs block annealing at the same budget, w = 16, τ = 16: similar
+-- Claim #3 (README "Reproducing the paper's claims"): simple vs block annealing at the same budget, w = 16, τ = 16: similar
 -- bounds, both better than one block (w = L); simple annealing needs L + w − 1 steps (here with τ
 -- = w: τ·(L/w) + ... see the table) vs τ·L/w for block annealing. Block annealing is trained both
 -- with the 2L layout (every block per pass, the default) and with one drawn step per sequence as

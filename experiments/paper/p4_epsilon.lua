@@ -1,4 +1,4 @@
--- Claim #4 (spec §11): the ε-hybrid process teaches the model to correct visible tokens. Models
+-- Claim #4 (README "Reproducing the paper's claims"): the ε-hybrid process teaches the model to correct visible tokens. Models
 -- with ε ∈ {0.01, 0.05} (λ = 1) and the MDLM control (ε = 0, λ = 0), one-block diffusion schedule.
 -- On held-out windows at a mid noise level (half the positions masked) with 10% of the visible
 -- tokens replaced by random bytes, the top-1 restoration accuracy at the replaced positions should

@@ -1,4 +1,4 @@
--- Claim #5 (spec §11): the adaptive correction sampler (ACS) improves samples of ε > 0 models:
+-- Claim #5 (README "Reproducing the paper's claims"): the adaptive correction sampler (ACS) improves samples of ε > 0 models:
 -- lower generative NLL under the AR judge at similar unigram entropy for moderate η, degradation
 -- for large η, no gain for the ε = 0 control. Models of #4 (seed 1), whole-sequence diffusion
 -- sampling with 32 and 128 steps.

@@ -1,4 +1,4 @@
--- Claim #6 (spec §11): more sampling steps give better samples, saturating; entropy stays roughly
+-- Claim #6 (README "Reproducing the paper's claims"): more sampling steps give better samples, saturating; entropy stays roughly
 -- stable. ε = 0.01 model of #4, whole-sequence diffusion sampling with 8..128 steps, ancestral.
 --   build/hdlm run experiments/paper/p6_steps.lua [steps=1000] [quick=1]
 local c = require "paper.common"

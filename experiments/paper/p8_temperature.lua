@@ -1,4 +1,4 @@
--- Claim #8 (spec §11): temperature trades quality for diversity: lower T gives lower generative
+-- Claim #8 (README "Reproducing the paper's claims"): temperature trades quality for diversity: lower T gives lower generative
 -- NLL and lower unigram entropy, monotonically. ε = 0.01 model of #4, 32 diffusion steps.
 --   build/hdlm run experiments/paper/p8_temperature.lua [steps=1000] [quick=1]
 local c = require "paper.common"

@@ -1,9 +1,10 @@
-/* absorbing: MDLM masking noise (spec §3.1; §4.1 "standard" loss; §6.2 `original` step).
- * An ACTIVE position is replaced by the mask M = V with probability p = t; settled positions keep
- * x0 and worthless ones are M. The model predicts x0 with logits over V+1 classes. No σ
- * conditioning and no corrections of visible tokens: those belong to the sampler.
- * Draw order of corrupt: one host->uniform per position of the (B, L) batch, row-major, including
- * positions whose draw goes unused, so the stream never depends on the states. */
+/* absorbing: MDLM masking noise (docs/method.md "absorbing"; docs/method.md "epsilon_hybrid"
+ * "standard" loss; docs/method.md "Samplers" `original` step). An ACTIVE position is replaced by
+ * the mask M = V with probability p = t; settled positions keep x0 and worthless ones are M. The
+ * model predicts x0 with logits over V+1 classes. No σ conditioning and no corrections of visible
+ * tokens: those belong to the sampler. Draw order of corrupt: one host->uniform per position of the
+ * (B, L) batch, row-major, including positions whose draw goes unused, so the stream never depends
+ * on the states. */
 #include <hdlm/plugin.h>
 #include <math.h>
 #include <stdio.h>
@@ -111,9 +112,10 @@ static double logsumexp(const float *lg, int32_t n) {
     return mx + log(z);
 }
 
-/* Spec §4.1 "standard": annealed: Σ_{active, masked} CE/p / max(1, #active positions of the batch);
- * unannealed: Σ_{masked} CE/p / (B·L). CE is over all V+1 classes (the reference does not
- * suppress the mask logit). dlogits = w/norm · (softmax − onehot(x0)) at masked positions, else 0.
+/* docs/method.md "epsilon_hybrid" "standard": annealed: Σ_{active, masked} CE/p / max(1, #active
+ * positions of the batch); unannealed: Σ_{masked} CE/p / (B·L). CE is over all V+1 classes (the
+ * reference does not suppress the mask logit). dlogits = w/norm · (softmax − onehot(x0)) at masked
+ * positions, else 0.
  */
 static int ab_loss(void *self, hdlm_noise_batch *b, char *err, size_t err_cap) {
     const absorbing *a = self;
@@ -171,9 +173,9 @@ static int check_times(const hdlm_noise_batch *b, int64_t j, const char *op, cha
     return HDLM_OK;
 }
 
-/* MDLM ancestral step t -> s (spec §6.2 `original`): a masked position stays M with probability
- * s/t and otherwise takes y with probability softmax(logits)[y] renormalised over the V real
- * tokens. Choice: the reference's Gumbel-max runs over all V+1 classes and can "unmask" to M;
+/* MDLM ancestral step t -> s (docs/method.md "Samplers" `original`): a masked position stays M with
+ * probability s/t and otherwise takes y with probability softmax(logits)[y] renormalised over the V
+ * real tokens. Choice: the reference's Gumbel-max runs over all V+1 classes and can "unmask" to M;
  * that is a wasted step, so the mask class is dropped and the rest renormalised. A visible
  * position keeps its token (carry-over). */
 static int ab_reverse(void *self, hdlm_noise_batch *b, char *err, size_t err_cap) {
@@ -215,8 +217,9 @@ static int ab_limit(void *self, hdlm_noise_batch *b, char *err, size_t err_cap) 
 /* Per active position, the discrete-time absorbing NELBO term of t -> s, which is the KL between
  * the true posterior q(x_s | x_t, x0) and the reverse step above: masked positions
  * (t − s)/t · CE(x0), with CE under the softmax renormalised over the V real tokens (the
- * distribution `reverse` samples from; its CE is never above the all-classes CE of spec §4.4, so
- * the bound is tighter and still valid); visible positions 0 (x_t = x0 there). Nats. */
+ * distribution `reverse` samples from; its CE is never above the all-classes CE of docs/method.md
+ * "The reference-style estimator", so the bound is tighter and still valid); visible positions 0
+ * (x_t = x0 there). Nats. */
 static int ab_bound(void *self, hdlm_noise_batch *b, char *err, size_t err_cap) {
     const absorbing *a = self;
     int rc = check_batch(a, b, "bound", "0xtsSgb", err, err_cap);

@@ -1,11 +1,11 @@
-/* epsilon_hybrid: the ε-hybrid noise of HDLM (spec §3.4, §4.1 "hybrid" losses). A position is
- * masked with probability p = t, otherwise with probability ε replaced by a uniform real token
- * (possibly the same one); the model (logits over V+1 classes, x0-prediction) is trained to fill
- * masks and to repair visible tokens. The reverse step is the plain absorbing one: correcting
- * visible tokens (ACS) is the sampler's business, it reads the logits itself.
- * Draw order of corrupt (row-major over the (B, L) batch, as the reference): one mask uniform per
- * position, then one corruption uniform per position (both drawn also where unused), then one
- * uniform per corrupted position whose floor(u·V) is the replacement id. */
+/* epsilon_hybrid: the ε-hybrid noise of HDLM (docs/method.md "epsilon_hybrid" "hybrid" losses). A
+ * position is masked with probability p = t, otherwise with probability ε replaced by a uniform
+ * real token (possibly the same one); the model (logits over V+1 classes, x0-prediction) is trained
+ * to fill masks and to repair visible tokens. The reverse step is the plain absorbing one:
+ * correcting visible tokens (ACS) is the sampler's business, it reads the logits itself. Draw order
+ * of corrupt (row-major over the (B, L) batch, as the reference): one mask uniform per position,
+ * then one corruption uniform per position (both drawn also where unused), then one uniform per
+ * corrupted position whose floor(u·V) is the replacement id. */
 #include <hdlm/plugin.h>
 #include <math.h>
 #include <stdio.h>
@@ -173,7 +173,7 @@ static double logsumexp(const float *lg, int32_t n) {
     return mx + log(z);
 }
 
-/* Spec §4.1 hybrid losses; CE over all V+1 classes, target always x0.
+/* docs/method.md "epsilon_hybrid" hybrid losses; CE over all V+1 classes, target always x0.
  *   unannealed: masked 1/max(p, 1e-4), visible corrupted λ(1−ε)/(1−p), visible clean λε/(1−p);
  *               normalised by B·L.
  *   annealed:   masked 1/max(p, 1e-4), visible corrupted λ(1−ε), visible clean λε — the
@@ -183,7 +183,7 @@ static double logsumexp(const float *lg, int32_t n) {
  * "Corrupted" is x_t != x0 among visible tokens. The reference uses its replacement indicator
  * instead, so a replacement that drew x0 itself (probability ε/V per visible token) weighs
  * λ(1−ε) there and λε here; the loss sees only (x0, x_t), and a model cannot tell such a token
- * from a clean one anyway. The spec's worked example (§4.1) cannot tell the two apart. */
+ * from a clean one anyway. The reference's worked example cannot tell the two apart. */
 static int eh_loss(void *self, hdlm_noise_batch *b, char *err, size_t err_cap) {
     const eps_hybrid *h = self;
     int rc = check_batch(h, b, "loss", "0xtSgl", err, err_cap);
@@ -250,9 +250,9 @@ static int check_times(const hdlm_noise_batch *b, int64_t j, const char *op, cha
     return HDLM_OK;
 }
 
-/* The absorbing ancestral step t -> s (spec §6.2 `original`): a masked position stays M with
- * probability s/t, else takes y ~ softmax(logits) renormalised over the V real tokens (drawing
- * M as a "token" would waste the step); a visible position keeps its token. */
+/* The absorbing ancestral step t -> s (docs/method.md "Samplers" `original`): a masked position
+ * stays M with probability s/t, else takes y ~ softmax(logits) renormalised over the V real tokens
+ * (drawing M as a "token" would waste the step); a visible position keeps its token. */
 static int eh_reverse(void *self, hdlm_noise_batch *b, char *err, size_t err_cap) {
     const eps_hybrid *h = self;
     int rc = check_batch(h, b, "reverse", "xtsSgp", err, err_cap);
@@ -291,8 +291,8 @@ static int eh_limit(void *self, hdlm_noise_batch *b, char *err, size_t err_cap) 
 
 /* The absorbing NELBO term of t -> s (as the `absorbing` plugin): masked (t − s)/t · CE(x0) under
  * the real-token softmax, visible 0. Whatever ε the model was trained with, this bounds its NLL
- * when x_t comes from pure masking (spec §4.4 evaluates ε models the same way); a visible
- * x_t != x0 cannot come from masking and is refused. */
+ * when x_t comes from pure masking (docs/method.md "The reference-style estimator" evaluates ε
+ * models the same way); a visible x_t != x0 cannot come from masking and is refused. */
 static int eh_bound(void *self, hdlm_noise_batch *b, char *err, size_t err_cap) {
     const eps_hybrid *h = self;
     int rc = check_batch(h, b, "bound", "0xtsSgb", err, err_cap);
@@ -321,7 +321,8 @@ static int eh_bound(void *self, hdlm_noise_batch *b, char *err, size_t err_cap) 
     return HDLM_OK;
 }
 
-/* Spec §3.4: q(M) = p, q(x0) = (1 − p)((1 − ε) + ε/V), q(y != x0) = (1 − p)ε/V. */
+/* docs/method.md "epsilon_hybrid": q(M) = p, q(x0) = (1 − p)((1 − ε) + ε/V), q(y != x0) = (1 −
+ * p)ε/V. */
 static int eh_marginal(void *self, int32_t x0, double t, double *probs, char *err, size_t err_cap) {
     const eps_hybrid *h = self;
     if (x0 < 0 || x0 > h->V) {

@@ -1,6 +1,6 @@
-/* gamma_hybrid: the γ-hybrid noise process of the reference (spec §3.3, §4.2, §6.5) as a noise
- * plugin: rate matrix Q_γ = (1 − γ)·Q_absorb + γ·Q_uniform over V real tokens + the mask M = V,
- * a SEDD-style log-concrete-score model (scale_by_sigma), the reference's score entropy (or the
+/* gamma_hybrid: the γ-hybrid noise process of the reference (docs/method.md "gamma_hybrid") as a
+ * noise plugin: rate matrix Q_γ = (1 − γ)·Q_absorb + γ·Q_uniform over V real tokens + the mask M =
+ * V, a SEDD-style log-concrete-score model (scale_by_sigma), the reference's score entropy (or the
  * exact DSE of Q_γ), the analytic (Tweedie τ-leaping) reverse step and a DWDSE bound term.
  * Deliberately not here: level → time conversion, attention masks and efficient-mode stitching
  * (the core's job); the reference's float32/bf16 arithmetic (we compute in float64). */
@@ -15,14 +15,18 @@
 
 /* LogLinearNoise of the reference hard-codes eps = 5e-3: σ(t) = −log(1 − (1 − eps)·t). */
 #define GH_LOGLIN_SPAN (1.0 - 5e-3)
-/* The reference's guard added to denominators and logs of the γ score entropy (spec §4.3). */
+/* The reference's guard added to denominators and logs of the γ score entropy (docs/method.md
+ * "gamma_hybrid"). */
 #define GH_SE_EPS 1e-12
-/* Value written into the mask channel by post_process_logits (spec §5.2 step 7). */
+/* Value written into the mask channel by post_process_logits (docs/method.md "The model" step 7).
+ */
 #define GH_MASK_SUPPRESS (-1000.0)
 /* A reverse step whose target time is at most this is the last one of its position ("tokens to
- * denoise" of spec §6.5: the sampler's s is 0.01·a = 1e-5 there; every other s is ≥ a = 1e-3). */
+ * denoise" of docs/method.md "gamma_hybrid": the sampler's s is 0.01·a = 1e-5 there; every other s
+ * is ≥ a = 1e-3). */
 #define GH_DENOISE_TIME 2e-4
-/* sample_limit hard-codes σ_max = 4 (not the σ of worthless training positions, spec §3.3). */
+/* sample_limit hard-codes σ_max = 4 (not the σ of worthless training positions, docs/method.md
+ * "gamma_hybrid"). */
 #define GH_LIMIT_SIGMA 4.0
 
 typedef struct gamma_hybrid {
@@ -40,7 +44,8 @@ typedef struct gamma_hybrid {
 /* ------------------------------------------------------------------------------------------- */
 /* process quantities                                                                          */
 
-/* σ(t) and σ'(t) of spec §1.9. loglinear ignores sigma_min/sigma_max, as the reference does. */
+/* σ(t) and σ'(t) of docs/method.md "gamma_hybrid". loglinear ignores sigma_min/sigma_max, as the
+ * reference does. */
 static double gh_sigma(const gamma_hybrid *g, double t, double *rate) {
     if (g->geometric) {
         double lr = log(g->sigma_max / g->sigma_min);
@@ -52,12 +57,13 @@ static double gh_sigma(const gamma_hybrid *g, double t, double *rate) {
     return -log1p(-GH_LOGLIN_SPAN * t);
 }
 
-/* e^σ − 1 with the reference's branch (spec §4.3): expm1 below 0.5, exp − 1 above. */
+/* e^σ − 1 with the reference's branch (docs/method.md "gamma_hybrid"): expm1 below 0.5, exp − 1
+ * above. */
 static double gh_esigm1(double sigma) {
     return sigma < 0.5 ? expm1(sigma) : exp(sigma) - 1.0;
 }
 
-/* scale_by_sigma (spec §5.2 step 6): s = logits − (log(e^σ − 1) + log V). */
+/* scale_by_sigma (docs/method.md "The model" step 6): s = logits − (log(e^σ − 1) + log V). */
 static double gh_shift(const gamma_hybrid *g, double sigma) {
     return log(gh_esigm1(sigma)) + log((double)g->V);
 }
@@ -70,10 +76,10 @@ static double gh_k(double r) {
 /* ------------------------------------------------------------------------------------------- */
 /* score entropies: s = log scores over Vp channels; grad (Vp) receives d SE / d s             */
 
-/* The reference's QGamma.score_entropy (spec §4.2 step 4): SEDD's absorbing expression at a
- * masked position and SEDD's uniform expression at a visible one, both at the FULL σ, weighted
- * (1 − γ) and γ, with the 1e-12 guards. Not the exact DSE of Q_γ; it is what the reference
- * optimises. */
+/* The reference's QGamma.score_entropy (docs/method.md "gamma_hybrid" step 4): SEDD's absorbing
+ * expression at a masked position and SEDD's uniform expression at a visible one, both at the FULL
+ * σ, weighted (1 − γ) and γ, with the 1e-12 guards. Not the exact DSE of Q_γ; it is what the
+ * reference optimises. */
 static double gh_se_reference(const gamma_hybrid *g, const double *s, int32_t xt, int32_t x0,
                               double sigma, double *grad) {
     const int32_t N = g->V;
@@ -233,9 +239,9 @@ static int gh_conditioning(void *self, size_t n, const float *t, float *sigma, c
     return HDLM_OK;
 }
 
-/* sample_transition (spec §3.3) at every position — settled and worthless ones too, as the
- * reference perturbs the whole sequence, each with the σ of its own t. Draws, in order per
- * position: one uniform r; when r falls in the uniform-move band, one more for the new id. */
+/* sample_transition (docs/method.md "gamma_hybrid") at every position — settled and worthless ones
+ * too, as the reference perturbs the whole sequence, each with the σ of its own t. Draws, in order
+ * per position: one uniform r; when r falls in the uniform-move band, one more for the new id. */
 static int gh_corrupt(void *self, hdlm_noise_batch *b, char *err, size_t err_cap) {
     const gamma_hybrid *g = self;
     const char *op = "corrupt";
@@ -269,7 +275,7 @@ static int gh_corrupt(void *self, hdlm_noise_batch *b, char *err, size_t err_cap
     return HDLM_OK;
 }
 
-/* Training loss (spec §4.2, §5.2 steps 6–7):
+/* Training loss (docs/method.md "gamma_hybrid", "The model" steps 6–7):
  *   s = logits − (log(e^σ − 1) + log V)            scale_by_sigma, a constant shift per position
  *   s[i][M] = −1000 where position i + 1 is settled  post_process_logits; it is part of the
  *                                                    reference's training forward pass, so the
@@ -383,8 +389,8 @@ static int gh_loss(void *self, hdlm_noise_batch *b, char *err, size_t err_cap) {
  *   absorbing staggered score  S^a = e^{dσ}S,  S^a[M] += (1 − e^{dσ})·Σ_all S
  *   uniform staggered score    S^u_y = ((e^{−dσ} − 1)/(V e^{−dσ}))·Σ_real S + S_y/e^{−dσ},
  *                              S^u[M] = S[M]
- *   P = ((1 − γ)S^a + γS^u) ⊙ T(x_t)   (transposed transition of §3.3 at dσ)
- * with P[M] = 0 at the last step of a position (s ≤ 2e-4), then negative entries clamped to 0
+ *   P = ((1 − γ)S^a + γS^u) ⊙ T(x_t)   (transposed transition of docs/method.md "gamma_hybrid" at
+ * dσ) with P[M] = 0 at the last step of a position (s ≤ 2e-4), then negative entries clamped to 0
  * (the reference's argmax sampler never returns a token whose weight is negative) and the row
  * normalised in float64. Everything is linear in S, so S is computed relative to its largest
  * entry (the normalisation removes the factor). A row with no positive weight (only for absurd
@@ -534,11 +540,13 @@ static int gh_limit(void *self, hdlm_noise_batch *b, char *err, size_t err_cap) 
     return HDLM_OK;
 }
 
-/* Per-position NLL upper-bound term for the step t → s of an ACTIVE position: SEDD's DWDSE
- * ∫_s^t σ'(u)·DSE_u du, approximated by its one-point (left Riemann) value at t,
- * (σ(t) − σ(s))·DSE_t, with the EXACT score entropy of Q_γ (≥ 0) and the model's scores at t
- * (scale_by_sigma, no post-processing: that is training-only). The evaluation sums these over the
- * steps of a generation path; the approximation error vanishes as the steps shrink. */
+/* Per-position term (σ(t) − σ(s))·DSE_t for t → s of an ACTIVE position: the EXACT score entropy
+ * of Q_γ (≥ 0) with the model's scores at t (scale_by_sigma, no post-processing: that is
+ * training-only), times the σ increment. The evaluator (core eval.c) calls it on a short interval
+ * [u − h, u] at a uniform point u of each schedule step and rescales by the step's length, which
+ * makes the sum over steps an unbiased estimate of SEDD's DWDSE integral ∫ σ'(u)·DSE_u du over
+ * [0, 1]; with the prior term (gh_prior) that is the NELBO of the continuous-time reverse
+ * process. The current token's channel never enters (the DSE sums over y ≠ x_t). */
 static int gh_bound(void *self, hdlm_noise_batch *b, char *err, size_t err_cap) {
     const gamma_hybrid *g = self;
     const char *op = "bound";
@@ -590,7 +598,7 @@ static int gh_bound(void *self, hdlm_noise_batch *b, char *err, size_t err_cap) 
     return rc;
 }
 
-/* Exact forward marginal (spec §3.3), A = e^{−(1−γ)σ}, B = e^{−γσ}:
+/* Exact forward marginal (docs/method.md "gamma_hybrid"), A = e^{−(1−γ)σ}, B = e^{−γσ}:
  * q(M) = 1 − A, q(x0) = AB + A(1 − B)/V, q(y ≠ x0) = A(1 − B)/V; M stays M. */
 static int gh_marginal(void *self, int32_t x0, double t, double *probs, char *err, size_t cap) {
     const gamma_hybrid *g = self;

@@ -1,7 +1,7 @@
-/* uniform: uniform-replacement noise over the V real tokens, no mask (spec §3.2 with N = V),
- * parametrised directly by t: with probability t a token is replaced by a uniform draw over all
- * V tokens (possibly itself), so q(x_t = x0) = 1 − t + t/V and q(x_t = y != x0) = t/V. The model
- * predicts x0 (logits over V classes); the reverse step is the exact posterior given that
+/* uniform: uniform-replacement noise over the V real tokens, no mask (docs/method.md "uniform" with
+ * N = V), parametrised directly by t: with probability t a token is replaced by a uniform draw over
+ * all V tokens (possibly itself), so q(x_t = x0) = 1 − t + t/V and q(x_t = y != x0) = t/V. The
+ * model predicts x0 (logits over V classes); the reverse step is the exact posterior given that
  * prediction. No σ conditioning.
  * Draw order of corrupt: one uniform per position of the (B, L) batch, row-major (drawn also where
  * unused), then one uniform per replaced position (row-major) whose floor(u·V) is the new token.

@@ -1,5 +1,5 @@
-/* acs: the Adaptive Correction Sampler (spec §6.2 `acs`): the ancestral step, plus every
- * position that was visible at the start of the step (ACTIVE, not fixed) is resampled with
+/* acs: the Adaptive Correction Sampler (docs/method.md "Samplers" `acs`): the ancestral step, plus
+ * every position that was visible at the start of the step (ACTIVE, not fixed) is resampled with
  * probability η·t_next/t_now (η·s/t) from the model's own distribution there — the softmax of
  * ctx->logits over the V real tokens (never the mask, unlike the reference's Gumbel-max over V+1
  * classes). Settled positions are never corrected (the KV cache holds them). Meaningful only for

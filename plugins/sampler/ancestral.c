@@ -1,9 +1,9 @@
-/* ancestral: the plain reverse step of the noise process (MDLM ancestral, spec §6.2 `original`).
- * A masked ACTIVE position leaves the mask with probability p_tr = 1 − probs[M]/Σ(row) (1 when it
- * must be fully denoised: t_next = 0) and takes a token drawn from the row's real-token entries; a
- * visible position whose row is not a point mass on its token (score/uniform processes: γ error
- * correction) is redrawn from the whole row. Works with every process; with the autoregressive
- * schedule it is plain AR sampling. No corrections of its own (see acs).
+/* ancestral: the plain reverse step of the noise process (MDLM ancestral, docs/method.md "Samplers"
+ * `original`). A masked ACTIVE position leaves the mask with probability p_tr = 1 − probs[M]/Σ(row)
+ * (1 when it must be fully denoised: t_next = 0) and takes a token drawn from the row's real-token
+ * entries; a visible position whose row is not a point mass on its token (score/uniform processes:
+ * γ error correction) is redrawn from the whole row. Works with every process; with the
+ * autoregressive schedule it is plain AR sampling. No corrections of its own (see acs).
  *
  * Draw order (row-major over (B, L); fixed and non-ACTIVE positions draw nothing):
  *   masked position:  one host->uniform u (always); if u < p_tr, one ctx->draw over the V real

@@ -1,7 +1,7 @@
 /* autoregressive: one position per step goes from fully noised to clean, left to right — the
- * paper's AR special case (spec §1.6), which the reference declares but cannot build.
- * Levels use W = 2: at step s (1..L) positions [0, s−1) are settled (level 0), position s−1 is
- * active at level 1 (t = a + Δ = 1 − a: a fully masked input in practice) and positions >= s are
+ * paper's AR special case (docs/method.md "Schedules"), which the reference declares but cannot
+ * build. Levels use W = 2: at step s (1..L) positions [0, s−1) are settled (level 0), position s−1
+ * is active at level 1 (t = a + Δ = 1 − a: a fully masked input in practice) and positions >= s are
  * worthless (level 2). W = 1 would put the active token at level 0, i.e. t = a = 1e-3, an almost
  * clean input — the degenerate case where the reference also divides by zero. n_steps = L. Growth
  * is whole blocks of one position: the settled prefix grows by one complete position per step,

@@ -1,9 +1,10 @@
-/* block_annealing: the paper's block hyperschedule (spec §1.4, make_block_annealing(w, τ)).
- * Blocks of w positions are denoised one after the other; inside the current block every position
- * shares one level, τ−1 down to 0, one level per step, so step s = b·τ + 1 + k puts block b at
- * level τ−1−k, blocks < b settled (0) and blocks > b worthless (τ). At the step a block reaches
- * level 0 it is still active; it is settled one step later. A partial last block is truncated.
- * n_steps = τ·⌈L/w⌉ (the reference's max_step − 1). Closed form: no tables are stored. */
+/* block_annealing: the paper's block hyperschedule (docs/method.md "block_annealing",
+ * make_block_annealing(w, τ)). Blocks of w positions are denoised one after the other; inside the
+ * current block every position shares one level, τ−1 down to 0, one level per step, so step s = b·τ
+ * + 1 + k puts block b at level τ−1−k, blocks < b settled (0) and blocks > b worthless (τ). At the
+ * step a block reaches level 0 it is still active; it is settled one step later. A partial last
+ * block is truncated. n_steps = τ·⌈L/w⌉ (the reference's max_step − 1). Closed form: no tables are
+ * stored. */
 #include <hdlm/plugin.h>
 #include <stdio.h>
 #include <stdlib.h>

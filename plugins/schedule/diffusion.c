@@ -1,7 +1,7 @@
-/* diffusion: conventional (MDLM/SEDD-style) diffusion as a hyperschedule (spec §1.6): every
- * position shares one level, step k (1..τ) puts all of them at τ − k; W = τ, n_steps = τ, nothing
- * is settled before the end. The same as block annealing with w >= L, the reference's shipped
- * configs. Option `continuous` asks for MDLM training (one t ~ U per sequence,
+/* diffusion: conventional (MDLM/SEDD-style) diffusion as a hyperschedule (docs/method.md
+ * "Schedules"): every position shares one level, step k (1..τ) puts all of them at τ − k; W = τ,
+ * n_steps = τ, nothing is settled before the end. The same as block annealing with w >= L, the
+ * reference's shipped configs. Option `continuous` asks for MDLM training (one t ~ U per sequence,
  * HDLM_SCHEDULE_CONTINUOUS); levels still define generation. The ABI keeps flags in the shared
  * ops table, so the per-instance flag is exposed as this option and applied by the core. */
 #include <hdlm/plugin.h>

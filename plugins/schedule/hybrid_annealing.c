@@ -1,10 +1,11 @@
 /* hybrid_annealing: blocks of w positions, a simple-annealing diagonal inside each block
- * (spec §1.5, make_hybrid_annealing(w, τ, L)). Block b takes τ + w − 1 steps; at in-block step
- * σ = 0 .. τ+w−2 its position j is at max(0, τ − 1 − max(0, σ − j)); earlier blocks are 0, later
- * ones τ. A partial last block still gets τ + w − 1 steps (the last ones all zero), so
- * n_steps = ⌈L/w⌉·(τ + w − 1). Settled count as the reference behaves: a block becomes settled the
- * step after its last token reached level 0, as in block annealing — the reference's behaviour —
- * i.e. n_settled = w·⌊(s−1)/(τ+w−1)⌋ (its "+1 block when finished" test can never fire). */
+ * (docs/method.md "hybrid_annealing", make_hybrid_annealing(w, τ, L)). Block b takes τ + w − 1
+ * steps; at in-block step σ = 0 .. τ+w−2 its position j is at max(0, τ − 1 − max(0, σ − j));
+ * earlier blocks are 0, later ones τ. A partial last block still gets τ + w − 1 steps (the last
+ * ones all zero), so n_steps = ⌈L/w⌉·(τ + w − 1). Settled count as the reference behaves: a block
+ * becomes settled the step after its last token reached level 0, as in block annealing — the
+ * reference's behaviour — i.e. n_settled = w·⌊(s−1)/(τ+w−1)⌋ (its "+1 block when finished" test can
+ * never fire). */
 #include <hdlm/plugin.h>
 #include <stdio.h>
 #include <stdlib.h>

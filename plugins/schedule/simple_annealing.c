@@ -1,9 +1,10 @@
-/* simple_annealing: the paper's diagonal hyperschedule (spec §1.3, make_simple_annealing(w, τ)).
- * One main step S_0[j] = round(j·(τ−1)/(w−1)), j < w, with Python's round-half-to-even; each
- * step the window S_0 slides right by z = (leading zeros of S_0) positions, so w positions are
- * active at once and every one walks S_0 backwards from τ−1 to 0. Start-up steps 1..w−1 show the
- * last s entries of S_0 (the reference's bootstrap). n_steps is the reference's brute-force
- * "first all-zero step" (= w − 1 + ⌈L/z⌉ except for L < z). Width 1 is refused (see create). */
+/* simple_annealing: the paper's diagonal hyperschedule (docs/method.md "simple_annealing",
+ * make_simple_annealing(w, τ)). One main step S_0[j] = round(j·(τ−1)/(w−1)), j < w, with Python's
+ * round-half-to-even; each step the window S_0 slides right by z = (leading zeros of S_0)
+ * positions, so w positions are active at once and every one walks S_0 backwards from τ−1 to 0.
+ * Start-up steps 1..w−1 show the last s entries of S_0 (the reference's bootstrap). n_steps is the
+ * reference's brute-force "first all-zero step" (= w − 1 + ⌈L/z⌉ except for L < z). Width 1 is
+ * refused (see create). */
 #include <hdlm/plugin.h>
 #include <math.h>
 #include <stdio.h>

@@ -37,6 +37,8 @@ local cases = {
   { "block annealing w=8 (absorbing)", { "absorbing" }, { "block_annealing", width = 8, tau = 8 }, { vectorised = true } },
   { "eps-hybrid, block annealing w=8", { "epsilon_hybrid", epsilon = 0.05 }, { "block_annealing", width = 8, tau = 8 }, { vectorised = true } },
   { "uniform, one block", { "uniform" }, { "diffusion", tau = 16 } },
+  { "gamma-hybrid 0, one block", { "gamma_hybrid", gamma = 0 }, { "diffusion", tau = 16 } },
+  { "gamma-hybrid 0.01, block annealing w=8", { "gamma_hybrid", gamma = 0.01 }, { "block_annealing", width = 8, tau = 8 } },
   { "gamma-hybrid 0.05, one block", { "gamma_hybrid", gamma = 0.05 }, { "diffusion", tau = 16 } },
   { "MDLM continuous time", { "absorbing" }, { "diffusion", tau = 16, continuous = true } },
 }
@@ -47,6 +49,15 @@ for _, cs in ipairs(cases) do
   print(("%-34s bound %.4f ± %.4f nats/symbol (%s)"):format(cs[1], b.nats, b.se,
     b.continuous and "continuous time" or b.vectorised and "2L layout" or "per step"))
   check(b.nats >= HL - 3 * b.se, ("%s: bound %.4f >= H_L - 3 se = %.4f"):format(cs[1], b.nats, HL - 3 * b.se))
+  check(b.prior_nats >= 0 and b.prior_nats < b.nats, ("%s: prior term %.5f is part of the bound"):format(cs[1], b.prior_nats))
+  if cs[2][1] == "gamma_hybrid" then
+    -- the prior: KL from the t = 1 marginal to the sampler's start (the same distribution averaged
+    -- over the clean token), > 0; at γ = 0 it is A·log V exactly (A = e^{−σ(1)} = 0.005)
+    check(b.prior_nats > 0, cs[1] .. ": prior term > 0")
+    if cs[2].gamma == 0 then
+      check(math.abs(b.prior_nats - 0.005 * math.log(256)) < 1e-9, ("gamma 0 prior %.9f = 0.005 log 256"):format(b.prior_nats))
+    end
+  end
   if cs[3][1] == "autoregressive" then ar_nats = b.nats end
   if cs[3].continuous then
     -- the discrete-time bound over many steps approaches the continuous-time one

@@ -21,6 +21,13 @@ refused(cfg{ d_model = 60, n_layer = 2, n_head = 4, seq_len = 64 }, "head size d
 refused(cfg{ d_model = 8192, n_layer = 48, n_head = 64, seq_len = 64 }, "GiB of weights and optimizer state.*this machine has", "weights above RAM")
 refused(cfg({ d_model = 64, n_layer = 2, n_head = 2, seq_len = 4096 }, 512), "needs about [0-9.]+ GiB.*this machine has", "activations above RAM")
 
+-- the 2L layout with full context would let a block see its own clean tokens
+refused({ data = data, noise = { "absorbing" }, schedule = { "block_annealing", width = 4, tau = 4 }, vectorised = true,
+  context = "full", model = { d_model = 16, n_layer = 1, n_head = 2, seq_len = 16 }, steps = 1, batch = 2 },
+  "vectorised training with context 'full' leaks", "vectorised + full context")
+refused({ data = data, noise = { "absorbing" }, schedule = { "block_annealing", width = 4, tau = 4 }, context_width = -2,
+  model = { d_model = 16, n_layer = 1, n_head = 2, seq_len = 16 }, steps = 1, batch = 2 }, "'context_width' must be >= 1", "context_width < 0")
+
 -- lengths above the model's seq_len
 local db = hdlm.open(":memory:")
 local run = db:train{ data = data, noise = { "absorbing" }, schedule = { "autoregressive" }, model = { d_model = 16, n_layer = 1, n_head = 2, seq_len = 16 }, steps = 2, batch = 2 }

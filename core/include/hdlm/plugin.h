@@ -83,7 +83,7 @@ typedef struct hdlm_host {
     void *log_ctx;
 } hdlm_host;
 
-/* ---- position states (hyperschedule, spec §1.1) ---- */
+/* ---- position states (hyperschedule, docs/method.md "Levels, steps and states") ---- */
 enum { HDLM_SETTLED = 0, HDLM_ACTIVE = 1, HDLM_WORTHLESS = 2 };
 
 /* ---- schedule kind ---- */
@@ -106,7 +106,8 @@ typedef struct hdlm_schedule_ops {
     /* Number of generation steps run for length L (steps are numbered 1 .. n_steps). */
     int64_t (*n_steps)(void *self, int64_t L);
     /* Level of every position at `step` (0 <= step <= n_steps) and the settled prefix length
-     * (spec §1.2: positions [0, n_settled) are settled; level W is worthless; the rest active). */
+     * (docs/method.md "Levels, steps and states": positions [0, n_settled) are settled; level W is
+     * worthless; the rest active). */
     int (*levels)(void *self, int64_t step, int64_t L, int32_t *level /* (L) */, int64_t *n_settled,
                   char *err, size_t err_cap);
     /* HDLM_GROW_*; *block receives the block size for HDLM_GROW_BLOCKS (else 1). */
@@ -126,9 +127,9 @@ typedef struct hdlm_noise_batch {
     uint32_t struct_size;
     int64_t B, L;
     int32_t V, Vp;
-    int64_t block;        /* block width w of the hyperschedule (L for one block) */
-    int32_t annealed;     /* 1: per-position times from a hyperschedule (spec §4.1 annealed
-                             losses); 0: continuous time, one t per sequence */
+    int64_t block;    /* block width w of the hyperschedule (L for one block) */
+    int32_t annealed; /* 1: per-position times from a hyperschedule (docs/method.md "epsilon_hybrid"
+                         annealed losses); 0: continuous time, one t per sequence */
     const int32_t *x0;    /* (B, L) clean tokens (NULL for reverse/limit) */
     int32_t *xt;          /* (B, L) noised tokens: written by corrupt and limit, read otherwise */
     const float *t;       /* (B, L) time of each position, in (0, 1) */
@@ -149,21 +150,25 @@ typedef struct hdlm_noise_ops {
     uint32_t struct_size;
     uint32_t flags;                 /* HDLM_NOISE_* */
     int32_t (*n_extra)(void *self); /* extra symbols after the V real ones (mask: 1) */
-    /* Forward corruption: b->xt from b->x0, b->t, b->state (spec §3). */
+    /* Forward corruption: b->xt from b->x0, b->t, b->state (docs/method.md "Noise processes"). */
     int (*corrupt)(void *self, hdlm_noise_batch *b, char *err, size_t err_cap);
-    /* Conditioning signal per position (σ of spec §1.9); NULL when the process has none. */
+    /* Conditioning signal per position (σ of docs/method.md "gamma_hybrid"); NULL when the process
+     * has none. */
     int (*conditioning)(void *self, size_t n, const float *t, float *sigma, char *err,
                         size_t err_cap);
-    /* Training loss and its gradient with respect to the logits (spec §4). */
+    /* Training loss and its gradient with respect to the logits (docs/method.md "Noise processes").
+     */
     int (*loss)(void *self, hdlm_noise_batch *b, char *err, size_t err_cap);
-    /* Reverse-step probabilities from time t to s for ACTIVE positions (spec §6), float64. */
+    /* Reverse-step probabilities from time t to s for ACTIVE positions (docs/method.md "Sampling"),
+     * float64. */
     int (*reverse)(void *self, hdlm_noise_batch *b, char *err, size_t err_cap);
     /* Initial (limit) state: fills b->xt with draws from the fully-noised distribution. */
     int (*limit)(void *self, hdlm_noise_batch *b, char *err, size_t err_cap);
     /* Per-position terms of a valid NLL upper bound for the transition t -> s of every ACTIVE
      * position given the clean tokens (x0) and the noised input the model saw (xt). */
     int (*bound)(void *self, hdlm_noise_batch *b, char *err, size_t err_cap);
-    /* Exact forward marginal q(x_t = y | x_0) over the Vp symbols, float64 (spec §3). */
+    /* Exact forward marginal q(x_t = y | x_0) over the Vp symbols, float64 (docs/method.md "Noise
+     * processes"). */
     int (*marginal)(void *self, int32_t x0, double t, double *probs, char *err, size_t err_cap);
     /* ---- appended after ABI 1.0; read only when struct_size covers the field ---- */
     /* Optional (NULL: corrupt is used). x_t ~ q(x_t | x0) of the chain that `reverse` runs
