@@ -6,6 +6,7 @@
 #include "base/interrupt.h"
 #include "base/log.h"
 #include "base/text.h"
+#include "base/threads.h"
 #include "data/synth.h"
 #include "data/tokenizer.h"
 #include "data/tokfile.h"
@@ -533,6 +534,8 @@ static int dispatch(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    /* idle OpenMP threads must not spin away a shared machine's cores (base/threads.h) */
+    threads_set_wait_policy(argv);
     /* Training allocates and frees the same large scratch buffers every step (per-thread attention
      * scratch, BLAS packing): keep them in the heap instead of mmap/munmap round trips, whose page
      * faults and page clearing cost ~10% of a step. */

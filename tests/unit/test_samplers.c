@@ -668,6 +668,47 @@ static void test_remask(void) {
     CHECK_CONTAINS(e.msg, "rule");
 }
 
+/* remask asks the core for α(t) (the noise process's probability of not being masked): with the
+ * γ log-linear α(t) = e^{−(1−γ)σ(t)}, σ(t) = −log(1 − 0.995 t), the remasking and unmasking
+ * chances follow that α, not 1 − t. */
+static double alpha_gamma(void *core, double t) {
+    (void)core;
+    return exp(0.5 * log1p(-0.995 * t)); /* γ = 0.5: far from 1 − t */
+}
+
+static void test_remask_alpha(void) {
+    enum { N = 40000 };
+    char err[256];
+    const char *kv[] = {"eta=0.1", "rule=cap", NULL};
+    plugin_instance *p = make_sampler("remask", kv);
+    fixture *f = example(0.3, 0.2);
+    f->ctx.alpha = alpha_gamma;
+    const double at = alpha_gamma(NULL, 0.3f), as = alpha_gamma(NULL, 0.2f);
+    double sigma = (1 - as) / at;
+    if (sigma > 0.1) sigma = 0.1;
+    const double p_u = (as - (1 - sigma) * at) / (1 - at);
+    CHECK(fabs(p_u - (0.3 - 0.2 + sigma * 0.7) / 0.3) > 0.01); /* differs from the linear α */
+    long remasked[6] = {0}, unmask[6] = {0};
+    int bad = 0;
+    for (int r = 0; r < N; r++) {
+        example_reset(f);
+        rng_init(&f->r, 5 + (uint64_t)r);
+        CHECK_EQ(step(p, f, err, sizeof err), HDLM_OK);
+        for (int j = 0; j < 6; j++) {
+            unmask[j] += EX_X[j] == 5 && f->x[j] != 5;
+            remasked[j] += EX_X[j] != 5 && f->x[j] == 5;
+        }
+        for (size_t k = 0; k < f->core.n; k++)
+            if (f->core.ev[k].kind == HDLM_EVENT_REMASK)
+                bad += fabs(f->core.ev[k].p - sigma) > 1e-12;
+    }
+    CHECK_EQ(bad, 0);
+    for (int j = 0; j < 6; j++)
+        CHECK(within_4sigma(EX_X[j] == 5 ? unmask[j] : remasked[j], N, EX_X[j] == 5 ? p_u : sigma));
+    fx_free(f);
+    plugin_instance_destroy(p);
+}
+
 /* ---- confidence --------------------------------------------------------------------------- */
 
 /* 10 masked positions whose confidence (max softmax over 4 real tokens) is set by one peak
@@ -914,6 +955,7 @@ int main(void) {
     test_acs_eta0_is_ancestral();
     test_acs_corrections();
     test_remask();
+    test_remask_alpha();
     test_confidence();
     test_analytic();
     test_ancestral_maskless_and_checks();
