@@ -155,5 +155,47 @@ out=$("$HDLM" run "$dir/all.lua" x=1 2>"$dir/err"); [ "$out" = "x=1 " ] && [ ! -
 printf 'error("stop")\n' > "$dir/stop.lua"
 "$HDLM" run "$dir/stop.lua" x=1 2>&1 | grep -q "never read" && bad "warning after a failure" || ok
 
+# ---- warnings: a missing HDLM_PLUGIN_PATH folder, db:train without checkpoints, a judge whose
+# schedule is not autoregressive (judge_exact false)
+printf 'print(#require("hdlm").plugins("schedule") > 0)\n' > "$dir/plugins.lua"
+out=$(HDLM_PLUGIN_PATH="$dir/no-such-dir" "$HDLM" run "$dir/plugins.lua" 2>"$dir/err")
+[ "$out" = "true" ] && grep -qF "hdlm: warning: HDLM_PLUGIN_PATH entry '$dir/no-such-dir' does not exist" "$dir/err" && ok || bad "missing plugin path: $out $(cat "$dir/err")"
+HDLM_PLUGIN_PATH="$dir" "$HDLM" run "$dir/plugins.lua" >/dev/null 2>"$dir/err" && ! grep -q "warning" "$dir/err" && ok || bad "warning for an existing plugin folder: $(cat "$dir/err")"
+for i in $(seq 1 200); do echo "line $i: the quick brown fox jumps over the lazy dog."; done > "$dir/c.txt"
+cat > "$dir/judge.lua" <<'LUA'
+local hdlm = require "hdlm"
+local a = hdlm.args
+local db = hdlm.open()
+local data = hdlm.corpus{ path = a.corpus, tokenizer = "bytes", valid = 0.1 }
+local model = { d_model = 16, n_layer = 1, n_head = 2, seq_len = 16 }
+local ar = db:train{ name = "ar-judge", data = data, noise = { "absorbing" }, schedule = { "autoregressive" },
+  context = "causal", model = model, steps = 4, batch = 4, seed = 1, checkpoint_dir = a.ck, ckpt_every = 4 }
+io.stderr:write("-- trained ar\n")
+local blk = db:train{ name = "blk", data = data, noise = { "absorbing" },
+  schedule = { "block_annealing", width = 4, tau = 2 }, model = model, steps = 4, batch = 4, seed = 2 }
+io.stderr:write("-- trained blk\n")
+local smp = blk:sample{ n = 2, seed = 1, events = false }
+local g = blk:gen_eval{ judge = ar, samples = smp, store = false }
+io.stderr:write("-- judged by ar\n")
+local g2 = blk:gen_eval{ judge = blk, samples = smp, store = false }
+print(g.settings.judge_exact, g2.settings.judge_exact)
+LUA
+out=$(HDLM_PROGRESS=off "$HDLM" run "$dir/judge.lua" corpus="$dir/c.txt" ck="$dir/ck" --db "$dir/j.db" 2>"$dir/err"); rc=$?
+[ $rc -eq 0 ] && [ "$out" = "$(printf 'true\tfalse')" ] && ok || bad "judge_exact (AR judge, block judge): rc=$rc $out $(cat "$dir/err")"
+# the AR run (checkpoints) gets no warning; the block run (no checkpoint_dir) does
+sed -n '/^-- trained ar$/q;p' "$dir/err" | grep -q "warning" && bad "warning for a run with checkpoints: $(cat "$dir/err")" || ok
+sed -n '/^-- trained ar$/,/^-- trained blk$/p' "$dir/err" | grep -q "hdlm: warning: db:train (run 2): this run cannot be sampled or evaluated later: no checkpoint_dir" && ok || bad "no checkpoint_dir warning: $(cat "$dir/err")"
+sed -n '/^-- trained blk$/,/^-- judged by ar$/p' "$dir/err" | grep -q "warning" && bad "warning for an AR judge: $(cat "$dir/err")" || ok
+sed -n '/^-- judged by ar$/,$p' "$dir/err" | grep -q "hdlm: warning: run:gen_eval: judge run 2 uses schedule 'block_annealing', which is not autoregressive" && ok || bad "no warning for a block judge: $(cat "$dir/err")"
+printf 'local h = require "hdlm"\nh.open():train{data = h.corpus{path = "%s"}, model = {d_model = 8, n_layer = 1, n_head = 2, seq_len = 8}, steps = 1, batch = 2, checkpoint_dir = "%s/ck2"}\n' "$dir/c.txt" "$dir" > "$dir/noevery.lua"
+HDLM_PROGRESS=off "$HDLM" run "$dir/noevery.lua" --db "$dir/j.db" 2>&1 | grep -q "checkpoint_dir without ckpt_every writes no checkpoint" && ok || bad "no warning for checkpoint_dir without ckpt_every"
+sed -i 's|checkpoint_dir = "[^"]*"|checkpoint_dir = false|' "$dir/noevery.lua"
+out=$(HDLM_PROGRESS=off "$HDLM" run "$dir/noevery.lua" --db "$dir/j.db" 2>&1); rc=$?
+[ $rc -eq 0 ] && ! grep -q "warning" <<<"$out" && ok || bad "checkpoint_dir = false (no checkpoints on purpose): rc=$rc $out"
+# the stored AR run samples and evaluates from the command line; the block run says why it cannot
+"$HDLM" sample --run 1 --db "$dir/j.db" n=1 length=8 >/dev/null 2>"$dir/err" && ok || bad "sample of the AR run: $(cat "$dir/err")"
+expect_line "hdlm: eval: run 2 has no checkpoint" "$HDLM" eval --run 2 --db "$dir/j.db"
+expect_line "hdlm: eval: run:eval: unknown key 'mcc' (did you mean 'mc'?)" "$HDLM" eval --run 1 --db "$dir/j.db" mcc=3
+
 echo "test_cli_errors: $passed passed, $failed failed"
 [ $failed -eq 0 ]
