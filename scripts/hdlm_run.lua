@@ -18,7 +18,7 @@ function M.load(db, id)
   if not run then error(("no run %d in %s"):format(id, db.path), 2) end
   local ck = db:query("SELECT path, step FROM checkpoints WHERE run_id = ? ORDER BY step DESC LIMIT 1", id)[1]
   if not ck then
-    error(("run %d has no checkpoint; train with checkpoint_dir = ... to sample it later"):format(id), 2)
+    error(("run %d has no checkpoint; train with checkpoint_dir = ... and ckpt_every = N to sample or evaluate it later"):format(id), 2)
   end
   local ema = ck.path:gsub("%.safetensors$", ".ema.safetensors")
   local f = io.open(ema)

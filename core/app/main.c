@@ -22,12 +22,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* One row per usage line of `hdlm --help`; a command with several forms (data prepare / data
+ * synth) has one row per form, all with the same fn. `hdlm help NAME` and `hdlm NAME --help`
+ * print the rows of NAME with their options and example. */
 typedef struct command {
     const char *name;
     int (*fn)(int argc, char **argv);
     const char *usage;
     const char *help;
+    const char *options; /* "  --flag X   what it does\n" lines, or NULL */
+    const char *example; /* one or more command lines, "\n"-separated */
 } command;
+
+static int unknown_flag(const char *cmd, const char *arg);
+
+/* "-x" / "--xyz" (no spaces: an SQL comment or a negative number in text is not a flag) */
+static int looks_like_flag(const char *a) {
+    return a[0] == '-' && a[1] && a[1] != ' ' && !strchr(a, ' ') && !(a[1] >= '0' && a[1] <= '9');
+}
 
 static int die(const error *e) {
     fprintf(stderr, "hdlm: %s\n", e->msg);
@@ -71,19 +83,57 @@ static int take_flag(int argc, char **argv, const char *flag, int *out) {
     return w;
 }
 
+/* All of stdin in a malloc'd string, a first line starting with '#' (a shebang) blanked as
+ * luaL_loadfile does; NULL when it cannot be read. */
+static char *read_stdin(void) {
+    size_t n = 0, cap = 1 << 14;
+    char *buf = malloc(cap);
+    while (buf) {
+        n += fread(buf + n, 1, cap - n - 1, stdin);
+        if (n < cap - 1) break;
+        char *nb = realloc(buf, cap *= 2);
+        if (!nb) free(buf);
+        buf = nb;
+    }
+    if (!buf || ferror(stdin)) {
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    if (buf[0] == '#')
+        for (char *p = buf; *p && *p != '\n'; p++)
+            *p = ' ';
+    return buf;
+}
+
 /* ---- hdlm run ---- */
 static int cmd_run(int argc, char **argv) {
     const char *db = "runs.db";
     argc = take_flag_value(argc, argv, "--db", &db);
     if (argc < 1)
-        return usage_error("run: missing script (hdlm run experiments/x.lua [key=value ...])%s",
+        return usage_error("run: missing script (hdlm run experiments/x.lua [key=value ...]; "
+                           "'-' reads it from stdin)%s",
                            "");
-    for (int i = 1; i < argc; i++)
-        if (!strncmp(argv[i], "--", 2))
-            return usage_error("run: unknown flag '%s' (script arguments are key=value)", argv[i]);
-    lua_host_opts o = {.script = argv[0], .n_args = argc - 1, .args = argv + 1, .db_path = db};
+    for (int i = 0; i < argc; i++)
+        if (looks_like_flag(argv[i])) return unknown_flag("run", argv[i]);
+    lua_host_opts o = {
+        .script = argv[0], .n_args = argc - 1, .args = argv + 1, .db_path = db, .warn_unread = 1};
+    char *text = NULL;
+    if (!strcmp(argv[0], "-")) { /* the script from stdin; messages call it "stdin" */
+        if (dist_size() > 1)
+            return usage_error("run: '-' (stdin) does not work under mpirun, where only rank 0 "
+                               "reads stdin; give the script as a file%s",
+                               "");
+        if (!(text = read_stdin())) {
+            fprintf(stderr, "hdlm: run: cannot read the script from stdin: %s\n", strerror(errno));
+            return 1;
+        }
+        o.script = "=stdin", o.chunk = text;
+    }
     error e = {0};
-    if (lua_host_run(&o, &e) != HDLM_OK) {
+    int rc = lua_host_run(&o, &e);
+    free(text);
+    if (rc != HDLM_OK) {
         fprintf(stderr, "hdlm: %s\n", e.msg);
         /* stopped by a signal during training: the shell's 128 + signal convention */
         return interrupt_signal() ? 128 + interrupt_signal() : 1;
@@ -115,6 +165,8 @@ static int cmd_query(int argc, char **argv) {
     argc = take_flag_value(argc, argv, "--db", &db);
     argc = take_flag(argc, argv, "--csv", &csv);
     argc = take_flag(argc, argv, "--json", &json);
+    for (int i = 0; i < argc; i++)
+        if (looks_like_flag(argv[i])) return unknown_flag("query", argv[i]);
     if (argc != 1)
         return usage_error(
             "query: expected one SQL argument (hdlm query [--db FILE] [--csv|--json] \"SQL\")%s",
@@ -157,6 +209,8 @@ static int cmd_data_synth(int argc, char **argv) {
     argc = take_flag_value(argc, argv, "--alpha", &alpha_s);
     argc = take_flag_value(argc, argv, "--n", &n_s);
     argc = take_flag_value(argc, argv, "--seed", &seed_s);
+    for (int i = 0; i < argc; i++)
+        if (looks_like_flag(argv[i])) return unknown_flag("data synth", argv[i]);
     if (argc > 0) return usage_error("data synth: unexpected argument '%s'", argv[0]);
     if (!out) return usage_error("data synth: -o FILE is required (the text to write)%s", "");
     const char *flags[] = {"--vocab", "--order", "--n"};
@@ -208,6 +262,8 @@ static int cmd_data(int argc, char **argv) {
     argc = take_flag_value(argc, argv + 1, "--tokenizer", &tok);
     argc = take_flag_value(argc, argv + 1, "--valid", &valid_s);
     argc = take_flag_value(argc, argv + 1, "--seed", &seed_s);
+    for (int i = 1; i <= argc; i++)
+        if (looks_like_flag(argv[i])) return unknown_flag("data prepare", argv[i]);
     if (argc != 1) return usage_error("data prepare: expected one input text file%s", "");
     const char *in = argv[1];
     char defout[1024];
@@ -258,6 +314,12 @@ static int run_chunk_for_run(int argc, char **argv, const char *what, const char
     argc = take_flag_value(argc, argv, "--db", &db);
     argc = take_flag_value(argc, argv, "--run", &run);
     if (!run) return usage_error("%s: --run ID is required", what);
+    /* a read-only open first: a missing file is one clear message, and no empty database is
+     * created in its place */
+    error e = {0};
+    store *s = NULL;
+    if (store_open(db, STORE_READONLY, &s, &e) != HDLM_OK) return die(&e);
+    store_close(s);
     char runarg[64];
     snprintf(runarg, sizeof runarg, "run=%s", run);
     char **args = calloc((size_t)argc + 1, sizeof *args);
@@ -266,20 +328,31 @@ static int run_chunk_for_run(int argc, char **argv, const char *what, const char
     for (int i = 0; i < argc; i++) {
         if (!strchr(argv[i], '=')) {
             free(args);
-            fprintf(stderr, "hdlm: %s: options are key=value, got '%s'\n", what, argv[i]);
+            if (!strncmp(argv[i], "--", 2) && argv[i][2] && i + 1 < argc)
+                fprintf(stderr, "hdlm: %s: options are key=value, got '%s' (did you mean %s=%s?)\n",
+                        what, argv[i], argv[i] + 2, argv[i + 1]);
+            else
+                fprintf(stderr, "hdlm: %s: options are key=value, got '%s'\n", what, argv[i]);
             return 2;
         }
         args[i + 1] = argv[i];
     }
     char name[32];
     snprintf(name, sizeof name, "=hdlm %s", what);
-    lua_host_opts o = {
-        .script = name, .n_args = argc + 1, .args = args, .db_path = db, .chunk = chunk};
-    error e = {0};
+    lua_host_opts o = {.script = name,
+                       .n_args = argc + 1,
+                       .args = args,
+                       .db_path = db,
+                       .chunk = chunk,
+                       .plain_errors = 1};
     int rc = lua_host_run(&o, &e);
     free(args);
     if (rc != HDLM_OK) {
-        fprintf(stderr, "hdlm: %s\n", e.msg);
+        size_t wl = strlen(what);
+        if (!strncmp(e.msg, what, wl) && e.msg[wl] == ':')
+            fprintf(stderr, "hdlm: %s\n", e.msg);
+        else
+            fprintf(stderr, "hdlm: %s: %s\n", what, e.msg);
         return 1;
     }
     return 0;
@@ -399,6 +472,8 @@ static int cmd_samples(int argc, char **argv) {
     argc = take_flag_value(argc, argv, "--db", &db);
     argc = take_flag_value(argc, argv, "--run", &run);
     argc = take_flag_value(argc, argv, "--limit", &limit);
+    for (int i = 0; i < argc; i++)
+        if (looks_like_flag(argv[i])) return unknown_flag("samples", argv[i]);
     if (!run || argc > 0)
         return usage_error("samples: usage: hdlm samples --run ID [--limit N] [--db FILE]%s", "");
     char *end;
@@ -435,6 +510,7 @@ static int cmd_report(int argc, char **argv) {
     argc = take_flag_value(argc, argv, "--db", &db);
     argc = take_flag_value(argc, argv, "-o", &out);
     for (int i = 0; i < argc; i++) {
+        if (looks_like_flag(argv[i])) return unknown_flag("report", argv[i]);
         if (argv[i][0] == '-' || db) /* a flag, or a second database */
             return usage_error("report: unexpected argument '%s' (hdlm report [--db] runs.db "
                                "[-o report.html])",
@@ -455,11 +531,11 @@ static int cmd_report(int argc, char **argv) {
                        .n_args = 1,
                        .args = args,
                        .db_path = db,
-                       .chunk = hdlm_report_lua};
+                       .chunk = hdlm_report_lua,
+                       .plain_errors = 1};
     if (lua_host_run(&o, &e) != HDLM_OK) {
-        /* expected failures (cannot write the output) are one line; a bug keeps its traceback */
-        if (!strncmp(e.msg, "report: ", 8)) e.msg[strcspn(e.msg, "\n")] = '\0';
-        fprintf(stderr, "hdlm: %s\n", e.msg);
+        /* one line (HDLM_LOG=debug keeps the traceback) */
+        fprintf(stderr, "hdlm: %s%s\n", strncmp(e.msg, "report: ", 8) ? "report: " : "", e.msg);
         return 1;
     }
     return 0;
@@ -469,45 +545,189 @@ static int cmd_help(int argc, char **argv);
 
 static const command commands[] = {
     {"run", cmd_run, "run SCRIPT.lua [key=value ...] [--db FILE]",
-     "run a Lua experiment (require \"hdlm\"); key=value pairs become hdlm.args"},
+     "run a Lua experiment (require \"hdlm\"); key=value pairs become hdlm.args",
+     "  SCRIPT.lua   the experiment; '-' reads it from stdin\n"
+     "  key=value    script arguments: hdlm.args.key (numbers and true/false are converted); an\n"
+     "               argument the script never reads is reported at the end\n"
+     "  --db FILE    the store hdlm.open() uses without a path (default runs.db)\n",
+     "hdlm run experiments/quickstart.lua steps=200 --db my.db\n"
+     "echo 'print(require(\"hdlm\").version)' | hdlm run -"},
     {"plugins", cmd_plugins, "plugins",
-     "list every plugin found: kind, name, version, file, options"},
+     "list every plugin found: kind, name, version, file, options",
+     "  (none)       the build's plugin folder and HDLM_PLUGIN_PATH (colon-separated) are "
+     "searched\n",
+     "HDLM_PLUGIN_PATH=$HOME/my-plugins hdlm plugins"},
     {"query", cmd_query, "query [--db FILE] [--csv|--json] \"SQL\"",
-     "run SQL on the store and print a table, CSV or JSON"},
-    {"runs", cmd_runs, "runs [--db FILE]", "list the runs in the store"},
+     "run SQL on the store and print a table, CSV or JSON",
+     "  --db FILE    the store (default runs.db); opened read-only\n"
+     "  --csv        comma-separated values with a header row\n"
+     "  --json       a JSON array of objects\n",
+     "hdlm query --db runs.db \"SELECT id, name, status FROM runs\"\n"
+     "hdlm query --csv \"SELECT step, value FROM metrics WHERE run_id = 1 AND name = 'loss'\""},
+    {"runs", cmd_runs, "runs [--db FILE]", "list the runs in the store",
+     "  --db FILE    the store (default runs.db); runs whose process is gone are marked first\n",
+     "hdlm runs --db runs.db"},
     {"data", cmd_data,
      "data prepare TEXT -o OUT.tok [--tokenizer bytes|text8] [--valid F] [--seed N]",
-     "encode a UTF-8 text file into a token file with a deterministic train/valid split"},
+     "encode a UTF-8 text file into a token file with a deterministic train/valid split",
+     "  -o OUT.tok         the token file to write (default TEXT.tok)\n"
+     "  --tokenizer NAME   bytes (256 symbols, default) or text8 (a-z and space)\n"
+     "  --valid F          fraction of 4096-token chunks sent to validation (default 0.05)\n"
+     "  --seed N           seed of the split (default 0)\n",
+     "hdlm data prepare data/brown.txt -o data/brown.tok --valid 0.05"},
     {"data", cmd_data,
      "data synth -o OUT.txt [--vocab 8] [--order 2] [--alpha 0.5] [--n 2000000] [--seed 1]",
-     "write a seeded random Markov source (letters a..) and print its exact entropy rate"},
+     "write a seeded random Markov source (letters a..) and print its exact entropy rate",
+     "  -o OUT.txt     the text to write (required)\n"
+     "  --vocab V      symbols, the letters a.. (default 8)\n"
+     "  --order K      Markov order (default 2)\n"
+     "  --alpha A      Dirichlet concentration of the transition rows (default 0.5)\n"
+     "  --n N          symbols to write (default 2000000)\n"
+     "  --seed S       seed (default 1)\n",
+     "hdlm data synth -o data/synth.txt --vocab 8 --order 2 --n 500000"},
     {"sample", cmd_sample, "sample --run ID [--db FILE] [sampler=acs eta=0.01 n=4 ...]",
-     "generate from a stored run (its newest checkpoint, EMA weights) and store the samples"},
+     "generate from a stored run (its newest checkpoint, EMA weights) and store the samples",
+     "  --run ID       a run trained with a noise process, a schedule and checkpoint_dir\n"
+     "  --db FILE      the store (default runs.db)\n"
+     "  sampler=NAME   ancestral (default), acs, analytic, confidence, remask (hdlm plugins);\n"
+     "                 other key=value pairs not listed here are the sampler's options\n"
+     "  n=N length=L temperature=T top_k=K top_p=P prompt=TEXT seed=S cache=true|false\n"
+     "  events=true|false   how many, how long, and how to sample\n",
+     "hdlm sample --run 3 sampler=acs eta=0.01 n=4 prompt='The '"},
     {"eval", cmd_eval,
      "eval --run ID [--db FILE] [estimator=consistent|reference mc=16 sequences=64 ...]",
-     "bound the NLL of held-out data consistently with the run's schedule; stored in the run"},
+     "bound the NLL of held-out data consistently with the run's schedule; stored in the run",
+     "  --run ID                 a run trained with a noise process, a schedule and\n"
+     "                           checkpoint_dir\n"
+     "  --db FILE                the store (default runs.db)\n"
+     "  estimator=NAME           consistent (default) or reference (the reference's estimator)\n"
+     "  sequences=N length=L     held-out windows and their length (default 64, seq_len)\n"
+     "  mc=N                     draws per sequence (0 = every step: exact)\n"
+     "  split=valid|train batch=N seed=S label=TEXT store=true|false\n",
+     "hdlm eval --run 3 mc=0 sequences=32"},
     {"samples", cmd_samples, "samples --run ID [--limit N] [--db FILE]",
-     "print a run's samples with the tokens the sampler corrected marked"},
+     "print a run's samples with the tokens the sampler corrected marked",
+     "  --run ID     the run\n"
+     "  --limit N    at most N samples, oldest first (default 20)\n"
+     "  --db FILE    the store (default runs.db); opened read-only\n",
+     "hdlm samples --run 3 --limit 5"},
     {"report", cmd_report, "report [--db] runs.db [-o report.html]",
-     "write one self-contained HTML page: runs, loss curves, bounds, generation quality, samples"},
+     "write one self-contained HTML page: runs, loss curves, bounds, generation quality, samples",
+     "  [--db] FILE  the store (default runs.db)\n"
+     "  -o FILE      the page to write (default report.html)\n",
+     "hdlm report runs.db -o report.html"},
     {"sweep", sweep_main, "sweep FILE.lua [--db FILE] [--workers N] [--retry-failed]",
-     "train every point of a sweep file with N worker processes; run again to resume"},
+     "train every point of a sweep file with N worker processes; run again to resume",
+     "  FILE.lua         returns {name =, base = {...}, grid = {...} | points = {...}}\n"
+     "  --db FILE        the store (default runs.db)\n"
+     "  --workers N      worker processes (default 1)\n"
+     "  --retry-failed   train the points that failed last time again\n",
+     "hdlm sweep experiments/sweep_example.lua --workers 2"},
     {"sweep", sweep_main, "sweep --status NAME_OR_ID [--db FILE]",
-     "a sweep's progress: points done / running / pending / failed, runs, losses, results"},
-    {"help", cmd_help, "help", "this text"},
+     "a sweep's progress: points done / running / pending / failed, runs, losses, results",
+     "  --status S   the sweep's name or id\n"
+     "  --db FILE    the store (default runs.db)\n",
+     "hdlm sweep --status lr-width"},
+    {"help", cmd_help, "help [COMMAND]",
+     "this text, or one command's usage, options and an example (also: hdlm COMMAND --help)", NULL,
+     "hdlm help sample"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
+/* Whether usage ("data synth -o ...") names sub-command word as its second word. */
+static int usage_has_sub(const char *usage, const char *name, const char *word) {
+    size_t nl = strlen(name), wl = strlen(word);
+    return !strncmp(usage, name, nl) && usage[nl] == ' ' && !strncmp(usage + nl + 1, word, wl) &&
+           (usage[nl + 1 + wl] == ' ' || usage[nl + 1 + wl] == '\0');
+}
+
+/* Usage, description, options and example of every row of command `name` (only the rows of
+ * sub-command `word` when word names one). Returns the number of rows printed. */
+static int print_command_help(const char *name, const char *word) {
+    int only_sub = 0, n = 0;
+    for (size_t i = 0; i < N_COMMANDS && word; i++)
+        only_sub |= !strcmp(commands[i].name, name) && usage_has_sub(commands[i].usage, name, word);
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+        const command *c = &commands[i];
+        if (strcmp(c->name, name) || (only_sub && !usage_has_sub(c->usage, name, word))) continue;
+        printf("%susage: hdlm %s\n  %s\n", n ? "\n" : "", c->usage, c->help);
+        if (c->options) printf("\noptions:\n%s", c->options);
+        if (c->example) {
+            printf("\nexample:\n  ");
+            for (const char *p = c->example; *p; p++) {
+                putchar(*p);
+                if (*p == '\n') fputs("  ", stdout);
+            }
+            putchar('\n');
+        }
+        n++;
+    }
+    return n;
+}
+
+static int unknown_command(const char *name) {
+    const char *names[N_COMMANDS];
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        names[i] = commands[i].name;
+    const char *near = text_closest(name, names, N_COMMANDS);
+    if (near)
+        fprintf(stderr, "hdlm: unknown command '%s' (did you mean '%s'?); see hdlm --help\n", name,
+                near);
+    else
+        fprintf(stderr, "hdlm: unknown command '%s'; see hdlm --help\n", name);
+    return 2;
+}
+
+/* "what: unknown flag '--csvv' (did you mean '--csv'?)": the candidates are the flags in the
+ * usage lines that start with `what` (a command, or a command and its sub-command word). */
+static int unknown_flag(const char *what, const char *arg) {
+    char flags[32][32];
+    const char *cands[32];
+    size_t n = 0, wl = strlen(what), nl = strcspn(what, " ");
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+        const char *u = commands[i].usage;
+        if (strlen(commands[i].name) != nl || strncmp(commands[i].name, what, nl) ||
+            strncmp(u, what, wl) || (u[wl] != ' ' && u[wl] != '\0'))
+            continue;
+        for (const char *p = u; *p && n < 32; p++) {
+            if (*p != '-' || (p > u && strchr(" [|", p[-1]) == NULL)) continue;
+            size_t len = strspn(p, "-abcdefghijklmnopqrstuvwxyz");
+            if (len < 2 || len >= sizeof flags[0]) continue;
+            memcpy(flags[n], p, len);
+            flags[n][len] = '\0';
+            cands[n] = flags[n];
+            n++;
+            p += len - 1;
+        }
+    }
+    char key[64];
+    snprintf(key, sizeof key, "%.*s", (int)strcspn(arg, "="), arg);
+    const char *near = n ? text_closest(key, cands, n) : NULL;
+    if (near && !strcmp(near, arg)) /* a known flag left over: its value is missing */
+        fprintf(stderr, "hdlm: %s: flag '%s' needs a value; see hdlm %s --help\n", what, arg, what);
+    else if (near)
+        fprintf(stderr, "hdlm: %s: unknown flag '%s' (did you mean '%s'?); see hdlm %s --help\n",
+                what, arg, near, what);
+    else
+        fprintf(stderr, "hdlm: %s: unknown flag '%s'; see hdlm %s --help\n", what, arg, what);
+    return 2;
+}
+
 static int cmd_help(int argc, char **argv) {
+    if (argc > 0) { /* hdlm help COMMAND [SUBCOMMAND] */
+        if (print_command_help(argv[0], argc > 1 ? argv[1] : NULL)) return 0;
+        return unknown_command(argv[0]);
+    }
     printf("hdlm %s — hybrid autoregressive/diffusion language models on the CPU\n\n",
            HDLM_VERSION);
     printf("usage: hdlm COMMAND [ARGS]\n\ncommands:\n");
     for (size_t i = 0; i < N_COMMANDS; i++)
         printf("  hdlm %s\n      %s\n", commands[i].usage, commands[i].help);
-    printf("\nenvironment:\n"
+    printf("\nhdlm help COMMAND or hdlm COMMAND --help: its options and an example.\n"
+           "\nenvironment:\n"
            "  HDLM_PLUGIN_PATH  extra plugin folders (colon-separated)\n"
            "  HDLM_PROGRESS     tty | plain | off (progress output)\n"
-           "  HDLM_LOG          debug | info | warn | error\n"
+           "  HDLM_LOG          debug | info | warn | error (debug: tracebacks of command errors)\n"
            "  OMP_NUM_THREADS   threads for training and sampling (default: all cores)\n");
     return 0;
 }
@@ -519,18 +739,17 @@ static int dispatch(int argc, char **argv) {
                dist_info());
         return 0;
     }
-    for (size_t i = 0; i < N_COMMANDS; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 2, argv + 2);
-    const char *names[N_COMMANDS];
-    for (size_t i = 0; i < N_COMMANDS; i++)
-        names[i] = commands[i].name;
-    const char *near = text_closest(argv[1], names, N_COMMANDS);
-    if (near)
-        fprintf(stderr, "hdlm: unknown command '%s' (did you mean '%s'?); see hdlm --help\n",
-                argv[1], near);
-    else
-        fprintf(stderr, "hdlm: unknown command '%s'; see hdlm --help\n", argv[1]);
-    return 2;
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+        if (strcmp(argv[1], commands[i].name)) continue;
+        /* COMMAND ... --help / -h: that command's help, whatever else is on the line */
+        for (int j = 2; j < argc; j++)
+            if (!strcmp(argv[j], "--help") || !strcmp(argv[j], "-h"))
+                return print_command_help(argv[1], argc > 2 && argv[2][0] != '-' ? argv[2] : NULL)
+                           ? 0
+                           : 2;
+        return commands[i].fn(argc - 2, argv + 2);
+    }
+    return unknown_command(argv[1]);
 }
 
 int main(int argc, char **argv) {

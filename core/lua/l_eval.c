@@ -11,6 +11,7 @@
  *   run:gen_eval{ judge = <Run>, samples = <run:sample result or ids>, store = true, label = }
  */
 #include "base/json.h"
+#include "base/log.h"
 #include "data/tokenizer.h"
 #include "data/tokfile.h"
 #include "diffusion/eval.h"
@@ -469,6 +470,25 @@ static double unigram_entropy(const int32_t *tok, int64_t len, uint64_t *scratch
     return h;
 }
 
+/* Whether h is the autoregressive chain for length L: L steps, step s (1..L) settles positions
+ * < s-1, makes position s-1 the one active position and leaves the rest worthless (level W), so
+ * that the bound is the model's exact left-to-right NLL. 0 also when the levels cannot be read. */
+static int schedule_is_autoregressive(const hyper *h, int64_t L) {
+    if ((h->flags & HDLM_SCHEDULE_CONTINUOUS) || L < 1 || h->n_steps(h->ctx, L) != L) return 0;
+    int32_t W = h->n_levels(h->ctx);
+    int32_t *level = malloc((size_t)L * sizeof *level);
+    int ar = level != NULL;
+    for (int64_t s = 1; s <= L && ar; s++) {
+        int64_t n_settled;
+        error e = {0};
+        if (hyper_levels(h, s, L, level, &n_settled, &e) != HDLM_OK || n_settled != s - 1) ar = 0;
+        for (int64_t i = 0; i < L && ar; i++)
+            ar = i < s - 1 ? level[i] == 0 : i == s - 1 ? level[i] != W : level[i] == W;
+    }
+    free(level);
+    return ar;
+}
+
 int l_run_gen_eval(lua_State *L) {
     const char *W = "run:gen_eval";
     int64_t run_id;
@@ -566,6 +586,14 @@ int l_run_gen_eval(lua_State *L) {
         free(first.sampler), free(first.settings);
         return l_raise(L, &e);
     }
+    /* the judge's NLL is exact only under the autoregressive chain; otherwise it is a bound */
+    int judge_ar = schedule_is_autoregressive(jp.h, len);
+    if (!judge_ar)
+        log_msg(HDLM_LOG_WARN,
+                "%s: judge run %lld uses schedule '%s', which is not autoregressive: gen_nll is "
+                "its bound, not an exact NLL (judge_exact = false); train the judge with the "
+                "autoregressive schedule",
+                W, (long long)judge_id, jp.h->name ? jp.h->name : "?");
     /* per-sample metrics and pooled diversity */
     uint64_t *keys = malloc((size_t)n * len * sizeof *keys);
     uint64_t *scr = malloc((size_t)len * sizeof *scr);
@@ -620,7 +648,7 @@ int l_run_gen_eval(lua_State *L) {
     push_plugin_json(L, jp.sched, jp.h);
     decode_top(L);
     lua_setfield(L, set, "judge_schedule");
-    lua_pushboolean(L, r.exact), lua_setfield(L, set, "judge_exact");
+    lua_pushboolean(L, r.exact && judge_ar), lua_setfield(L, set, "judge_exact");
     lua_pushinteger(L, n), lua_setfield(L, set, "n_samples");
     lua_pushinteger(L, len), lua_setfield(L, set, "length");
     lua_pushinteger(L, ids[0]), lua_setfield(L, set, "first_sample");

@@ -7,6 +7,7 @@
  * Option tables are checked key by key; errors name the key and the allowed ones. */
 #include "base/interrupt.h"
 #include "base/json.h"
+#include "base/log.h"
 #include "base/progress.h"
 #include "base/rng.h"
 #include "data/tokenizer.h"
@@ -335,7 +336,11 @@ int l_train_run(lua_State *L, store *st, int64_t run_id, int o, int corpus_idx,
     cfg.eval_batches = (int)l_opt_integer(L, o, W, "eval_batches", 4);
     cfg.ckpt_every = (int)l_opt_integer(L, o, W, "ckpt_every", 0);
     cfg.keep_ckpts = (int)l_opt_integer(L, o, W, "keep", 2);
-    const char *dir = l_opt_string(L, o, W, "checkpoint_dir", "");
+    /* checkpoint_dir = false: no checkpoints, on purpose (no warning below) */
+    lua_getfield(L, o, "checkpoint_dir");
+    int no_ckpt_wanted = lua_isboolean(L, -1) && !lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    const char *dir = no_ckpt_wanted ? "" : l_opt_string(L, o, W, "checkpoint_dir", "");
     snprintf(cfg.ckpt_dir, sizeof cfg.ckpt_dir, "%s", dir);
     int resume = l_opt_bool(L, o, W, "resume", 1);
     int64_t stop_after = l_opt_integer(L, o, W, "stop_after", 0);
@@ -346,6 +351,18 @@ int l_train_run(lua_State *L, store *st, int64_t run_id, int o, int corpus_idx,
     if (cfg.opt.ema < 0 || cfg.opt.ema >= 1)
         return luaL_error(L, "db:train: key 'ema' must be in [0, 1), got %f", cfg.opt.ema);
     if (cfg.log_every < 1) cfg.log_every = 1;
+    /* stored runs are sampled and evaluated later from their checkpoints (hdlm sample/eval) */
+    if (!cfg.ckpt_dir[0] && !no_ckpt_wanted && dist_rank() == 0)
+        log_msg(HDLM_LOG_WARN,
+                "db:train (run %lld): this run cannot be sampled or evaluated later: no "
+                "checkpoint_dir (checkpoint_dir = \"checkpoints/NAME\" keeps its weights; "
+                "checkpoint_dir = false says you do not want them)",
+                (long long)run_id);
+    else if (cfg.ckpt_dir[0] && cfg.ckpt_every <= 0 && dist_rank() == 0)
+        log_msg(HDLM_LOG_WARN,
+                "db:train (run %lld): this run cannot be sampled or evaluated later: "
+                "checkpoint_dir without ckpt_every writes no checkpoint (give ckpt_every = N)",
+                (long long)run_id);
 
     /* the Model userdata owns the trainer's model at the end; the trainer struct sits in a
      * userdata, and every error path below frees its buffers before raising */

@@ -1,11 +1,44 @@
 /* Lua bindings of the plugin host: hdlm.plugins([kind]) lists what was found, with options;
  * the registry is loaded on first use from the build's plugin folder and HDLM_PLUGIN_PATH. */
+#include "base/log.h"
+#include "dist/dist.h"
 #include "l_internal.h"
 
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+/* HDLM_PLUGIN_PATH entries that are not folders: the user named them, so a typo is reported
+ * instead of ending as "unknown plugin" later. */
+static void warn_missing_plugin_path(void) {
+    const char *path = getenv("HDLM_PLUGIN_PATH");
+    while (path && *path && dist_rank() == 0) {
+        size_t len = strcspn(path, ":");
+        char one[4096];
+        struct stat st;
+        if (len > 0 && len < sizeof one) {
+            memcpy(one, path, len);
+            one[len] = '\0';
+            if (stat(one, &st) != 0)
+                log_msg(HDLM_LOG_WARN,
+                        "HDLM_PLUGIN_PATH entry '%s' does not exist (%s); no plugins are loaded "
+                        "from it",
+                        one, strerror(errno));
+            else if (!S_ISDIR(st.st_mode))
+                log_msg(
+                    HDLM_LOG_WARN,
+                    "HDLM_PLUGIN_PATH entry '%s' is not a folder; no plugins are loaded from it",
+                    one);
+        }
+        path += len;
+        if (*path) path++;
+    }
+}
 
 plugin_registry *l_plugins(lua_State *L, l_ctx *c) {
     if (c->plugins) return c->plugins;
+    warn_missing_plugin_path();
     error e = {0};
     if (plugin_registry_open(&c->plugins, &e) != HDLM_OK) l_raise(L, &e);
     c->refusals[0] = '\0';

@@ -4,8 +4,12 @@
 #include "lua_host.h"
 
 #include "base/interrupt.h"
+#include "base/log.h"
+#include "base/text.h"
+#include "dist/dist.h"
 #include "l_internal.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -100,15 +104,72 @@ static int l_log(lua_State *L) {
     return 0;
 }
 
-/* "key=value" -> args[key] = number when it parses as one, true/false, else the string. */
+/* hdlm.args is a proxy over the parsed values that records the keys the script looks up, so that
+ * a misspelled key=value argument can be reported at the end (lua_host_opts.warn_unread).
+ * Upvalues of the metamethods: 1 = the values, 2 = the set of keys read. */
+static int args_index(lua_State *L) {
+    lua_settop(L, 2);
+    if (lua_type(L, 2) == LUA_TSTRING) { /* arguments are string keys (nil/NaN cannot be set) */
+        lua_pushvalue(L, 2);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, lua_upvalueindex(2));
+    }
+    lua_rawget(L, lua_upvalueindex(1));
+    return 1;
+}
+
+static int args_newindex(lua_State *L) {
+    lua_settop(L, 3);
+    lua_rawset(L, lua_upvalueindex(1));
+    return 0;
+}
+
+static int args_next(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 2);
+    if (lua_next(L, 1)) return 2;
+    lua_pushnil(L);
+    return 1;
+}
+
+/* pairs(hdlm.args): iterating reads every key */
+static int args_pairs(lua_State *L) {
+    lua_pushnil(L);
+    while (lua_next(L, lua_upvalueindex(1))) {
+        lua_pop(L, 1);
+        lua_pushvalue(L, -1);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, lua_upvalueindex(2));
+    }
+    lua_pushcfunction(L, args_next);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushnil(L);
+    return 3;
+}
+
+static int args_len(lua_State *L) {
+    lua_pushinteger(L, (lua_Integer)lua_rawlen(L, lua_upvalueindex(1)));
+    return 1;
+}
+
+/* "key=value" -> args[key] = number when it parses as one, true/false, else the string. Leaves
+ * in the registry: hdlm.args (the proxy), hdlm.args.given (the keys in command-line order) and
+ * hdlm.args.read (the keys looked up). */
 static int push_args(lua_State *L, int n, char *const *args, error *e) {
     lua_newtable(L);
+    int vals = lua_gettop(L);
+    lua_newtable(L);
+    int given = lua_gettop(L);
     for (int i = 0; i < n; i++) {
         const char *eq = strchr(args[i], '=');
-        if (!eq || eq == args[i])
+        if (!eq || eq == args[i]) {
+            lua_settop(L, vals - 1);
             return error_set(e, HDLM_EINVAL, "script argument '%s' must look like key=value",
                              args[i]);
+        }
         lua_pushlstring(L, args[i], (size_t)(eq - args[i]));
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, given, i + 1);
         const char *v = eq + 1;
         if (!strcmp(v, "true"))
             lua_pushboolean(L, 1);
@@ -116,10 +177,112 @@ static int push_args(lua_State *L, int n, char *const *args, error *e) {
             lua_pushboolean(L, 0);
         else if (!lua_stringtonumber(L, v))
             lua_pushstring(L, v);
-        lua_settable(L, -3);
+        lua_settable(L, vals);
     }
+    lua_setfield(L, LUA_REGISTRYINDEX, "hdlm.args.given");
+    lua_newtable(L);
+    int read = lua_gettop(L);
+    lua_newtable(L); /* the proxy */
+    lua_createtable(L, 0, 4);
+    static const struct {
+        const char *name;
+        lua_CFunction fn;
+    } mm[] = {{"__index", args_index},
+              {"__newindex", args_newindex},
+              {"__pairs", args_pairs},
+              {"__len", args_len}};
+    for (size_t i = 0; i < sizeof mm / sizeof *mm; i++) {
+        lua_pushvalue(L, vals);
+        lua_pushvalue(L, read);
+        lua_pushcclosure(L, mm[i].fn, 2);
+        lua_setfield(L, -2, mm[i].name);
+    }
+    lua_setmetatable(L, -2);
     lua_setfield(L, LUA_REGISTRYINDEX, "hdlm.args");
+    lua_setfield(L, LUA_REGISTRYINDEX, "hdlm.args.read");
+    lua_pop(L, 1); /* the values: the proxy's metamethods hold them */
     return HDLM_OK;
+}
+
+/* "warning: argument 'stpes' was never read by x.lua (did you mean 'steps'?)" for every
+ * key=value argument the script did not look up; the suggestions are keys it looked up in vain. */
+static void warn_unread_args(lua_State *L, const char *script) {
+    int top = lua_gettop(L);
+    lua_getfield(L, LUA_REGISTRYINDEX, "hdlm.args.given");
+    int given = lua_gettop(L);
+    lua_getfield(L, LUA_REGISTRYINDEX, "hdlm.args.read");
+    int read = lua_gettop(L);
+    if (!lua_istable(L, given) || !lua_istable(L, read)) {
+        lua_settop(L, top);
+        return;
+    }
+    lua_Integer n = (lua_Integer)lua_rawlen(L, given);
+    /* candidates: keys read that were not given (the strings stay anchored in `read`) */
+    size_t n_read = 0;
+    lua_pushnil(L);
+    while (lua_next(L, read)) {
+        lua_pop(L, 1);
+        n_read++;
+    }
+    const char **cands = calloc(n_read + 1, sizeof *cands);
+    size_t nc = 0;
+    lua_newtable(L);
+    int given_set = lua_gettop(L);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, given, i);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, given_set);
+    }
+    lua_pushnil(L);
+    while (cands && lua_next(L, read)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING) continue;
+        lua_pushvalue(L, -1);
+        int was_given = lua_rawget(L, given_set) != LUA_TNIL;
+        lua_pop(L, 1);
+        if (!was_given && nc < n_read) cands[nc++] = lua_tostring(L, -1);
+    }
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, given, i);
+        const char *key = lua_tostring(L, -1);
+        lua_pushvalue(L, -1);
+        int seen = lua_rawget(L, read) != LUA_TNIL;
+        lua_pop(L, 1);
+        if (!seen) {
+            const char *near = cands ? text_closest(key, cands, nc) : NULL;
+            if (near)
+                log_msg(HDLM_LOG_WARN, "argument '%s' was never read by %s (did you mean '%s'?)",
+                        key, script, near);
+            else
+                log_msg(HDLM_LOG_WARN, "argument '%s' was never read by %s", key, script);
+            lua_pushvalue(L, -1); /* once per key */
+            lua_pushboolean(L, 1);
+            lua_rawset(L, read);
+        }
+        lua_pop(L, 1);
+    }
+    free(cands);
+    lua_settop(L, top);
+}
+
+/* The first line of a Lua error without its "chunk:LINE: " source locations. */
+static void plain_message(char *msg) {
+    msg[strcspn(msg, "\n")] = '\0';
+    for (int again = 1; again;) {
+        again = 0;
+        for (char *q = msg; *q; q++) {
+            if (q[0] == ':' && q[1] == ' ') break; /* a location has no ": " before its line */
+            if (q[0] != ':' || !isdigit((unsigned char)q[1])) continue;
+            char *d = q + 1;
+            while (isdigit((unsigned char)*d))
+                d++;
+            if (d[0] == ':' && d[1] == ' ') {
+                memmove(msg, d + 2, strlen(d + 2) + 1);
+                again = 1;
+            }
+            break;
+        }
+    }
 }
 
 int lua_host_run(const lua_host_opts *o, error *e) {
@@ -129,7 +292,8 @@ int lua_host_run(const lua_host_opts *o, error *e) {
     l_ctx *c = lua_newuserdatauv(L, sizeof *c, 0);
     memset(c, 0, sizeof *c);
     c->db_path = o->db_path ? o->db_path : "runs.db";
-    c->script = o->script;
+    const char *shown = o->script[0] == '=' ? o->script + 1 : o->script; /* "=stdin": stdin */
+    c->script = shown;
     lua_setfield(L, LUA_REGISTRYINDEX, "hdlm.ctx"); /* anchored for the state's lifetime */
 
     int rc = push_args(L, o->n_args, o->args, e);
@@ -161,6 +325,7 @@ int lua_host_run(const lua_host_opts *o, error *e) {
             first[strcspn(first, "\n")] = '\0';
             /* stopped by SIGINT/SIGTERM during training: the open runs were interrupted */
             l_runs_end_all(c, interrupt_signal() ? "interrupted" : "failed", first);
+            if (o->plain_errors && log_get_level() > HDLM_LOG_DEBUG) plain_message(e->msg);
             rc = HDLM_ELUA;
         } else if (interrupt_signal()) { /* the script caught the stop: still not 'done' */
             l_runs_end_all(c, "interrupted", "interrupted by a signal during training");
@@ -168,6 +333,7 @@ int lua_host_run(const lua_host_opts *o, error *e) {
                            interrupt_name(interrupt_signal()));
         } else {
             l_runs_end_all(c, "done", NULL);
+            if (o->warn_unread && dist_rank() == 0) warn_unread_args(L, shown);
         }
     }
     plugin_registry *reg = c->plugins;

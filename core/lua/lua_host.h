@@ -13,9 +13,15 @@ typedef struct lua_host_opts {
     const char *db_path; /* default for hdlm.open() without a path ("runs.db") */
     const char *chunk;   /* when set: Lua source run instead of the script file; script then
                             names it in messages */
+    int plain_errors;    /* errors are one line: no source location, no traceback (commands
+                            running an embedded chunk, whose code the user did not write);
+                            HDLM_LOG=debug keeps the traceback */
+    int warn_unread;     /* on success, warn about key=value arguments the script never read */
 } lua_host_opts;
 
-/* Runs the script. On failure e->msg holds the error with its traceback (several lines). */
+/* Runs the script. On failure e->msg holds the error with its traceback (several lines; one line
+ * with plain_errors). hdlm.args is a proxy that records which keys the script read: reading a key,
+ * or iterating with pairs(), counts; rawget on it sees nothing. */
 int lua_host_run(const lua_host_opts *o, error *e);
 
 #endif

@@ -933,7 +933,8 @@ static int load_dir_impl(plugin_registry *r, const char *dir, char *refusals, si
     closedir(dp);
     int total = 0;
     if (rc == HDLM_OK) {
-        qsort(names, n, sizeof *names, cmp_str_ptr); /* load order must not depend on the fs */
+        if (n > 1) /* load order must not depend on the fs; names is NULL in an empty folder */
+            qsort(names, n, sizeof *names, cmp_str_ptr);
         for (size_t i = 0; i < n; i++) {
             char path[4096];
             snprintf(path, sizeof path, "%s/%s", dir, names[i]);

@@ -52,7 +52,7 @@ expect_usage "--n must be in 3..1099511627776 (more than order 2), got 2" -o "$d
 expect_usage "--n expects an integer, got '1.5'" -o "$dir/x.txt" --n 1.5
 expect_usage "--seed expects an integer in 0..2^64-1, got '-3'" -o "$dir/x.txt" --seed -3
 expect_usage "-o FILE is required" --n 100
-expect_usage "unexpected argument '--bogus'" -o "$dir/x.txt" --bogus
+expect_usage "data synth: unknown flag '--bogus'" -o "$dir/x.txt" --bogus
 [ -e "$dir/x.txt" ] && bad "a refused command wrote its output" || ok
 out=$("$HDLM" data synth -o "$dir/missing/x.txt" --n 100 2>&1 >/dev/null); rc=$?
 [ $rc -ne 0 ] && grep -qF "$dir/missing/x.txt" <<<"$out" && ok || bad "unwritable path: rc=$rc $out"

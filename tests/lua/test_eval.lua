@@ -104,6 +104,10 @@ local toks = {}
 for i = 1, 4 do toks[i] = smp[i].tokens end
 local je = ar:eval{ tokens = toks, mc = 0, store = false }
 check(close(g.gen_nll, je.nats, 1e-9), "gen_nll = judge's exact NLL of the samples")
+check(g.settings.judge_exact == true, "an autoregressive judge is exact")
+-- a judge whose schedule is not autoregressive gives a bound: judge_exact false (and a warning)
+local gb = blk:gen_eval{ judge = blk, samples = smp, store = false }
+check(gb.settings.judge_exact == false and gb.gen_nll > 0, "a block-annealing judge is not exact")
 check(g.entropy > 0 and g.entropy <= math.log(L), "unigram entropy in (0, log L]")
 check(g.distinct_1 > 0 and g.distinct_1 <= 1 and g.distinct_4 >= g.distinct_1, "distinct-n in (0, 1]")
 check(g.rep_2 >= 0 and g.rep_2 < 1, "repeated 2-gram rate in [0, 1)")
