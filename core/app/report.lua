@@ -800,19 +800,31 @@ local function signed(v, digits)
   return (v and v > 0) and ("+" .. s) or s
 end
 
--- Settings as key=value items that wrap (skip: keys shown in other columns), with the stored
--- JSON in a details element when raw is given.
-local function kv_cell(st, skip, raw)
-  local parts = {}
+-- Settings as key=value items that wrap (skip: keys shown in other columns): the keys in `first`
+-- that are present, then the others sorted, at most `inline` of them shown (all when nil) and
+-- the rest, with the stored JSON (raw), in a details element.
+local function kv_cell(st, skip, raw, first, inline)
+  local keys, seen = {}, {}
   if type(st) == "table" then
+    for _, k in ipairs(first or {}) do
+      if st[k] ~= nil and not (skip and skip[k]) then keys[#keys + 1] = k; seen[k] = true end
+    end
     for _, k in ipairs(sorted_keys(st)) do
-      if not (skip and skip[k]) then
-        parts[#parts + 1] = ('<span class="kv"><b>%s</b>=%s</span>'):format(esc(k), esc(brief(st[k])))
-      end
+      if not seen[k] and not (skip and skip[k]) then keys[#keys + 1] = k end
     end
   end
-  local h = #parts > 0 and table.concat(parts, " ") or "—"
-  if raw then h = h .. ('<details class="raw"><summary>JSON</summary><pre class="json">%s</pre></details>'):format(esc(json_pretty(raw))) end
+  local shown, more = {}, {}
+  for i, k in ipairs(keys) do
+    local item = ('<span class="kv"><b>%s</b>=%s</span>'):format(esc(k), esc(brief(st[k])))
+    if inline and i > inline then more[#more + 1] = item else shown[#shown + 1] = item end
+  end
+  local h = #shown > 0 and table.concat(shown, " ") or "—"
+  if #more > 0 or raw then
+    h = h .. ('<details class="raw"><summary>%s</summary>%s%s</details>'):format(
+      #more > 0 and ("%d more%s"):format(#more, raw and " · JSON" or "") or "JSON",
+      #more > 0 and ('<div class="more">' .. table.concat(more, " ") .. "</div>") or "",
+      raw and ('<pre class="json">%s</pre>'):format(esc(json_pretty(raw))) or "")
+  end
   return h
 end
 
@@ -1067,7 +1079,7 @@ local function bounds_part(g, by_id, items, items_state)
       ev == ref and "reference" or (d and (signed(d / LN2, 4) .. (se and (' <span class="se">± ' .. fmt_num(se / LN2, 2) .. "</span>") or "")
         .. (se and ("<br><small>±2 SE: [%s, %s]</small>"):format(signed((d - 2 * se) / LN2, 3), signed((d + 2 * se) / LN2, 3)) or "")) or "—"),
       esc(ev == ref and (items[ev.id] and ("%d per-sequence values"):format(items[ev.id].n) or "no per-sequence values") or how),
-      kv_cell(st, BOUND_SHOWN, ev.settings),
+      kv_cell(st, BOUND_SHOWN, ev.settings, { "mc", "weights", "steps", "exact", "process", "label" }, 5),
     }
   end
   h[#h + 1] = '<div class="charts">'
@@ -1153,9 +1165,22 @@ local function section_frontier(evals, by_id)
   for _, c in ipairs(order) do
     for m in pairs(c.m) do present[m] = true end
   end
-  local cols = {}
+  -- the other metrics' columns: one each, distinct_1..4 and rep_2..4 in one column per family
+  local cols, family_seen = {}, {}
   for _, m in ipairs(GEN_METRICS) do
-    if present[m] and m ~= "gen_nll" and m ~= "entropy" then cols[#cols + 1] = m end
+    local family = m:match("^(%a+)_%d$")
+    if present[m] and m ~= "gen_nll" and m ~= "entropy" then
+      if not family then
+        cols[#cols + 1] = { head = m, metrics = { m } }
+      elseif not family_seen[family] then
+        family_seen[family] = true
+        local ms, ns = {}, {}
+        for _, x in ipairs(GEN_METRICS) do
+          if x:match("^" .. family .. "_%d$") then ms[#ms + 1] = x; ns[#ns + 1] = x:match("%d$") end
+        end
+        cols[#cols + 1] = { head = family .. "_" .. table.concat(ns, "/"), metrics = ms }
+      end
+    end
   end
   -- one chart per judge and sample length: gen NLL is comparable only under one judge
   local charts, chart_list = {}, {}
@@ -1207,7 +1232,7 @@ local function section_frontier(evals, by_id)
   if #chart_list == 0 then h[#h + 1] = none("no setting has both 'gen_nll' and 'entropy'") end
   local headers = { "#", "run", "sampler", "sampler options", "T", "steps", "NFE", "samples",
     "gen NLL (nats/token ± SE)", "entropy (nats ± SE)" }
-  for _, m in ipairs(cols) do headers[#headers + 1] = m end
+  for _, col in ipairs(cols) do headers[#headers + 1] = col.head end
   headers[#headers + 1] = "judge"
   headers[#headers + 1] = "other settings"
   local rows = {}
@@ -1216,10 +1241,15 @@ local function section_frontier(evals, by_id)
     local row = { tostring(c.n), run_link(by_id, c.run_id, color[c.run_id]), esc(plugin_name(st.sampler) or "—"),
       esc(key_options(spec_options(st.sampler), 200) ~= "" and key_options(spec_options(st.sampler), 200) or "—"), fmt_num(st.temperature), fmt_num(st.steps), fmt_num(st.nfe),
       fmt_num(st.n_samples), pm(c.m.gen_nll, c.se.gen_nll), pm(c.m.entropy, c.se.entropy) }
-    for _, m in ipairs(cols) do row[#row + 1] = fmt_num(c.m[m]) end
-    row[#row + 1] = st.judge_run and (run_link(by_id, math.tointeger(st.judge_run) or 0) ..
+    for _, col in ipairs(cols) do
+      local vals = {}
+      for _, m in ipairs(col.metrics) do vals[#vals + 1] = fmt_num(c.m[m], 3) end
+      row[#row + 1] = table.concat(vals, " / ")
+    end
+    local judge = math.tointeger(st.judge_run)
+    row[#row + 1] = judge and (('<a href="#run-%d" title="%s">run %d</a>'):format(judge, esc(run_label(by_id, judge)), judge) ..
       (st.judge_schedule and ("<br><small>" .. esc(spec_name(st.judge_schedule)) .. "</small>") or "")) or "—"
-    row[#row + 1] = kv_cell(st, GEN_SHOWN, c.settings)
+    row[#row + 1] = kv_cell(st, GEN_SHOWN, c.settings, { "top_k", "top_p", "label", "note" }, 3)
     rows[#rows + 1] = row
   end
   h[#h + 1] = html_table(headers, rows, "gen")
@@ -1242,7 +1272,7 @@ local function section_evaluations(evals, by_id)
       fmt_num(ev.value, 6), fmt_num(ev.std_error, 3),
       ev.metric == "nll_bound" and ev.value and fmt_num(ev.value / LN2, 5) or "—",
       ev.st.sampler and esc(spec_name(ev.st.sampler, 200)) or "—",
-      kv_cell(ev.st, { sampler = true }, ev.settings), time_cell(ev.created_at) }
+      kv_cell(ev.st, { sampler = true }, ev.settings, { "estimator", "schedule", "temperature", "steps", "judge_run", "split", "length", "sequences", "mc" }, 6), time_cell(ev.created_at) }
   end
   h[#h + 1] = ('<details class="all-evals"><summary>%d rows, one per metric (a generation call stores %d)</summary>'):format(
     #evals, #GEN_METRICS)
@@ -1379,8 +1409,8 @@ details summary{cursor:pointer}summary code{white-space:normal;word-break:break-
 .err-text summary{white-space:normal}.err-full{margin-top:3px;max-height:240px;overflow:auto}.ts{white-space:nowrap}
 table.runs td:nth-child(2){max-width:240px;word-break:break-all}table.runs td:nth-child(12){min-width:340px}.scroll{overflow-x:auto}
 table.bounds tr.ref td{background:#fffbe6}.se{color:#666;white-space:nowrap}td .kv{display:inline-block;margin-right:8px;font-size:12px;overflow-wrap:anywhere}
-td .kv b{font-weight:600;color:#444}details.raw{display:inline}details.raw summary{color:#0055aa;font-size:12px}
-table.bounds td:last-child,table.gen td:last-child,table.evals td:nth-child(9){min-width:240px;max-width:460px}table.bounds td:nth-child(5),table.bounds td:nth-child(6){max-width:190px}
+td .kv b{font-weight:600;color:#444}details.raw summary{color:#0055aa;font-size:12px}details.raw .more{margin:2px 0}
+table.bounds td:last-child,table.gen td:last-child,table.evals td:nth-child(9){min-width:240px;max-width:460px}table.bounds td:nth-child(5),table.bounds td:nth-child(6){min-width:110px;max-width:190px;overflow-wrap:anywhere}
 .charts{display:flex;flex-wrap:wrap;gap:14px;margin:10px 0}figure.chart-box{margin:0}
 svg.chart{background:#fff;border:1px solid #e3e3e3;display:block}
 body:not(.logy) svg.only-log,body.logy svg.only-lin,body:not(.full) svg.only-full,body.full svg.only-clip{display:none}

@@ -226,11 +226,11 @@ grep -q 'paired over' "$dir/noitems.html" && bad "paired differences without eva
 # generation quality: the point of run 1 acs, separate sampler / settings columns
 grep -q '<title>#1 run 1 hybrid &lt;b&gt;&amp;&#39;x&#39; · acs(eta=1) · T=0.9 · steps=16<' "$R" \
   && ok || bad "frontier point of run 1"
-grep -q '<th>sampler</th><th>sampler options</th><th>T</th><th>steps</th><th>NFE</th><th>samples</th><th>gen NLL (nats/token ± SE)</th><th>entropy (nats ± SE)</th><th>gen_ppl</th><th>distinct_2</th><th>judge</th><th>other settings</th>' "$R" \
+grep -q '<th>sampler</th><th>sampler options</th><th>T</th><th>steps</th><th>NFE</th><th>samples</th><th>gen NLL (nats/token ± SE)</th><th>entropy (nats ± SE)</th><th>gen_ppl</th><th>distinct_1/2/3/4</th><th>judge</th><th>other settings</th>' "$R" \
   && ok || bad "generation table columns"
 grep -q '<td>acs</td><td>eta=1</td><td>0.9</td><td>16</td><td>16</td><td>8</td><td>3.1 <span class="se">± 0.05</span></td>' "$R" \
   && ok || bad "generation table row of run 1 acs"
-grep -q '<td>0.8125</td>' "$R" && ok || bad "distinct_2 value"
+grep -q '<td>— / 0.812 / — / —</td>' "$R" && ok || bad "distinct_2 value"
 grep -q '<th>sampler</th><th>settings</th><th>created</th>' "$R" && ok || bad "evaluation table: sampler and settings columns"
 grep -q '<script>alert(1)' "$R" && bad "settings JSON not escaped" || ok
 # samples: escaped prompt, escaped inserted text, control character and mask rendering, the
