@@ -5,7 +5,8 @@
 --
 -- Conventions: STRICT tables; timestamps are TEXT, ISO-8601 UTC with milliseconds
 -- (2024-05-01T12:34:56.789Z); JSON columns (config, options, settings, sampler, schedule, noise,
--- tokens, metrics) are checked with json_valid; deleting a run deletes everything it owns.
+-- tokens, metrics) are checked with json_valid; deleting a run deletes everything it owns (hdlm
+-- turns foreign keys on; the sqlite3 shell needs `PRAGMA foreign_keys = ON` for the cascades).
 
 -- migration: 1
 
@@ -15,10 +16,13 @@
 CREATE TABLE runs (
     id           INTEGER PRIMARY KEY,
     name         TEXT,
-    kind         TEXT NOT NULL,                 -- 'train', 'prepare', 'script', 'sample', 'eval', ...
+    kind         TEXT NOT NULL,                 -- 'train' (db:train), 'script' (db:run's default) or
+                                                -- what a script passes to db:run{kind = ...}
     status       TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed', 'interrupted')),
     error        TEXT,                          -- one-line reason when failed/interrupted
-    config       TEXT CHECK (config IS NULL OR json_valid(config)), -- full resolved config (JSON)
+    config       TEXT CHECK (config IS NULL OR json_valid(config)), -- JSON: db:train's resolved
+                                                -- options (defaults included; migration 4 on),
+                                                -- db:run's config as given
     seed         INTEGER,
     git_rev      TEXT,
     git_dirty    INTEGER,                       -- 1 if the work tree had uncommitted changes
@@ -27,18 +31,20 @@ CREATE TABLE runs (
     blas         TEXT,                          -- BLAS library and its configuration
     threads      INTEGER,
     world_size   INTEGER NOT NULL DEFAULT 1,    -- number of cooperating processes
-    script       TEXT,                          -- script path or command line
+    script       TEXT,                          -- script path (absolute from migration 4 on) or
+                                                -- the command ('=hdlm sweep')
     hdlm_version TEXT,
     pid          INTEGER,                       -- process that owns the run while 'running'
     started_at   TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
     ended_at     TEXT
 ) STRICT;
 
--- The plugins a run used (noise processes, schedules, samplers), with enough to tell whether a
--- result can be reproduced: version, ABI, the .so file and its content hash, and the options.
+-- The plugins a training run used (noise process, schedule), with enough to tell whether a result
+-- can be reproduced: version, ABI, the .so file and its content hash, and the options.
 CREATE TABLE run_plugins (
     run_id  INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-    kind    TEXT NOT NULL,                      -- 'noise', 'schedule', 'sampler', ...
+    kind    TEXT NOT NULL,                      -- 'noise', 'schedule' (what db:train used;
+                                                -- samplers are recorded with each sample)
     name    TEXT NOT NULL,
     version TEXT,
     abi     INTEGER,
@@ -54,13 +60,19 @@ CREATE TABLE run_plugins (
 CREATE TABLE metrics (
     run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
     step   INTEGER NOT NULL,
-    name   TEXT NOT NULL,                       -- 'train/loss', 'lr', 'val/nll', ...
+    name   TEXT NOT NULL,                       -- db:train logs 'loss', 'lr', 'grad_norm',
+                                                -- 'tokens_per_s', 'step_time', 'valid_loss',
+                                                -- 'allreduce_time' (several processes), 'params'
+                                                -- (step 0) and 'resume' (migration 4: at the step
+                                                -- a continued run resumed from); scripts log any
     value  REAL,
     at     TEXT NOT NULL,                       -- when the value was logged
     PRIMARY KEY (run_id, name, step)
 ) STRICT, WITHOUT ROWID;
 
--- Model checkpoints written by a run: where the file is, at which step, and its content hash.
+-- Model checkpoints written by a run: where the weights file is (absolute path from migration 4 on;
+-- its EMA and optimizer state lie beside it as step_N.ema/.state.safetensors), at which step, its
+-- SHA-256 and size in bytes (empty and 0 before migration 4).
 CREATE TABLE checkpoints (
     id         INTEGER PRIMARY KEY,
     run_id     INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
@@ -81,7 +93,10 @@ CREATE TABLE evaluations (
     id            INTEGER PRIMARY KEY,
     run_id        INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
     checkpoint_id INTEGER REFERENCES checkpoints (id) ON DELETE SET NULL,
-    metric        TEXT NOT NULL,                -- 'nll_bound', 'bits_per_token', 'gen_ppl', ...
+    metric        TEXT NOT NULL,                -- run:eval: 'nll_bound' (nats per token);
+                                                -- run:gen_eval: 'gen_nll', 'gen_ppl',
+                                                -- 'gen_ppl_mean', 'entropy', 'distinct_1'..'_4',
+                                                -- 'rep_2'..'_4'
     value         REAL,
     std_error     REAL,
     settings      TEXT CHECK (settings IS NULL OR json_valid(settings)), -- JSON
@@ -92,8 +107,9 @@ CREATE INDEX evaluations_by_run ON evaluations (run_id, metric);
 CREATE INDEX evaluations_by_checkpoint ON evaluations (checkpoint_id);
 
 -- Generated samples: the text and its token ids, the sampler/schedule/noise that produced it
--- (JSON: {"name":..,"version":..,"options":{..}}), the cost (steps, network evaluations, wall
--- time in seconds) and per-sample metrics.
+-- (JSON: {"name":..,"version":..,"options":{..},"sha256":..} — sha256 of the plugin's .so from
+-- migration 4 on), the cost (steps, network evaluations, wall time in seconds) and per-sample
+-- metrics (run:gen_eval: gen_nll, gen_ppl, entropy, judge_run).
 CREATE TABLE samples (
     id            INTEGER PRIMARY KEY,
     run_id        INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
@@ -177,3 +193,93 @@ CREATE TABLE sweep_points (
 ) STRICT;
 
 CREATE INDEX sweep_points_by_status ON sweep_points (status, sweep_id);
+
+-- migration: 4
+
+-- The experiment scripts runs were started from, once per distinct content: a run records the
+-- text it executed even after the file changed or moved (runs.script_sha256).
+CREATE TABLE scripts (
+    sha256     TEXT PRIMARY KEY,                -- SHA-256 of the file's bytes, hex
+    text       TEXT NOT NULL,                   -- the file as it was run
+    bytes      INTEGER NOT NULL,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+) STRICT;
+
+-- A training run resumed from a checkpoint continues the row of the run that wrote it when that
+-- run was interrupted or failed (or stopped early) with the same name, resolved config, git
+-- revision and hdlm version; `resumes` counts those continuations. Otherwise the new row names
+-- the run it resumed from in `resumed_from`.
+ALTER TABLE runs ADD COLUMN script_sha256 TEXT REFERENCES scripts (sha256);
+ALTER TABLE runs ADD COLUMN resumed_from INTEGER REFERENCES runs (id) ON DELETE SET NULL;
+ALTER TABLE runs ADD COLUMN resumes INTEGER NOT NULL DEFAULT 0;
+
+-- Per-sequence values of an evaluation, for paired comparisons (`hdlm compare`): item is the
+-- 0-based index of the sequence in the evaluation set, value that sequence's bound in nats per
+-- token (its total over the evaluation's tokens per sequence: the length, or length - 1 for the
+-- reference estimator), so that the mean of the items is evaluations.value. Two evaluations with
+-- the same settings.sequences_sha256 scored the same sequences in the same order. run:gen_eval
+-- stores its per-sample NLL (nats per token) under its gen_nll row the same way.
+CREATE TABLE evaluation_items (
+    evaluation_id INTEGER NOT NULL REFERENCES evaluations (id) ON DELETE CASCADE,
+    item          INTEGER NOT NULL,
+    value         REAL NOT NULL,
+    PRIMARY KEY (evaluation_id, item)
+) STRICT;
+
+-- Views for the common questions (sqlite3, pandas.read_sql). Read-only; the tables stay the
+-- source of truth.
+
+-- The newest 'nll_bound' evaluation of each run, in nats and bits per token, with its settings.
+CREATE VIEW v_latest_bound AS
+SELECT e.run_id, r.name AS run_name, e.id AS evaluation_id, c.step AS checkpoint_step,
+       e.value AS nats, e.std_error AS se, e.value / 0.6931471805599453 AS bits,
+       e.std_error / 0.6931471805599453 AS bits_se,
+       json_extract(e.settings, '$.estimator') AS estimator,
+       json_extract(e.settings, '$.schedule.name') AS schedule,
+       json_extract(e.settings, '$.noise.name') AS noise,
+       json_extract(e.settings, '$.split') AS split,
+       json_extract(e.settings, '$.sequences') AS sequences,
+       json_extract(e.settings, '$.length') AS length,
+       json_extract(e.settings, '$.mc') AS mc,
+       (SELECT count(*) FROM evaluation_items i WHERE i.evaluation_id = e.id) AS n_items,
+       e.created_at
+FROM evaluations e
+JOIN runs r ON r.id = e.run_id
+LEFT JOIN checkpoints c ON c.id = e.checkpoint_id
+WHERE e.metric = 'nll_bound'
+  AND e.id = (SELECT max(e2.id) FROM evaluations e2
+              WHERE e2.run_id = e.run_id AND e2.metric = 'nll_bound');
+
+-- Training curves: one row per (run, step) with the metrics db:train logs side by side (NULL
+-- where a metric was not logged at that step, e.g. valid_loss between evaluations).
+CREATE VIEW v_loss_curve AS
+SELECT m.run_id, r.name AS run_name, m.step,
+       max(CASE WHEN m.name = 'loss' THEN m.value END) AS loss,
+       max(CASE WHEN m.name = 'valid_loss' THEN m.value END) AS valid_loss,
+       max(CASE WHEN m.name = 'lr' THEN m.value END) AS lr,
+       max(CASE WHEN m.name = 'grad_norm' THEN m.value END) AS grad_norm,
+       max(CASE WHEN m.name = 'tokens_per_s' THEN m.value END) AS tokens_per_s
+FROM metrics m
+JOIN runs r ON r.id = m.run_id
+WHERE m.name IN ('loss', 'valid_loss', 'lr', 'grad_norm', 'tokens_per_s')
+GROUP BY m.run_id, m.step;
+
+-- Samples with the settings that produced them unpacked, their cost and judge metrics.
+CREATE VIEW v_samples AS
+SELECT s.id AS sample_id, s.run_id, r.name AS run_name, c.step AS checkpoint_step,
+       json_extract(s.sampler, '$.name') AS sampler,
+       json_extract(s.sampler, '$.options') AS sampler_options,
+       json_extract(s.schedule, '$.name') AS schedule,
+       json_extract(s.noise, '$.name') AS noise,
+       json_extract(s.settings, '$.temperature') AS temperature,
+       json_extract(s.settings, '$.top_k') AS top_k,
+       json_extract(s.settings, '$.top_p') AS top_p,
+       s.seed, s.steps, s.nfe, s.wall_time, s.n_tokens,
+       (SELECT count(*) FROM sample_events v
+        WHERE v.sample_id = s.id AND v.kind = 'correct') AS corrections,
+       json_extract(s.metrics, '$.gen_nll') AS gen_nll,
+       json_extract(s.metrics, '$.entropy') AS entropy,
+       s.text, s.created_at
+FROM samples s
+JOIN runs r ON r.id = s.run_id
+LEFT JOIN checkpoints c ON c.id = s.checkpoint_id;

@@ -5,9 +5,12 @@
 #   - the final checkpoint (weights, EMA, optimizer state) is byte-identical to an uninterrupted
 #     run with the same seed and thread count;
 #   - the store is consistent (PRAGMA integrity_check, foreign_key_check), every killed run is
-#     'interrupted', the last one 'done', no run logged a step twice, and the losses stitched
-#     from the chain (each run's steps up to where the next one resumed) are every step exactly
-#     once, bit-identical to the uninterrupted run's.
+#     'interrupted' (or has no row: killed before training started, with no progress), the last
+#     one 'done', every restart that resumed names the run it resumed from, no run logged a step
+#     twice, and the losses stitched from the chain (each run's steps up to where the next one
+#     resumed) are every step exactly once, bit-identical to the uninterrupted run's.
+# Each restart has its own name (r0, r1, ...), so each gets its own row linked by resumed_from;
+# tests/integration/test_store_admin.sh covers the same name continuing one row.
 # The kill points rotate over three moments: at a random time (mostly inside a training step),
 # while a checkpoint file is being written (a *.tmp.<pid> file exists), and just after `latest`
 # moved (the checkpoint's store row and the metrics flush are in their transaction then).
@@ -111,7 +114,7 @@ while :; do
     # query: it does not reap the run)
     now=$(latest) note=""
     if [ "$now" != "$before" ] &&
-      [ "$(q "$dir/b.db" "SELECT count(*) FROM checkpoints WHERE run_id = $((i + 1)) AND step = $now")" = 0 ]; then
+      [ "$(q "$dir/b.db" "SELECT count(*) FROM checkpoints WHERE run_id = (SELECT id FROM runs WHERE name = 'r$i') AND step = $now")" = 0 ]; then
       no_row=$((no_row + 1)) note=" (before its checkpoint row was committed)"
     fi
     echo "kill $kills: run r$i (from step $before) at $moment; latest now $now$note"
@@ -148,17 +151,34 @@ stale=$(find "$dir/ck" -name '*.tmp.*' | wc -l)
 # the store: consistent, every killed run 'interrupted' (reaped by the next open), the last done
 [ "$(q "$dir/b.db" "PRAGMA integrity_check")" = ok ] && ok || bad "integrity_check failed"
 [ -z "$(q "$dir/b.db" "PRAGMA foreign_key_check")" ] && ok || bad "foreign_key_check failed"
-st=$(q "$dir/b.db" "SELECT group_concat(status, ' ') FROM (SELECT status FROM runs ORDER BY id)")
+# a run has its row from the moment training starts: one killed earlier (loading the model or
+# the checkpoint) has none and made no progress; a restart that resumed names the run it resumed
+# from (resumed_from)
+st="" no_row_runs=0
+for ((r = 0; r < n_runs; r++)); do
+  s_r=$(q "$dir/b.db" "SELECT status || ':' || (resumed_from IS NOT NULL) FROM runs WHERE name = 'r$r'")
+  if [ -z "$s_r" ]; then
+    no_row_runs=$((no_row_runs + 1))
+    next=$([ $((r + 1)) -lt $n_runs ] && echo "${resume_at[$((r + 1))]}" || echo "$STEPS")
+    [ "$next" = "${resume_at[$r]}" ] && ok || bad "r$r has no run row but progressed from ${resume_at[$r]} to $next"
+    s_r="none"
+  else
+    linked=$([ "${resume_at[$r]}" -gt 0 ] && echo 1 || echo 0)
+    [ "${s_r##*:}" = "$linked" ] && ok || bad "r$r (resumed from step ${resume_at[$r]}): resumed_from set = ${s_r##*:}, expected $linked"
+    s_r=${s_r%%:*}
+  fi
+  st="$st${st:+ }$s_r"
+done
 want_st="$(for ((r = 1; r < n_runs; r++)); do printf 'interrupted '; done)done"
-[ "$st" = "$want_st" ] && ok || bad "run statuses '$st', expected '$want_st'"
+[ "$(sed 's/none/interrupted/g' <<<"$st")" = "$want_st" ] && ok || bad "run statuses '$st', expected '$want_st' (none: no row)"
 dup=$(q "$dir/b.db" "SELECT count(*) FROM (SELECT run_id, name, step FROM metrics GROUP BY 1, 2, 3 HAVING count(*) > 1)")
 [ "$dup" = 0 ] && ok || bad "$dup (run, metric, step) rows appear more than once"
-# stitch: run r (id r+1) contributes steps (resume_at[r], resume_at[r+1]]; the last up to STEPS
+# stitch: run r contributes steps (resume_at[r], resume_at[r+1]]; the last up to STEPS
 cond=""
 for ((r = 0; r < n_runs; r++)); do
   lo=${resume_at[$r]}
   hi=$([ $((r + 1)) -lt $n_runs ] && echo "${resume_at[$((r + 1))]}" || echo "$STEPS")
-  cond="$cond${cond:+ OR }(run_id = $((r + 1)) AND step > $lo AND step <= $hi)"
+  cond="$cond${cond:+ OR }(run_id = (SELECT id FROM runs WHERE name = 'r$r') AND step > $lo AND step <= $hi)"
 done
 stitched=$(q "$dir/b.db" "SELECT step, printf('%.17g', value) FROM metrics WHERE name = 'loss' AND ($cond) ORDER BY step")
 ref=$(q "$dir/a.db" "SELECT step, printf('%.17g', value) FROM metrics WHERE name = 'loss' ORDER BY step")
@@ -167,7 +187,7 @@ ref=$(q "$dir/a.db" "SELECT step, printf('%.17g', value) FROM metrics WHERE name
   || bad "stitched losses differ from the uninterrupted run:"$'\n'"$(diff <(echo "$ref") <(echo "$stitched") | head -6)"
 # and each run's own rows start right after its resume point (nothing before it re-logged)
 for ((r = 1; r < n_runs; r++)); do
-  lo=$(q "$dir/b.db" "SELECT coalesce(min(step), -1) FROM metrics WHERE run_id = $((r + 1)) AND name = 'loss'")
+  lo=$(q "$dir/b.db" "SELECT coalesce(min(step), -1) FROM metrics WHERE run_id = (SELECT id FROM runs WHERE name = 'r$r') AND name = 'loss'")
   [ "$lo" = -1 ] || [ "$lo" = $(( ${resume_at[$r]} + 1 )) ] && ok \
     || bad "r$r's first logged step is $lo, expected $(( ${resume_at[$r]} + 1 ))"
 done
@@ -178,7 +198,8 @@ fi
 summary=""
 for m in random checkpoint-write after-latest; do summary="$summary $m=${moments[$m]:-0}"; done
 echo "kill_test: $kills SIGKILLs survived over $n_runs runs ($summary ; $no_row before the checkpoint" \
-  "row of a moved \`latest\` was committed), $STEPS steps," \
+  "row of a moved \`latest\` was committed; $no_row_runs killed before their run row existed)," \
+  "$STEPS steps," \
   "reference run ${t_ref} s, total $(( $(date +%s) - t0 )) s; ${stale_before:-0} temporary" \
   "file(s) of killed saves before the last run, $stale after it"
 echo "kill_test: $passed passed, $failed failed"

@@ -1,6 +1,7 @@
 /* The `hdlm` command line: run Lua experiments, inspect plugins, prepare data, query the store.
  * Each subcommand parses its own flags; errors print one line and exit non-zero. The only place
  * that calls exit(). */
+#include "app/store_cmds.h"
 #include "app/sweep.h"
 #include "base/error.h"
 #include "base/interrupt.h"
@@ -161,22 +162,35 @@ static int cmd_plugins(int argc, char **argv) {
 /* ---- hdlm query ---- */
 static int cmd_query(int argc, char **argv) {
     const char *db = "runs.db";
-    int csv = 0, json = 0;
+    int csv = 0, json = 0, write = 0;
     argc = take_flag_value(argc, argv, "--db", &db);
     argc = take_flag(argc, argv, "--csv", &csv);
     argc = take_flag(argc, argv, "--json", &json);
+    argc = take_flag(argc, argv, "--write", &write);
     for (int i = 0; i < argc; i++)
         if (looks_like_flag(argv[i])) return unknown_flag("query", argv[i]);
     if (argc != 1)
         return usage_error(
-            "query: expected one SQL argument (hdlm query [--db FILE] [--csv|--json] \"SQL\")%s",
+            "query: expected one SQL argument (hdlm query [--db FILE] [--csv|--json] "
+            "[--write] \"SQL\")%s",
             "");
+    if (!store_cmd_require_db(db, "query")) return 1;
     error e = {0};
     store *s = NULL;
-    if (store_open(db, STORE_READONLY, &s, &e) != HDLM_OK) return die(&e);
+    /* read-only unless --write: a query cannot change the store by accident */
+    if (store_open(db, write ? 0 : STORE_READONLY, &s, &e) != HDLM_OK) return die(&e);
     int fmt = csv ? STORE_FMT_CSV : json ? STORE_FMT_JSON : STORE_FMT_TABLE;
+    int64_t before = store_changes(s);
     int rc = store_query_print(s, argv[0], fmt, stdout, &e);
+    int64_t changed = store_changes(s) - before;
     store_close(s);
+    if (rc == HDLM_ESTATE && !write) {
+        fprintf(stderr, "hdlm: %s; use --write\n", e.msg);
+        return 1;
+    }
+    if (rc == HDLM_OK && write)
+        fprintf(stderr, "hdlm: %lld row%s changed (with foreign-key cascades)\n",
+                (long long)changed, changed == 1 ? "" : "s");
     return rc == HDLM_OK ? 0 : die(&e);
 }
 
@@ -184,7 +198,10 @@ static int cmd_query(int argc, char **argv) {
 static int cmd_runs(int argc, char **argv) {
     const char *db = "runs.db";
     argc = take_flag_value(argc, argv, "--db", &db);
-    if (argc > 0) return usage_error("runs: unexpected argument '%s'", argv[0]);
+    if (argc > 0 && !strcmp(argv[0], "rm")) return store_cmd_runs_rm(argc - 1, argv + 1, db);
+    if (argc > 0 && !strcmp(argv[0], "gc")) return store_cmd_runs_gc(argc - 1, argv + 1, db);
+    if (argc > 0) return usage_error("runs: unexpected argument '%s' (rm, gc or none)", argv[0]);
+    if (!store_cmd_require_db(db, "runs")) return 1;
     error e = {0};
     store *s = NULL;
     if (store_open(db, 0, &s, &e) != HDLM_OK) return die(&e);
@@ -192,6 +209,9 @@ static int cmd_runs(int argc, char **argv) {
     if (rc == HDLM_OK)
         rc = store_query_print(s,
                                "SELECT id, name, kind, status, seed, started_at, ended_at, "
+                               "CASE WHEN resumes > 0 THEN 'continued ' || resumes || 'x' "
+                               "WHEN resumed_from IS NOT NULL THEN 'from run ' || resumed_from "
+                               "ELSE '' END AS resumed, "
                                "substr(coalesce(error,''),1,60) AS error FROM runs ORDER BY id",
                                STORE_FMT_TABLE, stdout, &e);
     store_close(s);
@@ -314,12 +334,7 @@ static int run_chunk_for_run(int argc, char **argv, const char *what, const char
     argc = take_flag_value(argc, argv, "--db", &db);
     argc = take_flag_value(argc, argv, "--run", &run);
     if (!run) return usage_error("%s: --run ID is required", what);
-    /* a read-only open first: a missing file is one clear message, and no empty database is
-     * created in its place */
-    error e = {0};
-    store *s = NULL;
-    if (store_open(db, STORE_READONLY, &s, &e) != HDLM_OK) return die(&e);
-    store_close(s);
+    if (!store_cmd_require_db(db, what)) return 1;
     char runarg[64];
     snprintf(runarg, sizeof runarg, "run=%s", run);
     char **args = calloc((size_t)argc + 1, sizeof *args);
@@ -345,6 +360,7 @@ static int run_chunk_for_run(int argc, char **argv, const char *what, const char
                        .db_path = db,
                        .chunk = chunk,
                        .plain_errors = 1};
+    error e = {0};
     int rc = lua_host_run(&o, &e);
     free(args);
     if (rc != HDLM_OK) {
@@ -482,6 +498,7 @@ static int cmd_samples(int argc, char **argv) {
     long long lim = strtoll(limit, &end, 10);
     if (*end || lim < 1)
         return usage_error("samples: --limit expects a positive integer, got '%s'", limit);
+    if (!store_cmd_require_db(db, "samples")) return 1;
     error e = {0};
     store *s = NULL;
     if (store_open(db, STORE_READONLY, &s, &e) != HDLM_OK) return die(&e);
@@ -557,16 +574,32 @@ static const command commands[] = {
      "  (none)       the build's plugin folder and HDLM_PLUGIN_PATH (colon-separated) are "
      "searched\n",
      "HDLM_PLUGIN_PATH=$HOME/my-plugins hdlm plugins"},
-    {"query", cmd_query, "query [--db FILE] [--csv|--json] \"SQL\"",
-     "run SQL on the store and print a table, CSV or JSON",
-     "  --db FILE    the store (default runs.db); opened read-only\n"
+    {"query", cmd_query, "query [--db FILE] [--csv|--json] [--write] \"SQL\"",
+     "run SQL on the store (read-only unless --write) and print a table, CSV or JSON",
+     "  --db FILE    the store (default runs.db); it must exist\n"
      "  --csv        comma-separated values with a header row\n"
-     "  --json       a JSON array of objects\n",
+     "  --json       a JSON array of objects\n"
+     "  --write      allow statements that change the database (foreign keys on: deletes\n"
+     "               cascade to dependent rows)\n",
      "hdlm query --db runs.db \"SELECT id, name, status FROM runs\"\n"
-     "hdlm query --csv \"SELECT step, value FROM metrics WHERE run_id = 1 AND name = 'loss'\""},
+     "hdlm query --csv \"SELECT step, value FROM v_loss_curve WHERE run_id = 1\""},
     {"runs", cmd_runs, "runs [--db FILE]", "list the runs in the store",
      "  --db FILE    the store (default runs.db); runs whose process is gone are marked first\n",
      "hdlm runs --db runs.db"},
+    {"runs", cmd_runs, "runs rm ID... [--db FILE] [--dry-run] [--keep-files]",
+     "delete runs with their metrics, checkpoints (rows and files), evaluations and samples",
+     "  ID...         run ids; all must exist and none may be running (else nothing is deleted)\n"
+     "  --dry-run     print what would be deleted and change nothing\n"
+     "  --keep-files  delete the rows but leave checkpoint files on disk\n",
+     "hdlm runs rm 3 4 --dry-run"},
+    {"runs", cmd_runs, "runs gc [--db FILE] [--dry-run]",
+     "delete failed and empty runs and checkpoint files no run refers to",
+     "  --dry-run     print what would be deleted and change nothing\n", "hdlm runs gc --dry-run"},
+    {"compare", store_cmd_compare, "compare RUN_A RUN_B [--db FILE]",
+     "paired bound difference ± SE on the same sequences, and the gen-NLL difference",
+     "  RUN_A RUN_B  run ids; their latest evaluations on the same sequences are paired\n"
+     "  --db FILE    the store (default runs.db)\n",
+     "hdlm compare 3 5 --db runs.db"},
     {"data", cmd_data,
      "data prepare TEXT -o OUT.tok [--tokenizer bytes|text8] [--valid F] [--seed N]",
      "encode a UTF-8 text file into a token file with a deterministic train/valid split",

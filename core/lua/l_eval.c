@@ -12,6 +12,7 @@
  */
 #include "base/json.h"
 #include "base/log.h"
+#include "base/sha256.h"
 #include "data/tokenizer.h"
 #include "data/tokfile.h"
 #include "diffusion/eval.h"
@@ -112,7 +113,7 @@ static void push_plugin_json(lua_State *L, const plugin_instance *pi, const hype
     json_buf jb = {0};
     json_buf_raw(&jb, "{\"name\":");
     json_buf_str(&jb, h && h->name ? h->name : "lua");
-    json_buf_raw(&jb, ",\"version\":\"lua\"}");
+    json_buf_raw(&jb, ",\"version\":\"lua\",\"options\":{}}");
     lua_pushstring(L, jb.data ? jb.data : "{}");
     json_buf_free(&jb);
 }
@@ -145,10 +146,15 @@ static int corpus_guard_gc(lua_State *L) {
     return 0;
 }
 
-/* The corpus: data = <Corpus>, or the file recorded in the run's config. */
+/* The corpus: data = <Corpus>, or the file recorded in the run's config. Pushes its path (kept
+ * on the stack, for the settings). */
 static const corpus *eval_corpus(lua_State *L, store *st, int64_t run_id, const char *W) {
     lua_getfield(L, 2, "data");
-    if (!lua_isnil(L, -1)) return l_check_corpus(L, lua_gettop(L));
+    if (!lua_isnil(L, -1)) {
+        const corpus *c = l_check_corpus(L, lua_gettop(L));
+        lua_pushstring(L, l_corpus_path(L, lua_gettop(L)));
+        return c;
+    }
     lua_pop(L, 1);
     store_value p = {.type = STORE_INT, .i = run_id};
     text_cell c = {0};
@@ -160,6 +166,7 @@ static const corpus *eval_corpus(lua_State *L, store *st, int64_t run_id, const 
         luaL_error(L,
                    "%s: run %d records no corpus file in its config; pass data = hdlm.corpus{...}",
                    W, (int)run_id);
+    lua_pushstring(L, c.s); /* below the guard: the guard stays on top */
     corpus_guard *g = lua_newuserdatauv(L, sizeof *g, 0);
     memset(g, 0, sizeof *g);
     if (luaL_newmetatable(L, "hdlm.CorpusGuard")) {
@@ -217,6 +224,7 @@ int l_run_eval(lua_State *L) {
     int len;
     long long want;
     const int32_t *tok;
+    const char *data_path = NULL; /* the corpus file the sequences came from */
     lua_getfield(L, 2, "tokens");
     if (!lua_isnil(L, -1)) {
         /* given sequences: arrays of ids or strings (encoded with the model's tokenizer) */
@@ -270,6 +278,7 @@ int l_run_eval(lua_State *L) {
         split = "given";
     } else {
         const corpus *c = eval_corpus(L, st, run_id, W);
+        data_path = lua_tostring(L, lua_type(L, -1) == LUA_TSTRING ? -1 : -2); /* under a guard */
         len = (int)l_opt_integer(L, 2, W, "length", m->cfg.seq_len);
         if (len < 2 || len > m->cfg.seq_len)
             return luaL_error(L, "%s: key 'length' must be in 2..%d (the model's seq_len), got %d",
@@ -337,6 +346,14 @@ int l_run_eval(lua_State *L) {
     SETI("length", len);
     SETI("tokens", r.tokens);
     SETS("split", split);
+    if (data_path) SETS("data", data_path);
+    {
+        /* what pairs two evaluations item by item (hdlm compare): the same token ids in the same
+         * order; ids hashed as little-endian int32 */
+        char hex[65];
+        sha256_hex(tok, (size_t)want * (size_t)len * sizeof *tok, hex);
+        SETS("sequences_sha256", hex);
+    }
     SETS("weights", weights);
     SETI("seed", (lua_Integer)seed);
     SETI("batch", batch);
@@ -377,13 +394,21 @@ int l_run_eval(lua_State *L) {
     if (label) SETS("label", label);
     if (l_opt_bool(L, 2, W, "store", 1)) {
         l_push_json(L, res);
-        int64_t ck = latest_checkpoint(L, st, run_id);
-        if (store_evaluation(st, run_id, ck, "nll_bound", r.nats, r.se, lua_tostring(L, -1), &e) !=
-            HDLM_OK) {
+        int64_t ck = latest_checkpoint(L, st, run_id), eid = 0;
+        /* per-sequence values in nats per token over the same denominator as r.nats (length,
+         * or length - 1 for the reference estimator): their mean is the stored value */
+        double per_tok = r.n_seq ? (double)r.tokens / (double)r.n_seq : 1;
+        double *items = lua_newuserdatauv(L, (size_t)(r.n_seq ? r.n_seq : 1) * sizeof *items, 0);
+        for (int64_t b = 0; b < r.n_seq; b++)
+            items[b] = r.per_seq[b] / per_tok;
+        if (store_evaluation_items(st, run_id, ck, "nll_bound", r.nats, r.se, lua_tostring(L, -2),
+                                   items, r.n_seq, &eid, &e) != HDLM_OK) {
             eval_result_free(&r);
             return l_raise(L, &e);
         }
-        lua_pop(L, 1);
+        lua_pop(L, 2);
+        lua_pushinteger(L, eid);
+        lua_setfield(L, res, "evaluation_id");
     }
     lua_createtable(L, (int)r.n_seq, 0);
     for (int64_t b = 0; b < r.n_seq; b++) {
@@ -698,8 +723,14 @@ int l_run_gen_eval(lua_State *L) {
                     {"rep_3", rep[3], NAN},
                     {"rep_4", rep[4], NAN}};
         int64_t ck = latest_checkpoint(L, st, run_id);
+        /* gen_nll keeps each sample's NLL per token as its items (in the order of `samples`) */
+        double *items = lua_newuserdatauv(L, (size_t)n * sizeof *items, 0);
+        for (int i = 0; i < n; i++)
+            items[i] = r.per_seq[i] / len;
         for (size_t k = 0; k < sizeof rows / sizeof *rows && rc == HDLM_OK; k++)
-            rc = store_evaluation(st, run_id, ck, rows[k].k, rows[k].v, rows[k].se, sj, &e);
+            rc = store_evaluation_items(st, run_id, ck, rows[k].k, rows[k].v, rows[k].se, sj, items,
+                                        k == 0 ? n : 0, NULL, &e);
+        lua_pop(L, 1);
         /* per-sample metrics */
         for (int i = 0; i < n && rc == HDLM_OK; i++) {
             char mj[256];

@@ -17,7 +17,10 @@ typedef struct l_ctx {
     char refusals[8192];      /* plugins that were refused, one per line */
     l_run *open_runs;         /* runs begun and not yet ended (marked failed on a script error) */
     const char *db_path;
-    const char *script;
+    const char *script;      /* as recorded in runs.script: the absolute path of a file */
+    const char *script_text; /* the file's bytes as run (NULL for an embedded command) */
+    size_t script_bytes;
+    char script_sha256[65]; /* "" without a file */
 } l_ctx;
 
 #define L_CTX(L) ((l_ctx *)lua_touserdata((L), lua_upvalueindex(1)))
@@ -35,6 +38,11 @@ int l_raise(lua_State *L, const error *e);
 /* Serialises the Lua value at idx to JSON (tables with keys 1..n are arrays, other tables
  * objects with sorted keys). Pushes the JSON string. Raises on cycles/functions. */
 void l_push_json(lua_State *L, int idx);
+/* A plugin spec in the form the store records ({name = "x", options = {...}}, optionally with
+ * version and sha256) at idx is replaced in place by the short form {"x", key = value, ...}, so
+ * that a spec read back from runs.config or a sample works wherever a spec is taken. Anything
+ * else is left alone. */
+void l_spec_normalize(lua_State *L, int idx);
 /* Options of a plugin spec table {"name", key = value, ...} at t (checked first: raises on a
  * bad entry before anything is allocated); *name receives the plugin name. Caller owns the
  * result (plugin_instance_create takes it). */
@@ -51,7 +59,8 @@ store *l_run_store(lua_State *L, int idx, int64_t *id);
 int l_attach_run(lua_State *L, int run_idx);
 /* run:sample{...} (l_sample.c); the Run is argument 1. */
 int l_run_sample(lua_State *L);
-/* {"name":..,"version":..,"options":{..}} of a plugin instance (malloc'd; caller frees). */
+/* {"name":..,"version":..,"options":{..},"sha256":..} of a plugin instance (malloc'd; caller
+ * frees); sha256 is the hash of the loaded .so. */
 char *l_plugin_json(const plugin_instance *pi);
 /* run:eval{...} and run:gen_eval{...} (l_eval.c); the Run is argument 1. */
 int l_run_eval(lua_State *L);
@@ -77,11 +86,27 @@ plugin_registry *l_plugins(lua_State *L, l_ctx *c);
 struct corpus;
 const struct corpus *l_check_corpus(lua_State *L, int idx);
 const char *l_corpus_path(lua_State *L, int idx);
-/* Trains with the option table at opts_idx on the corpus at corpus_idx, logging to (st, run_id).
- * Pushes the trained Model, a summary table {loss, tokens_per_s, steps[, context, block_type]},
- * the Schedule and the noise guard (nil, nil without a noise process); returns 4. */
-int l_train_run(lua_State *L, struct store *st, int64_t run_id, int opts_idx, int corpus_idx,
-                const struct corpus *data);
+/* db:train in two steps, so that nothing is written before training can start.
+ * l_train_prepare checks the option table at opts_idx, builds the trainer on the corpus at
+ * corpus_idx and resumes it from checkpoint_dir; it pushes a Training userdata and raises on
+ * any refusal. l_train_info_of tells what it found. l_train_execute trains it (train = 1),
+ * logging to (st, run_id), or hands over the resumed weights without training (train = 0: a
+ * finished run returned as it is); it pushes the Model (EMA weights), a summary table {loss,
+ * tokens_per_s, steps, steps_trained[, context, block_type, context_width]}, the Schedule and the
+ * noise guard (nil, nil without a noise process) and returns 4. When no step is trained the
+ * summary's loss is the last one logged by history_run (or run_id). */
+typedef struct l_train_info {
+    const char *config_json; /* the resolved config: every option, defaults included */
+    int resumed;             /* a checkpoint was loaded */
+    int64_t step, steps;     /* step reached (resumed at; 0 when fresh), steps wanted */
+    const char *ckpt_dir;    /* absolute; "" = none */
+    const char *ckpt_path;   /* weights file of the checkpoint resumed from ("" = none) */
+    const char *given_path;  /* the same as checkpoint_dir was spelled (rows of older hdlm) */
+} l_train_info;
+int l_train_prepare(lua_State *L, int opts_idx, int corpus_idx, const struct corpus *data);
+const l_train_info *l_train_info_of(lua_State *L, int idx);
+int l_train_execute(lua_State *L, int prep_idx, struct store *st, int64_t run_id, int train,
+                    int64_t history_run);
 void l_model_register(lua_State *L, int ctx_idx);
 void l_noise_register(lua_State *L, int ctx_idx);
 /* A caller-owned noise instance (free with plugin_instance_destroy) from the Noise userdata or the

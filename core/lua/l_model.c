@@ -1,5 +1,7 @@
 /* Lua bindings of the model and the trainer:
- *   db:train{...} -> Run (finished), with run.model the trained model (EMA weights by default)
+ *   db:train{...} -> Run (finished), with run.model the trained model (EMA weights by default);
+ *     in two steps (l_train_prepare, l_train_execute) so that l_store.c creates or continues
+ *     the run's row only once every option has been checked and the checkpoint loaded
  *   hdlm.model{d_model=..., ...} or hdlm.model{checkpoint="x.safetensors"} -> Model
  *   model:forward(tokens, {sigma=, states=, context=, block=, block_type=, positions=})
  *     -> logits (T x V)
@@ -10,6 +12,7 @@
 #include "base/log.h"
 #include "base/progress.h"
 #include "base/rng.h"
+#include "base/sha256.h"
 #include "data/tokenizer.h"
 #include "data/tokfile.h"
 #include "diffusion/train.h"
@@ -20,9 +23,13 @@
 #include "store/store.h"
 #include "tensor/blas.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define MODEL_MT "hdlm.Model"
 
@@ -100,13 +107,16 @@ static int share_status(int rc, error *e) {
     return out.rc;
 }
 
-/* Writes a checkpoint of the current step and its row (rank 0; a collective call). */
+/* Writes a checkpoint of the current step and its row, with the SHA-256 and size of the weights
+ * file so that what a later `hdlm sample` loads can be checked against it (rank 0; a collective
+ * call). */
 static int save_checkpoint(trainer *t, store *st, int64_t run_id, int lead, error *e) {
     int rc = trainer_sync(t, e);
     if (rc != HDLM_OK) return rc;
     if (lead) {
-        char path[1200];
+        char path[1200], hash[65] = "";
         int64_t cid;
+        struct stat sb;
         /* metrics up to this step are durable before `latest` names it: a run killed
          * in between and resumed from here then logs every step once */
         rc = store_flush(st, e);
@@ -115,7 +125,11 @@ static int save_checkpoint(trainer *t, store *st, int64_t run_id, int lead, erro
         if (rc == HDLM_OK && (rc = trainer_save(t, path, sizeof path, e)) != HDLM_OK)
             error_wrap(e, "checkpoint of step %lld failed (`latest` still names the previous one)",
                        (long long)t->step);
-        if (rc == HDLM_OK) rc = store_checkpoint(st, run_id, t->step, path, "", 0, &cid, e);
+        if (rc == HDLM_OK) rc = sha256_hex_file(path, hash, e);
+        if (rc == HDLM_OK && stat(path, &sb) != 0)
+            rc = error_set(e, HDLM_EIO, "%s: cannot read its size: %s", path, strerror(errno));
+        if (rc == HDLM_OK)
+            rc = store_checkpoint(st, run_id, t->step, path, hash, (int64_t)sb.st_size, &cid, e);
         if (rc == HDLM_OK) rc = store_flush(st, e);
     }
     return share_status(rc, e);
@@ -138,9 +152,10 @@ static int noise_guard_gc(lua_State *L) {
     return 0;
 }
 
-/* Records a plugin instance in run_plugins and appends its identity to jb (JSON object). */
-static int record_plugin(store *st, int64_t run_id, const char *kind, const plugin_instance *pi,
-                         json_buf *jb, error *e) {
+/* Appends {"name":..,"version":..,"options":{..}} of a plugin instance to jb: the identity a
+ * checkpoint records and a resume compares (its form must not change, or old checkpoints would
+ * no longer resume). */
+static void identity_json(json_buf *jb, const plugin_instance *pi) {
     const hdlm_plugin *d = pi->entry->desc;
     char *opts = plugin_opts_json(pi->opts);
     json_buf_raw(jb, "{\"name\":");
@@ -150,16 +165,23 @@ static int record_plugin(store *st, int64_t run_id, const char *kind, const plug
     json_buf_raw(jb, ",\"options\":");
     json_buf_raw(jb, opts ? opts : "{}");
     json_buf_raw(jb, "}");
+    free(opts);
+}
+
+static int record_plugin(store *st, int64_t run_id, const char *kind, const plugin_instance *pi,
+                         error *e) {
+    const hdlm_plugin *d = pi->entry->desc;
+    char *opts = plugin_opts_json(pi->opts);
     int rc = store_run_plugin(st, run_id, kind, d->name, d->version, (int)d->abi_version,
                               pi->entry->file, pi->entry->hash, opts, e);
     free(opts);
     return rc;
 }
 
-/* Reads noise/schedule/layout options into cfg (objective "method"); leaves the Schedule and the
- * noise guard userdata on the stack (they must outlive training). */
-static void read_method(lua_State *L, int o, train_config *cfg, store *st, int64_t run_id,
-                        const corpus *data) {
+/* Reads noise/schedule/layout options into cfg (objective "method"); leaves the schedule value,
+ * the Schedule userdata, the noise value and the noise guard userdata on the stack (they must
+ * outlive training). Writes nothing: the run's row does not exist yet. */
+static void read_method(lua_State *L, int o, train_config *cfg, const corpus *data) {
     const char *W = "db:train";
     lua_getfield(L, o, "schedule");
     if (lua_isnil(L, -1))
@@ -199,20 +221,17 @@ static void read_method(lua_State *L, int o, train_config *cfg, store *st, int64
                    cfg->method.context_width);
     cfg->method.vectorised = l_opt_bool(L, o, W, "vectorised", 0);
     cfg->method.low_discrepancy = l_opt_bool(L, o, W, "low_discrepancy", 0);
-    /* identity for resume checks and provenance */
+    /* identity for resume checks */
     json_buf jb = {0};
-    error e = {0};
     json_buf_raw(&jb, "{\"noise\":");
-    int rc = record_plugin(st, run_id, "noise", g->inst, &jb, &e);
+    identity_json(&jb, g->inst);
     json_buf_raw(&jb, ",\"schedule\":");
-    if (rc == HDLM_OK && sp) {
-        rc = record_plugin(st, run_id, "schedule", sp, &jb, &e);
-    } else if (rc == HDLM_OK) { /* a schedule written in Lua */
+    if (sp) {
+        identity_json(&jb, sp);
+    } else { /* a schedule written in Lua */
         json_buf_raw(&jb, "{\"name\":");
         json_buf_str(&jb, cfg->sched->name ? cfg->sched->name : "lua");
         json_buf_raw(&jb, ",\"version\":\"lua\"}");
-        rc = store_run_plugin(st, run_id, "schedule", cfg->sched->name ? cfg->sched->name : "lua",
-                              "lua", 0, NULL, NULL, NULL, &e);
     }
     char tail[256], cw[48] = "";
     /* only when set, so that the configs (and resumes) of default runs stay as they were */
@@ -224,62 +243,159 @@ static void read_method(lua_State *L, int o, train_config *cfg, store *st, int64
              ctx, bt, cw, cfg->method.vectorised ? "true" : "false",
              cfg->method.low_discrepancy ? "true" : "false");
     json_buf_raw(&jb, tail);
-    if (jb.data && jb.len < sizeof cfg->method_json)
-        memcpy(cfg->method_json, jb.data, jb.len + 1);
-    else if (rc == HDLM_OK)
-        rc = error_set(&e, HDLM_EINVAL, "db:train: plugin options too long to record");
+    int fits = jb.data && jb.len < sizeof cfg->method_json;
+    if (fits) memcpy(cfg->method_json, jb.data, jb.len + 1);
     json_buf_free(&jb);
-    if (rc != HDLM_OK) l_raise(L, &e);
+    if (!fits) luaL_error(L, "db:train: plugin options too long to record");
 }
 
-static const char *const attach_keys[] = {"run",     "model",      "noise",         "schedule",
-                                          "context", "block_type", "context_width", NULL};
+/* ---- db:train, step 1: a prepared training --------------------------------------------------
+ * Everything db:train can refuse (unknown keys, bad values, a model too big for the machine, a
+ * checkpoint made with another config) is refused here, before the run's row exists: a typo
+ * leaves no failed run behind. */
 
-/* db:attach{run = id, model = Model, noise = spec|Noise, schedule = spec|Schedule, context =,
- * block_type =} -> a (finished) Run that can sample: how a stored run is brought back. The Store
- * is argument 1; the Run userdata comes from l_store.c (pushed by the caller at run_idx). */
-int l_attach_run(lua_State *L, int run_idx) {
-    const char *W = "db:attach";
-    luaL_checktype(L, 2, LUA_TTABLE);
-    l_check_keys(L, 2, W, attach_keys);
-    lua_getfield(L, 2, "model");
-    tokenizer tok;
-    model *m = l_model_of(L, -1, &tok);
-    lua_setiuservalue(L, run_idx, 2);
-    lua_getfield(L, 2, "schedule");
-    if (lua_isnil(L, -1)) return luaL_error(L, "%s: key 'schedule' is required", W);
-    l_to_schedule(L, lua_gettop(L));
-    lua_setiuservalue(L, run_idx, 4);
-    lua_pop(L, 1);
-    lua_getfield(L, 2, "noise");
-    if (lua_isnil(L, -1)) return luaL_error(L, "%s: key 'noise' is required", W);
-    int nidx = lua_gettop(L);
-    noise_guard *g = lua_newuserdatauv(L, sizeof *g, 0);
-    g->inst = NULL;
-    if (luaL_newmetatable(L, "hdlm.NoiseGuard")) {
-        lua_pushcfunction(L, noise_guard_gc);
-        lua_setfield(L, -2, "__gc");
+#define TRAINING_MT "hdlm.Training"
+
+typedef struct l_training {
+    trainer t;
+    int live; /* trainer_init succeeded and the trainer is not freed yet */
+    l_train_info info;
+    int has_noise;
+    int64_t stop_after;
+    char given_dir[1024]; /* checkpoint_dir as the script spelled it (messages) */
+    char ckpt_path[1300]; /* weights file of the checkpoint resumed from */
+    char given_path[1300];
+    train_config cfg; /* a copy: trainer_free clears the trainer's */
+} l_training;
+
+static void training_release(l_training *tr) {
+    if (tr->live) trainer_free(&tr->t);
+    tr->live = 0;
+}
+
+static int training_gc(lua_State *L) {
+    training_release(lua_touserdata(L, 1));
+    return 0;
+}
+
+const l_train_info *l_train_info_of(lua_State *L, int idx) {
+    l_training *tr = luaL_checkudata(L, idx, TRAINING_MT);
+    return &tr->info;
+}
+
+/* A float option as the shortest decimal that reads back as the same float: the value the user
+ * wrote (0.01, not 0.009999999776) and no other float. */
+static void push_float(lua_State *L, float v) {
+    char buf[32];
+    for (int prec = 6; prec <= 9; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, (double)v);
+        if ((float)strtod(buf, NULL) == v) break;
     }
-    lua_setmetatable(L, -2);
-    int32_t V = m->cfg.mask_id >= 0 ? m->cfg.mask_id : (tok.vocab ? tok.vocab : m->cfg.vocab);
-    g->inst = l_to_noise(L, nidx, V);
-    lua_setiuservalue(L, run_idx, 5);
-    lua_pop(L, 1);
-    lua_createtable(L, 0, 2);
-    lua_pushstring(L, l_opt_string(L, 2, W, "context", "block_causal"));
-    lua_setfield(L, -2, "context");
-    lua_pushstring(L, l_opt_string(L, 2, W, "block_type", "full"));
-    lua_setfield(L, -2, "block_type");
-    lua_pushinteger(L, l_opt_integer(L, 2, W, "context_width", 0));
-    lua_setfield(L, -2, "context_width");
-    lua_setiuservalue(L, run_idx, 3);
-    lua_settop(L, run_idx);
-    return 1;
+    lua_pushnumber(L, strtod(buf, NULL));
 }
 
-int l_train_run(lua_State *L, store *st, int64_t run_id, int o, int corpus_idx,
-                const corpus *data) {
+/* {"name":..,"options":{..}} of a plugin instance (or of a Lua schedule: version "lua") as a Lua
+ * table: the one form plugin specs take in a run's config. */
+static void push_spec(lua_State *L, const plugin_instance *pi, const hyper *h) {
+    lua_createtable(L, 0, 3);
+    if (pi) {
+        lua_pushstring(L, pi->entry->desc->name);
+        lua_setfield(L, -2, "name");
+        char *opts = plugin_opts_json(pi->opts);
+        lua_pushcfunction(L, l_json_decode);
+        lua_pushstring(L, opts ? opts : "{}");
+        free(opts);
+        lua_call(L, 1, 1);
+        lua_setfield(L, -2, "options");
+    } else {
+        lua_pushstring(L, h && h->name ? h->name : "lua");
+        lua_setfield(L, -2, "name");
+        lua_newtable(L);
+        lua_setfield(L, -2, "options");
+        lua_pushstring(L, "lua");
+        lua_setfield(L, -2, "version");
+    }
+}
+
+/* The resolved config (every option with the value training uses, defaults included) as JSON,
+ * pushed. Keys sorted (l_push_json), so equal configs give equal text. */
+static void push_resolved_config(lua_State *L, int o, const l_training *tr, const char *data_path,
+                                 int sched_idx, int guard_idx) {
+    const train_config *c = &tr->cfg;
+    const model_config *mc = &tr->t.m.cfg;
+    lua_createtable(L, 0, 48);
+    int t = lua_gettop(L);
+#define SET_I(k, v) (lua_pushinteger(L, (lua_Integer)(v)), lua_setfield(L, t, (k)))
+#define SET_N(k, v) (lua_pushnumber(L, (v)), lua_setfield(L, t, (k)))
+#define SET_S(k, v) (lua_pushstring(L, (v)), lua_setfield(L, t, (k)))
+#define SET_B(k, v) (lua_pushboolean(L, (v)), lua_setfield(L, t, (k)))
+    lua_getfield(L, o, "name");
+    lua_setfield(L, t, "name");
+    char abs[4096];
+    SET_S("data", data_path && realpath(data_path, abs) ? abs : data_path);
+    SET_S("objective", train_objective_name(c->objective));
+    lua_createtable(L, 0, 9);
+    lua_pushinteger(L, mc->d_model), lua_setfield(L, -2, "d_model");
+    lua_pushinteger(L, mc->n_layer), lua_setfield(L, -2, "n_layer");
+    lua_pushinteger(L, mc->n_head), lua_setfield(L, -2, "n_head");
+    lua_pushinteger(L, mc->seq_len), lua_setfield(L, -2, "seq_len");
+    lua_pushboolean(L, mc->cond), lua_setfield(L, -2, "cond");
+    push_float(L, mc->mix_gamma), lua_setfield(L, -2, "gamma");
+    push_float(L, mc->dropout), lua_setfield(L, -2, "dropout");
+    lua_pushinteger(L, mc->vocab), lua_setfield(L, -2, "vocab");
+    lua_pushinteger(L, mc->mask_id), lua_setfield(L, -2, "mask_id");
+    lua_setfield(L, t, "model");
+    SET_I("steps", c->steps);
+    SET_I("batch", c->batch);
+    SET_I("accum", c->accum);
+    SET_N("lr", c->opt.lr);
+    SET_N("min_lr", c->opt.min_lr);
+    SET_I("warmup", c->opt.warmup);
+    SET_S("lr_schedule", lr_schedule_name(c->opt.schedule));
+    SET_N("weight_decay", c->opt.weight_decay);
+    SET_N("beta1", c->opt.beta1);
+    SET_N("beta2", c->opt.beta2);
+    SET_N("eps", c->opt.eps);
+    SET_N("clip", c->opt.clip);
+    SET_N("ema", c->opt.ema);
+    SET_I("seed", c->seed);
+    SET_I("log_every", c->log_every);
+    SET_I("eval_every", c->eval_every);
+    SET_I("eval_batches", c->eval_batches);
+    if (c->ckpt_dir[0]) SET_S("checkpoint_dir", c->ckpt_dir); /* absolute */
+    SET_I("ckpt_every", c->ckpt_every);
+    SET_I("keep", c->keep_ckpts);
+    SET_B("resume", l_opt_bool(L, o, "db:train", "resume", 1));
+    SET_I("threads", l_opt_integer(L, o, "db:train", "threads", 0));
+    SET_I("stop_after", tr->stop_after);
+    if (tr->has_noise) {
+        push_spec(L, l_noise_of_guard(L, guard_idx), NULL);
+        lua_setfield(L, t, "noise");
+        push_spec(L, l_schedule_instance(L, sched_idx), l_check_schedule(L, sched_idx));
+        lua_setfield(L, t, "schedule");
+        SET_B("vectorised", c->method.vectorised);
+        SET_S("context", mask_context_name(c->method.context));
+        SET_S("block_type", c->method.block_type == MASK_BLOCK_CAUSAL ? "causal" : "full");
+        SET_I("context_width", c->method.context_width);
+        SET_B("low_discrepancy", c->method.low_discrepancy);
+    }
+    /* recorded as given (hdlm sweep) */
+    lua_getfield(L, o, "sweep");
+    lua_setfield(L, t, "sweep");
+    lua_getfield(L, o, "sweep_key");
+    lua_setfield(L, t, "sweep_key");
+#undef SET_I
+#undef SET_N
+#undef SET_S
+#undef SET_B
+    l_push_json(L, t);
+    lua_remove(L, t);
+}
+
+int l_train_prepare(lua_State *L, int o, int corpus_idx, const corpus *data) {
     const char *W = "db:train";
+    o = lua_absindex(L, o);
+    corpus_idx = lua_absindex(L, corpus_idx);
     l_check_keys(L, o, W, train_keys);
     train_config cfg;
     memset(&cfg, 0, sizeof cfg);
@@ -341,11 +457,24 @@ int l_train_run(lua_State *L, store *st, int64_t run_id, int o, int corpus_idx,
     int no_ckpt_wanted = lua_isboolean(L, -1) && !lua_toboolean(L, -1);
     lua_pop(L, 1);
     const char *dir = no_ckpt_wanted ? "" : l_opt_string(L, o, W, "checkpoint_dir", "");
-    snprintf(cfg.ckpt_dir, sizeof cfg.ckpt_dir, "%s", dir);
+    /* absolute, so that checkpoint rows (and `hdlm sample`, `hdlm runs gc`) find the files from
+     * any directory; trailing slashes dropped so that paths compare equal */
+    char cwd[1024] = "";
+    size_t dl = strlen(dir);
+    while (dl > 1 && dir[dl - 1] == '/')
+        dl--;
+    if (dl && dir[0] != '/' && !getcwd(cwd, sizeof cwd))
+        return luaL_error(L, "db:train: cannot resolve checkpoint_dir '%s': %s", dir,
+                          strerror(errno));
+    int wrote = snprintf(cfg.ckpt_dir, sizeof cfg.ckpt_dir, "%s%s%.*s", cwd, cwd[0] ? "/" : "",
+                         (int)dl, dir);
+    if (wrote < 0 || (size_t)wrote >= sizeof cfg.ckpt_dir - 40)
+        return luaL_error(L, "db:train: checkpoint_dir '%s' is too long (%d characters resolved)",
+                          dir, wrote);
     int resume = l_opt_bool(L, o, W, "resume", 1);
     int64_t stop_after = l_opt_integer(L, o, W, "stop_after", 0);
     int top0 = lua_gettop(L);
-    if (has_noise) read_method(L, o, &cfg, st, run_id, data);
+    if (has_noise) read_method(L, o, &cfg, data);
     /* read_method left: the schedule value, the Schedule userdata, the noise value, the guard */
     int sched_idx = has_noise ? top0 + 2 : 0, guard_idx = has_noise ? top0 + 4 : 0;
     if (cfg.opt.ema < 0 || cfg.opt.ema >= 1)
@@ -354,114 +483,203 @@ int l_train_run(lua_State *L, store *st, int64_t run_id, int o, int corpus_idx,
     /* stored runs are sampled and evaluated later from their checkpoints (hdlm sample/eval) */
     if (!cfg.ckpt_dir[0] && !no_ckpt_wanted && dist_rank() == 0)
         log_msg(HDLM_LOG_WARN,
-                "db:train (run %lld): this run cannot be sampled or evaluated later: no "
-                "checkpoint_dir (checkpoint_dir = \"checkpoints/NAME\" keeps its weights; "
-                "checkpoint_dir = false says you do not want them)",
-                (long long)run_id);
-    else if (cfg.ckpt_dir[0] && cfg.ckpt_every <= 0 && dist_rank() == 0)
-        log_msg(HDLM_LOG_WARN,
-                "db:train (run %lld): this run cannot be sampled or evaluated later: "
-                "checkpoint_dir without ckpt_every writes no checkpoint (give ckpt_every = N)",
-                (long long)run_id);
+                "db:train: this run cannot be sampled or evaluated later: no checkpoint_dir "
+                "(checkpoint_dir = \"checkpoints/NAME\" keeps its weights; checkpoint_dir = "
+                "false says you do not want them)");
 
-    /* the Model userdata owns the trainer's model at the end; the trainer struct sits in a
-     * userdata, and every error path below frees its buffers before raising */
-    l_model *out = new_model_ud(L);
-    int out_idx = lua_gettop(L);
-    trainer *t = lua_newuserdatauv(L, sizeof *t, 0);
-    memset(t, 0, sizeof *t);
-    lua_pushvalue(L, corpus_idx); /* keep the corpus alive */
-    lua_pop(L, 1);
+    l_training *tr = lua_newuserdatauv(L, sizeof *tr, 4);
+    memset(tr, 0, sizeof *tr);
+    int tr_idx = lua_gettop(L);
+    if (luaL_newmetatable(L, TRAINING_MT)) {
+        lua_pushcfunction(L, training_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, corpus_idx); /* the trainer borrows the corpus */
+    lua_setiuservalue(L, tr_idx, 1);
+    if (has_noise) {
+        lua_pushvalue(L, sched_idx);
+        lua_setiuservalue(L, tr_idx, 2);
+        lua_pushvalue(L, guard_idx);
+        lua_setiuservalue(L, tr_idx, 3);
+    }
+    tr->has_noise = has_noise;
+    tr->stop_after = stop_after;
+    snprintf(tr->given_dir, sizeof tr->given_dir, "%s", dir);
     error e = {0};
-    if (trainer_init(t, &cfg, data, &e) != HDLM_OK) return l_raise(L, &e);
+    if (trainer_init(&tr->t, &cfg, data, &e) != HDLM_OK) return l_raise(L, &e);
+    tr->live = 1;
     int found = 0;
-    if (resume && trainer_resume(t, &found, &e) != HDLM_OK) {
-        trainer_free(t);
+    if (resume && trainer_resume(&tr->t, &found, &e) != HDLM_OK) {
+        training_release(tr);
         return l_raise(L, &e);
     }
+    tr->cfg = tr->t.cfg;
+    if (found && dist_rank() == 0)
+        fprintf(stderr, "hdlm: resuming from step %lld of %s\n", (long long)tr->t.step, dir);
+    if (found) {
+        snprintf(tr->ckpt_path, sizeof tr->ckpt_path, "%s/step_%08lld.safetensors", cfg.ckpt_dir,
+                 (long long)tr->t.step);
+        snprintf(tr->given_path, sizeof tr->given_path, "%s/step_%08lld.safetensors", dir,
+                 (long long)tr->t.step);
+    }
+    push_resolved_config(L, o, tr, l_corpus_path(L, corpus_idx), sched_idx, guard_idx);
+    lua_setiuservalue(L, tr_idx, 4);
+    lua_getiuservalue(L, tr_idx, 4);
+    tr->info.config_json = lua_tostring(L, -1); /* anchored by the uservalue */
+    lua_pop(L, 1);
+    tr->info.resumed = found;
+    tr->info.step = tr->t.step;
+    tr->info.steps = cfg.steps;
+    tr->info.ckpt_dir = tr->cfg.ckpt_dir;
+    tr->info.ckpt_path = tr->ckpt_path;
+    tr->info.given_path = tr->given_path;
+    lua_pushvalue(L, tr_idx);
+    return 1;
+}
+
+/* The last logged training loss of a run (NaN when none): the summary of a call that trained no
+ * step (its run finished earlier), instead of the 0 of a step never taken. */
+static int last_loss_row(void *ud, int ncol, const char *const *names, const store_value *vals) {
+    (void)names;
+    if (ncol >= 1 && (vals[0].type == STORE_REAL || vals[0].type == STORE_INT))
+        *(double *)ud = vals[0].d;
+    return 1;
+}
+
+static double last_loss(store *st, int64_t run_id) {
+    double v = NAN;
+    store_value p = {.type = STORE_INT, .i = run_id};
+    if (run_id > 0)
+        store_query_params(st,
+                           "SELECT value FROM metrics WHERE run_id = ? AND name = 'loss' ORDER BY "
+                           "step DESC LIMIT 1",
+                           1, &p, last_loss_row, &v, NULL);
+    return v;
+}
+
+/* ---- db:train, step 2: training into a run's row ---------------------------------------- */
+
+int l_train_execute(lua_State *L, int prep_idx, store *st, int64_t run_id, int train,
+                    int64_t history_run) {
+    const char *W = "db:train";
+    prep_idx = lua_absindex(L, prep_idx);
+    l_training *tr = luaL_checkudata(L, prep_idx, TRAINING_MT);
+    if (!tr->live) return luaL_error(L, "%s: this training was already run", W);
+    trainer *t = &tr->t;
+    const train_config *cfg = &tr->cfg;
+    lua_getiuservalue(L, prep_idx, 1);
+    const corpus *data = l_check_corpus(L, -1);
+    lua_pop(L, 1); /* the Training keeps it */
+    lua_getiuservalue(L, prep_idx, 2);
+    int sched_idx = lua_gettop(L);
+    lua_getiuservalue(L, prep_idx, 3);
+    int guard_idx = lua_gettop(L);
     /* data parallel (dist.h): every rank trains its share of each batch; rank 0 alone writes
      * checkpoints, reports progress, and its store takes the rows (the others' drops them) */
     int lead = dist_rank() == 0;
-    if (found && lead)
-        fprintf(stderr, "hdlm: resuming from step %lld of %s\n", (long long)t->step, dir);
-    store_metric(st, run_id, 0, "params", (double)t->m.n_params, &e);
-
-    progress pg;
-    progress_init(&pg, NULL, "train", cfg.steps);
-    if (!lead) pg.out = NULL;
+    error e = {0};
     int rc = HDLM_OK;
     train_stats s = {0};
     double tok_s_sum = 0, comm_sum = 0;
     int tok_s_n = 0;
-    int64_t start = t->step, saved_at = -1;
-    /* SIGINT/SIGTERM stop at the next step boundary (interrupt.h). Single process only: with
-     * several ranks they would have to agree on the step to stop at, so a signal keeps its
-     * default action there (the run is reaped as interrupted and resumes from `latest`). */
-    int armed = dist_size() < 2;
-    if (armed) interrupt_arm();
-    while (t->step < cfg.steps) {
-        if ((rc = trainer_step(t, &s, &e)) != HDLM_OK) break;
-        if (t->step > start + 1) { /* the first step includes allocation */
-            tok_s_sum += s.tokens_per_s;
-            comm_sum += s.comm_time;
-            tok_s_n++;
+    int64_t start = t->step;
+    if (train) {
+        if (tr->has_noise) {
+            const plugin_instance *sp = l_schedule_instance(L, sched_idx);
+            rc = record_plugin(st, run_id, "noise", l_noise_of_guard(L, guard_idx), &e);
+            if (rc == HDLM_OK && sp) {
+                rc = record_plugin(st, run_id, "schedule", sp, &e);
+            } else if (rc == HDLM_OK) { /* a schedule written in Lua */
+                const char *nm = cfg->sched->name ? cfg->sched->name : "lua";
+                rc = store_run_plugin(st, run_id, "schedule", nm, "lua", 0, NULL, NULL, NULL, &e);
+            }
         }
-        if (t->step % cfg.log_every == 0 || t->step == cfg.steps) {
-            log_metric(st, run_id, t->step, "loss", s.loss, &e);
-            log_metric(st, run_id, t->step, "lr", s.lr, &e);
-            log_metric(st, run_id, t->step, "grad_norm", s.grad_norm, &e);
-            log_metric(st, run_id, t->step, "tokens_per_s", s.tokens_per_s, &e);
-            if (t->world > 1) log_metric(st, run_id, t->step, "allreduce_time", s.comm_time, &e);
-            rc = log_metric(st, run_id, t->step, "step_time", s.step_time, &e);
-            if (rc != HDLM_OK) break;
+        if (rc != HDLM_OK) {
+            training_release(tr);
+            return l_raise(L, &e);
         }
-        if (cfg.eval_every > 0 && (t->step % cfg.eval_every == 0 || t->step == cfg.steps)) {
-            double vl;
-            if ((rc = trainer_eval(t, t->opt.ema != NULL, &vl, &e)) != HDLM_OK) break;
-            log_metric(st, run_id, t->step, "valid_loss", vl, &e);
-        }
-        if (cfg.ckpt_every > 0 && cfg.ckpt_dir[0] &&
-            (t->step % cfg.ckpt_every == 0 || t->step == cfg.steps)) {
-            if ((rc = save_checkpoint(t, st, run_id, lead, &e)) != HDLM_OK) break;
-            saved_at = t->step;
-        }
-        progress_update(&pg, t->step, s.tokens_per_s, "tok/s", s.loss);
-        int sig = interrupt_signal();
-        if (sig) { /* graceful stop: the step is done; keep it, then leave as 'interrupted' */
-            if (cfg.ckpt_dir[0] && saved_at != t->step &&
-                (rc = save_checkpoint(t, st, run_id, lead, &e)) != HDLM_OK)
+        store_metric(st, run_id, 0, "params", (double)t->m.n_params, &e);
+
+        progress pg;
+        progress_init(&pg, NULL, "train", cfg->steps);
+        if (!lead) pg.out = NULL;
+        int64_t saved_at = -1;
+        /* SIGINT/SIGTERM stop at the next step boundary (interrupt.h). Single process only: with
+         * several ranks they would have to agree on the step to stop at, so a signal keeps its
+         * default action there (the run is reaped as interrupted and resumes from `latest`). */
+        int armed = dist_size() < 2;
+        if (armed) interrupt_arm();
+        while (t->step < cfg->steps) {
+            if ((rc = trainer_step(t, &s, &e)) != HDLM_OK) break;
+            if (t->step > start + 1) { /* the first step includes allocation */
+                tok_s_sum += s.tokens_per_s;
+                comm_sum += s.comm_time;
+                tok_s_n++;
+            }
+            if (t->step % cfg->log_every == 0 || t->step == cfg->steps) {
+                log_metric(st, run_id, t->step, "loss", s.loss, &e);
+                log_metric(st, run_id, t->step, "lr", s.lr, &e);
+                log_metric(st, run_id, t->step, "grad_norm", s.grad_norm, &e);
+                log_metric(st, run_id, t->step, "tokens_per_s", s.tokens_per_s, &e);
+                if (t->world > 1)
+                    log_metric(st, run_id, t->step, "allreduce_time", s.comm_time, &e);
+                rc = log_metric(st, run_id, t->step, "step_time", s.step_time, &e);
+                if (rc != HDLM_OK) break;
+            }
+            if (cfg->eval_every > 0 && (t->step % cfg->eval_every == 0 || t->step == cfg->steps)) {
+                double vl;
+                if ((rc = trainer_eval(t, t->opt.ema != NULL, &vl, &e)) != HDLM_OK) break;
+                log_metric(st, run_id, t->step, "valid_loss", vl, &e);
+            }
+            if (cfg->ckpt_every > 0 && cfg->ckpt_dir[0] && t->step % cfg->ckpt_every == 0) {
+                if ((rc = save_checkpoint(t, st, run_id, lead, &e)) != HDLM_OK) break;
+                saved_at = t->step;
+            }
+            progress_update(&pg, t->step, s.tokens_per_s, "tok/s", s.loss);
+            int sig = interrupt_signal();
+            if (sig) { /* graceful stop: the step is done; keep it, then leave as 'interrupted' */
+                if (cfg->ckpt_dir[0] && saved_at != t->step &&
+                    (rc = save_checkpoint(t, st, run_id, lead, &e)) != HDLM_OK)
+                    break;
+                rc = error_set(&e, HDLM_ESTATE, "interrupted by %s at step %lld (%s)",
+                               interrupt_name(sig), (long long)t->step,
+                               cfg->ckpt_dir[0] ? "checkpoint written; run again to resume"
+                                                : "no checkpoint_dir: progress not saved");
                 break;
-            rc = error_set(&e, HDLM_ESTATE, "interrupted by %s at step %lld (%s)",
-                           interrupt_name(sig), (long long)t->step,
-                           cfg.ckpt_dir[0] ? "checkpoint written; run again to resume"
-                                           : "no checkpoint_dir: progress not saved");
-            break;
+            }
+            if (tr->stop_after > 0 && t->step >= tr->stop_after) break;
         }
-        if (stop_after > 0 && t->step >= stop_after) break;
-    }
-    if (armed) interrupt_disarm();
-    progress_finish(&pg);
-    if (rc != HDLM_OK) {
-        trainer_free(t);
-        return l_raise(L, &e);
+        /* a run with a checkpoint_dir ends with a checkpoint of the step it reached, whatever
+         * ckpt_every is (the last step, or stop_after's), so that it can be sampled and resumed */
+        if (rc == HDLM_OK && cfg->ckpt_dir[0] && t->step > start && saved_at != t->step)
+            rc = save_checkpoint(t, st, run_id, lead, &e);
+        if (armed) interrupt_disarm();
+        progress_finish(&pg);
+        if (rc != HDLM_OK) {
+            training_release(tr);
+            return l_raise(L, &e);
+        }
     }
     /* hand the model over (EMA weights in front: evaluation and sampling use them) */
     if (trainer_swap_ema(t, &e) != HDLM_OK) {
-        trainer_free(t);
+        training_release(tr);
         return l_raise(L, &e);
     }
+    l_model *out = new_model_ud(L);
+    int out_idx = lua_gettop(L);
     out->m = t->m;
     memset(&t->m, 0, sizeof t->m);
-    out->objective = cfg.objective;
+    out->objective = cfg->objective;
     out->tok = data->tok;
     int64_t steps_done = t->step; /* also right when a resumed run had nothing left to do */
     int world = t->world;
-    trainer_free(t);
-    lua_settop(L, out_idx);
-    lua_createtable(L, 0, 6);
-    lua_pushnumber(L, s.loss);
+    int trained = steps_done > start;
+    training_release(tr);
+    lua_createtable(L, 0, 8);
+    lua_pushnumber(L, trained ? s.loss : last_loss(st, history_run > 0 ? history_run : run_id));
     lua_setfield(L, -2, "loss");
-    lua_pushnumber(L, tok_s_n ? tok_s_sum / tok_s_n : s.tokens_per_s);
+    lua_pushnumber(L, tok_s_n ? tok_s_sum / tok_s_n : trained ? s.tokens_per_s : NAN);
     lua_setfield(L, -2, "tokens_per_s");
     lua_pushnumber(L, tok_s_n ? comm_sum / tok_s_n : s.comm_time); /* seconds per step */
     lua_setfield(L, -2, "allreduce_time");
@@ -469,12 +687,14 @@ int l_train_run(lua_State *L, store *st, int64_t run_id, int o, int corpus_idx,
     lua_setfield(L, -2, "world_size");
     lua_pushinteger(L, (lua_Integer)steps_done);
     lua_setfield(L, -2, "steps");
-    if (has_noise) { /* the layout sampling must reuse */
-        lua_pushstring(L, l_opt_string(L, o, W, "context", "block_causal"));
+    lua_pushinteger(L, (lua_Integer)(steps_done - start));
+    lua_setfield(L, -2, "steps_trained");
+    if (tr->has_noise) { /* the layout sampling must reuse */
+        lua_pushstring(L, mask_context_name(cfg->method.context));
         lua_setfield(L, -2, "context");
-        lua_pushstring(L, l_opt_string(L, o, W, "block_type", "full"));
+        lua_pushstring(L, cfg->method.block_type == MASK_BLOCK_CAUSAL ? "causal" : "full");
         lua_setfield(L, -2, "block_type");
-        lua_pushinteger(L, l_opt_integer(L, o, W, "context_width", 0));
+        lua_pushinteger(L, cfg->method.context_width);
         lua_setfield(L, -2, "context_width");
         lua_pushvalue(L, sched_idx);
         lua_pushvalue(L, guard_idx);
@@ -482,7 +702,54 @@ int l_train_run(lua_State *L, store *st, int64_t run_id, int o, int corpus_idx,
         lua_pushnil(L);
         lua_pushnil(L);
     }
+    (void)out_idx;
+    (void)W;
     return 4; /* model, summary, Schedule, noise guard */
+}
+
+static const char *const attach_keys[] = {"run",     "model",      "noise",         "schedule",
+                                          "context", "block_type", "context_width", NULL};
+
+/* db:attach{run = id, model = Model, noise = spec|Noise, schedule = spec|Schedule, context =,
+ * block_type =} -> a (finished) Run that can sample: how a stored run is brought back. The Store
+ * is argument 1; the Run userdata comes from l_store.c (pushed by the caller at run_idx). */
+int l_attach_run(lua_State *L, int run_idx) {
+    const char *W = "db:attach";
+    luaL_checktype(L, 2, LUA_TTABLE);
+    l_check_keys(L, 2, W, attach_keys);
+    lua_getfield(L, 2, "model");
+    tokenizer tok;
+    model *m = l_model_of(L, -1, &tok);
+    lua_setiuservalue(L, run_idx, 2);
+    lua_getfield(L, 2, "schedule");
+    if (lua_isnil(L, -1)) return luaL_error(L, "%s: key 'schedule' is required", W);
+    l_to_schedule(L, lua_gettop(L));
+    lua_setiuservalue(L, run_idx, 4);
+    lua_pop(L, 1);
+    lua_getfield(L, 2, "noise");
+    if (lua_isnil(L, -1)) return luaL_error(L, "%s: key 'noise' is required", W);
+    int nidx = lua_gettop(L);
+    noise_guard *g = lua_newuserdatauv(L, sizeof *g, 0);
+    g->inst = NULL;
+    if (luaL_newmetatable(L, "hdlm.NoiseGuard")) {
+        lua_pushcfunction(L, noise_guard_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    int32_t V = m->cfg.mask_id >= 0 ? m->cfg.mask_id : (tok.vocab ? tok.vocab : m->cfg.vocab);
+    g->inst = l_to_noise(L, nidx, V);
+    lua_setiuservalue(L, run_idx, 5);
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, l_opt_string(L, 2, W, "context", "block_causal"));
+    lua_setfield(L, -2, "context");
+    lua_pushstring(L, l_opt_string(L, 2, W, "block_type", "full"));
+    lua_setfield(L, -2, "block_type");
+    lua_pushinteger(L, l_opt_integer(L, 2, W, "context_width", 0));
+    lua_setfield(L, -2, "context_width");
+    lua_setiuservalue(L, run_idx, 3);
+    lua_settop(L, run_idx);
+    return 1;
 }
 
 /* ---- hdlm.model ---------------------------------------------------------------------------- */

@@ -150,6 +150,7 @@ plugin_instance *l_to_noise(lua_State *L, int idx, int vocab) {
                    luaL_typename(L, idx));
         return NULL;
     }
+    l_spec_normalize(L, idx); /* {name =, options =} as stored in runs.config */
     lua_getfield(L, idx, "vocab");
     if (!lua_isnil(L, -1) && vocab > 0 &&
         (!lua_isnumber(L, -1) || lua_tonumber(L, -1) != (lua_Number)vocab))

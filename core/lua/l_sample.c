@@ -57,6 +57,12 @@ static int32_t *read_tokens(lua_State *L, int idx, const tokenizer *tok, int32_t
     return ids;
 }
 
+static int first_id(void *ud, int ncol, const char *const *names, const store_value *vals) {
+    (void)names;
+    if (ncol >= 1 && vals[0].type == STORE_INT) *(int64_t *)ud = vals[0].i;
+    return 1;
+}
+
 int l_run_sample(lua_State *L) {
     const char *W = "run:sample";
     int64_t run_id;
@@ -175,6 +181,7 @@ int l_run_sample(lua_State *L) {
     }
     int spec = lua_gettop(L);
     luaL_checktype(L, spec, LUA_TTABLE);
+    l_spec_normalize(L, spec); /* {name =, options =} as stored with a sample */
     const char *sname;
     plugin_opts *so = l_spec_to_opts(L, spec, "run:sample sampler", &sname);
     sampler_guard *g = lua_newuserdatauv(L, sizeof *g, 0);
@@ -194,6 +201,18 @@ int l_run_sample(lua_State *L) {
                    g->inst->ops, sname, &cfg, &g->res, &e) != HDLM_OK)
         return l_raise(L, &e);
 
+    /* the checkpoint the weights came from: the run's newest (what db:train ended with, and
+     * what hdlm_run.load attaches) */
+    int64_t ck_id = 0;
+    {
+        store_value p = {.type = STORE_INT, .i = run_id};
+        error ce = {0};
+        if (store_query_params(st,
+                               "SELECT id FROM checkpoints WHERE run_id = ? ORDER BY step DESC, id "
+                               "DESC LIMIT 1",
+                               1, &p, first_id, &ck_id, &ce) != HDLM_OK)
+            return l_raise(L, &ce);
+    }
     /* store every sample with its provenance and trajectory */
     char *nj = l_plugin_json(noise), *sj = l_plugin_json(g->inst);
     char *hj = sp ? l_plugin_json(sp) : NULL;
@@ -212,7 +231,7 @@ int l_run_sample(lua_State *L) {
     if (!hj) {
         json_buf_raw(&hlua, "{\"name\":");
         json_buf_str(&hlua, h->name ? h->name : "lua");
-        json_buf_raw(&hlua, ",\"version\":\"lua\"}");
+        json_buf_raw(&hlua, ",\"version\":\"lua\",\"options\":{}}");
     }
     size_t cap = (size_t)cfg.L * 4 + 1;
     char *text = malloc(cap);
@@ -233,6 +252,7 @@ int l_run_sample(lua_State *L) {
         }
         store_sample_info si = {
             .run_id = run_id,
+            .checkpoint_id = ck_id,
             .text = text,
             .tokens = ids,
             .n_tokens = cfg.L,

@@ -505,6 +505,7 @@ const hyper *l_to_schedule(lua_State *L, int idx) {
     l_ctx *c = lua_touserdata(L, -1);
     lua_pop(L, 1);
     if (!c) fail(L, "schedule: the hdlm host context is missing");
+    l_spec_normalize(L, idx); /* {name =, options =} as stored in runs.config */
     push_schedule(L, idx, c);
     return l_check_schedule(L, -1);
 }

@@ -1,5 +1,6 @@
 /* Lua bindings of the store: hdlm.open(path) -> Store; Store:run{...} -> Run; Store:query(sql,
- * ...) -> rows; Run:log(step, name, value | table); Run:finish(); Run:fail(msg). A run that is
+ * ...) -> rows; Store:compare{a =, b =} -> paired bound difference (store/compare.h);
+ * Run:log(step, name, value | table); Run:finish(); Run:fail(msg). A run that is
  * still open when the script fails is marked failed with the error (see lua_host.c).
  * Under mpirun every rank runs the script; rank 0 alone writes the database. The others open it
  * as followers (writes dropped, reads read-only) after rank 0 has created it, and take rank 0's
@@ -11,6 +12,7 @@
 #include "data/tokfile.h"
 #include "dist/dist.h"
 #include "l_internal.h"
+#include "store/compare.h"
 #include "store/store.h"
 #include "tensor/blas.h"
 
@@ -120,9 +122,31 @@ static int store_tostring(lua_State *L) {
     return 1;
 }
 
-/* Begins a run row for (kind, name, seed, config at cfg_idx as JSON). Pushes the Run. */
+/* Pushes a Run userdata for row id of the Store at store_idx. open: the script may log to it, and
+ * it ends with the script (done, or failed with the script's error). */
+static l_run *push_run(lua_State *L, int store_idx, int64_t id, int open) {
+    l_ctx *c = L_CTX(L);
+    l_store *s = check_store(L, store_idx);
+    l_run *r = lua_newuserdatauv(L, sizeof *r, 5); /* store, model, summary, schedule, noise */
+    memset(r, 0, sizeof *r);
+    luaL_setmetatable(L, RUN_MT);
+    lua_pushvalue(L, store_idx);
+    lua_setiuservalue(L, -2, 1); /* keep the Store alive as long as the Run */
+    r->id = id;
+    r->st = s->st;
+    r->ctx = c;
+    if (open) {
+        r->open = 1;
+        r->next = c->open_runs;
+        c->open_runs = r;
+    }
+    return r;
+}
+
+/* Begins a run row for (kind, name, seed, config JSON) with the script's provenance and content.
+ * Pushes the Run. */
 static l_run *begin_run(lua_State *L, int store_idx, const char *name, const char *kind,
-                        long long seed, const char *config) {
+                        long long seed, const char *config, int64_t resumed_from) {
     l_ctx *c = L_CTX(L);
     l_store *s = check_store(L, store_idx);
     provenance p;
@@ -141,12 +165,11 @@ static l_run *begin_run(lua_State *L, int store_idx, const char *name, const cha
         .world_size = dist_size(),
         .script = c->script,
         .hdlm_version = HDLM_VERSION,
+        .script_sha256 = c->script_sha256[0] ? c->script_sha256 : NULL,
+        .script_text = c->script_text,
+        .script_bytes = (int64_t)c->script_bytes,
+        .resumed_from = resumed_from,
     };
-    l_run *r = lua_newuserdatauv(L, sizeof *r, 5); /* store, model, summary, schedule, noise */
-    memset(r, 0, sizeof *r);
-    luaL_setmetatable(L, RUN_MT);
-    lua_pushvalue(L, store_idx);
-    lua_setiuservalue(L, -2, 1); /* keep the Store alive as long as the Run */
     /* rank 0 inserts the row; everyone gets its id (or its failure) */
     struct {
         int rc;
@@ -157,13 +180,7 @@ static l_run *begin_run(lua_State *L, int store_idx, const char *name, const cha
     error be = {0};
     if (dist_broadcast(&got, sizeof got, 0, &be) != HDLM_OK) l_raise(L, &be);
     if (got.rc != HDLM_OK) l_raise(L, &got.e);
-    r->id = got.id;
-    r->st = s->st;
-    r->open = 1;
-    r->ctx = c;
-    r->next = c->open_runs;
-    c->open_runs = r;
-    return r;
+    return push_run(L, store_idx, got.id, 1);
 }
 
 static const char *const run_keys[] = {"name", "kind", "config", "seed", NULL};
@@ -183,14 +200,8 @@ static int store_run(lua_State *L) {
         lua_newtable(L);
     }
     l_push_json(L, -1);
-    begin_run(L, 1, name, kind, seed, lua_tostring(L, -1));
+    begin_run(L, 1, name, kind, seed, lua_tostring(L, -1), 0);
     return 1;
-}
-
-static int train_protected(lua_State *L) {
-    /* 1 = opts, 2 = corpus, 3 = run (light: l_run *) */
-    l_run *r = lua_touserdata(L, 3);
-    return l_train_run(L, r->st, r->id, 1, 2, l_check_corpus(L, 2));
 }
 
 static int count_row(void *ud, int ncol, const char *const *names, const store_value *vals) {
@@ -199,38 +210,171 @@ static int count_row(void *ud, int ncol, const char *const *names, const store_v
     return 0;
 }
 
+/* ---- db:train: which row a training writes to ----------------------------------------------
+ * A training that resumed from a checkpoint belongs with the run that wrote it (R: the run whose
+ * checkpoint row names the file; else the newest run with rows in that directory; else the
+ * newest training run whose config names the directory). Then:
+ *   R done, same name, nothing left to train       -> R itself is returned; no new row
+ *   R interrupted, failed or done (stop_after), same name, same resolved config (apart from
+ *     stop_after, resume, threads), same git revision and hdlm version  -> R's row continues
+ *   otherwise (or R still running)                 -> a new row with resumed_from = R
+ * A training that starts fresh always gets a new row. */
+
+enum { TRAIN_NEW, TRAIN_CONTINUE, TRAIN_EXISTING };
+
+typedef struct train_plan {
+    int rc;
+    int mode;
+    int64_t id;   /* TRAIN_CONTINUE / TRAIN_EXISTING: the run */
+    int64_t from; /* TRAIN_NEW: the run resumed from (0 = none) */
+    error e;
+} train_plan;
+
+typedef struct run_match {
+    int64_t id;
+    char status[16], kind[16];
+    int same_name, same_config, same_code;
+} run_match;
+
+static int first_id(void *ud, int ncol, const char *const *names, const store_value *vals) {
+    (void)names;
+    if (ncol >= 1 && vals[0].type == STORE_INT) *(int64_t *)ud = vals[0].i;
+    return 1;
+}
+
+static int read_match(void *ud, int ncol, const char *const *names, const store_value *vals) {
+    (void)names;
+    run_match *m = ud;
+    if (ncol < 5) return 1;
+    snprintf(m->status, sizeof m->status, "%s", vals[0].s ? vals[0].s : "");
+    m->same_name = (int)vals[1].i;
+    m->same_config = (int)vals[2].i;
+    m->same_code = (int)vals[3].i;
+    snprintf(m->kind, sizeof m->kind, "%s", vals[4].s ? vals[4].s : "");
+    return 1;
+}
+
+static store_value text_value(const char *s) {
+    store_value v = {.type = s ? STORE_TEXT : STORE_NULL, .s = s};
+    return v;
+}
+
+static void plan_training(store *st, const l_train_info *ti, const char *name, const provenance *p,
+                          train_plan *out) {
+    out->mode = TRAIN_NEW;
+    if (!ti->resumed) return;
+    int64_t r = 0;
+    char dir_slash[1100];
+    snprintf(dir_slash, sizeof dir_slash, "%s/", ti->ckpt_dir);
+    store_value pv[2] = {text_value(ti->ckpt_path), text_value(ti->given_path)};
+    out->rc = store_query_params(st,
+                                 "SELECT run_id FROM checkpoints WHERE path IN (?1, ?2) ORDER BY "
+                                 "id DESC LIMIT 1",
+                                 2, pv, first_id, &r, &out->e);
+    if (out->rc == HDLM_OK && !r) {
+        pv[0] = text_value(dir_slash);
+        out->rc = store_query_params(st,
+                                     "SELECT run_id FROM checkpoints WHERE substr(path, 1, "
+                                     "length(?1)) = ?1 ORDER BY id DESC LIMIT 1",
+                                     1, pv, first_id, &r, &out->e);
+    }
+    if (out->rc == HDLM_OK && !r) {
+        pv[0] = text_value(ti->ckpt_dir);
+        out->rc = store_query_params(st,
+                                     "SELECT id FROM runs WHERE kind = 'train' AND "
+                                     "json_extract(config, '$.checkpoint_dir') = ?1 ORDER BY id "
+                                     "DESC LIMIT 1",
+                                     1, pv, first_id, &r, &out->e);
+    }
+    if (out->rc != HDLM_OK || !r) return;
+    run_match m = {.id = r};
+    store_value q[5] = {{.type = STORE_INT, .i = r},
+                        text_value(name),
+                        text_value(ti->config_json),
+                        text_value(p->git_rev),
+                        text_value(HDLM_VERSION)};
+    out->rc = store_query_params(st,
+                                 "SELECT status, name IS ?2, json_remove(config, '$.stop_after', "
+                                 "'$.resume', '$.threads') IS json_remove(?3, '$.stop_after', "
+                                 "'$.resume', '$.threads'), git_rev IS ?4 AND hdlm_version IS ?5, "
+                                 "kind FROM runs WHERE id = ?1",
+                                 5, q, read_match, &m, &out->e);
+    if (out->rc != HDLM_OK) return;
+    int train = !strcmp(m.kind, "train") && m.same_name;
+    int ended = !strcmp(m.status, "interrupted") || !strcmp(m.status, "failed") ||
+                !strcmp(m.status, "done");
+    if (train && !strcmp(m.status, "done") && ti->step >= ti->steps) {
+        out->mode = TRAIN_EXISTING;
+        out->id = r;
+    } else if (train && ended && m.same_config && m.same_code) {
+        out->mode = TRAIN_CONTINUE;
+        out->id = r;
+    } else {
+        out->from = r;
+    }
+}
+
+static int train_protected(lua_State *L) {
+    /* 1 = Training, 2 = run (light: l_run *), 3 = the run whose history a no-step call reports */
+    l_run *r = lua_touserdata(L, 2);
+    return l_train_execute(L, 1, r->st, r->id, 1, (int64_t)lua_tointeger(L, 3));
+}
+
 /* db:train{...} -> Run (finished) with run.model and run.summary */
 static int store_train(lua_State *L) {
-    check_store(L, 1);
+    l_store *s = check_store(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_getfield(L, 2, "data");
     const corpus *data = l_check_corpus(L, -1);
-    (void)data;
     int corpus_idx = lua_gettop(L);
     const char *name = l_opt_string(L, 2, "db:train", "name", NULL);
     long long seed = l_opt_integer(L, 2, "db:train", "seed", 0);
-    /* the resolved config: every option except the corpus object, plus the corpus path */
-    lua_newtable(L);
-    lua_pushnil(L);
-    while (lua_next(L, 2)) {
-        if (lua_type(L, -2) == LUA_TSTRING && !strcmp(lua_tostring(L, -2), "data")) {
-            lua_pop(L, 1);
-            continue;
-        }
-        lua_pushvalue(L, -2);
-        lua_insert(L, -2);
-        lua_settable(L, -4);
+    /* every refusal (a typo, a bad value, a checkpoint of another config) happens here, before
+     * a row exists */
+    l_train_prepare(L, 2, corpus_idx, data);
+    int prep_idx = lua_gettop(L);
+    const l_train_info *ti = l_train_info_of(L, prep_idx);
+    provenance p;
+    provenance_collect(&p, HDLM_SOURCE_DIR);
+    train_plan plan = {HDLM_OK, TRAIN_NEW, 0, 0, {0}};
+    if (dist_rank() == 0) {
+        plan_training(s->st, ti, name, &p, &plan);
+        if (plan.rc == HDLM_OK && plan.mode == TRAIN_CONTINUE)
+            plan.rc = store_run_continue(s->st, plan.id, ti->step, &plan.e);
     }
-    lua_pushstring(L, l_corpus_path(L, corpus_idx));
-    lua_setfield(L, -2, "data");
-    l_push_json(L, -1);
-    const char *config = lua_tostring(L, -1);
-    l_run *r = begin_run(L, 1, name, "train", seed, config);
+    error be = {0};
+    if (dist_broadcast(&plan, sizeof plan, 0, &be) != HDLM_OK) return l_raise(L, &be);
+    if (plan.rc != HDLM_OK) return l_raise(L, &plan.e);
+    l_run *r;
+    if (plan.mode == TRAIN_EXISTING) {
+        push_run(L, 1, plan.id, 0);
+        int run_idx = lua_gettop(L);
+        l_train_execute(L, prep_idx, s->st, plan.id, 0, plan.id);
+        lua_setiuservalue(L, run_idx, 5); /* noise guard */
+        lua_setiuservalue(L, run_idx, 4); /* schedule */
+        lua_setiuservalue(L, run_idx, 3); /* summary */
+        lua_setiuservalue(L, run_idx, 2); /* model */
+        if (dist_rank() == 0)
+            fprintf(stderr,
+                    "hdlm: run %lld already trained to step %lld in %s; returning it (no new "
+                    "run)\n",
+                    (long long)plan.id, (long long)ti->step, ti->ckpt_dir);
+        lua_settop(L, run_idx);
+        return 1;
+    }
+    if (plan.mode == TRAIN_CONTINUE) {
+        r = push_run(L, 1, plan.id, 1);
+        if (dist_rank() == 0)
+            fprintf(stderr, "hdlm: continuing run %lld from step %lld\n", (long long)plan.id,
+                    (long long)ti->step);
+    } else {
+        r = begin_run(L, 1, name, "train", seed, ti->config_json, plan.from);
+    }
     int run_idx = lua_gettop(L);
     lua_pushcfunction(L, train_protected);
-    lua_pushvalue(L, 2);
-    lua_pushvalue(L, corpus_idx);
+    lua_pushvalue(L, prep_idx);
     lua_pushlightuserdata(L, r);
+    lua_pushinteger(L, (lua_Integer)(plan.from ? plan.from : r->id));
     if (lua_pcall(L, 3, 4, 0) != LUA_OK) {
         error e = {0};
         /* a graceful stop (interrupt.h) is not a failure: the run resumes from its checkpoint */
@@ -350,6 +494,60 @@ static int store_query_l(lua_State *L) {
     error e = {0};
     if (store_query_params(s->st, sql, np, params, push_row, &u, &e) != HDLM_OK)
         return l_raise(L, &e);
+    return 1;
+}
+
+static void push_side(lua_State *L, const compare_side *c) {
+    lua_createtable(L, 0, 6);
+    lua_pushinteger(L, (lua_Integer)c->run_id), lua_setfield(L, -2, "run");
+    lua_pushstring(L, c->run_name), lua_setfield(L, -2, "name");
+    lua_pushinteger(L, (lua_Integer)c->evaluation_id), lua_setfield(L, -2, "evaluation");
+    lua_pushnumber(L, c->value), lua_setfield(L, -2, "nats");
+    lua_pushnumber(L, c->se), lua_setfield(L, -2, "se");
+    lua_pushinteger(L, (lua_Integer)c->n), lua_setfield(L, -2, "n");
+}
+
+/* db:compare{a = id, b = id} -> { bound = {a=, b=, diff=, se=, unpaired_se=, n=, a_lower=,
+ * estimator=, split=, length=, sequences_sha256=} or nil, gen = {a=, b=, diff=, se=, judge_run=}
+ * or nil, note = why a part is missing }; raises what `hdlm compare` refuses. */
+static const char *const compare_keys[] = {"a", "b", NULL};
+
+static int store_compare_l(lua_State *L) {
+    l_store *s = check_store(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    l_check_keys(L, 2, "db:compare", compare_keys);
+    long long a = l_opt_integer(L, 2, "db:compare", "a", 0);
+    long long b = l_opt_integer(L, 2, "db:compare", "b", 0);
+    if (a < 1 || b < 1) return luaL_error(L, "db:compare: keys 'a' and 'b' must be run ids");
+    compare_result r;
+    error e = {0};
+    if (store_compare(s->st, a, b, &r, &e) != HDLM_OK) return l_raise(L, &e);
+    lua_createtable(L, 0, 3);
+    if (r.has_bound) {
+        lua_createtable(L, 0, 12);
+        push_side(L, &r.a), lua_setfield(L, -2, "a");
+        push_side(L, &r.b), lua_setfield(L, -2, "b");
+        lua_pushnumber(L, r.diff), lua_setfield(L, -2, "diff");
+        lua_pushnumber(L, r.diff_se), lua_setfield(L, -2, "se");
+        lua_pushnumber(L, r.unpaired_se), lua_setfield(L, -2, "unpaired_se");
+        lua_pushinteger(L, (lua_Integer)r.a.n), lua_setfield(L, -2, "n");
+        lua_pushinteger(L, (lua_Integer)r.a_lower), lua_setfield(L, -2, "a_lower");
+        lua_pushstring(L, r.estimator), lua_setfield(L, -2, "estimator");
+        lua_pushstring(L, r.split), lua_setfield(L, -2, "split");
+        lua_pushinteger(L, (lua_Integer)r.length), lua_setfield(L, -2, "length");
+        lua_pushstring(L, r.sequences_sha256), lua_setfield(L, -2, "sequences_sha256");
+        lua_setfield(L, -2, "bound");
+    }
+    if (r.has_gen) {
+        lua_createtable(L, 0, 5);
+        push_side(L, &r.gen_a), lua_setfield(L, -2, "a");
+        push_side(L, &r.gen_b), lua_setfield(L, -2, "b");
+        lua_pushnumber(L, r.gen_diff), lua_setfield(L, -2, "diff");
+        lua_pushnumber(L, r.gen_diff_se), lua_setfield(L, -2, "se");
+        lua_pushinteger(L, (lua_Integer)r.judge_run), lua_setfield(L, -2, "judge_run");
+        lua_setfield(L, -2, "gen");
+    }
+    if (r.note[0]) lua_pushstring(L, r.note), lua_setfield(L, -2, "note");
     return 1;
 }
 
@@ -504,9 +702,13 @@ static void new_class(lua_State *L, int ctx_idx, const char *name, const luaL_Re
 }
 
 void l_store_register(lua_State *L, int ctx_idx) {
-    static const luaL_Reg store_methods[] = {{"run", store_run},       {"train", store_train},
-                                             {"query", store_query_l}, {"attach", store_attach},
-                                             {"close", store_close_l}, {NULL, NULL}};
+    static const luaL_Reg store_methods[] = {{"run", store_run},
+                                             {"train", store_train},
+                                             {"query", store_query_l},
+                                             {"attach", store_attach},
+                                             {"compare", store_compare_l},
+                                             {"close", store_close_l},
+                                             {NULL, NULL}};
     static const luaL_Reg store_meta[] = {{"__gc", store_gc},
                                           {"__close", store_close_l},
                                           {"__index", store_index},

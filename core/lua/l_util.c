@@ -223,6 +223,45 @@ void l_push_json(lua_State *L, int idx) {
     lua_remove(L, -2);
 }
 
+void l_spec_normalize(lua_State *L, int idx) {
+    idx = lua_absindex(L, idx);
+    if (!lua_istable(L, idx)) return;
+    lua_rawgeti(L, idx, 1);
+    lua_getfield(L, idx, "name");
+    lua_getfield(L, idx, "options");
+    int stored = lua_isnil(L, -3) && lua_type(L, -2) == LUA_TSTRING &&
+                 (lua_isnil(L, -1) || lua_istable(L, -1));
+    lua_pop(L, 3);
+    if (!stored) return;
+    /* only these keys: a Lua schedule definition also has `name`, with levels and n_levels */
+    static const char *const keys[] = {"name", "options", "version", "sha256", NULL};
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        int known = 0;
+        for (const char *const *k = keys; *k && lua_type(L, -1) == LUA_TSTRING; k++)
+            known |= !strcmp(*k, lua_tostring(L, -1));
+        if (!known) {
+            lua_pop(L, 1);
+            return;
+        }
+    }
+    lua_createtable(L, 1, 4);
+    lua_getfield(L, idx, "name");
+    lua_rawseti(L, -2, 1);
+    lua_getfield(L, idx, "options");
+    if (lua_istable(L, -1)) {
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_settable(L, -5);
+        }
+    }
+    lua_pop(L, 1);
+    lua_replace(L, idx);
+}
+
 plugin_opts *l_spec_to_opts(lua_State *L, int t, const char *what, const char **name) {
     t = lua_absindex(L, t);
     lua_rawgeti(L, t, 1);
@@ -342,7 +381,8 @@ int l_json_encode(lua_State *L) {
     return 1;
 }
 
-/* {"name":..,"version":..,"options":{..}} of an instance */
+/* {"name":..,"version":..,"options":{..},"sha256":..} of an instance: sha256 is the content hash
+ * of the .so the host loaded, so that a rebuilt plugin shows in the samples and evaluations. */
 char *l_plugin_json(const plugin_instance *pi) {
     json_buf jb = {0};
     char *opts = plugin_opts_json(pi->opts);
@@ -352,6 +392,10 @@ char *l_plugin_json(const plugin_instance *pi) {
     json_buf_str(&jb, pi->entry->desc->version);
     json_buf_raw(&jb, ",\"options\":");
     json_buf_raw(&jb, opts ? opts : "{}");
+    if (pi->entry->hash && pi->entry->hash[0]) {
+        json_buf_raw(&jb, ",\"sha256\":");
+        json_buf_str(&jb, pi->entry->hash);
+    }
     json_buf_raw(&jb, "}");
     free(opts);
     return jb.data; /* caller frees */

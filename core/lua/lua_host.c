@@ -5,11 +5,15 @@
 
 #include "base/interrupt.h"
 #include "base/log.h"
+#include "base/sha256.h"
 #include "base/text.h"
 #include "dist/dist.h"
 #include "l_internal.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -285,6 +289,56 @@ static void plain_message(char *msg) {
     }
 }
 
+/* The whole file in a malloc'd buffer (NUL-terminated); NULL with errno set on failure. */
+static char *read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 1 << 14, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        n += fread(buf + n, 1, cap - n - 1, f);
+        if (n < cap - 1) break;
+        char *nb = realloc(buf, cap *= 2);
+        if (!nb) free(buf);
+        buf = nb;
+    }
+    int bad = !buf || ferror(f);
+    int err = errno;
+    fclose(f);
+    if (bad) {
+        free(buf);
+        errno = err ? err : ENOMEM;
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+/* Loads the script from the bytes that are hashed and stored with its runs (reading the file
+ * twice could record one version and run another). Skips a UTF-8 BOM and a first line starting
+ * with '#' (a shebang) as luaL_loadfile does, keeping the line numbers. */
+static int load_script(lua_State *L, l_ctx *c, const char *path) {
+    size_t len = 0;
+    char *buf = read_file(path, &len);
+    if (!buf) {
+        lua_pushfstring(L, "cannot open %s: %s", path, strerror(errno));
+        return LUA_ERRFILE;
+    }
+    const char *p = buf;
+    if (len >= 3 && !memcmp(p, "\xEF\xBB\xBF", 3)) p += 3;
+    if (*p == '#')
+        while (*p && *p != '\n')
+            p++;
+    sha256_hex(buf, len, c->script_sha256);
+    c->script_text = buf;
+    c->script_bytes = len;
+    lua_pushfstring(L, "@%s", path);
+    int status = luaL_loadbufferx(L, p, len - (size_t)(p - buf), lua_tostring(L, -1), NULL);
+    lua_remove(L, -2); /* the chunk name, below the chunk or the error message */
+    return status;
+}
+
 int lua_host_run(const lua_host_opts *o, error *e) {
     lua_State *L = luaL_newstate();
     if (!L) return error_set(e, HDLM_ENOMEM, "cannot create a Lua state");
@@ -294,6 +348,19 @@ int lua_host_run(const lua_host_opts *o, error *e) {
     c->db_path = o->db_path ? o->db_path : "runs.db";
     const char *shown = o->script[0] == '=' ? o->script + 1 : o->script; /* "=stdin": stdin */
     c->script = shown;
+    /* runs record the script by absolute path, so that it can be found from another directory */
+    char abs[PATH_MAX];
+    if (!o->chunk && realpath(o->script, abs)) c->script = abs;
+    if (o->chunk && !strcmp(o->script, "=stdin")) { /* its text and hash are recorded too */
+        size_t len = strlen(o->chunk);
+        char *copy = malloc(len + 1);
+        if (copy) {
+            memcpy(copy, o->chunk, len + 1);
+            sha256_hex(copy, len, c->script_sha256);
+            c->script_text = copy;
+            c->script_bytes = len;
+        }
+    }
     lua_setfield(L, LUA_REGISTRYINDEX, "hdlm.ctx"); /* anchored for the state's lifetime */
 
     int rc = push_args(L, o->n_args, o->args, e);
@@ -314,7 +381,7 @@ int lua_host_run(const lua_host_opts *o, error *e) {
 
         lua_pushcfunction(L, msghandler);
         int status = o->chunk ? luaL_loadbuffer(L, o->chunk, strlen(o->chunk), o->script)
-                              : luaL_loadfile(L, o->script);
+                              : load_script(L, c, o->script);
         if (status == LUA_OK) status = lua_pcall(L, 0, 0, -2);
         if (status != LUA_OK) {
             const char *msg = lua_tostring(L, -1);
@@ -337,7 +404,9 @@ int lua_host_run(const lua_host_opts *o, error *e) {
         }
     }
     plugin_registry *reg = c->plugins;
+    char *text = (char *)c->script_text;
     lua_close(L); /* finalizers (stores, corpora) run before the plugins are unloaded */
     plugin_registry_close(reg);
+    free(text);
     return rc;
 }

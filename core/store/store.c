@@ -35,11 +35,15 @@ enum {
     ST_COMMIT,
     ST_ROLLBACK,
     ST_RUN_INSERT,
+    ST_RUN_INSERT_V3,
+    ST_SCRIPT,
+    ST_RUN_CONTINUE,
     ST_RUN_END,
     ST_PLUGIN,
     ST_METRIC,
     ST_CHECKPOINT,
     ST_EVALUATION,
+    ST_EVAL_ITEM,
     ST_SAMPLE,
     ST_EVENT,
     ST_REAP_SELECT,
@@ -55,8 +59,17 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_RUN_INSERT] =
         "INSERT INTO runs (name, kind, status, config, seed, git_rev, git_dirty, host, "
+        "cpu, blas, threads, world_size, script, hdlm_version, pid, script_sha256, resumed_from) "
+        "VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+    /* databases held at an older schema (store_open_at_version, the migration tests) */
+    [ST_RUN_INSERT_V3] =
+        "INSERT INTO runs (name, kind, status, config, seed, git_rev, git_dirty, host, "
         "cpu, blas, threads, world_size, script, hdlm_version, pid) "
         "VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    [ST_SCRIPT] = "INSERT OR IGNORE INTO scripts (sha256, text, bytes) VALUES (?1, ?2, ?3)",
+    [ST_RUN_CONTINUE] = "UPDATE runs SET status = 'running', error = NULL, ended_at = NULL, "
+                        "pid = ?2, host = coalesce(?3, host), resumes = resumes + 1 "
+                        "WHERE id = ?1 AND status <> 'running'",
     [ST_RUN_END] =
         "UPDATE runs SET status = ?2, error = ?3, ended_at = " STORE_NOW " WHERE id = ?1",
     [ST_PLUGIN] = "INSERT OR REPLACE INTO run_plugins (run_id, kind, name, version, abi, file, "
@@ -67,6 +80,8 @@ static const char *const stmt_sql[ST_COUNT] = {
                       "VALUES (?1, ?2, ?3, ?4, ?5)",
     [ST_EVALUATION] = "INSERT INTO evaluations (run_id, checkpoint_id, metric, value, std_error, "
                       "settings) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_EVAL_ITEM] =
+        "INSERT INTO evaluation_items (evaluation_id, item, value) VALUES (?1, ?2, ?3)",
     [ST_SAMPLE] = "INSERT INTO samples (run_id, checkpoint_id, text, tokens, n_tokens, sampler, "
                   "schedule, noise, settings, seed, steps, nfe, wall_time, metrics) "
                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
@@ -90,6 +105,7 @@ struct store {
     int readonly;
     int follower; /* STORE_FOLLOWER: writes are dropped, db may be NULL (no copy here) */
     int busy_ms;
+    int version; /* schema version after open (and migration) */
     int last_rc; /* SQLite result code of the last failure (tells "busy" from other errors) */
     sqlite3_stmt *stmt[ST_COUNT];
     metric_row *metrics; /* (n_metrics) rows waiting for the next flush */
@@ -576,6 +592,7 @@ static int store_open_impl(const char *path, int flags, int upto, store **out, e
     }
     if (!s->readonly && version < upto && (status = schema_migrate(s, upto, e)) != HDLM_OK)
         goto fail;
+    s->version = s->readonly || version >= upto ? (int)version : upto;
     *out = s;
     return HDLM_OK;
 fail:
@@ -632,8 +649,10 @@ int store_run_begin(store *s, const store_run_info *info, int64_t *run_id, error
     if (!info->kind) return error_set(e, HDLM_EINVAL, "%s: a run needs a kind", s->path);
     char host[256] = "";
     if (!info->host && gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
-    sqlite3_stmt *st = stmt_get(s, ST_RUN_INSERT, e);
-    if (!st) return HDLM_EDB;
+    int v4 = s->version >= 4; /* script text and resume link: schema 4 */
+    sqlite3_stmt *st = stmt_get(s, v4 ? ST_RUN_INSERT : ST_RUN_INSERT_V3, e);
+    sqlite3_stmt *sc = st && v4 ? stmt_get(s, ST_SCRIPT, e) : NULL;
+    if (!st || (v4 && !sc)) return HDLM_EDB;
     int rc = SQLITE_OK;
     bind_text(st, 1, info->name, &rc);
     bind_text(st, 2, info->kind, &rc);
@@ -649,6 +668,57 @@ int store_run_begin(store *s, const store_run_info *info, int64_t *run_id, error
     bind_text(st, 12, info->script, &rc);
     bind_text(st, 13, info->hdlm_version, &rc);
     bind_int(st, 14, (int64_t)getpid(), &rc);
+    int with_script = v4 && info->script_sha256 && info->script_text;
+    if (v4) {
+        bind_text(st, 15, with_script ? info->script_sha256 : NULL, &rc);
+        bind_id_or_null(st, 16, info->resumed_from, &rc);
+    }
+    if (bind_check(s, st, rc, e)) return HDLM_EDB;
+    if (with_script) {
+        rc = SQLITE_OK;
+        bind_text(sc, 1, info->script_sha256, &rc);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_bind_text64(sc, 2, info->script_text, (sqlite3_uint64)info->script_bytes,
+                                     SQLITE_TRANSIENT, SQLITE_UTF8);
+        bind_int(sc, 3, info->script_bytes, &rc);
+        if (bind_check(s, sc, rc, e)) {
+            sqlite3_clear_bindings(st);
+            return HDLM_EDB;
+        }
+    }
+    int began, status = tx_begin(s, &began, e);
+    if (status != HDLM_OK) {
+        sqlite3_clear_bindings(st);
+        if (with_script) sqlite3_clear_bindings(sc);
+        return status;
+    }
+    /* the script row first: the run's script_sha256 refers to it */
+    if (with_script) status = stmt_done(s, sc, e);
+    if (status == HDLM_OK)
+        status = stmt_done(s, st, e);
+    else
+        sqlite3_clear_bindings(st);
+    if (status == HDLM_OK) *run_id = sqlite3_last_insert_rowid(s->db);
+    status = tx_end(s, began, status, e);
+    if (status != HDLM_OK) *run_id = 0;
+    return status;
+}
+
+int store_run_continue(store *s, int64_t run_id, int64_t step, error *e) {
+    HDLM_ASSERT(s);
+    if (s->follower) return HDLM_OK; /* rank 0 writes */
+    if (check_writable(s, "continue a run", e)) return HDLM_ESTATE;
+    if (s->version < 4)
+        return error_set(e, HDLM_ESTATE, "%s: schema %d cannot continue runs (needs 4)", s->path,
+                         s->version);
+    char host[256] = "";
+    if (gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
+    sqlite3_stmt *st = stmt_get(s, ST_RUN_CONTINUE, e);
+    if (!st) return HDLM_EDB;
+    int rc = SQLITE_OK;
+    bind_int(st, 1, run_id, &rc);
+    bind_int(st, 2, (int64_t)getpid(), &rc);
+    bind_text(st, 3, host[0] ? host : NULL, &rc);
     if (bind_check(s, st, rc, e)) return HDLM_EDB;
     int began, status = tx_begin(s, &began, e);
     if (status != HDLM_OK) {
@@ -656,9 +726,11 @@ int store_run_begin(store *s, const store_run_info *info, int64_t *run_id, error
         return status;
     }
     status = stmt_done(s, st, e);
-    if (status == HDLM_OK) *run_id = sqlite3_last_insert_rowid(s->db);
+    if (status == HDLM_OK && sqlite3_changes(s->db) == 0)
+        status = error_set(e, HDLM_ESTATE, "%s: run %lld does not exist or is still running",
+                           s->path, (long long)run_id);
     status = tx_end(s, began, status, e);
-    if (status != HDLM_OK) *run_id = 0;
+    if (status == HDLM_OK) status = store_metric(s, run_id, step, "resume", (double)step, e);
     return status;
 }
 
@@ -813,11 +885,28 @@ int store_checkpoint(store *s, int64_t run_id, int64_t step, const char *path, c
 
 int store_evaluation(store *s, int64_t run_id, int64_t checkpoint_id, const char *metric,
                      double value, double std_error, const char *settings_json, error *e) {
-    HDLM_ASSERT(s && metric);
+    return store_evaluation_items(s, run_id, checkpoint_id, metric, value, std_error, settings_json,
+                                  NULL, 0, NULL, e);
+}
+
+int store_evaluation_items(store *s, int64_t run_id, int64_t checkpoint_id, const char *metric,
+                           double value, double std_error, const char *settings_json,
+                           const double *items, int64_t n_items, int64_t *evaluation_id, error *e) {
+    HDLM_ASSERT(s && metric && (items || n_items == 0) && n_items >= 0);
+    if (evaluation_id) *evaluation_id = 0;
     if (s->follower) return HDLM_OK; /* rank 0 writes */
     if (check_writable(s, "record an evaluation", e)) return HDLM_ESTATE;
+    for (int64_t i = 0; i < n_items; i++)
+        if (isnan(items[i]))
+            return error_set(e, HDLM_EINVAL,
+                             "%s: evaluation '%s' of run %lld: item %lld is NaN, expected a number",
+                             s->path, metric, (long long)run_id, (long long)i);
+    if (n_items > 0 && s->version < 4)
+        return error_set(e, HDLM_ESTATE, "%s: schema %d has no evaluation_items (needs 4)", s->path,
+                         s->version);
     sqlite3_stmt *st = stmt_get(s, ST_EVALUATION, e);
-    if (!st) return HDLM_EDB;
+    sqlite3_stmt *it = st && n_items > 0 ? stmt_get(s, ST_EVAL_ITEM, e) : NULL;
+    if (!st || (n_items > 0 && !it)) return HDLM_EDB;
     int rc = SQLITE_OK;
     bind_int(st, 1, run_id, &rc);
     bind_id_or_null(st, 2, checkpoint_id, &rc);
@@ -831,7 +920,19 @@ int store_evaluation(store *s, int64_t run_id, int64_t checkpoint_id, const char
         sqlite3_clear_bindings(st);
         return status;
     }
-    return tx_end(s, began, stmt_done(s, st, e), e);
+    status = stmt_done(s, st, e);
+    int64_t id = sqlite3_last_insert_rowid(s->db);
+    for (int64_t i = 0; i < n_items && status == HDLM_OK; i++) {
+        rc = SQLITE_OK;
+        bind_int(it, 1, id, &rc);
+        bind_int(it, 2, i, &rc);
+        bind_real(it, 3, items[i], &rc);
+        status = bind_check(s, it, rc, e);
+        if (status == HDLM_OK) status = stmt_done(s, it, e);
+    }
+    status = tx_end(s, began, status, e);
+    if (status == HDLM_OK && evaluation_id) *evaluation_id = id;
+    return status;
 }
 
 static const char *event_kind_text(int kind) {
@@ -996,6 +1097,18 @@ static int query_run(store *s, const char *sql, int nparams, const store_value *
         }
         p = tail;
         if (!st) continue; /* only whitespace or a comment was left */
+        if (s->readonly && !sqlite3_stmt_readonly(st)) {
+            /* said before SQLite's "attempt to write a readonly database", which sounds like
+             * file permissions */
+            char line[200];
+            sql_one_line(sqlite3_sql(st), line, sizeof line);
+            status = error_set(e, HDLM_ESTATE,
+                               "%s: read-only, and the statement would change the database (in: "
+                               "%s)",
+                               s->path, line);
+            sqlite3_finalize(st);
+            break;
+        }
         status = query_bind(s, st, nparams, params, e);
         int ncol = sqlite3_column_count(st);
         if (status == HDLM_OK && ncol > 0) {
@@ -1360,6 +1473,102 @@ int store_query_print(store *s, const char *sql, int format, FILE *out, error *e
 }
 
 /* ---- housekeeping ---- */
+
+int64_t store_changes(store *s) {
+    return s->db ? (int64_t)sqlite3_total_changes64(s->db) : 0;
+}
+
+/* Runs sql with ?1 = id and returns its single integer (0 when no row); rc receives failures. */
+static int64_t count_for(store *s, const char *sql, int64_t id, int *status, error *e) {
+    if (*status != HDLM_OK) return 0;
+    sqlite3_stmt *st = NULL;
+    int64_t v = 0;
+    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(st, 1, id);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) v = sqlite3_column_int64(st, 0);
+        if (rc == SQLITE_ROW || rc == SQLITE_DONE) rc = SQLITE_OK;
+    }
+    if (rc != SQLITE_OK) *status = db_fail(s, rc, sql, e);
+    sqlite3_finalize(st);
+    return v;
+}
+
+int store_runs_delete(store *s, const int64_t *ids, size_t n, int dry_run, store_run_counts *counts,
+                      error *e) {
+    HDLM_ASSERT(s && (ids || n == 0));
+    if (check_writable(s, "delete runs", e)) return HDLM_ESTATE;
+    if (!s->db) return error_set(e, HDLM_ESTATE, "%s: not on this machine", s->path);
+    if (s->version < 4)
+        return error_set(e, HDLM_ESTATE, "%s: schema %d; open it with this hdlm first (needs 4)",
+                         s->path, s->version);
+    int status = store_flush(s, e); /* buffered metrics of these runs must not land after */
+    if (status != HDLM_OK) return status;
+    int began;
+    if ((status = tx_begin(s, &began, e)) != HDLM_OK) return status;
+    if (dry_run && !began) /* rolling back would end the caller's own transaction */
+        return error_set(e, HDLM_ESTATE, "%s: a dry run cannot share an open transaction", s->path);
+    for (size_t i = 0; i < n && status == HDLM_OK; i++) {
+        int64_t id = ids[i];
+        char st_text[32] = "", sql[160];
+        int64_t pid = 0;
+        snprintf(sql, sizeof sql, "SELECT status FROM runs WHERE id = %lld", (long long)id);
+        if (db_scalar(s, sql, NULL, st_text, sizeof st_text, e) != SQLITE_OK) {
+            status = HDLM_EDB;
+            break;
+        }
+        if (!st_text[0]) {
+            status = error_set(e, HDLM_EINVAL, "%s: no run %lld; nothing was deleted", s->path,
+                               (long long)id);
+            break;
+        }
+        if (!strcmp(st_text, "running")) {
+            snprintf(sql, sizeof sql, "SELECT pid FROM runs WHERE id = %lld", (long long)id);
+            db_scalar(s, sql, &pid, NULL, 0, NULL);
+            status = error_set(e, HDLM_ESTATE,
+                               "%s: run %lld is running (process %lld); stop it first; nothing was "
+                               "deleted",
+                               s->path, (long long)id, (long long)pid);
+            break;
+        }
+        store_run_counts c = {0};
+        c.metrics = count_for(s, "SELECT count(*) FROM metrics WHERE run_id = ?1", id, &status, e);
+        c.checkpoints =
+            count_for(s, "SELECT count(*) FROM checkpoints WHERE run_id = ?1", id, &status, e);
+        c.evaluations =
+            count_for(s, "SELECT count(*) FROM evaluations WHERE run_id = ?1", id, &status, e);
+        c.items = count_for(s,
+                            "SELECT count(*) FROM evaluation_items WHERE evaluation_id IN "
+                            "(SELECT id FROM evaluations WHERE run_id = ?1)",
+                            id, &status, e);
+        c.samples = count_for(s, "SELECT count(*) FROM samples WHERE run_id = ?1", id, &status, e);
+        c.events = count_for(s,
+                             "SELECT count(*) FROM sample_events WHERE sample_id IN "
+                             "(SELECT id FROM samples WHERE run_id = ?1)",
+                             id, &status, e);
+        c.plugins =
+            count_for(s, "SELECT count(*) FROM run_plugins WHERE run_id = ?1", id, &status, e);
+        c.sweep_points =
+            count_for(s, "SELECT count(*) FROM sweep_points WHERE run_id = ?1", id, &status, e);
+        c.resumed_by =
+            count_for(s, "SELECT count(*) FROM runs WHERE resumed_from = ?1", id, &status, e);
+        if (counts) counts[i] = c;
+        /* the cascades (foreign keys are on in every hdlm connection) do the rest */
+        count_for(s, "DELETE FROM runs WHERE id = ?1", id, &status, e);
+    }
+    if (status == HDLM_OK)
+        count_for(s,
+                  "DELETE FROM scripts WHERE ?1 = ?1 AND sha256 NOT IN "
+                  "(SELECT script_sha256 FROM runs WHERE script_sha256 IS NOT NULL)",
+                  0, &status, e);
+    if (status == HDLM_OK && dry_run) {
+        /* every count above is what the delete would take; nothing is kept */
+        tx_end(s, began, HDLM_EINVAL, NULL);
+        return HDLM_OK;
+    }
+    return tx_end(s, began, status, e);
+}
 
 int store_reap_runs(store *s, error *e) {
     HDLM_ASSERT(s);

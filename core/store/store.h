@@ -48,9 +48,18 @@ typedef struct store_run_info {
     int world_size;
     const char *script; /* script path or command line */
     const char *hdlm_version;
+    /* the script's content (schema 4): its text goes to `scripts` once per distinct sha256 */
+    const char *script_sha256; /* hex; NULL when there is no file (an embedded command) */
+    const char *script_text;
+    int64_t script_bytes;
+    int64_t resumed_from; /* the run whose checkpoint this one resumed from; 0 = none */
 } store_run_info;
 
 int store_run_begin(store *s, const store_run_info *info, int64_t *run_id, error *e);
+/* Continues a finished run (interrupted, failed or done) as 'running' again in this process:
+ * clears error and ended_at, counts the resume in runs.resumes, records this host and pid, and
+ * logs the metric 'resume' = step at `step`. Refuses a run that is 'running'. */
+int store_run_continue(store *s, int64_t run_id, int64_t step, error *e);
 /* status: "done", "failed", "interrupted"; error_text may be NULL. Flushes metrics first. */
 int store_run_end(store *s, int64_t run_id, const char *status, const char *error_text, error *e);
 int store_run_plugin(store *s, int64_t run_id, const char *kind, const char *name,
@@ -70,6 +79,11 @@ int store_checkpoint(store *s, int64_t run_id, int64_t step, const char *path, c
 int store_evaluation(store *s, int64_t run_id, int64_t checkpoint_id /* 0 = none */,
                      const char *metric, double value, double std_error, const char *settings_json,
                      error *e);
+/* The same with the per-sequence values items[0..n_items) (evaluation_items; nats per token, none
+ * NaN) in one transaction; *evaluation_id (may be NULL) receives the new row's id. */
+int store_evaluation_items(store *s, int64_t run_id, int64_t checkpoint_id, const char *metric,
+                           double value, double std_error, const char *settings_json,
+                           const double *items, int64_t n_items, int64_t *evaluation_id, error *e);
 
 typedef struct store_sample_info {
     int64_t run_id;
@@ -123,7 +137,26 @@ enum { STORE_FMT_TABLE = 0, STORE_FMT_CSV = 1, STORE_FMT_JSON = 2 };
 /* Prints the rows of sql as an aligned table, CSV (RFC 4180 quoting) or a JSON array of objects. */
 int store_query_print(store *s, const char *sql, int format, FILE *out, error *e);
 
+/* Rows changed by the statements of this connection so far (inserts, updates, deletes). */
+int64_t store_changes(store *s);
+
 /* Marks runs left "running" by a process that no longer exists as "interrupted". */
 int store_reap_runs(store *s, error *e);
+
+/* What deleting a run takes with it (counted before the delete). */
+typedef struct store_run_counts {
+    int64_t metrics, checkpoints, evaluations, items, samples, events, plugins;
+    int64_t sweep_points; /* points whose run_id becomes NULL (the points stay) */
+    int64_t resumed_by;   /* runs whose resumed_from becomes NULL */
+} store_run_counts;
+
+/* Deletes the runs ids[0..n) and everything they own (metrics, checkpoints rows, evaluations and
+ * their items, samples and their events, run_plugins) in one transaction, with foreign keys on;
+ * sweep points and resumed_from links that named them become NULL. All or nothing: a missing id
+ * or a run still 'running' (reap first) refuses the whole call, naming it. counts (n entries, may
+ * be NULL) receives what each run took; dry_run counts and rolls back. Scripts no run refers to
+ * any more are deleted too. */
+int store_runs_delete(store *s, const int64_t *ids, size_t n, int dry_run, store_run_counts *counts,
+                      error *e);
 
 #endif

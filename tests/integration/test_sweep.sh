@@ -56,8 +56,8 @@ LUA
 [ "$(q a.db "SELECT count(*) FROM runs")" = 4 ] && ok || bad "sweep a made $(q a.db "SELECT count(*) FROM runs") runs, expected 4"
 # each point's run is the run with its key, trained with its parameters, in its own checkpoint dir
 n=$(q a.db "SELECT count(*) FROM sweep_points p JOIN runs r ON r.id = p.run_id WHERE json_extract(r.config, '$.sweep_key') = p.key
-            AND p.key = 'lr=' || json_extract(r.config, '$.lr') || ',schedule.width=' || json_extract(r.config, '$.schedule.width')
-            AND json_extract(r.config, '$.checkpoint_dir') = p.checkpoint_dir")
+            AND p.key = 'lr=' || json_extract(r.config, '$.lr') || ',schedule.width=' || json_extract(r.config, '$.schedule.options.width')
+            AND json_extract(r.config, '$.checkpoint_dir') IN (p.checkpoint_dir, '$PWD/' || p.checkpoint_dir)")
 [ "$n" = 4 ] && ok || bad "points and runs do not match: $(q a.db "SELECT p.key, r.config FROM sweep_points p JOIN runs r ON r.id = p.run_id")"
 [ "$(q a.db "SELECT group_concat(key, ' ') FROM (SELECT key FROM sweep_points ORDER BY idx)")" = \
   "lr=0.001,schedule.width=4 lr=0.001,schedule.width=8 lr=0.003,schedule.width=4 lr=0.003,schedule.width=8" ] && ok \
@@ -160,19 +160,24 @@ for kr in $done_before; do
   [ "$(q b.db "SELECT count(*) FROM runs WHERE json_extract(config, '$.sweep_key') = '$k'")" = 1 ] && ok || bad "done point $k trained again"
   grep -q "$k: starting\|$k: resuming" b2.out && bad "done point $k ran again: $(grep "$k" b2.out)" || ok
 done
-# interrupted points: the new run continues from the checkpoint (first logged step R+1)
+# interrupted points: killed after a checkpoint, the run's own row continues from it (its losses
+# from step 1, the step it resumed from logged as 'resume'); killed before one, a new run starts
+new_runs=0
 for k in $interrupted; do
   R=${resume_at[$k]}
   rid=$(q b.db "SELECT run_id FROM sweep_points WHERE key = '$k'")
   first=$(q b.db "SELECT min(step) FROM metrics WHERE run_id = $rid AND name = 'loss'")
-  [ "$first" = $((R + 1)) ] && ok || bad "point $k: its final run starts at step $first, expected $((R + 1))"
+  [ "$first" = 1 ] && ok || bad "point $k: its final run starts at step $first, expected 1"
   if [ "$R" -gt 0 ]; then # killed after its first checkpoint: resumed; before it: started again
     grep -q "resuming from step $R of .*$k" b2.err && grep -q "$k: resuming from step $R" b2.out && ok \
       || bad "point $k: no 'resuming from step $R' ($(grep resuming b2.err))"
+    [ "$(q b.db "SELECT resumes || ':' || (SELECT value FROM metrics WHERE run_id = $rid AND name = 'resume' AND step = $R) FROM runs WHERE id = $rid")" = "1:$R.0" ] && ok \
+      || bad "point $k: run $rid was not continued from step $R: $(q b.db "SELECT id, resumes, resumed_from FROM runs WHERE id = $rid")"
   else
     grep -q "$k: starting" b2.out && ok || bad "point $k (no checkpoint) did not start again: $(grep "$k" b2.out)"
+    new_runs=$((new_runs + 1))
   fi
-  want=$([ "${runs_of[$k]}" = 1 ] && echo "interrupted,done" || echo "done")
+  want=$([ "${runs_of[$k]}" = 1 ] && [ "$R" = 0 ] && echo "interrupted,done" || echo "done")
   [ "$(q b.db "SELECT group_concat(status) FROM (SELECT status FROM runs WHERE json_extract(config, '$.sweep_key') = '$k' ORDER BY id)")" = "$want" ] && ok \
     || bad "point $k runs: $(q b.db "SELECT id, status FROM runs WHERE json_extract(config, '$.sweep_key') = '$k'")"
   [ "$(q b.db "SELECT attempts FROM sweep_points WHERE key = '$k'")" = 2 ] && ok || bad "point $k attempts"
@@ -181,8 +186,9 @@ done
 n=$(q b.db "SELECT count(*) FROM (SELECT json_extract(r.config, '$.sweep_key') k, count(*) n, count(DISTINCT m.step) d, min(m.step) lo, max(m.step) hi
             FROM metrics m JOIN runs r ON r.id = m.run_id WHERE m.name = 'loss' GROUP BY k) WHERE n = 160 AND d = 160 AND lo = 1 AND hi = 160")
 [ "$n" = 4 ] && ok || bad "loss steps per point: $(q b.db "SELECT json_extract(r.config, '$.sweep_key') k, count(*), count(DISTINCT m.step) FROM metrics m JOIN runs r ON r.id = m.run_id WHERE m.name = 'loss' GROUP BY k")"
-n_done=$(wc -w <<<"$done_before") # one new run per point that was not done
-[ "$(q b.db "SELECT count(*) FROM runs")" = $((runs_before + 4 - n_done)) ] && ok || bad "runs after the restart: $(q b.db "SELECT id, status, json_extract(config, '$.sweep_key') FROM runs")"
+n_done=$(wc -w <<<"$done_before") n_int=$(wc -w <<<"$interrupted")
+# one new run per point that had not started (or started without reaching a checkpoint)
+[ "$(q b.db "SELECT count(*) FROM runs")" = $((runs_before + 4 - n_done - n_int + new_runs)) ] && ok || bad "runs after the restart: $(q b.db "SELECT id, status, json_extract(config, '$.sweep_key') FROM runs")"
 [ "$(q b.db "SELECT count(*) FROM runs WHERE status = 'done'")" = 4 ] && ok || bad "done runs"
 echo "test_sweep: killed with $(wc -w <<<"$done_before") done, interrupted: $(for k in $interrupted; do printf '%s@%s ' "$k" "${resume_at[$k]}"; done)(runs before restart: $runs_before)" >&2
 
@@ -224,7 +230,9 @@ LUA
 out=$(SWEEP_BAD=1 "$HDLM" sweep e.lua --db e.db 2>&1); rc=$?
 [ $rc -eq 1 ] && grep -q "hdlm: sweep: fails: 1 of 2 points not done (1 failed, 0 pending, 0 running); run the same command again to resume (--retry-failed runs failed points again)" <<<"$out" && ok || bad "failing point: rc=$rc $out"
 [ "$(q e.db "SELECT group_concat(status) FROM (SELECT status FROM sweep_points ORDER BY idx)")" = "done,failed" ] && ok || bad "points of e: $(q e.db "SELECT status, error FROM sweep_points")"
-grep -qE "2 +failed +[0-9]+ +0/10 .* lr=0.002,model.n_head=3 +.*n_head" <<<"$out" && ok || bad "status shows the failure: $out"
+# a refused config leaves no run row behind (run '-')
+grep -qE "2 +failed +- +0/10 .* lr=0.002,model.n_head=3 +.*n_head" <<<"$out" && ok || bad "status shows the failure: $out"
+[ "$(q e.db "SELECT count(*) FROM runs")" = 1 ] && ok || bad "the refused point made a run: $(q e.db "SELECT id, status, error FROM runs")"
 # started again, the failed point stays failed; with --retry-failed it is claimed again
 out=$(SWEEP_BAD=1 "$HDLM" sweep e.lua --db e.db 2>&1); rc=$?
 [ $rc -eq 1 ] && ! grep -q "point 2/2.*starting" <<<"$out" && ok || bad "failed point re-run without --retry-failed: $out"

@@ -112,7 +112,7 @@ static void test_roundtrip(void) {
         return;
     }
     CHECK_STR(store_path(s), path);
-    CHECK_EQ(store_binary_schema_version(), 3);
+    CHECK_EQ(store_binary_schema_version(), 4);
     CHECK_EQ(store_schema_version(s), store_binary_schema_version());
     CHECK_STR(q(s, "PRAGMA journal_mode"), "wal\n");
     CHECK_STR(q(s, "PRAGMA foreign_keys"), "1\n");
@@ -347,10 +347,10 @@ static void test_migration(void) {
     s = NULL;
     CHECK_EQ(store_open(path, 0, &s, &e), HDLM_OK);
     if (!s) return;
-    CHECK_EQ(store_schema_version(s), 3);
+    CHECK_EQ(store_schema_version(s), 4);
     CHECK_STR(q(s, "SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name"),
-              "checkpoints\nevaluations\nmetrics\nrun_plugins\nruns\nsample_events\nsamples\n"
-              "sweep_points\nsweeps\n");
+              "checkpoints\nevaluation_items\nevaluations\nmetrics\nrun_plugins\nruns\n"
+              "sample_events\nsamples\nscripts\nsweep_points\nsweeps\n");
     CHECK_STR(q(s, "SELECT r.name, m.step, m.value FROM runs r JOIN metrics m ON m.run_id = r.id"),
               "old|3|1.5\n");
     CHECK_EQ(store_evaluation(s, run, 0, "nll", 1.0, 0.1, NULL, &e), HDLM_OK);
@@ -375,7 +375,7 @@ static void test_refusals(void) {
     CHECK_EQ(store_open(path, 0, &s, &e), HDLM_EDB);
     CHECK(s == NULL);
     snprintf(want, sizeof want,
-             "%s: database schema version 99 is newer than this hdlm (knows up to 3); use a newer "
+             "%s: database schema version 99 is newer than this hdlm (knows up to 4); use a newer "
              "hdlm",
              path);
     CHECK_STR(e.msg, want);
@@ -397,7 +397,7 @@ static void test_refusals(void) {
     /* An empty path is refused; ":memory:" is a private scratch database. */
     CHECK_EQ(store_open("", 0, &s, &e), HDLM_EINVAL);
     CHECK_EQ(store_open(":memory:", 0, &s, &e), HDLM_OK);
-    if (s) CHECK_EQ(q_int(s, "SELECT count(*) FROM sqlite_schema WHERE type = 'table'"), 9);
+    if (s) CHECK_EQ(q_int(s, "SELECT count(*) FROM sqlite_schema WHERE type = 'table'"), 11);
     store_close(s);
     s = NULL;
 
@@ -606,7 +606,7 @@ static void test_concurrent_writers(void) {
                       "count(*) = 100 AND sum(value) = 4950 + 100000 * CAST(substr((SELECT name "
                       "FROM runs WHERE id = run_id), 2, 1) AS INTEGER))"),
              N_WRITERS * RUNS_PER_WRITER);
-    CHECK_EQ(store_schema_version(s), 3);
+    CHECK_EQ(store_schema_version(s), 4);
     store_close(s);
 }
 
@@ -724,6 +724,259 @@ static void test_reap(void) {
     store_close(s);
 }
 
+/* ---- store hygiene (schema 4): scripts, resumes, evaluation items, views, deleting runs ---- */
+
+static void test_hygiene(void) {
+    char path[128], sql[512];
+    path_in(path, sizeof path, "hygiene.db");
+    store *s = NULL, *ro = NULL;
+    error e = {0};
+    CHECK_EQ(store_open(path, 0, &s, &e), HDLM_OK);
+    if (!s) return;
+    const char *sha = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    store_run_info ia = {.name = "a",
+                         .kind = "train",
+                         .config_json = "{\"lr\":0.1}",
+                         .script = "/abs/exp.lua",
+                         .script_sha256 = sha,
+                         .script_text = "print(1)\n",
+                         .script_bytes = 9};
+    int64_t a = 0, b = 0, c = 0;
+    CHECK_EQ(store_run_begin(s, &ia, &a, &e), HDLM_OK);
+    store_run_info ib = ia;
+    ib.name = "b";
+    ib.resumed_from = a;
+    CHECK_EQ(store_run_begin(s, &ib, &b, &e), HDLM_OK);
+    /* one scripts row for the two runs */
+    CHECK_STR(q(s, "SELECT sha256, text, bytes FROM scripts"),
+              "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef|print(1)\n|9\n");
+    snprintf(sql, sizeof sql,
+             "SELECT id, script, script_sha256 = '%s', resumed_from, resumes FROM runs ORDER BY id",
+             sha);
+    CHECK_STR(q(s, sql), "1|/abs/exp.lua|1|NULL|0\n2|/abs/exp.lua|1|1|0\n");
+
+    /* what run a owns */
+    CHECK_EQ(store_metric(s, a, 1, "loss", 3.0, &e), HDLM_OK);
+    CHECK_EQ(store_metric(s, a, 1, "lr", 0.5, &e), HDLM_OK);
+    CHECK_EQ(store_metric(s, a, 2, "loss", 2.0, &e), HDLM_OK);
+    int64_t ck1 = 0, ck2 = 0, ev = 0, ev2 = 0, sid = 0;
+    CHECK_EQ(store_checkpoint(s, a, 1, "/ck/step_00000001.safetensors", "h1", 10, &ck1, &e),
+             HDLM_OK);
+    CHECK_EQ(store_checkpoint(s, a, 2, "/ck/step_00000002.safetensors", "h2", 10, &ck2, &e),
+             HDLM_OK);
+    double items[4] = {1.0, 2.0, 3.0, 6.0};
+    CHECK_EQ(store_evaluation_items(s, a, ck1, "nll_bound", 9.0, 1.0, "{\"estimator\":\"x\"}",
+                                    items, 4, &ev, &e),
+             HDLM_OK);
+    CHECK_EQ(store_evaluation_items(s, a, ck2, "nll_bound", 3.0, 1.0,
+                                    "{\"estimator\":\"consistent\",\"split\":\"valid\","
+                                    "\"sequences\":4,\"length\":8,\"schedule\":{\"name\":\"ar\"}}",
+                                    items, 4, &ev2, &e),
+             HDLM_OK);
+    CHECK(ev > 0 && ev2 == ev + 1);
+    snprintf(sql, sizeof sql,
+             "SELECT item, value FROM evaluation_items WHERE evaluation_id = %lld ORDER BY item",
+             (long long)ev2);
+    CHECK_STR(q(s, sql), "0|1\n1|2\n2|3\n3|6\n");
+    /* a NaN item refuses the whole evaluation */
+    double bad[2] = {1.0, NAN};
+    CHECK_EQ(store_evaluation_items(s, a, 0, "nll_bound", 1.0, 0.1, NULL, bad, 2, &ev, &e),
+             HDLM_EINVAL);
+    CHECK_CONTAINS(e.msg, "item 1 is NaN");
+    CHECK_EQ(ev, 0);
+    CHECK_EQ(q_int(s, "SELECT count(*) FROM evaluations"), 2);
+    CHECK_EQ(store_evaluation(s, a, 0, "gen_nll", 2.5, 0.2, NULL, &e), HDLM_OK);
+    const int32_t toks[3] = {1, 2, 3};
+    store_sample_info si = {.run_id = a,
+                            .checkpoint_id = ck2,
+                            .text = "abc",
+                            .tokens = toks,
+                            .n_tokens = 3,
+                            .sampler = "{\"name\":\"acs\",\"options\":{\"eta\":0.1}}",
+                            .settings_json = "{\"temperature\":0.5}",
+                            .metrics_json = "{\"gen_nll\":1.25}"};
+    store_event evs[2] = {{0, 0, 9, 1, 0.5, HDLM_EVENT_UNMASK},
+                          {1, 0, 1, 2, 0.5, HDLM_EVENT_CORRECT}};
+    CHECK_EQ(store_sample(s, &si, evs, 2, &sid, &e), HDLM_OK);
+    CHECK_EQ(store_run_plugin(s, a, "noise", "absorbing", "1", 1, NULL, NULL, NULL, &e), HDLM_OK);
+    snprintf(
+        sql, sizeof sql,
+        "INSERT INTO sweeps (name, spec, status) VALUES ('sw', '{}', 'open'); "
+        "INSERT INTO sweep_points (sweep_id, idx, key, config, checkpoint_dir, status, run_id) "
+        "VALUES (1, 0, 'k', '{}', 'd', 'done', %lld)",
+        (long long)a);
+    CHECK_EQ(store_query(s, sql, NULL, NULL, &e), HDLM_OK);
+
+    /* continuing: only a run that is not running; it is running again, resumes counted, the
+     * step it resumed from logged as 'resume' */
+    CHECK_EQ(store_run_continue(s, a, 2, &e), HDLM_ESTATE);
+    CHECK_CONTAINS(e.msg, "still running");
+    CHECK_EQ(store_run_end(s, a, "interrupted", "interrupted by SIGINT at step 2", &e), HDLM_OK);
+    CHECK_EQ(store_run_continue(s, a, 2, &e), HDLM_OK);
+    CHECK_EQ(store_run_continue(s, 99, 2, &e), HDLM_ESTATE);
+    CHECK_CONTAINS(e.msg, "run 99 does not exist or is still running");
+    snprintf(sql, sizeof sql,
+             "SELECT status, error, ended_at, resumes, pid = %d FROM runs WHERE id = %lld",
+             (int)getpid(), (long long)a);
+    CHECK_STR(q(s, sql), "running|NULL|NULL|1|1\n");
+    CHECK_STR(q(s, "SELECT step, value FROM metrics WHERE name = 'resume'"), "2|2\n");
+    CHECK_EQ(store_run_end(s, a, "done", NULL, &e), HDLM_OK);
+    CHECK_EQ(store_run_end(s, b, "done", NULL, &e), HDLM_OK);
+
+    /* the views */
+    snprintf(sql, sizeof sql,
+             "SELECT run_id, run_name, evaluation_id = %lld, checkpoint_step, nats, se, "
+             "printf('%%.6f', bits), estimator, schedule, split, sequences, length, n_items FROM "
+             "v_latest_bound",
+             (long long)ev2);
+    CHECK_STR(q(s, sql), "1|a|1|2|3|1|4.328085|consistent|ar|valid|4|8|4\n");
+    CHECK_STR(q(s, "SELECT run_id, step, loss, lr, valid_loss FROM v_loss_curve ORDER BY step"),
+              "1|1|3|0.5|NULL\n1|2|2|NULL|NULL\n");
+    CHECK_STR(q(s, "SELECT sample_id, run_name, checkpoint_step, sampler, sampler_options, "
+                   "temperature, corrections, gen_nll, text FROM v_samples"),
+              "1|a|2|acs|{\"eta\":0.1}|0.5|1|1.25|abc\n");
+
+    /* deleting: a missing id or a running run refuses the whole call */
+    CHECK_EQ(store_run_begin(s, &(store_run_info){.name = "c", .kind = "train"}, &c, &e), HDLM_OK);
+    int64_t ids[3] = {a, 77, b};
+    store_run_counts cnt[3];
+    CHECK_EQ(store_runs_delete(s, ids, 3, 0, cnt, &e), HDLM_EINVAL);
+    CHECK_CONTAINS(e.msg, "no run 77; nothing was deleted");
+    ids[1] = c;
+    CHECK_EQ(store_runs_delete(s, ids, 3, 0, cnt, &e), HDLM_ESTATE);
+    CHECK_CONTAINS(e.msg, "run 3 is running");
+    CHECK_EQ(q_int(s, "SELECT count(*) FROM runs"), 3);
+    CHECK_EQ(q_int(s, "SELECT count(*) FROM metrics WHERE run_id = 1"), 4);
+    /* a dry run counts and changes nothing */
+    memset(cnt, 0, sizeof cnt);
+    CHECK_EQ(store_runs_delete(s, &a, 1, 1, cnt, &e), HDLM_OK);
+    CHECK_EQ(cnt[0].metrics, 4); /* loss 1, lr 1, loss 2, resume 2 */
+    CHECK_EQ(cnt[0].checkpoints, 2);
+    CHECK_EQ(cnt[0].evaluations, 3);
+    CHECK_EQ(cnt[0].items, 8);
+    CHECK_EQ(cnt[0].samples, 1);
+    CHECK_EQ(cnt[0].events, 2);
+    CHECK_EQ(cnt[0].plugins, 1);
+    CHECK_EQ(cnt[0].sweep_points, 1);
+    CHECK_EQ(cnt[0].resumed_by, 1);
+    CHECK_STR(q(s, "SELECT (SELECT count(*) FROM runs) || ' ' || (SELECT count(*) FROM metrics) "
+                   "|| ' ' || (SELECT count(*) FROM evaluation_items) || ' ' || (SELECT count(*) "
+                   "FROM sample_events) || ' ' || (SELECT count(*) FROM scripts)"),
+              "3 4 8 2 1\n");
+    /* the real delete: every dependent row goes, links to the run become NULL */
+    memset(cnt, 0, sizeof cnt);
+    CHECK_EQ(store_runs_delete(s, &a, 1, 0, cnt, &e), HDLM_OK);
+    CHECK_EQ(cnt[0].items, 8);
+    CHECK_STR(q(s, "SELECT (SELECT count(*) FROM metrics) + (SELECT count(*) FROM checkpoints) + "
+                   "(SELECT count(*) FROM evaluations) + (SELECT count(*) FROM evaluation_items) "
+                   "+ (SELECT count(*) FROM samples) + (SELECT count(*) FROM sample_events) + "
+                   "(SELECT count(*) FROM run_plugins)"),
+              "0\n");
+    CHECK_STR(q(s, "SELECT status, run_id FROM sweep_points"), "done|NULL\n");
+    CHECK_STR(q(s, "SELECT id, resumed_from FROM runs WHERE id = 2"), "2|NULL\n");
+    CHECK_EQ(q_int(s, "SELECT count(*) FROM scripts"), 1); /* run b still refers to it */
+    CHECK_EQ(store_run_end(s, c, "failed", "typo", &e), HDLM_OK);
+    int64_t bc[2] = {b, c};
+    CHECK_EQ(store_runs_delete(s, bc, 2, 0, NULL, &e), HDLM_OK);
+    CHECK_EQ(q_int(s, "SELECT count(*) FROM runs"), 0);
+    CHECK_EQ(q_int(s, "SELECT count(*) FROM scripts"), 0); /* no run refers to it any more */
+    CHECK_STR(q(s, "PRAGMA foreign_key_check"), "");
+    CHECK_STR(q(s, "PRAGMA integrity_check"), "ok\n");
+
+    /* a read-only handle says so before SQLite's "attempt to write a readonly database" */
+    CHECK_EQ(store_run_begin(s, &ia, &a, &e), HDLM_OK);
+    CHECK_EQ(store_open(path, STORE_READONLY, &ro, &e), HDLM_OK);
+    if (ro) {
+        CHECK_EQ(store_query(ro, "SELECT 1; DELETE FROM runs", NULL, NULL, &e), HDLM_ESTATE);
+        CHECK_CONTAINS(e.msg, "read-only, and the statement would change the database (in: "
+                              "DELETE FROM runs)");
+        CHECK_EQ(store_query(ro, "BEGIN; SELECT count(*) FROM runs; COMMIT", NULL, NULL, &e),
+                 HDLM_OK);
+        CHECK_EQ(store_runs_delete(ro, &a, 1, 0, NULL, &e), HDLM_ESTATE);
+    }
+    CHECK_EQ(q_int(s, "SELECT count(*) FROM runs"), 1);
+    int64_t before = store_changes(s);
+    CHECK_EQ(store_query(s, "UPDATE runs SET name = 'z'", NULL, NULL, &e), HDLM_OK);
+    CHECK_EQ(store_changes(s) - before, 1);
+    store_close(ro);
+    store_close(s);
+}
+
+/* A database made by the previous schema (3) is upgraded in place: rows kept, new columns at their
+ * defaults, views and evaluation_items usable. Twice: one built here at version 3, and one written
+ * by the hdlm of schema 3 itself (tests/data/store_v3.db: a trained run with checkpoints rows, a
+ * sample and a bound, the 0-step re-run, a script run and a failed typo run). */
+static void test_upgrade_v3(void) {
+    char path[128];
+    path_in(path, sizeof path, "v3.db");
+    store *s = NULL;
+    error e = {0};
+    CHECK_EQ(store_open_at_version(path, 3, &s, &e), HDLM_OK);
+    if (!s) return;
+    int64_t run = 0;
+    CHECK_EQ(store_run_begin(s, &(store_run_info){.name = "old", .kind = "train"}, &run, &e),
+             HDLM_OK);
+    CHECK_EQ(store_evaluation(s, run, 0, "nll_bound", 2.0, 0.1, "{}", &e), HDLM_OK);
+    double one = 1.0;
+    CHECK_EQ(store_evaluation_items(s, run, 0, "nll_bound", 1.0, 0.1, NULL, &one, 1, NULL, &e),
+             HDLM_ESTATE); /* no items table before 4 */
+    CHECK_EQ(store_run_end(s, run, "interrupted", "x", &e), HDLM_OK);
+    store_close(s);
+    s = NULL;
+    CHECK_EQ(store_open(path, 0, &s, &e), HDLM_OK);
+    if (!s) return;
+    CHECK_EQ(store_schema_version(s), 4);
+    CHECK_STR(q(s, "SELECT name, status, script_sha256, resumed_from, resumes FROM runs"),
+              "old|interrupted|NULL|NULL|0\n");
+    CHECK_STR(q(s, "SELECT run_name, nats, n_items FROM v_latest_bound"), "old|2|0\n");
+    CHECK_EQ(store_run_continue(s, run, 5, &e), HDLM_OK);
+    CHECK_STR(q(s, "SELECT status, resumes FROM runs"), "running|1\n");
+    store_close(s);
+
+    /* the real thing */
+    const char *src = getenv("HDLM_SRC");
+    char fixture[512], cmd[1200];
+    snprintf(fixture, sizeof fixture, "%s/tests/data/store_v3.db", src ? src : "..");
+    path_in(path, sizeof path, "fixture_v3.db");
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", fixture, path);
+    CHECK_EQ(system(cmd), 0);
+    s = NULL;
+    CHECK_EQ(store_open(path, STORE_READONLY, &s, &e), HDLM_OK); /* read-only: no migration */
+    if (s) CHECK_EQ(store_schema_version(s), 3);
+    store_close(s);
+    s = NULL;
+    CHECK_EQ(store_open(path, 0, &s, &e), HDLM_OK);
+    if (!s) {
+        fprintf(stderr, "%s\n", e.msg);
+        return;
+    }
+    CHECK_EQ(store_schema_version(s), 4);
+    CHECK_STR(q(s, "SELECT group_concat(id || ':' || name || ':' || status, ' ') FROM runs"),
+              "1:v3-train:done 2:v3-train:done 3:script-run:done 4:typo:failed\n");
+    CHECK_STR(q(s, "SELECT (SELECT count(*) FROM metrics) || ' ' || (SELECT count(*) FROM "
+                   "checkpoints) || ' ' || (SELECT count(*) FROM samples) || ' ' || (SELECT "
+                   "count(*) FROM sample_events) || ' ' || (SELECT count(*) FROM evaluations)"),
+              "33 2 2 32 1\n");
+    CHECK_STR(q(s, "SELECT run_id, printf('%.6f', nats), n_items FROM v_latest_bound"),
+              "1|5.971008|0\n");
+    CHECK_STR(q(s, "SELECT count(*), min(sampler), min(checkpoint_step) FROM v_samples"),
+              "2|ancestral|NULL\n"); /* schema 3's samples did not name their checkpoint */
+    CHECK_EQ(q_int(s, "SELECT count(*) FROM v_loss_curve WHERE run_id = 1 AND loss IS NOT NULL"),
+             6);
+    CHECK_STR(q(s, "PRAGMA integrity_check"), "ok\n");
+    CHECK_STR(q(s, "PRAGMA foreign_key_check"), "");
+    /* deleting an upgraded run takes its rows with it */
+    store_run_counts c;
+    int64_t one_id = 1;
+    CHECK_EQ(store_runs_delete(s, &one_id, 1, 0, &c, &e), HDLM_OK);
+    CHECK_EQ(c.metrics, 31); /* 6 steps x 5 metrics + params */
+    CHECK_EQ(c.checkpoints, 2);
+    CHECK_EQ(c.samples, 2);
+    CHECK_EQ(c.events, 32);
+    CHECK_EQ(q_int(s, "SELECT count(*) FROM sample_events"), 0);
+    store_close(s);
+}
+
 int main(void) {
     snprintf(g_dir, sizeof g_dir, "/tmp/hdlm_test_store_XXXXXX");
     if (!mkdtemp(g_dir)) {
@@ -739,6 +992,8 @@ int main(void) {
     test_concurrent_writers();
     test_print();
     test_reap();
+    test_hygiene();
+    test_upgrade_v3();
     chmod(g_dir, 0700);
     rm_tree(g_dir);
     return check_report("test_store");
