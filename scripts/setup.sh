@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 build_dir=${1:-build}
 shift || true
 
-packages=(build-essential cmake pkg-config liblua5.4-dev libsqlite3-dev libopenblas-openmp-dev sqlite3 git
+packages=(build-essential cmake pkg-config liblua5.4-dev libsqlite3-dev libopenblas-openmp-dev libpcre2-dev sqlite3 git
           libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${packages[@]}"; do

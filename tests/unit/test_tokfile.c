@@ -448,7 +448,7 @@ static void test_load(void) {
 
     write_tok("x.tok", "HDLMTOK1", 9, 1, 256, 1, 2, 0, 0, pay, 2);
     CHECK_EQ(load("x.tok", &e), HDLM_EINVAL);
-    expect_msg(&e, "x.tok", "format version 9, this hdlm reads 1");
+    expect_msg(&e, "x.tok", "format version 9, this hdlm reads 1 and 2");
 
     write_tok("x.tok", "HDLMTOK1", 1, 7, 256, 1, 2, 0, 0, pay, 2);
     CHECK_EQ(load("x.tok", &e), HDLM_EINVAL);
