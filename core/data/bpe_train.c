@@ -353,7 +353,7 @@ int bpe_train(const char *text, size_t n, int32_t vocab, const char *out_dir,
         t.stamp[w] = -1;
         for (int32_t i = 0; i < t.slen[w]; i++)
             t.syms[t.soff[w] + (size_t)i] = byte_id[t.wbytes[t.wboff[w] + (size_t)i]];
-        if (add_word_pairs(&t, (int32_t)w, t.wcount[w], -1, -1, &touched, &nt, &tcap)) goto oom;
+        if (add_word_pairs(&t, (int32_t)w, t.wcount[w], -1, -2, &touched, &nt, &tcap)) goto oom;
     }
     for (size_t i = 0; i < nt; i++)
         if (heap_push(&t, t.pcount[touched[i]], touched[i])) goto oom;
