@@ -89,6 +89,10 @@ if bin then
   local h = io.popen(("%s samples --run %d --db %s/runs.db"):format(bin, run.id, dir))
   local out = h:read("a"); h:close()
   check(out:find(smp[1].text:sub(1, 12), 1, true) ~= nil, "hdlm samples decodes BPE tokens")
+  -- the report's sample browser shows each BPE token's text
+  check(os.execute(("%s report %s/runs.db -o %s/report.html > /dev/null"):format(bin, dir, dir)), "hdlm report")
+  local html = assert(io.open(dir .. "/report.html")):read("a")
+  check(html:find('<span class="t">the</span>', 1, true) ~= nil, "report: BPE tokens decoded per span")
 end
 local ev = run:eval{ sequences = 4, mc = 0 }
 check(ev.unit == "byte" and ev.tokenizer == data.tokenizer, "eval names tokenizer and unit")
