@@ -228,10 +228,11 @@ static int load_encoder(bpe *b, const char *path, error *e) {
     free(text);
     if (rc < 0) return error_wrap(e, "%s", path);
     if (json_type(root) != JSON_OBJECT || json_len(root) < 256) {
+        rc = error_set(e, HDLM_EINVAL,
+                       "%s: expected an object of >= 256 token -> id members, found %s with %zu",
+                       path, json_type_name(json_type(root)), json_len(root));
         json_free(root);
-        return error_set(e, HDLM_EINVAL,
-                         "%s: expected an object of >= 256 token -> id members, found %s with %zu",
-                         path, json_type_name(json_type(root)), json_len(root));
+        return rc;
     }
     size_t V = json_len(root);
     if (V > (1u << 24)) {

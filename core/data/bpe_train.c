@@ -161,13 +161,20 @@ static int count_piece(void *ud, const unsigned char *p, size_t n) {
 
 /* ---- tokens and pairs ---- */
 
-static int add_token(trainer *t, const unsigned char *a, size_t na, const unsigned char *b,
-                     size_t nb) {
+/* Appends a token: the byte `byte` (a < 0), or the concatenation of tokens a and b. The bytes
+ * are copied after the arena has grown, since a and b live in it. */
+static int add_token(trainer *t, int byte, int32_t a, int32_t b) {
+    size_t na = a < 0 ? 1 : t->toff[a + 1] - t->toff[a],
+           nb = a < 0 ? 0 : t->toff[b + 1] - t->toff[b];
     if (VEC_RESERVE(t->tbytes, t->tb_len, t->tb_cap, t->tb_len + na + nb)) return -1;
     if (VEC_RESERVE(t->toff, t->n_tokens, t->to_cap, (size_t)t->n_tokens + 2)) return -1;
     if (t->n_tokens == 0) t->toff[0] = 0;
-    memcpy(t->tbytes + t->tb_len, a, na);
-    if (nb) memcpy(t->tbytes + t->tb_len + na, b, nb);
+    if (a < 0) {
+        t->tbytes[t->tb_len] = (unsigned char)byte;
+    } else {
+        memcpy(t->tbytes + t->tb_len, t->tbytes + t->toff[a], na);
+        memcpy(t->tbytes + t->tb_len + na, t->tbytes + t->toff[b], nb);
+    }
     t->tb_len += na + nb;
     t->toff[++t->n_tokens] = t->tb_len;
     return 0;
@@ -339,7 +346,7 @@ int bpe_train(const char *text, size_t n, int32_t vocab, const char *out_dir,
     for (int k = 0; k < 256; k++) {
         unsigned char b = bpe_byte_at(k);
         byte_id[b] = k;
-        if (add_token(&t, &b, 1, NULL, 0)) goto oom;
+        if (add_token(&t, b, -1, -1)) goto oom;
     }
     /* words as ids, and the initial pair counts */
     t.syms = malloc((t.wb_len ? t.wb_len : 1) * sizeof *t.syms);
@@ -375,9 +382,7 @@ int bpe_train(const char *text, size_t n, int32_t vocab, const char *out_dir,
         }
         if (c <= 0) break;
         int32_t a = t.pa[p], b = t.pb[p], fresh = t.n_tokens;
-        if (add_token(&t, t.tbytes + t.toff[a], t.toff[a + 1] - t.toff[a], t.tbytes + t.toff[b],
-                      t.toff[b + 1] - t.toff[b]))
-            goto oom;
+        if (add_token(&t, 0, a, b)) goto oom;
         mleft[merges] = a, mright[merges] = b;
         nt = 0;
         /* the word list may grow while we walk it only for pairs with `fresh`, never for p */
