@@ -199,15 +199,18 @@ int l_run_sample(lua_State *L) {
     /* store every sample with its provenance and trajectory */
     char *nj = l_plugin_json(noise), *sj = l_plugin_json(g->inst);
     char *hj = sp ? l_plugin_json(sp) : NULL;
+    /* the tokenizer's name quoted as JSON: a bpe:DIR path may hold any character */
+    json_buf tok_json = {0};
+    json_buf_str(&tok_json, tok.kind ? tokenizer_label(&tok) : "none");
     char settings[5120];
     snprintf(settings, sizeof settings,
              "{\"temperature\":%.17g,\"top_k\":%d,\"top_p\":%.17g,\"length\":%d,\"cache\":%s,"
              "\"kv_cache_used\":%s,\"draws\":\"float64 inverse CDF\",\"weights\":\"ema\","
-             "\"fixed_positions\":%s,\"tokenizer\":\"%s\",\"context\":\"%s\","
+             "\"fixed_positions\":%s,\"tokenizer\":%s,\"context\":\"%s\","
              "\"block_type\":\"%s\",\"context_width\":%d}",
              cfg.temperature, cfg.top_k, cfg.top_p, cfg.L, cfg.cache ? "true" : "false",
              g->res.cache_used ? "true" : "false", any_fixed ? "true" : "false",
-             tok.kind ? tokenizer_label(&tok) : "none", mask_context_name(cfg.context),
+             tok_json.data ? tok_json.data : "\"none\"", mask_context_name(cfg.context),
              cfg.block_type == MASK_BLOCK_CAUSAL ? "causal" : "full",
              hyper_mask_width(h, cfg.L, cfg.context_width));
     json_buf hlua = {0};
@@ -279,6 +282,7 @@ int l_run_sample(lua_State *L) {
     free(sj);
     free(hj);
     json_buf_free(&hlua);
+    json_buf_free(&tok_json);
     if (rc != HDLM_OK) return l_raise(L, &e);
     return 1;
 }
