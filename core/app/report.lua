@@ -1286,7 +1286,22 @@ end
 
 -- How one token id looks: its byte (bytes) or letter (text8); \xNN for a byte that is not
 -- printable ASCII; the mask block for ids past the vocabulary. Returns text and a CSS class.
+local bpe_cache = {} -- tokenizer name -> hdlm.Tokenizer, or false when it cannot be loaded here
 local function token_text(id, tokenizer)
+  if tokenizer == "gpt2" or tokenizer:sub(1, 4) == "bpe:" then
+    -- a BPE token: its decoded bytes (the vocabulary, if this machine has it, else the id)
+    if bpe_cache[tokenizer] == nil then
+      local ok, t = pcall(hdlm.tokenizer, tokenizer)
+      bpe_cache[tokenizer] = ok and t or false
+    end
+    local t = bpe_cache[tokenizer]
+    if not t then return ("#%d"):format(id), "x" end
+    if id < 0 or id >= t.vocab then return "█", "m" end
+    if id == t.eot then return "<|endoftext|>", "x" end
+    local s = utf8_clean(t:decode({ id }))
+    if s == "\n" then return "↵\n", "x" end
+    return s, ""
+  end
   if tokenizer == "text8" then
     if id == 0 then return " ", "" end
     if id >= 1 and id <= 26 then return string.char(96 + id), "" end

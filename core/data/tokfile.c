@@ -96,8 +96,7 @@ int64_t tokfile_split_chunks(int64_t n_tokens, double valid_fraction, uint64_t s
 
 /* ---------------------------------------------------------------- reading and checking text */
 
-/* Reads the whole regular file at path into *buf (malloc'd, caller frees) and its length. */
-static int read_whole_file(const char *path, unsigned char **buf, size_t *len, error *e) {
+int tokfile_read_all(const char *path, unsigned char **buf, size_t *len, error *e) {
     *buf = NULL;
     *len = 0;
     FILE *f = fopen(path, "rb");
@@ -195,8 +194,8 @@ static int check_text(const char *path, const unsigned char *s, size_t n, error 
 
 /* ---------------------------------------------------------------- writing */
 
-static int write_atomically(const char *out_path, const unsigned char *header,
-                            const unsigned char *payload, size_t payload_len, error *e) {
+int tokfile_write_all(const char *out_path, const void *header, size_t header_len,
+                      const void *payload, size_t payload_len, error *e) {
     size_t plen = strlen(out_path) + 32;
     char *tmp = malloc(plen);
     if (!tmp) return error_set(e, HDLM_ENOMEM, "%s: out of memory", out_path);
@@ -207,9 +206,9 @@ static int write_atomically(const char *out_path, const unsigned char *header,
         free(tmp);
         return HDLM_EIO;
     }
-    int ok = fwrite(header, 1, HEADER_SIZE, f) == HEADER_SIZE &&
-             fwrite(payload, 1, payload_len, f) == payload_len && fflush(f) == 0 &&
-             fsync(fileno(f)) == 0;
+    int ok = (!header_len || fwrite(header, 1, header_len, f) == header_len) &&
+             (!payload_len || fwrite(payload, 1, payload_len, f) == payload_len) &&
+             fflush(f) == 0 && fsync(fileno(f)) == 0;
     int err = errno;
     if (fclose(f) != 0 && ok) ok = 0, err = errno;
     if (!ok) {
@@ -244,19 +243,40 @@ static int write_atomically(const char *out_path, const unsigned char *header,
 
 int tokfile_prepare(const char *text_path, const char *out_path, const char *tokenizer_name,
                     double valid_fraction, uint64_t split_seed, tokfile_stats *stats, error *e) {
-    HDLM_ASSERT(text_path && out_path);
+    tokfile_options o = {tokenizer_name, valid_fraction, split_seed, TOKFILE_DOCS_DEFAULT};
+    return tokfile_prepare_opts(text_path, out_path, &o, stats, e);
+}
+
+int tokfile_docs_from_name(const char *name, int *docs) {
+    if (!name || !strcmp(name, "default")) return *docs = TOKFILE_DOCS_DEFAULT, HDLM_OK;
+    if (!strcmp(name, "blank")) return *docs = TOKENIZER_DOCS_BLANK, HDLM_OK;
+    if (!strcmp(name, "none")) return *docs = TOKENIZER_DOCS_NONE, HDLM_OK;
+    return HDLM_EINVAL;
+}
+
+int tokfile_prepare_opts(const char *text_path, const char *out_path, const tokfile_options *o,
+                         tokfile_stats *stats, error *e) {
+    HDLM_ASSERT(text_path && out_path && o);
     if (stats) *stats = (tokfile_stats){0};
     tokenizer tok;
+    const char *tokenizer_name = o->tokenizer ? o->tokenizer : "bytes";
+    double valid_fraction = o->valid;
+    uint64_t split_seed = o->seed;
     int rc = tokenizer_init(&tok, tokenizer_name, e);
     if (rc < 0) return rc;
     if (!(valid_fraction >= 0 && valid_fraction <= 0.5))
         return error_set(e, HDLM_EINVAL, "%s: valid fraction %g is outside [0, 0.5]", text_path,
                          valid_fraction);
+    /* document breaks by default wherever there is an end-of-text token to mark them */
+    int docs = o->docs == TOKFILE_DOCS_DEFAULT
+                   ? (tok.eot >= 0 ? TOKENIZER_DOCS_BLANK : TOKENIZER_DOCS_NONE)
+                   : o->docs;
 
     unsigned char *text = NULL, *payload = NULL, *is_valid = NULL;
     int32_t *ids = NULL;
     size_t n_bytes = 0;
-    rc = read_whole_file(text_path, &text, &n_bytes, e);
+    int64_t n_docs = 0;
+    rc = tokfile_read_all(text_path, &text, &n_bytes, e);
     if (rc < 0) goto done;
     if (n_bytes == 0) {
         rc = error_set(e, HDLM_EINVAL, "%s: empty file, expected UTF-8 text", text_path);
@@ -270,9 +290,13 @@ int tokfile_prepare(const char *text_path, const char *out_path, const char *tok
         rc = error_set(e, HDLM_ENOMEM, "%s: out of memory for %zu tokens", text_path, n_bytes);
         goto done;
     }
-    int64_t n = tokenizer_encode(&tok, (const char *)text, n_bytes, ids);
+    int64_t n = tokenizer_encode_docs(&tok, (const char *)text, n_bytes, docs, ids, &n_docs, e);
     free(text);
     text = NULL;
+    if (n < 0) {
+        rc = error_wrap(e, "%s", text_path);
+        goto done;
+    }
     if (n == 0) {
         rc = error_set(e, HDLM_EINVAL, "%s: the %s tokenizer produced no tokens (no letters?)",
                        text_path, tokenizer_name);
@@ -321,9 +345,18 @@ int tokfile_prepare(const char *text_path, const char *out_path, const char *tok
     }
     HDLM_ASSERT(wt == n_train && wv == n);
 
-    unsigned char header[HEADER_SIZE] = {0};
+    /* version 1 for the fixed tokenizers (the kind is their whole identity); version 2 adds the
+     * record naming a learned vocabulary: its SHA-256 and label */
+    const char *label = tokenizer_label(&tok);
+    size_t label_len = strlen(label);
+    int learned = tok.bpe != NULL;
+    unsigned char header[HEADER_SIZE + 32 + 4096] = {0};
+    if (learned && label_len > 4095) {
+        rc = error_set(e, HDLM_EINVAL, "%s: tokenizer name longer than 4095 bytes", out_path);
+        goto done;
+    }
     memcpy(header, tokfile_magic, 8);
-    put_u32(header + 8, TOKFILE_VERSION);
+    put_u32(header + 8, learned ? 2 : 1);
     put_u32(header + 12, (uint32_t)tok.kind);
     put_u32(header + 16, (uint32_t)tok.vocab);
     put_u32(header + 20, (uint32_t)bpt);
@@ -331,11 +364,26 @@ int tokfile_prepare(const char *text_path, const char *out_path, const char *tok
     put_u64(header + 32, (uint64_t)n_valid);
     put_u64(header + 40, fnv1a64(payload, (size_t)n * (size_t)bpt));
     put_u64(header + 48, split_seed);
-    rc = write_atomically(out_path, header, payload, (size_t)n * (size_t)bpt, e);
+    size_t header_len = HEADER_SIZE;
+    if (learned) {
+        put_u32(header + 56, (uint32_t)label_len);
+        const char *hex = tokenizer_sha256(&tok);
+        for (int i = 0; i < 32; i++) {
+            unsigned v;
+            sscanf(hex + 2 * i, "%2x", &v);
+            header[HEADER_SIZE + i] = (unsigned char)v;
+        }
+        memcpy(header + HEADER_SIZE + 32, label, label_len);
+        header_len += 32 + label_len;
+    }
+    rc = tokfile_write_all(out_path, header, header_len, payload, (size_t)n * (size_t)bpt, e);
     if (rc < 0) goto done;
     if (stats)
-        *stats =
-            (tokfile_stats){.n_bytes = (int64_t)n_bytes, .n_train = n_train, .n_valid = n_valid};
+        *stats = (tokfile_stats){.n_bytes = (int64_t)n_bytes,
+                                 .n_train = n_train,
+                                 .n_valid = n_valid,
+                                 .n_docs = n_docs,
+                                 .docs = docs};
 done:
     free(text);
     free(ids);
@@ -366,6 +414,10 @@ static int load_fail(FILE *f, unsigned char *payload, corpus *c, int rc) {
 }
 
 int corpus_load(const char *path, corpus *c, error *e) {
+    return corpus_load_expect(path, NULL, c, e);
+}
+
+int corpus_load_expect(const char *path, const tokenizer *expect, corpus *c, error *e) {
     HDLM_ASSERT(path && c);
     *c = (corpus){0};
     FILE *f = fopen(path, "rb");
@@ -400,29 +452,79 @@ int corpus_load(const char *path, corpus *c, error *e) {
     uint32_t version = get_u32(h + 8), kind = get_u32(h + 12), vocab = get_u32(h + 16),
              bpt = get_u32(h + 20);
     uint64_t n_train = get_u64(h + 24), n_valid = get_u64(h + 32), checksum = get_u64(h + 40);
-    if (version != TOKFILE_VERSION)
+    if (version != 1 && version != 2)
         return load_fail(f, NULL, c,
-                         error_set(e, HDLM_EINVAL, "%s: format version %u, this hdlm reads %d",
-                                   path, version, TOKFILE_VERSION));
-    if (kind != TOKENIZER_BYTES && kind != TOKENIZER_TEXT8)
-        return load_fail(f, NULL, c,
-                         error_set(e, HDLM_EINVAL,
-                                   "%s: unknown tokenizer kind %u, expected %d (bytes) or %d "
-                                   "(text8)",
-                                   path, kind, TOKENIZER_BYTES, TOKENIZER_TEXT8));
-    tokenizer_init_kind(&c->tok, (int)kind, NULL);
+                         error_set(e, HDLM_EINVAL, "%s: format version %u, this hdlm reads 1 and 2",
+                                   path, version));
+    /* the tokenizer's identity: the kind (version 1), or the record after the header */
+    char label[4096], file_sha[65];
+    uint64_t rec = 0;
+    if (version == 2) {
+        uint32_t ll = get_u32(h + 56);
+        unsigned char raw[32];
+        if (ll == 0 || ll > 4095 || file_size < HEADER_SIZE + 32 + (uint64_t)ll)
+            return load_fail(f, NULL, c,
+                             error_set(e, HDLM_EINVAL,
+                                       "%s: truncated or bad tokenizer record (name of %u bytes, "
+                                       "file of %llu bytes)",
+                                       path, ll, (unsigned long long)file_size));
+        if (fread(raw, 1, 32, f) != 32 || fread(label, 1, ll, f) != ll)
+            return load_fail(f, NULL, c,
+                             error_set(e, HDLM_EIO, "%s: cannot read the tokenizer record", path));
+        label[ll] = '\0';
+        for (int i = 0; i < 32; i++)
+            snprintf(file_sha + 2 * i, 3, "%02x", raw[i]);
+        rec = 32 + ll;
+        if ((kind != TOKENIZER_GPT2 && kind != TOKENIZER_BPE) || strlen(label) != ll)
+            return load_fail(f, NULL, c,
+                             error_set(e, HDLM_EINVAL,
+                                       "%s: tokenizer kind %u in a version 2 file, expected %d "
+                                       "(gpt2) or %d (bpe) with a name",
+                                       path, kind, TOKENIZER_GPT2, TOKENIZER_BPE));
+    } else {
+        if (kind != TOKENIZER_BYTES && kind != TOKENIZER_TEXT8)
+            return load_fail(f, NULL, c,
+                             error_set(e, HDLM_EINVAL,
+                                       "%s: unknown tokenizer kind %u, expected %d (bytes) or %d "
+                                       "(text8)",
+                                       path, kind, TOKENIZER_BYTES, TOKENIZER_TEXT8));
+        tokenizer fixed;
+        tokenizer_init_kind(&fixed, (int)kind, NULL);
+        snprintf(label, sizeof label, "%s", tokenizer_name((int)kind));
+        snprintf(file_sha, sizeof file_sha, "%s", tokenizer_sha256(&fixed));
+    }
+    if (expect) {
+        if (strcmp(file_sha, tokenizer_sha256(expect)))
+            return load_fail(f, NULL, c,
+                             error_set(e, HDLM_EINVAL,
+                                       "%s: made with tokenizer %s (vocabulary SHA-256 %.16s...), "
+                                       "expected %s (vocabulary SHA-256 %.16s...)",
+                                       path, label, file_sha, tokenizer_label(expect),
+                                       tokenizer_sha256(expect)));
+        c->tok = *expect;
+    } else {
+        int rc = tokenizer_init(&c->tok, label, e);
+        if (rc < 0)
+            return load_fail(f, NULL, c, error_wrap(e, "%s: made with tokenizer %s", path, label));
+        if (strcmp(file_sha, tokenizer_sha256(&c->tok)))
+            return load_fail(f, NULL, c,
+                             error_set(e, HDLM_EINVAL,
+                                       "%s: made with tokenizer %s whose vocabulary had SHA-256 "
+                                       "%.16s..., but %s now has %.16s...",
+                                       path, label, file_sha, label, tokenizer_sha256(&c->tok)));
+    }
     if (vocab != (uint32_t)c->tok.vocab)
         return load_fail(f, NULL, c,
                          error_set(e, HDLM_EINVAL,
                                    "%s: vocabulary %u does not match tokenizer %s (%d)", path,
-                                   vocab, tokenizer_name((int)kind), (int)c->tok.vocab));
+                                   vocab, tokenizer_label(&c->tok), (int)c->tok.vocab));
     if (bpt != 1 && bpt != 2)
         return load_fail(
             f, NULL, c,
             error_set(e, HDLM_EINVAL, "%s: %u bytes per token, expected 1 or 2", path, bpt));
 
     /* Sizes are checked against the real file before anything is allocated from them. */
-    uint64_t have = file_size - HEADER_SIZE;
+    uint64_t have = file_size - HEADER_SIZE - rec;
     uint64_t n = n_train + n_valid;
     if (n < n_train || n > UINT64_MAX / bpt)
         return load_fail(f, NULL, c,

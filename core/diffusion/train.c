@@ -480,7 +480,9 @@ static void config_json(const trainer *t, json_buf *jb) {
     buf[strlen(buf) - 1] = '\0';
     json_buf_raw(jb, buf);
     json_buf_raw(jb, ",\"tokenizer\":");
-    json_buf_str(jb, tokenizer_name(t->data->tok.kind));
+    json_buf_str(jb, tokenizer_label(&t->data->tok));
+    json_buf_raw(jb, ",\"tokenizer_sha256\":");
+    json_buf_str(jb, tokenizer_sha256(&t->data->tok));
     if (c->objective == OBJ_METHOD) {
         json_buf_raw(jb, ",\"method\":");
         json_buf_raw(jb, c->method_json[0] ? c->method_json : "null");

@@ -1,9 +1,11 @@
-/* Lua bindings of the data module: hdlm.corpus{path=..., tokenizer=..., valid=...} prepares a
- * token file next to a text file when needed (or loads a .tok directly) and returns a Corpus with
- * encode/decode/batch for inspection; hdlm.prepare(text, out, {...}) writes a token file;
- * hdlm.synth{...} writes a seeded Markov source with a known entropy rate. */
+/* Lua bindings of the data module: hdlm.corpus{path=..., tokenizer=..., valid=..., docs=...}
+ * prepares a token file next to a text file when needed (or loads a .tok directly) and returns a
+ * Corpus with encode/decode/batch for inspection; hdlm.prepare(text, out, {...}) writes a token
+ * file; hdlm.tokenizer(name) gives a Tokenizer (encode/decode any bytes); hdlm.train_tokenizer{...}
+ * learns a BPE; hdlm.synth{...} writes a seeded Markov source with a known entropy rate. */
 #include "base/rng.h"
 #include "data/batch.h"
+#include "data/bpe_train.h"
 #include "data/synth.h"
 #include "data/tokfile.h"
 #include "l_internal.h"
@@ -39,7 +41,17 @@ static int ends_with(const char *s, const char *suf) {
     return n >= m && !strcmp(s + n - m, suf);
 }
 
-static const char *const corpus_keys[] = {"path", "tokenizer", "valid", "seed", "out", NULL};
+static const char *const corpus_keys[] = {"path", "tokenizer", "valid", "seed",
+                                          "out",  "docs",      NULL};
+
+/* docs = "blank" | "none" (default: blank lines for tokenizers with an end-of-text id) */
+static int opt_docs(lua_State *L, int idx, const char *what) {
+    const char *name = l_opt_string(L, idx, what, "docs", NULL);
+    int docs;
+    if (tokfile_docs_from_name(name, &docs) != HDLM_OK)
+        luaL_error(L, "%s: key 'docs' must be 'blank' or 'none', got '%s'", what, name);
+    return docs;
+}
 
 static int l_corpus_new(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -50,34 +62,46 @@ static int l_corpus_new(lua_State *L) {
     double valid = l_opt_number(L, 1, "hdlm.corpus", "valid", 0.05);
     long long seed = l_opt_integer(L, 1, "hdlm.corpus", "seed", 0);
     const char *out = l_opt_string(L, 1, "hdlm.corpus", "out", NULL);
+    int docs = opt_docs(L, 1, "hdlm.corpus");
+    int given_tok = lua_getfield(L, 1, "tokenizer") != LUA_TNIL;
+    lua_pop(L, 1);
 
     l_corpus *u = lua_newuserdatauv(L, sizeof *u, 0);
     memset(u, 0, sizeof *u);
     luaL_setmetatable(L, CORPUS_MT);
     error e = {0};
+    tokenizer want;
+    if (tokenizer_init(&want, tokname, &e) != HDLM_OK) return l_raise(L, &e);
     if (ends_with(path, ".tok")) {
         snprintf(u->path, sizeof u->path, "%s", path);
     } else {
-        /* the token file name carries the settings, so different settings never collide */
+        /* the token file name carries the settings, so different settings never collide (a BPE
+         * by its vocabulary hash: retraining into the same directory gives a new file) */
+        char tag[32];
+        tokenizer_file_tag(&want, tag);
+        const char *dsuf = docs == TOKFILE_DOCS_DEFAULT   ? ""
+                           : docs == TOKENIZER_DOCS_BLANK ? ".docs"
+                                                          : ".nodocs";
         if (out)
             snprintf(u->path, sizeof u->path, "%s", out);
         else
-            snprintf(u->path, sizeof u->path, "%s.%s.v%g.s%lld.tok", path, tokname, valid, seed);
+            snprintf(u->path, sizeof u->path, "%s.%s%s.v%g.s%lld.tok", path, tag, dsuf, valid,
+                     seed);
         struct stat st_text, st_tok;
         int have_text = stat(path, &st_text) == 0;
         int fresh =
             stat(u->path, &st_tok) == 0 && (!have_text || st_tok.st_mtime >= st_text.st_mtime);
         if (!fresh) {
             tokfile_stats stats;
-            if (tokfile_prepare(path, u->path, tokname, valid, (uint64_t)seed, &stats, &e) !=
-                HDLM_OK)
+            tokfile_options o = {tokname, valid, (uint64_t)seed, docs};
+            if (tokfile_prepare_opts(path, u->path, &o, &stats, &e) != HDLM_OK)
                 return l_raise(L, &e);
         }
     }
-    if (corpus_load(u->path, &u->c, &e) != HDLM_OK) return l_raise(L, &e);
-    if (strcmp(tokenizer_name(u->c.tok.kind), tokname) && !ends_with(path, ".tok"))
-        return luaL_error(L, "hdlm.corpus: %s uses tokenizer %s, expected %s", u->path,
-                          tokenizer_name(u->c.tok.kind), tokname);
+    /* a .tok given directly is checked against the tokenizer only when one was asked for */
+    int check = given_tok || !ends_with(path, ".tok");
+    if (corpus_load_expect(u->path, check ? &want : NULL, &u->c, &e) != HDLM_OK)
+        return l_raise(L, &e);
     return 1;
 }
 
@@ -93,6 +117,7 @@ static int corpus_encode(lua_State *L) {
     const char *s = luaL_checklstring(L, 2, &n);
     int32_t *ids = lua_newuserdatauv(L, (n ? n : 1) * sizeof *ids, 0);
     int64_t m = tokenizer_encode(&u->c.tok, s, n, ids);
+    if (m < 0) return luaL_error(L, "corpus:encode: out of memory encoding %d bytes", (int)n);
     lua_createtable(L, (int)m, 0);
     for (int64_t i = 0; i < m; i++) {
         lua_pushinteger(L, ids[i]);
@@ -114,7 +139,7 @@ static int corpus_decode(lua_State *L) {
         ids[i] = (int32_t)v;
         lua_pop(L, 1);
     }
-    size_t cap = (size_t)n * 4 + 1;
+    size_t cap = tokenizer_decode_cap(&u->c.tok, (size_t)n);
     char *buf = lua_newuserdatauv(L, cap, 0);
     size_t len = tokenizer_decode(&u->c.tok, ids, (size_t)n, buf, cap);
     lua_pushlstring(L, buf, len);
@@ -159,7 +184,11 @@ static int corpus_index(lua_State *L) {
     else if (!strcmp(k, "n_valid"))
         lua_pushinteger(L, u->c.n_valid);
     else if (!strcmp(k, "tokenizer"))
-        lua_pushstring(L, tokenizer_name(u->c.tok.kind));
+        lua_pushstring(L, tokenizer_label(&u->c.tok));
+    else if (!strcmp(k, "tokenizer_sha256"))
+        lua_pushstring(L, tokenizer_sha256(&u->c.tok));
+    else if (!strcmp(k, "eot"))
+        u->c.tok.eot >= 0 ? lua_pushinteger(L, u->c.tok.eot) : lua_pushnil(L);
     else if (!strcmp(k, "path"))
         lua_pushstring(L, u->path);
     else {
@@ -173,7 +202,7 @@ static int corpus_index(lua_State *L) {
 static int corpus_tostring(lua_State *L) {
     l_corpus *u = check_corpus(L, 1);
     lua_pushfstring(L, "hdlm.Corpus(%s, %s, %d train / %d valid tokens)", u->path,
-                    tokenizer_name(u->c.tok.kind), (int)u->c.n_train, (int)u->c.n_valid);
+                    tokenizer_label(&u->c.tok), (int)u->c.n_train, (int)u->c.n_valid);
     return 1;
 }
 
@@ -211,7 +240,7 @@ static int l_random_corpus(lua_State *L) {
     return 1;
 }
 
-static const char *const prepare_keys[] = {"tokenizer", "valid", "seed", NULL};
+static const char *const prepare_keys[] = {"tokenizer", "valid", "seed", "docs", NULL};
 
 /* hdlm.prepare(text_path, out_path [, {tokenizer=, valid=, seed=}]) -> {bytes=, train=, valid=} */
 static int l_prepare(lua_State *L) {
@@ -220,24 +249,168 @@ static int l_prepare(lua_State *L) {
     const char *tokname = "bytes";
     double valid = 0.05;
     long long seed = 0;
+    int docs = TOKFILE_DOCS_DEFAULT;
     if (!lua_isnoneornil(L, 3)) {
         luaL_checktype(L, 3, LUA_TTABLE);
         l_check_keys(L, 3, "hdlm.prepare", prepare_keys);
         tokname = l_opt_string(L, 3, "hdlm.prepare", "tokenizer", "bytes");
         valid = l_opt_number(L, 3, "hdlm.prepare", "valid", 0.05);
         seed = l_opt_integer(L, 3, "hdlm.prepare", "seed", 0);
+        docs = opt_docs(L, 3, "hdlm.prepare");
     }
     tokfile_stats st;
     error e = {0};
-    if (tokfile_prepare(text, out, tokname, valid, (uint64_t)seed, &st, &e) != HDLM_OK)
-        return l_raise(L, &e);
-    lua_createtable(L, 0, 3);
+    tokfile_options o = {tokname, valid, (uint64_t)seed, docs};
+    if (tokfile_prepare_opts(text, out, &o, &st, &e) != HDLM_OK) return l_raise(L, &e);
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, st.n_docs);
+    lua_setfield(L, -2, "docs");
     lua_pushinteger(L, st.n_bytes);
     lua_setfield(L, -2, "bytes");
     lua_pushinteger(L, st.n_train);
     lua_setfield(L, -2, "train");
     lua_pushinteger(L, st.n_valid);
     lua_setfield(L, -2, "valid");
+    return 1;
+}
+
+/* ---- hdlm.tokenizer(name): a Tokenizer with encode/decode of any bytes ---- */
+
+#define TOKENIZER_MT "hdlm.Tokenizer"
+
+static tokenizer *check_tok(lua_State *L, int idx) {
+    return luaL_checkudata(L, idx, TOKENIZER_MT);
+}
+
+static int l_tokenizer_new(lua_State *L) {
+    const char *name = luaL_checkstring(L, 1);
+    tokenizer *t = lua_newuserdatauv(L, sizeof *t, 0);
+    memset(t, 0, sizeof *t);
+    luaL_setmetatable(L, TOKENIZER_MT);
+    error e = {0};
+    if (tokenizer_init(t, name, &e) != HDLM_OK) return l_raise(L, &e);
+    return 1;
+}
+
+/* tok:encode(s [, "blank"]) -> ids; with "blank", blank lines become end-of-text ids */
+static int tok_encode(lua_State *L) {
+    tokenizer *t = check_tok(L, 1);
+    size_t n;
+    const char *s = luaL_checklstring(L, 2, &n);
+    const char *dn = luaL_optstring(L, 3, "none");
+    int docs;
+    if (tokfile_docs_from_name(dn, &docs) != HDLM_OK || docs == TOKFILE_DOCS_DEFAULT)
+        return luaL_error(L, "tokenizer:encode: documents must be 'blank' or 'none', got '%s'", dn);
+    int32_t *ids = lua_newuserdatauv(L, (n ? n : 1) * sizeof *ids, 0);
+    error e = {0};
+    int64_t m = tokenizer_encode_docs(t, s, n, docs, ids, NULL, &e);
+    if (m < 0) return l_raise(L, &e);
+    lua_createtable(L, (int)m, 0);
+    for (int64_t i = 0; i < m; i++) {
+        lua_pushinteger(L, ids[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+static int32_t *read_ids(lua_State *L, int idx, const char *what, size_t *n) {
+    luaL_checktype(L, idx, LUA_TTABLE);
+    *n = lua_rawlen(L, idx);
+    int32_t *ids = lua_newuserdatauv(L, (*n ? *n : 1) * sizeof *ids, 0);
+    for (size_t i = 0; i < *n; i++) {
+        lua_rawgeti(L, idx, (lua_Integer)i + 1);
+        int ok;
+        lua_Integer v = lua_tointegerx(L, -1, &ok);
+        if (!ok) luaL_error(L, "%s: entry %d is not an integer", what, (int)i + 1);
+        ids[i] = (int32_t)v;
+        lua_pop(L, 1);
+    }
+    return ids;
+}
+
+static int tok_decode(lua_State *L) {
+    tokenizer *t = check_tok(L, 1);
+    size_t n;
+    int32_t *ids = read_ids(L, 2, "tokenizer:decode", &n);
+    size_t cap = tokenizer_decode_cap(t, n);
+    char *buf = lua_newuserdatauv(L, cap, 0);
+    size_t len = tokenizer_decode(t, ids, n, buf, cap);
+    lua_pushlstring(L, buf, len);
+    return 1;
+}
+
+/* tok:bytes(ids) -> the number of text bytes the ids stand for (bits per byte) */
+static int tok_bytes(lua_State *L) {
+    tokenizer *t = check_tok(L, 1);
+    size_t n;
+    int32_t *ids = read_ids(L, 2, "tokenizer:bytes", &n);
+    lua_Integer total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += tokenizer_unit_bytes(t, ids[i]);
+    lua_pushinteger(L, total);
+    return 1;
+}
+
+static int tok_index(lua_State *L) {
+    tokenizer *t = check_tok(L, 1);
+    const char *k = luaL_checkstring(L, 2);
+    if (!strcmp(k, "vocab"))
+        lua_pushinteger(L, t->vocab);
+    else if (!strcmp(k, "eot"))
+        t->eot >= 0 ? lua_pushinteger(L, t->eot) : lua_pushnil(L);
+    else if (!strcmp(k, "name"))
+        lua_pushstring(L, tokenizer_label(t));
+    else if (!strcmp(k, "sha256"))
+        lua_pushstring(L, tokenizer_sha256(t));
+    else {
+        lua_getmetatable(L, 1);
+        lua_getfield(L, -1, "__methods");
+        lua_getfield(L, -1, k);
+    }
+    return 1;
+}
+
+static int tok_tostring(lua_State *L) {
+    tokenizer *t = check_tok(L, 1);
+    lua_pushfstring(L, "hdlm.Tokenizer(%s, %d tokens)", tokenizer_label(t), (int)t->vocab);
+    return 1;
+}
+
+static const char *const train_tok_keys[] = {"path", "vocab", "out", NULL};
+
+/* hdlm.train_tokenizer{path=, vocab=, out=} -> {vocab=, merges=, words=, pieces=, seconds=} */
+static int l_train_tokenizer(lua_State *L) {
+    static const char *const W = "hdlm.train_tokenizer";
+    luaL_checktype(L, 1, LUA_TTABLE);
+    l_check_keys(L, 1, W, train_tok_keys);
+    const char *path = l_opt_string(L, 1, W, "path", NULL);
+    const char *out = l_opt_string(L, 1, W, "out", NULL);
+    long long vocab = l_opt_integer(L, 1, W, "vocab", 0);
+    if (!path || !out)
+        return luaL_error(L, "%s: keys 'path' (a text file) and 'out' (a directory) are required",
+                          W);
+    error e = {0};
+    unsigned char *text;
+    size_t n;
+    if (tokfile_read_all(path, &text, &n, &e) != HDLM_OK) return l_raise(L, &e);
+    bpe_train_stats st;
+    int rc = bpe_train((const char *)text, n, (int32_t)(vocab > 65536 || vocab < 0 ? 0 : vocab),
+                       out, &st, &e);
+    free(text);
+    if (rc != HDLM_OK) return l_raise(L, &e);
+    lua_createtable(L, 0, 6);
+    lua_pushinteger(L, st.vocab);
+    lua_setfield(L, -2, "vocab");
+    lua_pushinteger(L, st.n_merges);
+    lua_setfield(L, -2, "merges");
+    lua_pushinteger(L, st.n_words);
+    lua_setfield(L, -2, "words");
+    lua_pushinteger(L, st.n_pieces);
+    lua_setfield(L, -2, "pieces");
+    lua_pushnumber(L, st.total_s);
+    lua_setfield(L, -2, "seconds");
+    lua_pushfstring(L, "bpe:%s", out);
+    lua_setfield(L, -2, "tokenizer");
     return 1;
 }
 
@@ -312,4 +485,19 @@ void l_data_register(lua_State *L, int ctx_idx) {
     lua_pushvalue(L, ctx_idx);
     lua_pushcclosure(L, l_synth, 1);
     lua_setfield(L, -2, "synth");
+
+    static const luaL_Reg tmethods[] = {
+        {"encode", tok_encode}, {"decode", tok_decode}, {"bytes", tok_bytes}, {NULL, NULL}};
+    static const luaL_Reg tmeta[] = {
+        {"__index", tok_index}, {"__tostring", tok_tostring}, {NULL, NULL}};
+    luaL_newmetatable(L, TOKENIZER_MT);
+    luaL_setfuncs(L, tmeta, 0);
+    lua_newtable(L);
+    luaL_setfuncs(L, tmethods, 0);
+    lua_setfield(L, -2, "__methods");
+    lua_pop(L, 1);
+    lua_pushcfunction(L, l_tokenizer_new);
+    lua_setfield(L, -2, "tokenizer");
+    lua_pushcfunction(L, l_train_tokenizer);
+    lua_setfield(L, -2, "train_tokenizer");
 }

@@ -337,11 +337,21 @@ int l_run_eval(lua_State *L) {
     SETS("estimator", estimator);
     SETN("nats", r.nats);
     SETN("se", r.se);
-    SETN("bits", r.nats / ln2);
-    SETN("bits_se", r.se / ln2);
     SETN("bits_per_token", r.nats / ln2);
-    SETN("bits_per_unit", r.nats / ln2); /* one token is one byte / one character */
+    /* bits per byte for every tokenizer: the evaluated tokens stand for this many text bytes
+     * (tokenizer_unit_bytes: a BPE token its decoded length, <|endoftext|> the one blank line it
+     * replaced), so runs with different tokenizers compare; text8 counts characters */
+    int64_t n_units = 0;
+    for (int64_t i = 0; i < want * len; i++)
+        n_units += p.tok.kind ? tokenizer_unit_bytes(&p.tok, tok[i]) : 1;
+    double per_unit = n_units > 0 ? (double)(want * len) / (double)n_units : 1.0;
+    SETN("bytes_per_token", 1.0 / per_unit);
+    SETN("bits_per_unit", r.nats / ln2 * per_unit);
+    SETN("bits_per_byte", r.nats / ln2 * per_unit);
+    SETN("bits", r.nats / ln2 * per_unit); /* per unit: what runs with other tokenizers share */
+    SETN("bits_se", r.se / ln2 * per_unit);
     SETS("unit", unit_of(&p.tok));
+    if (p.tok.kind) SETS("tokenizer", tokenizer_label(&p.tok));
     SETI("sequences", r.n_seq);
     SETI("length", len);
     SETI("tokens", r.tokens);

@@ -789,9 +789,25 @@ static int l_model_new(lua_State *L) {
 #undef GETI
         const json_value *gm = json_get(v, "gamma");
         if (gm && json_type(gm) == JSON_NUMBER) mc.mix_gamma = (float)json_number(gm);
-        const json_value *tk = json_get(v, "tokenizer");
+        const json_value *tk = json_get(v, "tokenizer"), *tsha = json_get(v, "tokenizer_sha256");
         tokenizer ctok = {0};
-        if (tk && json_type(tk) == JSON_STRING) tokenizer_init(&ctok, json_string(tk), NULL);
+        /* a tokenizer that cannot be loaded here (a BPE directory gone) leaves the model without
+         * one (ids only); one whose vocabulary changed since training is refused */
+        if (tk && json_type(tk) == JSON_STRING &&
+            tokenizer_init(&ctok, json_string(tk), NULL) != HDLM_OK)
+            ctok = (tokenizer){0};
+        if (ctok.kind && json_type(tsha) == JSON_STRING &&
+            strcmp(json_string(tsha), tokenizer_sha256(&ctok))) {
+            char msg[600];
+            snprintf(msg, sizeof msg,
+                     "%s: trained with tokenizer %s (vocabulary SHA-256 %.16s...), but %s now has "
+                     "vocabulary %.16s...",
+                     ckpt, json_string(tk), json_string(tsha), json_string(tk),
+                     tokenizer_sha256(&ctok));
+            json_free(v);
+            st_close(f);
+            return luaL_error(L, "%s", msg);
+        }
         const json_value *ob = json_get(v, "objective");
         int objective =
             ob && json_type(ob) == JSON_STRING ? train_objective_from_name(json_string(ob)) : 0;

@@ -38,7 +38,9 @@ static int32_t *read_tokens(lua_State *L, int idx, const tokenizer *tok, int32_t
         const char *s = lua_tolstring(L, idx, &len);
         if (!tok->kind) luaL_error(L, "%s: the model has no tokenizer; give token ids", what);
         int32_t *ids = lua_newuserdatauv(L, (len ? len : 1) * sizeof *ids, 0);
-        *n = (int)tokenizer_encode(tok, s, len, ids);
+        int64_t m = tokenizer_encode(tok, s, len, ids);
+        if (m < 0) luaL_error(L, "%s: out of memory encoding %d bytes", what, (int)len);
+        *n = (int)m;
         return ids;
     }
     luaL_checktype(L, idx, LUA_TTABLE);
@@ -216,15 +218,18 @@ int l_run_sample(lua_State *L) {
     /* store every sample with its provenance and trajectory */
     char *nj = l_plugin_json(noise), *sj = l_plugin_json(g->inst);
     char *hj = sp ? l_plugin_json(sp) : NULL;
-    char settings[512];
+    /* the tokenizer's name quoted as JSON: a bpe:DIR path may hold any character */
+    json_buf tok_json = {0};
+    json_buf_str(&tok_json, tok.kind ? tokenizer_label(&tok) : "none");
+    char settings[5120];
     snprintf(settings, sizeof settings,
              "{\"temperature\":%.17g,\"top_k\":%d,\"top_p\":%.17g,\"length\":%d,\"cache\":%s,"
              "\"kv_cache_used\":%s,\"draws\":\"float64 inverse CDF\",\"weights\":\"ema\","
-             "\"fixed_positions\":%s,\"tokenizer\":\"%s\",\"context\":\"%s\","
+             "\"fixed_positions\":%s,\"tokenizer\":%s,\"context\":\"%s\","
              "\"block_type\":\"%s\",\"context_width\":%d}",
              cfg.temperature, cfg.top_k, cfg.top_p, cfg.L, cfg.cache ? "true" : "false",
              g->res.cache_used ? "true" : "false", any_fixed ? "true" : "false",
-             tok.kind ? tokenizer_name(tok.kind) : "none", mask_context_name(cfg.context),
+             tok_json.data ? tok_json.data : "\"none\"", mask_context_name(cfg.context),
              cfg.block_type == MASK_BLOCK_CAUSAL ? "causal" : "full",
              hyper_mask_width(h, cfg.L, cfg.context_width));
     json_buf hlua = {0};
@@ -233,7 +238,7 @@ int l_run_sample(lua_State *L) {
         json_buf_str(&hlua, h->name ? h->name : "lua");
         json_buf_raw(&hlua, ",\"version\":\"lua\",\"options\":{}}");
     }
-    size_t cap = (size_t)cfg.L * 4 + 1;
+    size_t cap = tokenizer_decode_cap(&tok, (size_t)cfg.L);
     char *text = malloc(cap);
     store_event *ev = malloc(((size_t)g->res.n_events + 1) * sizeof *ev);
     lua_createtable(L, n, 0);
@@ -297,6 +302,7 @@ int l_run_sample(lua_State *L) {
     free(sj);
     free(hj);
     json_buf_free(&hlua);
+    json_buf_free(&tok_json);
     if (rc != HDLM_OK) return l_raise(L, &e);
     return 1;
 }

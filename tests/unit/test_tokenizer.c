@@ -17,7 +17,7 @@ static void test_init(void) {
     CHECK_EQ(t.kind, TOKENIZER_TEXT8);
     CHECK_EQ(t.vocab, 27);
     CHECK_EQ(tokenizer_init(&t, "bpe", &e), HDLM_EINVAL);
-    CHECK_STR(e.msg, "tokenizer: unknown tokenizer 'bpe', expected bytes or text8");
+    CHECK_STR(e.msg, "tokenizer: unknown tokenizer 'bpe', expected bytes, text8, gpt2 or bpe:DIR");
     CHECK_EQ(tokenizer_init(&t, NULL, &e), HDLM_EINVAL);
     CHECK_EQ(tokenizer_init_kind(&t, 2, &e), HDLM_OK);
     CHECK_EQ(t.vocab, 27);

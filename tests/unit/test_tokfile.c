@@ -3,6 +3,7 @@
  * the same inputs, the split seed changes the split, and every malformed input (text or token
  * file) is refused with a one-line message naming the file and the offending value. */
 #include "check.h"
+#include "data/bpe_train.h"
 #include "data/tokfile.h"
 
 #include <math.h>
@@ -448,7 +449,7 @@ static void test_load(void) {
 
     write_tok("x.tok", "HDLMTOK1", 9, 1, 256, 1, 2, 0, 0, pay, 2);
     CHECK_EQ(load("x.tok", &e), HDLM_EINVAL);
-    expect_msg(&e, "x.tok", "format version 9, this hdlm reads 1");
+    expect_msg(&e, "x.tok", "format version 9, this hdlm reads 1 and 2");
 
     write_tok("x.tok", "HDLMTOK1", 1, 7, 256, 1, 2, 0, 0, pay, 2);
     CHECK_EQ(load("x.tok", &e), HDLM_EINVAL);
@@ -532,6 +533,130 @@ static void test_sample_file(void) {
     corpus_free(&c);
 }
 
+/* Token files of a BPE tokenizer (version 2): the record after the header holds the vocabulary's
+ * SHA-256 and the tokenizer's name; ids are 2 bytes; documents are separated by <|endoftext|>;
+ * loading with another tokenizer, or after the vocabulary changed, is one error naming both. */
+static void test_bpe_files(void) {
+    const char *text = "The cat sat on the mat.\nThe dog sat too.\n\nA second document, which "
+                       "is about the cat and the dog.\n  \n\nThird document.\n";
+    size_t n = strlen(text);
+    write_file(path_in("docs.txt"), text, n);
+    error e = {0};
+    bpe_train_stats bs;
+    CHECK_EQ(bpe_train(text, n, 300, path_in("bpeA"), &bs, &e), HDLM_OK);
+    CHECK_EQ(bpe_train(text, n, 280, path_in("bpeB"), &bs, &e), HDLM_OK);
+    char specA[200], specB[200];
+    snprintf(specA, sizeof specA, "bpe:%s", path_in("bpeA"));
+    snprintf(specB, sizeof specB, "bpe:%s", path_in("bpeB"));
+    tokenizer ta, tb;
+    CHECK_EQ(tokenizer_init(&ta, specA, &e), HDLM_OK);
+    CHECK_EQ(tokenizer_init(&tb, specB, &e), HDLM_OK);
+
+    tokfile_stats st;
+    tokfile_options o = {specA, 0.2, 3, TOKFILE_DOCS_DEFAULT};
+    CHECK_EQ(tokfile_prepare_opts(path_in("docs.txt"), path_in("a.tok"), &o, &st, &e), HDLM_OK);
+    CHECK_EQ(st.n_docs, 3);
+    CHECK_EQ(st.docs, TOKENIZER_DOCS_BLANK);
+    /* the stream: doc1 EOT doc2 EOT doc3, as tokenizer_encode_docs gives it */
+    int32_t *ids = malloc(n * sizeof *ids);
+    int64_t k = tokenizer_encode_docs(&ta, text, n, TOKENIZER_DOCS_BLANK, ids, NULL, &e);
+    CHECK_EQ(st.n_train + st.n_valid, k);
+    int eots = 0;
+    for (int64_t i = 0; i < k; i++)
+        eots += ids[i] == ta.eot;
+    CHECK_EQ(eots, 2);
+
+    /* the header: version 2, kind bpe, the record */
+    size_t len;
+    unsigned char *p = read_file(path_in("a.tok"), &len);
+    const char *label = tokenizer_label(&ta);
+    size_t ll = strlen(label);
+    CHECK_EQ(le(p + 8, 4), 2);
+    CHECK_EQ(le(p + 12, 4), TOKENIZER_BPE);
+    CHECK_EQ(le(p + 16, 4), 300);
+    CHECK_EQ(le(p + 20, 4), 2);
+    CHECK_EQ(le(p + 56, 4), ll);
+    char hex[65];
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", p[64 + i]);
+    CHECK_STR(hex, tokenizer_sha256(&ta));
+    CHECK(!memcmp(p + 96, label, ll));
+    CHECK_EQ(len, 64 + 32 + ll + 2 * (size_t)k);
+    CHECK(le(p + 40, 8) == fnv(p + 96 + ll, 2 * (size_t)k));
+    free(p);
+
+    /* loads by itself (the named tokenizer), with the right one, not with another */
+    corpus c;
+    CHECK_EQ(corpus_load(path_in("a.tok"), &c, &e), HDLM_OK);
+    CHECK_EQ(c.tok.kind, TOKENIZER_BPE);
+    CHECK(c.tok.bpe == ta.bpe);
+    CHECK_EQ(c.n_train + c.n_valid, k);
+    corpus_free(&c);
+    CHECK_EQ(corpus_load_expect(path_in("a.tok"), &ta, &c, &e), HDLM_OK);
+    corpus_free(&c);
+    CHECK_EQ(corpus_load_expect(path_in("a.tok"), &tb, &c, &e), HDLM_EINVAL);
+    CHECK(c.train == NULL);
+    char want[600];
+    snprintf(want, sizeof want,
+             "made with tokenizer %s (vocabulary SHA-256 %.16s...), expected %s "
+             "(vocabulary SHA-256 %.16s...)",
+             label, tokenizer_sha256(&ta), tokenizer_label(&tb), tokenizer_sha256(&tb));
+    CHECK_CONTAINS(e.msg, want);
+    CHECK_CONTAINS(e.msg, "a.tok: ");
+    tokenizer tbytes;
+    tokenizer_init(&tbytes, "bytes", NULL);
+    CHECK_EQ(corpus_load_expect(path_in("a.tok"), &tbytes, &c, &e), HDLM_EINVAL);
+    CHECK_CONTAINS(e.msg, "expected bytes (vocabulary SHA-256");
+    /* a bytes file expected as the BPE: refused too */
+    CHECK_EQ(tokfile_prepare(path_in("docs.txt"), path_in("b.tok"), "bytes", 0.1, 1, &st, &e),
+             HDLM_OK);
+    CHECK_EQ(st.n_docs, 1); /* no end-of-text token: no document breaks */
+    CHECK_EQ(corpus_load_expect(path_in("b.tok"), &ta, &c, &e), HDLM_EINVAL);
+    CHECK_CONTAINS(e.msg, "made with tokenizer bytes");
+    /* document breaks asked of a tokenizer without an end-of-text token */
+    tokfile_options ob = {"bytes", 0.1, 1, TOKENIZER_DOCS_BLANK};
+    CHECK_EQ(tokfile_prepare_opts(path_in("docs.txt"), path_in("c.tok"), &ob, &st, &e),
+             HDLM_EINVAL);
+    CHECK_CONTAINS(e.msg, "docs.txt: tokenizer bytes has no end-of-text token");
+    /* docs = none with a BPE: one document, no EOT */
+    tokfile_options on = {specA, 0.1, 1, TOKENIZER_DOCS_NONE};
+    CHECK_EQ(tokfile_prepare_opts(path_in("docs.txt"), path_in("n.tok"), &on, &st, &e), HDLM_OK);
+    CHECK_EQ(st.n_docs, 1);
+    int docs;
+    CHECK_EQ(tokfile_docs_from_name("blank", &docs), HDLM_OK);
+    CHECK_EQ(docs, TOKENIZER_DOCS_BLANK);
+    CHECK_EQ(tokfile_docs_from_name("paragraph", &docs), HDLM_EINVAL);
+
+    /* the record says which vocabulary: a file whose directory now holds another vocabulary is
+     * refused when loaded by name (the registry caches per process, so corrupt the record's hash
+     * instead of retraining) */
+    p = read_file(path_in("a.tok"), &len);
+    p[64] ^= 0xff;
+    write_file(path_in("stale.tok"), p, len);
+    CHECK_EQ(load("stale.tok", &e), HDLM_EINVAL);
+    CHECK_CONTAINS(e.msg, "whose vocabulary had SHA-256");
+    CHECK_CONTAINS(e.msg, "now has");
+    /* a record longer than the file, and a version-2 kind that is not a BPE */
+    put_le(p + 56, 4000, 4);
+    write_file(path_in("rec.tok"), p, 200);
+    CHECK_EQ(load("rec.tok", &e), HDLM_EINVAL);
+    CHECK_CONTAINS(e.msg, "truncated or bad tokenizer record (name of 4000 bytes");
+    p[64] ^= 0xff;
+    put_le(p + 56, ll, 4);
+    put_le(p + 12, TOKENIZER_BYTES, 4);
+    write_file(path_in("kind.tok"), p, len);
+    CHECK_EQ(load("kind.tok", &e), HDLM_EINVAL);
+    CHECK_CONTAINS(e.msg, "tokenizer kind 1 in a version 2 file, expected 3 (gpt2) or 4 (bpe)");
+    /* a BPE that cannot be found any more */
+    memcpy(p + 96 + ll - 4, "XXXX", 4);
+    put_le(p + 12, TOKENIZER_BPE, 4);
+    write_file(path_in("gone.tok"), p, len);
+    CHECK_EQ(load("gone.tok", &e), HDLM_EIO);
+    CHECK_CONTAINS(e.msg, "gone.tok: made with tokenizer bpe:");
+    free(p);
+    free(ids);
+}
+
 int main(void) {
     snprintf(dir, sizeof dir, "/tmp/hdlm_tokfile_XXXXXX");
     HDLM_ASSERT(mkdtemp(dir));
@@ -542,6 +667,7 @@ int main(void) {
     test_prepare_refusals();
     test_load();
     test_sample_file();
+    test_bpe_files();
     int rc = check_report("test_tokfile");
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
