@@ -11,6 +11,7 @@ pkg_provides() {
     cmake | git | sqlite3 | clang | clang-format) command -v "$1" >/dev/null ;;
     pkg-config) command -v pkg-config >/dev/null || command -v pkgconf >/dev/null ;;
     liblua5.4-dev) pkg-config --exists lua5.4 2>/dev/null ;;
+    libpcre2-dev) pkg-config --exists libpcre2-8 2>/dev/null || [ -e /usr/include/pcre2.h ] ;;
     libsqlite3-dev) pkg-config --exists sqlite3 2>/dev/null || [ -e /usr/include/sqlite3.h ] ;;
     libopenblas-openmp-dev | libopenblas-dev)
       for d in /usr/include/*/openblas-openmp /usr/include/openblas-openmp /usr/include/*/openblas* \
