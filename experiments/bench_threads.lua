@@ -36,11 +36,10 @@ io.write(("sample %%.6f train %%.6f\n"):format(ts, hdlm.time() - t0))
 f:close()
 
 local cases = {
-  { "hdlm default (GOMP_SPINCOUNT=10000)", "" },
+  { "hdlm default (GOMP_SPINCOUNT=1000)", "" },
   { "libgomp default (spin 300000)", "GOMP_SPINCOUNT=300000" },
-  { "GOMP_SPINCOUNT=1000", "GOMP_SPINCOUNT=1000" },
+  { "GOMP_SPINCOUNT=10000", "GOMP_SPINCOUNT=10000" },
   { "OMP_WAIT_POLICY=passive", "OMP_WAIT_POLICY=passive" },
-  { "OMP_WAIT_POLICY=active", "OMP_WAIT_POLICY=active" },
 }
 
 local function run_case(envs, nthreads)

@@ -10,7 +10,7 @@ cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHDLM_NATIVE=OFF -DHDLM_
 cmake --build "$dir" -j "$(nproc)" >/dev/null
 # GOMP_SPINCOUNT set: without a wait policy hdlm re-executes itself (core/base/threads.h), which
 # would run the program outside valgrind
-export OMP_NUM_THREADS=1 GOMP_SPINCOUNT=10000 HDLM_PROGRESS=off HDLM_FIXTURE_DIR="$PWD/$dir/tests/plugins"
+export OMP_NUM_THREADS=1 GOMP_SPINCOUNT=1000 HDLM_PROGRESS=off HDLM_FIXTURE_DIR="$PWD/$dir/tests/plugins"
 vg=(valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect
     --show-leak-kinds=definite,indirect -q)
 fails=0; n=0

@@ -9,7 +9,7 @@
 #define HDLM_THREADS_H
 
 /* The spin count hdlm uses when the user set neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT. */
-#define THREADS_DEFAULT_SPINCOUNT "10000"
+#define THREADS_DEFAULT_SPINCOUNT "1000"
 
 /* When neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT is set: sets GOMP_SPINCOUNT to the default and
  * re-executes the program (/proc/self/exe, same argv) so that libgomp starts with it. Returns
