@@ -10,7 +10,9 @@
  *   - the logits the noise process and the sampler see with the KV cache on equal those with it
  *     off (<= 1e-4) at every step, for block schedules of 4 blocks, simple annealing and the
  *     autoregressive schedule, with and without σ conditioning; rows that are not active are
- *     zero in both; the uncached logits are those of a direct forward of the recorded tokens. */
+ *     zero in both; the uncached logits are those of a direct forward of the recorded tokens;
+ *   - full context never uses the cache; a prompt block (whose steps are skipped) and infill
+ *     positions are kept, and cached = uncached logits hold with them too. */
 #include "base/rng.h"
 #include "check.h"
 #include "diffusion/hyper.h"
@@ -183,8 +185,10 @@ static probe_log *sampler_log(plugin_instance *p) {
     return &((probe_sampler_self *)p->self)->step;
 }
 
-static int run(model *m, const sched *s, plugin_instance *noise, plugin_instance *smp, int cache,
-               int context, uint64_t seed, sample_result *out) {
+/* One sample_run with recording on; fixed / ftok: prompt and infill positions (NULL: none). */
+static int run_fixed(model *m, const sched *s, plugin_instance *noise, plugin_instance *smp,
+                     int cache, int context, uint64_t seed, const uint8_t *fixed,
+                     const int32_t *ftok, sample_result *out) {
     sample_config cfg = {.B = NB,
                          .L = s->L,
                          .seed = seed,
@@ -193,7 +197,9 @@ static int run(model *m, const sched *s, plugin_instance *noise, plugin_instance
                          .top_p = 1,
                          .cache = cache,
                          .context = context,
-                         .block_type = MASK_BLOCK_FULL};
+                         .block_type = MASK_BLOCK_FULL,
+                         .fixed_tok = ftok,
+                         .fixed = fixed};
     probe_log_clear(noise_log(noise));
     probe_log_clear(sampler_log(smp));
     noise_log(noise)->on = sampler_log(smp)->on = 1;
@@ -203,6 +209,11 @@ static int run(model *m, const sched *s, plugin_instance *noise, plugin_instance
     noise_log(noise)->on = sampler_log(smp)->on = 0;
     if (rc != HDLM_OK) fprintf(stderr, "sample_run: %s\n", e.msg);
     return rc;
+}
+
+static int run(model *m, const sched *s, plugin_instance *noise, plugin_instance *smp, int cache,
+               int context, uint64_t seed, sample_result *out) {
+    return run_fixed(m, s, noise, smp, cache, context, seed, NULL, NULL, out);
 }
 
 /* ---- 1. the times of the reverse step ------------------------------------------------------- */
@@ -391,35 +402,40 @@ static void test_full_context_and_prompt(model *m, plugin_instance *noise, plugi
     CHECK_EQ(run(m, &s, noise, smp, 1, MASK_CTX_FULL, 5, &out), HDLM_OK);
     CHECK_EQ(out.cache_used, 0);
     sample_result_free(&out);
-    /* a prompt of the first block: its steps have nothing to sample (no call), tokens kept */
+    /* a prompt filling the first block (its steps have nothing to sample: no evaluation, the
+     * cache catches up at the next one) and an infill inside the third block: kept, and the
+     * logits with and without the cache still agree at every step */
     int32_t ftok[L_MAX] = {0};
     uint8_t fixed[L_MAX] = {0};
     for (int i = 0; i < 4; i++)
         fixed[i] = 1, ftok[i] = (int32_t)(3 + i);
-    sample_config cfg = {.B = NB,
-                         .L = s.L,
-                         .seed = 9,
-                         .temperature = 1,
-                         .top_p = 1,
-                         .cache = 1,
-                         .context = MASK_CTX_BLOCK_CAUSAL,
-                         .fixed_tok = ftok,
-                         .fixed = fixed};
-    error e = {0};
-    probe_log_clear(sampler_log(smp));
-    sampler_log(smp)->on = 1;
-    CHECK_EQ(sample_run(m, &s.h, noise->self, noise->ops, "probe_noise", smp->self, smp->ops,
-                        "probe_sampler", &cfg, &out, &e),
-             HDLM_OK);
-    sampler_log(smp)->on = 0;
-    CHECK_EQ(out.nfe, s.K - 3); /* block 0's 3 steps are skipped */
-    CHECK(sampler_log(smp)->n > 0 && sampler_log(smp)->calls[0].step == 4);
-    int kept = 1;
+    fixed[9] = fixed[10] = 1, ftok[9] = 1, ftok[10] = 2;
+    sample_result on, off;
+    CHECK_EQ(run_fixed(m, &s, noise, smp, 1, MASK_CTX_BLOCK_CAUSAL, 9, fixed, ftok, &on), HDLM_OK);
+    probe_log a = *noise_log(noise);
+    memset(noise_log(noise), 0, sizeof a);
+    CHECK_EQ(sampler_log(smp)->n > 0 ? sampler_log(smp)->calls[0].step : -1, 4);
+    CHECK_EQ(run_fixed(m, &s, noise, smp, 0, MASK_CTX_BLOCK_CAUSAL, 9, fixed, ftok, &off), HDLM_OK);
+    CHECK_EQ(on.cache_used, 1);
+    CHECK_EQ(on.nfe, s.K - 3); /* block 0's 3 steps are skipped */
+    CHECK_EQ(off.nfe, on.nfe);
+    CHECK_EQ(a.n, noise_log(noise)->n);
+    double worst = 0;
+    for (size_t k = 0; k < a.n && k < noise_log(noise)->n; k++)
+        worst = fmax(worst, max_abs_diff(a.calls[k].logits, noise_log(noise)->calls[k].logits,
+                                         (size_t)NB * s.L * VP));
+    CHECK(worst <= 1e-4);
+    int kept = 1, same = 1;
     for (int b = 0; b < NB; b++)
-        for (int i = 0; i < 4; i++)
-            kept &= out.tokens[b * s.L + i] == 3 + i;
+        for (int i = 0; i < s.L; i++) {
+            if (fixed[i]) kept &= on.tokens[b * s.L + i] == ftok[i];
+            same &= on.tokens[b * s.L + i] == off.tokens[b * s.L + i];
+        }
     CHECK(kept);
-    sample_result_free(&out);
+    CHECK(same);
+    probe_log_free(&a);
+    sample_result_free(&on);
+    sample_result_free(&off);
     sched_close(&s);
 }
 
