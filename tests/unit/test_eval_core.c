@@ -12,6 +12,9 @@
  *   - the (t, s), states and inputs of every per-step bound term: the sampling loop's times
  *     (first active step t = 1, then the level's time; s = the next step's time, 0 when the
  *     position settles next), settled positions clean, worthless and first-active ones masked;
+ *   - the logits of every term, per-step and in the 2L layout, equal a forward of the same tokens
+ *     with the sampling loop's attention rows (block schedules; see test_logits on simple
+ *     annealing);
  *   - eval_summarise: mean, standard error over sequences and per-token normalisation against
  *     numbers computed by hand. */
 #include "base/rng.h"
@@ -295,7 +298,107 @@ static void test_terms(model *m, plugin_instance *dt, const int32_t *seqs) {
     }
 }
 
-/* ---- 3. refusals ---------------------------------------------------------------------------- */
+/* ---- 3. the model's view: what the sampler's passes compute ---------------------------------- */
+
+static double max_diff_rows(const float *a, const float *b, int n) {
+    double d = 0;
+    for (int v = 0; v < n; v++) {
+        double x = fabs((double)a[v] - (double)b[v]);
+        if (!(x <= d)) d = x;
+    }
+    return d;
+}
+
+/* Logits of a plain forward of one sequence (tokens x, states st), rotary positions 0..L-1 and
+ * the sampler's attention rows (block-causal settled region of width w, full active block). */
+static const float *sampler_forward(model *m, const int32_t *x, const uint8_t *st, int L, int w) {
+    int32_t pos[L_MAX];
+    attn_row rows[L_MAX];
+    for (int i = 0; i < L; i++)
+        pos[i] = i;
+    mask_rows_from_states(rows, st, L, MASK_CTX_BLOCK_CAUSAL, w, MASK_BLOCK_FULL);
+    model_batch mb = {1, L, x, pos, NULL, rows, NULL, NULL, 0};
+    float *lg;
+    error e = {0};
+    return model_forward(m, &mb, &lg, &e) == HDLM_OK ? lg : NULL;
+}
+
+/* Every bound term's logits, in per-step passes and in the 2L layout (the noisy copy of block k
+ * after the clean copy of the blocks before it), equal a forward of the same tokens and states
+ * with the rows the sampling loop uses (KV cache or not, sample.c: settled-row width = the block
+ * of a block-growth schedule). simple_annealing is left out: eval.c gives token-growth schedules
+ * a settled-row width of L (settled positions see each other), the sampling loop and training
+ * (method.c) width 1, so its bound runs the model on other rows than the sampler does. */
+static void test_logits(model *m, plugin_instance *dt, const int32_t *seqs) {
+    for (int ci = 0; ci < N_CASES; ci++) {
+        if (!strcmp(CASES[ci].name, "simple_annealing")) continue;
+        sched s = sched_open(&CASES[ci]);
+        int64_t block = 1;
+        uint32_t g = s.h.growth(s.h.ctx, &block);
+        int w = g == HDLM_GROW_BLOCKS ? (int)(block < s.L ? block : s.L) : 1, L = s.L;
+        for (int vect = 0; vect <= CASES[ci].vectorisable; vect++) {
+            probe_log *lg = bound_log(dt);
+            probe_log_clear(lg);
+            lg->on = 1;
+            eval_result ex;
+            CHECK_EQ(eval(m, &s, dt, 0, vect, seqs, 6, &ex), HDLM_OK);
+            lg->on = 0;
+            CHECK_EQ(ex.vectorised, vect);
+            double worst = 0;
+            long rows = 0, blocks = 0;
+            for (size_t k = 0; k < lg->n; k++) {
+                const probe_call *c = &lg->calls[k];
+                for (int64_t r = 0; r < c->B; r++, rows++) {
+                    const int32_t *x = c->x + r * c->L;
+                    const uint8_t *st = c->state + r * c->L;
+                    const float *lo = c->logits + r * c->L * VP;
+                    if (!vect) {
+                        const float *ref = sampler_forward(m, x, st, L, w);
+                        for (int i = 0; i < L; i++)
+                            if (st[i] == HDLM_ACTIVE)
+                                worst =
+                                    fmax(worst, ref ? max_diff_rows(lo + i * VP, ref + i * VP, VP)
+                                                    : INFINITY);
+                        continue;
+                    }
+                    /* 2L: block b0..b1 of the noisy copy over the clean prefix [0, b0) */
+                    for (int b0 = 0; b0 < L; b0 += w) {
+                        int b1 = b0 + w < L ? b0 + w : L, live = 0;
+                        int32_t xs[L_MAX];
+                        uint8_t ss[L_MAX];
+                        for (int i = 0; i < L; i++) {
+                            int noisy = i >= b0 && i < b1;
+                            xs[i] = noisy ? x[L + i] : i < b0 ? x[i] : V;
+                            ss[i] = noisy ? st[L + i] : i < b0 ? HDLM_SETTLED : HDLM_WORTHLESS;
+                            live |= noisy && st[L + i] == HDLM_ACTIVE;
+                        }
+                        if (!live) continue; /* an inert block (no step left) */
+                        blocks++;
+                        const float *ref = sampler_forward(m, xs, ss, L, w);
+                        for (int i = b0; i < b1; i++)
+                            if (ss[i] == HDLM_ACTIVE)
+                                worst = fmax(
+                                    worst, ref ? max_diff_rows(lo + (L + i) * VP, ref + i * VP, VP)
+                                               : INFINITY);
+                    }
+                }
+            }
+            if (!(worst <= 1e-4))
+                fprintf(stderr,
+                        "%s (%s), %s: the bound's logits differ from the sampler's forward by "
+                        "%.3g\n",
+                        CASES[ci].name, CASES[ci].opts, vect ? "vectorised" : "per-step", worst);
+            CHECK(worst <= 1e-4);
+            CHECK(rows > 0);
+            CHECK(!vect || blocks >= (int64_t)NSEQ * s.K / 2); /* every (block, step) was seen */
+            probe_log_clear(lg);
+            eval_result_free(&ex);
+        }
+        sched_close(&s);
+    }
+}
+
+/* ---- 4. refusals ---------------------------------------------------------------------------- */
 
 static void test_refusals(model *m, plugin_instance *konst, const int32_t *seqs) {
     const scase sa = {"simple_annealing", "width=4,tau=3", 16, 0};
@@ -319,7 +422,7 @@ static void test_refusals(model *m, plugin_instance *konst, const int32_t *seqs)
     sched_close(&s);
 }
 
-/* ---- 4. eval_summarise against hand-computed numbers ----------------------------------------- */
+/* ---- 5. eval_summarise against hand-computed numbers ----------------------------------------- */
 
 static void test_summarise(void) {
     double per[4] = {10, 12, 17, 9};
@@ -392,6 +495,7 @@ int main(void) {
 
     test_closed_form(&m, konst, dt, seqs);
     test_terms(&m, dt, seqs);
+    test_logits(&m, dt, seqs);
     test_refusals(&m, konst, seqs);
 
     model_free(&m);

@@ -142,7 +142,7 @@ static int pn_bound(void *self, hdlm_noise_batch *b, char *err, size_t err_cap) 
         b->bound[j] = b->state[j] != HDLM_ACTIVE ? 0
                       : p->dt                    ? (double)b->t[j] - (double)b->s[j]
                                                  : p->value;
-    if (probe_log_add(&p->bound, -1, b->B, b->L, b->Vp, b->t, b->s, b->state, b->xt, NULL,
+    if (probe_log_add(&p->bound, -1, b->B, b->L, b->Vp, b->t, b->s, b->state, b->xt, b->logits,
                       b->bound)) {
         snprintf(err, err_cap, "out of memory for the probe's record");
         return HDLM_ENOMEM;
