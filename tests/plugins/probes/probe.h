@@ -1,6 +1,6 @@
 /* Shared by the probe fixtures (tests/plugins/probes/probe_noise.c, probe_sampler.c, built into
  * build/tests/plugins/probes) and the tests that read what they recorded
- * (tests/unit/test_sample_loop.c, test_eval_core.c).
+ * (tests/unit/test_sample_loop.c, test_eval_core.c, test_method.c).
  *
  * A probe records what the core hands to one of its ops — times, states, tokens, logits — call by
  * call, in a probe_log that is the first member of the instance's `self`: a test that made the
