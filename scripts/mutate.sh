@@ -266,6 +266,7 @@ for ((i = 0; i < n_all; i++)); do
 done
 for pat in "${sel[@]}"; do
     found=0
+    # shellcheck disable=SC2053 # glob match on purpose
     for i in "${run[@]}"; do [[ ${M_ID[i]} == $pat ]] && found=1; done
     [ $found = 1 ] || { echo "mutate: no mutant matches '$pat' (see --list)" >&2; exit 2; }
 done
@@ -360,7 +361,8 @@ n_tests=$(ctest "${ctest_args[@]}" -N | sed -n 's/^Total Tests: //p')
 failing=$(sed -n 's/^[[:space:]]*[0-9]* - \([^ ]*\) (.*)$/\1/p' "$logs/baseline.log" | sort -u)
 if [ -n "$failing" ]; then
     echo "mutate: WARNING: these tests fail on the unmutated tree and are left out:" >&2
-    echo "$failing" | sed 's/^/    /' >&2
+    while read -r name; do echo "    $name" >&2; done <<<"$failing"
+    # shellcheck disable=SC2016 # a sed expression, not a shell one
     esc=$(echo "$failing" | sed 's/[.[\*^$()+?{|]/\\&/g' | paste -sd'|')
     if [ -n "$exclude_re" ]; then exclude_re="$exclude_re|^($esc)\$"; else exclude_re="^($esc)\$"; fi
     ctest_args=(--test-dir "$build" -j "$jobs" --output-on-failure)
