@@ -35,6 +35,67 @@ for _, s in ipairs{ "ancestral", { "acs", eta = 0.3 }, { "remask", eta = 0.05 } 
   check(ok and ok2 and same(a, b), name .. ": cached = uncached (" .. tostring(ok and ok2 or (a or b)) .. ")")
 end
 
+-- The same on a model that is sensitive to every token and position: random weights of
+-- trained-like scale (a barely trained model's logits hardly depend on the attention, so a KV
+-- cache with wrong rotary positions went unnoticed above). The weights replace those of a 1-step
+-- run's checkpoint (safetensors: 8-byte header length, JSON header, float32 data): matrices
+-- U(+-1.5/sqrt(fan_in)), vectors U(+-1.5/sqrt(C)), LayerNorm weights 1 + U(+-0.3).
+local function randomize_checkpoint(src, dst, seed)
+  local f = assert(io.open(src, "rb")); local blob = f:read("a"); f:close()
+  local n = string.unpack("<I8", blob)
+  local header = hdlm.json_decode(blob:sub(9, 8 + n))
+  local C = hdlm.json_decode(header.__metadata__.config).d_model
+  local tensors = {}
+  for name, t in pairs(header) do
+    if name ~= "__metadata__" then
+      assert(t.dtype == "F32", name .. " is " .. tostring(t.dtype))
+      tensors[#tensors + 1] = { name = name, shape = t.shape, lo = math.tointeger(t.data_offsets[1]),
+                                hi = math.tointeger(t.data_offsets[2]) }
+    end
+  end
+  table.sort(tensors, function(a, b) return a.lo < b.lo end)
+  math.randomseed(seed)
+  local out, at = { blob:sub(1, 8 + n) }, 0
+  for _, t in ipairs(tensors) do
+    out[#out + 1] = blob:sub(9 + n + at, 8 + n + t.lo) -- padding between tensors, if any
+    local norm = t.name:find("norm", 1, true) ~= nil
+    local a = norm and 0.3 or (#t.shape == 2 and 1.5 / math.sqrt(t.shape[2]) or 1.5 / math.sqrt(C))
+    local vals = {}
+    for i = 1, (t.hi - t.lo) // 4 do vals[i] = string.pack("<f", (norm and 1 or 0) + (2 * math.random() - 1) * a) end
+    out[#out + 1] = table.concat(vals)
+    at = t.hi
+  end
+  out[#out + 1] = blob:sub(9 + n + at)
+  f = assert(io.open(dst, "wb")); f:write(table.concat(out)); f:close()
+end
+do
+  local one = db:train{ data = data, noise = { "epsilon_hybrid", epsilon = 0.05 },
+    schedule = { "block_annealing", width = 8, tau = 4 }, vectorised = true, model = model,
+    steps = 1, batch = 2, seed = 3, checkpoint_dir = dir .. "/one", ckpt_every = 1 }
+  local ck = db:query("SELECT path FROM checkpoints WHERE run_id = ? ORDER BY step DESC LIMIT 1", one.id)[1].path
+  randomize_checkpoint(ck, dir .. "/random.safetensors", 7)
+  local rnd = db:attach{ run = one.id, model = hdlm.model{ checkpoint = dir .. "/random.safetensors" },
+    noise = { "epsilon_hybrid", epsilon = 0.05 }, schedule = { "block_annealing", width = 8, tau = 4 },
+    context = "block_causal" }
+  -- not a degenerate model: its samples differ from one another
+  local distinct = {}
+  for _, s in ipairs(rnd:sample{ n = 8, seed = 1, events = false }) do distinct[s.text] = true end
+  local nd = 0
+  for _ in pairs(distinct) do nd = nd + 1 end
+  check(nd == 8, "random-weights model: 8 different samples, got " .. nd)
+  -- 4 blocks of 8 (block annealing), 4 blocks with a diagonal inside (hybrid annealing), token by
+  -- token (simple annealing); 32 samples each
+  for _, sch in ipairs{ false, { "hybrid_annealing", width = 8, tau = 4 }, { "simple_annealing", width = 8, tau = 4 } } do
+    local sname = sch and sch[1] or "block_annealing"
+    local a = rnd:sample{ n = 32, seed = 21, cache = true, events = false, schedule = sch or nil }
+    local b = rnd:sample{ n = 32, seed = 21, cache = false, events = false, schedule = sch or nil }
+    local diff = 0
+    for i = 1, 32 do if a[i].text ~= b[i].text then diff = diff + 1 end end
+    check(#a == 32 and #b == 32 and diff == 0,
+          ("random-weights model, %s: cached = uncached for 32 samples (%d differ)"):format(sname, diff))
+  end
+end
+
 -- prompt and infill positions never change
 local prompt = "line 7"
 local out = eps:sample{ n = 4, seed = 2, prompt = prompt, infill = { [20] = "fox" } }
