@@ -79,10 +79,15 @@ mutant sample-stale-rows core/diffusion/sample.c \
     '} else if (filled[i] || !use_cache) {' \
     '} else if (filled[i]) {' \
     'uncached: logits rows of non-active positions are left as computed, not cleared'
-mutant sample-cache-full core/diffusion/sample.c \
-    'int use_cache = cfg->cache && cfg->context != MASK_CTX_FULL;' \
-    'int use_cache = cfg->cache;' \
+mutant sample-cache-full core/diffusion/hyper.c \
+    'if (context == MASK_CTX_FULL) return 0;' \
+    'if (context == MASK_CTX_FULL) return 1;' \
     'KV cache used with full context, where settled keys change as the prefix grows'
+
+mutant hyper-width-L core/diffusion/hyper.c \
+    'int64_t w = context_width > 0 ? context_width : block;' \
+    'int64_t w = context_width > 0 ? context_width : L;' \
+    'settled rows see the whole settled prefix by default (the width eval.c used to give simple annealing)'
 
 # the evaluator
 mutant eval-first-t core/diffusion/eval.c \
