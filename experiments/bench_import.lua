@@ -38,7 +38,14 @@ end
 local dir = os.tmpname(); os.remove(dir)
 local db = hdlm.open(dir .. ".db")
 local host = db:run{ name = "bench_import", kind = "bench", config = { threads = threads } }
-print(("released-model shapes: d 768, 12 layers, 12 heads, V %d + mask, %d threads"):format(V, threads))
+local function loadavg()
+  local f = io.open("/proc/loadavg")
+  local s = f and f:read("l") or "?"
+  if f then f:close() end
+  return s:match("^(%S+ %S+ %S+)") or s
+end
+print(("released-model shapes: d 768, 12 layers, 12 heads, V %d + mask, %d threads (load average %s)")
+  :format(V, threads, loadavg()))
 
 for _, fam in ipairs(families) do
   local gamma = fam == "gamma"
@@ -108,6 +115,7 @@ for _, fam in ipairs(families) do
   model = nil
   collectgarbage()
 end
+print(("\nload average at the end: %s (other processes on these cores slow every figure)"):format(loadavg()))
 host:finish()
 db:close()
 os.remove(dir .. ".db")

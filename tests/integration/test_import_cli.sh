@@ -119,6 +119,37 @@ fi
 "$bin" report runs.db -o report.html
 [[ -s report.html ]]
 
+# a pickled state dict (pytorch_model.bin, and a training .pth with EMA weights) through
+# scripts/convert_pth.py gives the same checkpoint, byte for byte (needs python3-torch)
+if /usr/bin/python3 -c "import torch" 2>/dev/null; then
+    mkdir -p pth
+    cp eps/config.json pth/
+    /usr/bin/python3 -c "
+import sys, torch
+sys.path.insert(0, '$src/scripts')
+from torch_import_check import read_safetensors
+sd = read_safetensors('eps/model.safetensors', torch)
+torch.save(sd, 'pth/pytorch_model.bin')
+names = [k for k in sd if not k.endswith('inv_freq')]
+torch.save({'model': {k: torch.zeros_like(v) for k, v in sd.items()},
+            'ema': {'decay': 0.9999, 'shadow_params': [sd[k] for k in names]}, 'step': 7},
+           'train.pth')"
+    if "$bin" import pth -o models/p --no-db 2>err.txt; then exit 1; fi
+    grep -q "convert_pth.py" err.txt
+    /usr/bin/python3 "$src/scripts/convert_pth.py" pth/pytorch_model.bin pth/model.safetensors
+    "$bin" import pth -o models/pth --no-db
+    cmp models/pth/model.safetensors models/eps/model.safetensors
+    mkdir -p pth2 && cp eps/config.json pth2/
+    /usr/bin/python3 "$src/scripts/convert_pth.py" train.pth pth2/model.safetensors --ema
+    "$bin" import pth2 -o models/pth2 --no-db
+    cmp models/pth2/model.safetensors models/eps/model.safetensors # the EMA, not the zeros
+    /usr/bin/python3 "$src/scripts/convert_pth.py" train.pth pth2/model.safetensors --dtype bf16
+    "$bin" import pth2 -o models/pth3 --no-db | grep -q "from BF16"
+    echo "ok: convert_pth.py (state dict and training .pth --ema)"
+else
+    echo "note: python3-torch is not installed: scripts/convert_pth.py not exercised"
+fi
+
 # refusals
 mkdir pickle && cp eps/config.json pickle/ && echo x >pickle/pytorch_model.bin
 if "$bin" import pickle -o models/p --no-db 2>err.txt; then exit 1; fi
