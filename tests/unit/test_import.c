@@ -15,7 +15,6 @@
 #include "nn/safetensors.h"
 
 #include <hdlm/plugin.h>
-
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -293,7 +292,7 @@ static void roundtrip(const char *tag, char family, model_config mc, int dtype, 
             CHECK(d <= 0.05 * scale + 1e-3);
         }
         fprintf(stderr, "%s: max |logit difference| %.3g (logits up to %.3g)\n", tag, d, scale);
-        if (!want_params) torch_check(tag, src, tok, sigma, T, got, nv);
+        torch_check(tag, src, tok, sigma, T, got, nv);
         free(got);
     }
     free(want);
