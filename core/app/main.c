@@ -576,6 +576,7 @@ static const char eval_chunk[] =
     "local run, ck = require('hdlm_run').load(db, a.run)\n"
     "local opts = {}\n"
     "for k, v in pairs(a) do if k ~= 'run' then opts[k] = v end end\n"
+    "if type(opts.data) == 'string' then opts.data = hdlm.corpus{ path = opts.data } end\n"
     "local r = run:eval(opts)\n"
     "print(('run %d (step %d checkpoint, %s weights): %s bound on %d %s sequences of %d tokens')\n"
     "  :format(a.run, ck.step, r.weights, r.estimator, r.sequences, r.split, r.length))\n"
@@ -867,6 +868,8 @@ static const command commands[] = {
      "  estimator=NAME           consistent (default) or reference (the reference's estimator)\n"
      "  sequences=N length=L     held-out windows and their length (default 64, seq_len)\n"
      "  mc=N                     draws per sequence (0 = every step: exact)\n"
+     "  data=FILE.tok            a token file instead of the corpus the run records (an\n"
+     "                           imported run records none unless imported with --data)\n"
      "  split=valid|train batch=N seed=S label=TEXT store=true|false\n",
      "hdlm eval --run 3 mc=0 sequences=32"},
     {"samples", cmd_samples, "samples --run ID [--limit N] [--db FILE]",

@@ -113,6 +113,7 @@ print('\n\n'.join(' '.join(r.choice(w) for _ in range(200)) for _ in range(200))
     "$bin" import eps -o models/eps2 --db runs.db --name eps-data --data text.tok
     "$bin" eval --run 3 --db runs.db sequences=2 length=16 mc=2 | tee ev.txt
     grep -q "bound on 2" ev.txt
+    "$bin" eval --run 1 --db runs.db data=text.tok sequences=2 length=16 mc=2 | grep -q "bound on 2"
 else
     echo "note: GPT-2's files are missing ($src/data/gpt2): hdlm eval --run skipped"
 fi
