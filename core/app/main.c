@@ -14,6 +14,7 @@
 #include "data/tokenizer.h"
 #include "data/tokfile.h"
 #include "dist/dist.h"
+#include "hub/import.h"
 #include "lua/lua_host.h"
 #include "plugin/host.h"
 #include "store/store.h"
@@ -451,6 +452,50 @@ static int cmd_data(int argc, char **argv) {
     return 0;
 }
 
+/* ---- hdlm import ---- */
+static int cmd_import(int argc, char **argv) {
+    const char *db = "runs.db", *out = NULL, *name = NULL, *data = NULL;
+    int no_db = 0;
+    /* the command line as typed, recorded with the run */
+    char cmdline[2048] = "hdlm import";
+    for (int i = 0; i < argc; i++) {
+        size_t k = strlen(cmdline);
+        snprintf(cmdline + k, sizeof cmdline - k, " %s", argv[i]);
+    }
+    argc = take_flag_value(argc, argv, "--db", &db);
+    argc = take_flag_value(argc, argv, "-o", &out);
+    argc = take_flag_value(argc, argv, "--name", &name);
+    argc = take_flag_value(argc, argv, "--data", &data);
+    argc = take_flag(argc, argv, "--no-db", &no_db);
+    for (int i = 0; i < argc; i++)
+        if (looks_like_flag(argv[i])) return unknown_flag("import", argv[i]);
+    if (argc != 1 || !out)
+        return usage_error("import: expected a model folder and -o DIR (hdlm import "
+                           "hdlm-base-epsilon-0.01 -o models/epsilon [--db FILE])%s",
+                           "");
+    hub_import_opts o = {.src = argv[0],
+                         .out_dir = out,
+                         .db_path = no_db ? NULL : db,
+                         .name = name,
+                         .data = data,
+                         .command = cmdline};
+    hub_import_result *r = calloc(1, sizeof *r);
+    if (!r) return 1;
+    error e = {0};
+    if (hub_import(&o, r, &e) != HDLM_OK) {
+        free(r);
+        return die(&e);
+    }
+    printf("%s: %s-hybrid DDiT, %lld parameters -> %s\n", argv[0],
+           r->family == 'e' ? "epsilon" : "gamma", (long long)r->n_params, r->ckpt_path);
+    fputs(r->notes, stdout);
+    if (r->run_id)
+        printf("stored as run %lld in %s: hdlm sample --run %lld --db %s%s\n", (long long)r->run_id,
+               db, (long long)r->run_id, db, r->family == 'g' ? " sampler=analytic" : "");
+    free(r);
+    return 0;
+}
+
 /* ---- hdlm sample ---- */
 static const char sample_chunk[] =
     "local hdlm = require 'hdlm'\n"
@@ -531,6 +576,7 @@ static const char eval_chunk[] =
     "local run, ck = require('hdlm_run').load(db, a.run)\n"
     "local opts = {}\n"
     "for k, v in pairs(a) do if k ~= 'run' then opts[k] = v end end\n"
+    "if type(opts.data) == 'string' then opts.data = hdlm.corpus{ path = opts.data } end\n"
     "local r = run:eval(opts)\n"
     "print(('run %d (step %d checkpoint, %s weights): %s bound on %d %s sequences of %d tokens')\n"
     "  :format(a.run, ck.step, r.weights, r.estimator, r.sequences, r.split, r.length))\n"
@@ -750,6 +796,16 @@ static const command commands[] = {
     {"runs", cmd_runs, "runs gc [--db FILE] [--dry-run]",
      "delete failed and empty runs and checkpoint files no run refers to",
      "  --dry-run     print what would be deleted and change nothing\n", "hdlm runs gc --dry-run"},
+    {"import", cmd_import, "import FOLDER -o DIR [--db FILE] [--no-db] [--name N] [--data F.tok]",
+     "import a released reference model (config.json + model.safetensors) as a checkpoint and run",
+     "  FOLDER       a Hugging Face download of hdlm-group/hdlm-base-{epsilon,gamma}-0.01 (or any\n"
+     "               model in that form; pytorch_model.bin: scripts/convert_pth.py first)\n"
+     "  -o DIR       where the hdlm checkpoint (DIR/model.safetensors) is written\n"
+     "  --db FILE    the store that receives the run (default runs.db); --no-db: none\n"
+     "  --name N     the run's name (default: the folder's name)\n"
+     "  --data F.tok a corpus recorded as the run's data (what hdlm eval --run uses)\n",
+     "hdlm import hdlm-base-epsilon-0.01 -o models/eps --data data/wikitext103.tok\n"
+     "hdlm sample --run 1 n=1 length=256"},
     {"compare", store_cmd_compare, "compare RUN_A RUN_B [--db FILE]",
      "paired bound difference ± SE on the same sequences, and the gen-NLL difference",
      "  RUN_A RUN_B  run ids; their latest evaluations on the same sequences are paired\n"
@@ -812,6 +868,8 @@ static const command commands[] = {
      "  estimator=NAME           consistent (default) or reference (the reference's estimator)\n"
      "  sequences=N length=L     held-out windows and their length (default 64, seq_len)\n"
      "  mc=N                     draws per sequence (0 = every step: exact)\n"
+     "  data=FILE.tok            a token file instead of the corpus the run records (an\n"
+     "                           imported run records none unless imported with --data)\n"
      "  split=valid|train batch=N seed=S label=TEXT store=true|false\n",
      "hdlm eval --run 3 mc=0 sequences=32"},
     {"samples", cmd_samples, "samples --run ID [--limit N] [--db FILE]",

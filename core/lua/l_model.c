@@ -883,7 +883,7 @@ static int32_t *check_ids(lua_State *L, int idx, const char *what, int *n) {
 }
 
 static const char *const forward_keys[] = {"sigma",      "states",    "context", "block",
-                                           "block_type", "positions", NULL};
+                                           "block_type", "positions", "logits",  NULL};
 
 /* model:forward(tokens, opts) -> logits table (T rows of V numbers) */
 static int model_forward_l(lua_State *L) {
@@ -980,6 +980,8 @@ static int model_forward_l(lua_State *L) {
     float *logits;
     error e = {0};
     if (model_forward(&u->m, &mb, &logits, &e) != HDLM_OK) return l_raise(L, &e);
+    /* logits = false: the pass only (timing a long window without a T x V Lua table) */
+    if (!l_opt_bool(L, o, "model:forward", "logits", 1)) return 0;
     int V = u->m.cfg.vocab;
     lua_createtable(L, T, 0);
     for (int i = 0; i < T; i++) {

@@ -33,8 +33,8 @@ static const struct {
     int dtype, size;
     const char *name;
 } dtypes[] = {
-    {ST_F32, 4, "F32"}, {ST_I32, 4, "I32"}, {ST_U8, 1, "U8"},
-    {ST_I64, 8, "I64"}, {ST_F64, 8, "F64"},
+    {ST_F32, 4, "F32"}, {ST_I32, 4, "I32"},   {ST_U8, 1, "U8"},   {ST_I64, 8, "I64"},
+    {ST_F64, 8, "F64"}, {ST_BF16, 2, "BF16"}, {ST_F16, 2, "F16"},
 };
 #define N_DTYPES ((int)(sizeof dtypes / sizeof dtypes[0]))
 
@@ -335,8 +335,8 @@ static int parse_entry(const char *path, const char *name, const json_value *ent
     if (!t->dtype)
         return error_set(
             e, HDLM_EINVAL,
-            "%s: tensor '%s': unknown dtype '%.32s' (supported: F32, I32, U8, I64, F64)", path,
-            name, json_string(dt));
+            "%s: tensor '%s': unknown dtype '%.32s' (supported: F32, BF16, F16, I32, U8, I64, F64)",
+            path, name, json_string(dt));
 
     const json_value *shape = json_get(ent, "shape");
     if (json_type(shape) != JSON_ARRAY)
@@ -564,9 +564,9 @@ int st_read_f32(const st_file *f, const char *name, float *dst, int ndim, const 
     if (!t)
         return error_set(e, HDLM_EINVAL, "%s: tensor '%s' not found (the file has %d tensors)",
                          f->path, name, f->n);
-    if (t->dtype != ST_F32)
-        return error_set(e, HDLM_EINVAL, "%s: tensor '%s' has dtype %s, expected F32", f->path,
-                         name, st_dtype_name(t->dtype));
+    if (t->dtype != ST_F32 && t->dtype != ST_BF16 && t->dtype != ST_F16)
+        return error_set(e, HDLM_EINVAL, "%s: tensor '%s' has dtype %s, expected F32 (or BF16/F16)",
+                         f->path, name, st_dtype_name(t->dtype));
     int same = t->ndim == ndim;
     for (int d = 0; same && d < ndim; d++)
         same = t->shape[d] == shape[d];
@@ -579,7 +579,49 @@ int st_read_f32(const st_file *f, const char *name, float *dst, int ndim, const 
     /* memcpy: t->data need not be 4-byte aligned */
     if (t->nbytes > 0) {
         HDLM_ASSERT(dst);
-        memcpy(dst, t->data, (size_t)t->nbytes);
+        if (t->dtype == ST_F32) {
+            memcpy(dst, t->data, (size_t)t->nbytes);
+        } else {
+            const unsigned char *src = t->data;
+            int64_t n = t->nbytes / 2;
+            for (int64_t i = 0; i < n; i++) {
+                uint16_t h = (uint16_t)(src[2 * i] | (src[2 * i + 1] << 8)); /* little-endian */
+                dst[i] = t->dtype == ST_BF16 ? st_bf16_to_f32(h) : st_f16_to_f32(h);
+            }
+        }
     }
     return 0;
+}
+
+float st_bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+uint16_t st_f32_to_bf16(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
+    u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest even */
+    return (uint16_t)(u >> 16);
+}
+
+float st_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, ex = (h >> 10) & 0x1fu, man = h & 0x3ffu, u;
+    if (ex == 0x1f) { /* inf, NaN */
+        u = sign | 0x7f800000u | (man << 13);
+    } else if (ex) { /* normal */
+        u = sign | ((ex + 112u) << 23) | (man << 13);
+    } else if (man) { /* subnormal: man · 2^-24, exact in F32 */
+        float x = (float)man * 0x1p-24f;
+        memcpy(&u, &x, sizeof u);
+        u |= sign;
+    } else {
+        u = sign;
+    }
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
 }

@@ -1,7 +1,8 @@
 /* Safetensors checkpoints: atomic writing and validated reading of the Hugging Face format
  * (u64 LE header length, JSON header, raw little-endian row-major data), so any safetensors reader
  * can open our checkpoints and we refuse malformed or hostile files with a one-line reason.
- * Supports the dtypes F32, I32, U8, I64, F64 only; reads the whole file into memory (no mmap). */
+ * Supports the dtypes F32, BF16, F16, I32, U8, I64, F64 only; st_read_f32 widens BF16 and F16 to
+ * F32 (how published models come); reads the whole file into memory (no mmap). */
 #ifndef HDLM_SAFETENSORS_H
 #define HDLM_SAFETENSORS_H
 
@@ -15,7 +16,7 @@
 
 typedef struct st_tensor { /* a tensor to write or one that was read */
     char name[ST_MAX_NAME];
-    int dtype; /* ST_F32, ST_I32, ST_U8, ST_I64, ST_F64 */
+    int dtype; /* ST_F32, ST_I32, ST_U8, ST_I64, ST_F64, ST_BF16, ST_F16 */
     int ndim;
     int64_t shape[ST_MAX_NDIM]; /* (ndim); ndim 0 is a scalar (one element) */
     /* write: borrowed pointer; read: points into the file's buffer, valid until st_close. It is
@@ -25,7 +26,7 @@ typedef struct st_tensor { /* a tensor to write or one that was read */
     int64_t nbytes;
 } st_tensor;
 
-enum { ST_F32 = 1, ST_I32, ST_U8, ST_I64, ST_F64 };
+enum { ST_F32 = 1, ST_I32, ST_U8, ST_I64, ST_F64, ST_BF16, ST_F16 };
 
 /* Element size in bytes (0 for an unknown dtype) and the format's name ("F32"; NULL if unknown). */
 int st_dtype_size(int dtype);
@@ -61,8 +62,14 @@ const char *st_meta_key_at(const st_file *f, int i); /* NULL if out of range */
 const char *st_path(const st_file *f);               /* the path given to st_open */
 
 /* Convenience: copy a tensor into dst after checking dtype and exact shape; the error names the
- * tensor and both shapes. */
+ * tensor and both shapes. F32 is copied; BF16 and F16 are widened to F32 (exact). */
 int st_read_f32(const st_file *f, const char *name, float *dst, int ndim, const int64_t *shape,
                 error *e);
+
+/* Half-precision conversions (bit patterns as stored, little-endian in files). The widening ones
+ * are exact; st_f32_to_bf16 rounds to nearest even (NaN stays NaN). */
+float st_bf16_to_f32(uint16_t h);
+uint16_t st_f32_to_bf16(float x);
+float st_f16_to_f32(uint16_t h);
 
 #endif

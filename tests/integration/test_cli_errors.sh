@@ -81,7 +81,7 @@ expect_fail "not an hdlm token file" "$HDLM" run "$dir/tok.lua"
 # ---- help: every command answers --help, -h and `hdlm help NAME` with usage, options and an
 # example on stdout and exit 0, without running anything (no database appears)
 cd "$dir"
-for c in run plugins query runs samples sample eval report sweep data help; do
+for c in run plugins query runs samples sample eval report sweep data import help; do
   for form in "$c --help" "$c -h" "help $c"; do
     out=$("$HDLM" $form 2>"$dir/err"); rc=$?
     if [ $rc -eq 0 ] && grep -q "^usage: hdlm $c" <<<"$out" && grep -q "^example:" <<<"$out" && [ ! -s "$dir/err" ]; then ok

@@ -194,7 +194,7 @@ static void test_roundtrip(void) {
     snprintf(want, sizeof want, "%s: tensor 'w' has shape [3, 4], expected [4, 3]", path);
     CHECK_STR(e.msg, want);
     CHECK_EQ(st_read_f32(f, "ids", got, 1, (int64_t[]){5}, &e), HDLM_EINVAL);
-    snprintf(want, sizeof want, "%s: tensor 'ids' has dtype I32, expected F32", path);
+    snprintf(want, sizeof want, "%s: tensor 'ids' has dtype I32, expected F32 (or BF16/F16)", path);
     CHECK_STR(e.msg, want);
     CHECK_EQ(st_read_f32(f, "wq", got, 2, s34, &e), HDLM_EINVAL);
     snprintf(want, sizeof want, "%s: tensor 'wq' not found (the file has 8 tensors)", path);
@@ -408,8 +408,10 @@ static void test_refusals(void) {
               100);
     check_refused(p, "tensor 'blocks.0.attn.qkv.weight': data_offsets [0, 100] hold 100 bytes, "
                      "dtype F32 shape [3, 4] needs 48");
-    write_raw(p, "{\"a\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[0,4]}}", 4);
-    check_refused(p, "tensor 'a': unknown dtype 'BF16' (supported: F32, I32, U8, I64, F64)");
+    write_raw(p, "{\"a\":{\"dtype\":\"F8_E4M3\",\"shape\":[2],\"data_offsets\":[0,2]}}", 2);
+    check_refused(p,
+                  "tensor 'a': unknown dtype 'F8_E4M3' (supported: F32, BF16, F16, I32, U8, I64, "
+                  "F64)");
     write_raw(p, "{\"a\":{\"dtype\":7,\"shape\":[2],\"data_offsets\":[0,4]}}", 4);
     check_refused(p, "tensor 'a': \"dtype\" is a number, expected a string");
     write_raw(p, "{\"a\":{\"dtype\":\"U8\",\"shape\":[-1],\"data_offsets\":[0,0]}}", 0);
@@ -603,6 +605,42 @@ static void test_atomic(void) {
     CHECK_EQ(count_tmp_files(tmpdir), 0);
 }
 
+/* BF16 and F16 tensors (as published models come) are written as raw bits and widened exactly by
+ * st_read_f32; st_f32_to_bf16 rounds to nearest even. */
+static void test_half(void) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/half.safetensors", tmpdir);
+    /* bf16: 1, -2, 0.5, 3.140625 (0x4049), inf; f16: 1, -2, 65504, 2^-24 (smallest subnormal),
+     * 2^-14 (smallest normal), -0 */
+    uint16_t bf[5] = {0x3f80, 0xc000, 0x3f00, 0x4049, 0x7f80};
+    uint16_t hf[6] = {0x3c00, 0xc000, 0x7bff, 0x0001, 0x0400, 0x8000};
+    st_tensor t[2] = {0};
+    snprintf(t[0].name, sizeof t[0].name, "b");
+    t[0].dtype = ST_BF16, t[0].ndim = 1, t[0].shape[0] = 5, t[0].data = bf, t[0].nbytes = 10;
+    snprintf(t[1].name, sizeof t[1].name, "h");
+    t[1].dtype = ST_F16, t[1].ndim = 1, t[1].shape[0] = 6, t[1].data = hf, t[1].nbytes = 12;
+    error e = {0};
+    CHECK_EQ(st_write(path, t, 2, NULL, NULL, 0, &e), 0);
+    st_file *f = NULL;
+    CHECK_EQ(st_open(path, &f, &e), 0);
+    if (!f) return;
+    CHECK_STR(st_dtype_name(st_find(f, "b")->dtype), "BF16");
+    float got[6];
+    CHECK_EQ(st_read_f32(f, "b", got, 1, (int64_t[]){5}, &e), 0);
+    CHECK(got[0] == 1.0f && got[1] == -2.0f && got[2] == 0.5f && got[3] == 3.140625f);
+    CHECK(isinf(got[4]) && got[4] > 0);
+    CHECK_EQ(st_read_f32(f, "h", got, 1, (int64_t[]){6}, &e), 0);
+    CHECK(got[0] == 1.0f && got[1] == -2.0f && got[2] == 65504.0f);
+    CHECK(got[3] == 0x1p-24f && got[4] == 0x1p-14f && got[5] == 0.0f && signbit(got[5]));
+    st_close(f);
+    CHECK_EQ(st_f32_to_bf16(1.0f), 0x3f80);
+    CHECK_EQ(st_f32_to_bf16(3.14159265f), 0x4049);
+    CHECK_EQ(st_f32_to_bf16(1.0f + 0x1p-8f), 0x3f80);            /* tie: to even */
+    CHECK_EQ(st_f32_to_bf16(1.0f + 0x1p-8f + 0x1p-20f), 0x3f81); /* above the tie */
+    CHECK(st_bf16_to_f32(st_f32_to_bf16(-0.15625f)) == -0.15625f);
+    CHECK(isnan(st_bf16_to_f32(st_f32_to_bf16(NAN))));
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/hdlm_test_st_XXXXXX");
     if (!mkdtemp(tmpdir)) {
@@ -616,6 +654,7 @@ int main(void) {
     test_refusals(); /* uses layout.safetensors */
     test_write_refusals();
     test_atomic();
+    test_half();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd)) fprintf(stderr, "could not remove %s\n", tmpdir);
