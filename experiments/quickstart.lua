@@ -1,18 +1,29 @@
 -- Quickstart: prepare the default corpus, train a small hybrid (ε-hybrid, block annealing) model on
 -- it in a few minutes on 2 cores, print the loss curve, then sample with two samplers (ancestral
--- and the adaptive correction sampler) and greedily; bound the held-out NLL consistently with the
+-- and the adaptive correction sampler) and from a prompt; bound the held-out NLL consistently with the
 -- schedule, score the samples under an autoregressive judge trained alongside, and write the HTML
 -- report. Everything is recorded in runs.db.
---   build/hdlm run experiments/quickstart.lua [corpus=data/brown.txt] [steps=600]
+--   build/hdlm run experiments/quickstart.lua [corpus=data/brown.txt] [steps=400] [tokenizer=bpe4096]
+-- tokenizer: "bpeN" learns an N-token BPE on the corpus first (under a second) and trains on it;
+-- "bytes" (or any tokenizer name hdlm.corpus takes) uses that one.
 local hdlm = require "hdlm"
 
 local args = hdlm.args
 local corpus_path = args.corpus or "data/brown.txt"
-local steps = args.steps or 600
+local steps = math.tointeger(tonumber(args.steps or 400))
+local tokenizer = args.tokenizer or "bpe4096"
 local db = hdlm.open()
+local t_start = hdlm.time()
 
 local t0 = hdlm.time()
-local data = hdlm.corpus{ path = corpus_path, tokenizer = "bytes", valid = 0.05 }
+local bpe_size = tokenizer:match("^bpe(%d+)$")
+if bpe_size then
+  local dir = "data/bpe" .. bpe_size
+  local tt = hdlm.train_tokenizer{ path = corpus_path, vocab = math.tointeger(tonumber(bpe_size)), out = dir }
+  print(("BPE of %d tokens learnt on %s in %.2f s -> %s"):format(tt.vocab, corpus_path, tt.seconds, dir))
+  tokenizer = "bpe:" .. dir
+end
+local data = hdlm.corpus{ path = corpus_path, tokenizer = tokenizer, valid = 0.05 }
 print(("corpus: %s (%s tokenizer, vocabulary %d): %d train / %d valid tokens (%.2f s)"):format(
   corpus_path, data.tokenizer, data.vocab, data.n_train, data.n_valid, hdlm.time() - t0))
 
@@ -50,7 +61,7 @@ local function show(title, opts)
   end
   return out
 end
-show("greedy (ancestral, temperature 0), prompted:", { sampler = "ancestral", temperature = 0, n = 2, prompt = "The ", length = 96 })
+show("prompted \"The\" (ancestral, temperature 0.7; greedy decoding repeats \"the\"):", { sampler = "ancestral", temperature = 0.7, n = 2, seed = 1, prompt = "The", length = 96 })
 show("ancestral sampler (MDLM), temperature 0.9:", { sampler = "ancestral", temperature = 0.9, n = 2, seed = 1, length = 96 })
 show("adaptive correction sampler (ACS, eta = 0.05), temperature 0.9:", { sampler = { "acs", eta = 0.05 }, temperature = 0.9, n = 2, seed = 1, length = 96 })
 
@@ -58,7 +69,7 @@ show("adaptive correction sampler (ACS, eta = 0.05), temperature 0.9:", { sample
 t0 = hdlm.time()
 local b = run:eval{ sequences = 32, mc = 0 }
 print(("\nheld-out NLL bound (block annealing, every step, 2L layout): %.4f ± %.4f bits/byte on %d sequences (%.0f s)")
-  :format(b.bits, b.bits_se, b.sequences, hdlm.time() - t0))
+  :format(b.bits_per_byte, b.bits_se, b.sequences, hdlm.time() - t0))
 
 -- an autoregressive judge of the same size; generation quality of 16 samples per sampler
 t0 = hdlm.time()
@@ -70,17 +81,23 @@ local judge = db:train{
   weight_decay = 0.1, clip = 1.0, ema = 0.995, log_every = 10,
 }
 local jb = judge:eval{ sequences = 32, mc = 0 }
-print(("judge trained in %.0f s; its exact NLL on the same data: %.4f bits/byte"):format(hdlm.time() - t0, jb.bits))
-print("\ngeneration quality under the judge (16 samples of 128 bytes, temperature 0.9):")
-print("  sampler          gen NLL (nats/byte)   gen PPL   entropy   distinct-4   corrections")
-for _, sp in ipairs{ { "ancestral" }, { "acs", eta = 0.05 } } do
-  local s = run:sample{ sampler = sp, n = 16, temperature = 0.9, seed = 2 }
+print(("judge trained in %.0f s; its exact NLL on the same data: %.4f bits/byte"):format(hdlm.time() - t0, jb.bits_per_byte))
+print(("\ngeneration quality (16 samples of 128 tokens each): gen NLL under the judge; word share = share of"
+  .. "\nthe samples' words found in the training split's words (no judge; README, \"Evaluation\")"))
+print("  sampler            T     gen NLL (nats/token)   entropy   distinct-4   corrections   word share")
+local vocabulary
+for _, c in ipairs{ { { "ancestral" }, 0.9 }, { { "acs", eta = 0.05 }, 0.9 }, { { "ancestral" }, 0.7 }, { { "acs", eta = 0.05 }, 0.7 }, { { "ancestral" }, 0.5 } } do
+  local sp, temp = c[1], c[2]
+  local s = run:sample{ sampler = sp, n = 16, temperature = temp, seed = 2 }
   local g = run:gen_eval{ judge = judge, samples = s }
   local corr = 0
   for _, x in ipairs(s) do corr = corr + x.corrections end
-  print(("  %-16s %8.4f ± %.4f   %7.2f   %7.3f   %10.3f   %8.1f"):format(sp[1] .. (sp.eta and (" " .. sp.eta) or ""),
-    g.gen_nll, g.gen_nll_se, g.gen_ppl, g.entropy, g.distinct_4, corr / #s))
+  print(("  %-16s %5.2f   %8.4f ± %.4f   %7.3f   %10.3f   %11.1f   %.3f ± %.3f (%d words)"):format(
+    sp[1] .. (sp.eta and (" " .. sp.eta) or ""), temp, g.gen_nll, g.gen_nll_se, g.entropy, g.distinct_4,
+    corr / #s, g.word_share, g.word_share_se, g.words))
+  vocabulary = g.word_vocabulary
 end
+print(("  (word share against the %d distinct words of the training split)"):format(vocabulary))
 
 local report = hdlm.db_path:gsub("[^/]*$", "") .. "report.html" -- next to the database
 local ok = os.execute(("%q report %q -o %q > /dev/null"):format(hdlm.binary, hdlm.db_path, report))
@@ -91,3 +108,4 @@ print(("  build/hdlm samples --run %d"):format(run.id))
 print(("  build/hdlm sample --run %d sampler=acs eta=0.05 n=2"):format(run.id))
 print(("  build/hdlm eval --run %d estimator=reference"):format(run.id))
 print(("  build/hdlm query \"SELECT metric, value, std_error FROM evaluations WHERE run_id = %d\""):format(run.id))
+print(("\nquickstart took %.0f s"):format(hdlm.time() - t_start))

@@ -15,7 +15,7 @@ local MAX_BUCKETS = 200  -- loss curves: long series keep the min and max of 200
 local MAX_SAMPLES = 200  -- newest samples shown in the browser
 local TRAIN_NAMES = { "loss", "train/loss", "train_loss" }   -- what training logs (l_model.c: "loss")
 local VALID_NAMES = { "valid_loss", "val/loss", "valid/loss", "val_loss", "val/nll" }
-local GEN_METRICS = { "gen_nll", "entropy", "gen_ppl", "gen_ppl_mean", "distinct_1", "distinct_2",
+local GEN_METRICS = { "gen_nll", "entropy", "word_share", "gen_ppl", "gen_ppl_mean", "distinct_1", "distinct_2",
   "distinct_3", "distinct_4", "rep_2", "rep_3", "rep_4" }
 local PALETTE = { "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
   "#7f7f7f", "#bcbd22", "#17becf" }
@@ -1138,7 +1138,7 @@ end
 -- ---- generation quality --------------------------------------------------------------------------
 
 local GEN_SHOWN = set_of{ "sampler", "temperature", "top_k", "top_p", "steps", "nfe", "n_samples", "judge_run",
-  "judge_schedule", "length", "first_sample", "last_sample" }
+  "judge_schedule", "length", "first_sample", "last_sample", "word_share_definition", "words" }
 
 local function section_frontier(evals, by_id)
   local h = { '<section id="frontier"><h2>Generation quality</h2>' }
@@ -1170,7 +1170,9 @@ local function section_frontier(evals, by_id)
   for _, m in ipairs(GEN_METRICS) do
     local family = m:match("^(%a+)_%d$")
     if present[m] and m ~= "gen_nll" and m ~= "entropy" then
-      if not family then
+      if m == "word_share" then
+        cols[#cols + 1] = { head = "word share (± SE)", metrics = { m }, se = true }
+      elseif not family then
         cols[#cols + 1] = { head = m, metrics = { m } }
       elseif not family_seen[family] then
         family_seen[family] = true
@@ -1243,7 +1245,7 @@ local function section_frontier(evals, by_id)
       fmt_num(st.n_samples), pm(c.m.gen_nll, c.se.gen_nll), pm(c.m.entropy, c.se.entropy) }
     for _, col in ipairs(cols) do
       local vals = {}
-      for _, m in ipairs(col.metrics) do vals[#vals + 1] = fmt_num(c.m[m], 3) end
+      for _, m in ipairs(col.metrics) do vals[#vals + 1] = col.se and pm(c.m[m], c.se[m], 3) or fmt_num(c.m[m], 3) end
       row[#row + 1] = table.concat(vals, " / ")
     end
     local judge = math.tointeger(st.judge_run)

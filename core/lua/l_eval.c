@@ -7,14 +7,18 @@
  *             store = true, label = "..." }
  * run:gen_eval{...}: quality of generated samples — NLL under a judge (an autoregressive-schedule
  * run trained on the same corpus) in both perplexity conventions, unigram entropy, distinct-n and
- * repeated n-gram rates — stored in `evaluations` and in each sample's metrics.
- *   run:gen_eval{ judge = <Run>, samples = <run:sample result or ids>, store = true, label = }
+ * repeated n-gram rates, and the word share (data/words.h: the share of the samples' words found
+ * in the words of the corpus' training split; needs no judge) — stored in `evaluations` and in
+ * each sample's metrics. Without a judge only the judge-free metrics are computed.
+ *   run:gen_eval{ judge = <Run>, samples = <run:sample result or ids>, data = <Corpus> (default:
+ *                 the run's corpus file), store = true, label = }
  */
 #include "base/json.h"
 #include "base/log.h"
 #include "base/sha256.h"
 #include "data/tokenizer.h"
 #include "data/tokfile.h"
+#include "data/words.h"
 #include "diffusion/eval.h"
 #include "l_internal.h"
 #include "nn/mask.h"
@@ -147,8 +151,10 @@ static int corpus_guard_gc(lua_State *L) {
 }
 
 /* The corpus: data = <Corpus>, or the file recorded in the run's config. Pushes its path (kept
- * on the stack, for the settings). */
-static const corpus *eval_corpus(lua_State *L, store *st, int64_t run_id, const char *W) {
+ * on the stack, for the settings). When the run records no corpus file: an error if `required`,
+ * else NULL with nothing pushed. */
+static const corpus *find_corpus(lua_State *L, store *st, int64_t run_id, const char *W,
+                                 int required) {
     lua_getfield(L, 2, "data");
     if (!lua_isnil(L, -1)) {
         const corpus *c = l_check_corpus(L, lua_gettop(L));
@@ -162,6 +168,7 @@ static const corpus *eval_corpus(lua_State *L, store *st, int64_t run_id, const 
     if (store_query_params(st, "SELECT json_extract(config, '$.data') FROM runs WHERE id = ?", 1,
                            &p, first_text, &c, &e) != HDLM_OK)
         l_raise(L, &e);
+    if (!c.s && !required) return NULL;
     if (!c.s)
         luaL_error(L,
                    "%s: run %d records no corpus file in its config; pass data = hdlm.corpus{...}",
@@ -179,6 +186,10 @@ static const corpus *eval_corpus(lua_State *L, store *st, int64_t run_id, const 
     if (rc != HDLM_OK) l_raise(L, &e);
     g->loaded = 1;
     return &g->c; /* the guard stays on the stack */
+}
+
+static const corpus *eval_corpus(lua_State *L, store *st, int64_t run_id, const char *W) {
+    return find_corpus(L, st, run_id, W, 1);
 }
 
 int l_run_eval(lua_State *L) {
@@ -438,7 +449,7 @@ int l_run_eval(lua_State *L) {
 /* ---- run:gen_eval ------------------------------------------------------------------------------
  */
 
-static const char *const gen_keys[] = {"judge", "samples", "store", "label", NULL};
+static const char *const gen_keys[] = {"judge", "samples", "data", "store", "label", NULL};
 
 typedef struct sample_row {
     int64_t id, run_id, steps, nfe;
@@ -524,23 +535,65 @@ static int schedule_is_autoregressive(const hyper *h, int64_t L) {
     return ar;
 }
 
+/* Word share of the samples (data/words.h) against the words of the corpus' training split. */
+typedef struct word_stats {
+    int on;               /* computed (a corpus was found) */
+    int64_t vocabulary;   /* distinct words of the training split */
+    int64_t words, known; /* pooled over the samples */
+    double share, se;     /* known / words (NaN without words); ratio-estimator SE over samples */
+    int64_t *w, *k;       /* per sample */
+} word_stats;
+
+static int word_share_of(const corpus *c, const int32_t *toks, int n, int len, word_stats *ws) {
+    word_set *set = word_set_new();
+    if (!set || word_set_add_tokens(set, &c->tok, c->train, c->n_train, TOKFILE_CHUNK) != 0) {
+        word_set_free(set);
+        return -1;
+    }
+    ws->vocabulary = word_set_size(set);
+    for (int i = 0; i < n; i++) {
+        if (words_count_tokens(set, &c->tok, toks + (size_t)i * len, len, &ws->w[i], &ws->k[i])) {
+            word_set_free(set);
+            return -1;
+        }
+        ws->words += ws->w[i];
+        ws->known += ws->k[i];
+    }
+    word_set_free(set);
+    ws->share = ws->words ? (double)ws->known / (double)ws->words : NAN;
+    /* SE of a ratio of sums: sqrt(sum (k_i - R w_i)^2 / (n (n - 1))) / mean(w) */
+    ws->se = NAN;
+    if (n > 1 && ws->words) {
+        double ss = 0, wbar = (double)ws->words / n;
+        for (int i = 0; i < n; i++) {
+            double d = (double)ws->k[i] - ws->share * (double)ws->w[i];
+            ss += d * d;
+        }
+        ws->se = sqrt(ss / ((double)n * (n - 1))) / wbar;
+    }
+    ws->on = 1;
+    return 0;
+}
+
 int l_run_gen_eval(lua_State *L) {
     const char *W = "run:gen_eval";
     int64_t run_id;
     store *st = l_run_store(L, 1, &run_id);
     luaL_checktype(L, 2, LUA_TTABLE);
     l_check_keys(L, 2, W, gen_keys);
+    /* the judge (optional: without one only the judge-free metrics are computed) */
     lua_getfield(L, 2, "judge");
     int judge_idx = lua_gettop(L);
-    int64_t judge_id;
-    if (lua_isnil(L, judge_idx))
-        return luaL_error(L,
-                          "%s: key 'judge' is required (a run trained with the autoregressive "
-                          "schedule on the same corpus)",
-                          W);
-    l_run_store(L, judge_idx, &judge_id);
-    run_parts jp;
-    get_parts(L, judge_idx, W, judge_id, &jp);
+    int have_judge = !lua_isnil(L, judge_idx);
+    int64_t judge_id = 0;
+    run_parts jp = {0};
+    if (have_judge) {
+        l_run_store(L, judge_idx, &judge_id);
+        get_parts(L, judge_idx, W, judge_id, &jp);
+    }
+    /* the corpus whose training split gives the word vocabulary: data =, or the run's own */
+    const corpus *cor = find_corpus(L, st, run_id, W, !have_judge);
+    int32_t V = have_judge ? jp.V : cor->tok.vocab; /* the tokens a sample may hold */
     /* sample ids */
     lua_getfield(L, 2, "samples");
     int sidx = lua_gettop(L);
@@ -585,7 +638,7 @@ int l_run_gen_eval(lua_State *L) {
             bad = "has no token array of length >= 2";
         else if (len && (int)json_len(jv) != len)
             bad = "has another length than the first sample";
-        else if ((int)json_len(jv) > jp.m->cfg.seq_len)
+        else if (have_judge && (int)json_len(jv) > jp.m->cfg.seq_len)
             bad = "is longer than the judge's seq_len";
         if (!bad) {
             if (!len) {
@@ -594,8 +647,10 @@ int l_run_gen_eval(lua_State *L) {
             }
             for (int k = 0; k < len && !bad; k++) {
                 int64_t t = json_int(json_at(jv, (size_t)k));
-                if (t < 0 || t >= jp.V)
-                    bad = "holds a token the judge does not know (a mask left?)";
+                if (t < 0 || t >= V)
+                    bad = have_judge ? "holds a token the judge does not know (a mask left?)"
+                                     : "holds a token outside the corpus' vocabulary (a mask "
+                                       "left?)";
                 toks[(size_t)i * len + k] = (int32_t)t;
             }
         }
@@ -611,24 +666,38 @@ int l_run_gen_eval(lua_State *L) {
             return luaL_error(L, "%s: sample %d %s", W, (int)ids[i], bad);
         }
     }
+    /* word share (judge-free) */
+    word_stats wst = {0};
+    if (cor) {
+        wst.w = lua_newuserdatauv(L, (size_t)n * 2 * sizeof *wst.w, 0);
+        wst.k = wst.w + n;
+        memset(wst.w, 0, (size_t)n * 2 * sizeof *wst.w);
+        if (word_share_of(cor, toks, n, len, &wst) != 0) {
+            free(first.sampler), free(first.settings);
+            return luaL_error(L, "%s: out of memory for the corpus' words", W);
+        }
+    }
     /* NLL of every sample under the judge: its own schedule and layout, every step (exact for the
      * autoregressive schedule, one vectorised pass per batch) */
-    eval_config ec = {jp.context, jp.block_type, 0, -1, -1, 8, 0, jp.context_width};
-    if (jp.h->flags & HDLM_SCHEDULE_CONTINUOUS) ec.mc = 64;
-    eval_result r;
-    if (eval_bound(jp.m, jp.h, jp.noise->self, jp.noise->ops, &ec, toks, n, len, jp.V, &r, &e) !=
-        HDLM_OK) {
-        free(first.sampler), free(first.settings);
-        return l_raise(L, &e);
+    eval_result r = {0};
+    int judge_ar = 0;
+    if (have_judge) {
+        eval_config ec = {jp.context, jp.block_type, 0, -1, -1, 8, 0, jp.context_width};
+        if (jp.h->flags & HDLM_SCHEDULE_CONTINUOUS) ec.mc = 64;
+        if (eval_bound(jp.m, jp.h, jp.noise->self, jp.noise->ops, &ec, toks, n, len, jp.V, &r,
+                       &e) != HDLM_OK) {
+            free(first.sampler), free(first.settings);
+            return l_raise(L, &e);
+        }
+        /* the judge's NLL is exact only under the autoregressive chain; otherwise a bound */
+        judge_ar = schedule_is_autoregressive(jp.h, len);
+        if (!judge_ar)
+            log_msg(HDLM_LOG_WARN,
+                    "%s: judge run %lld uses schedule '%s', which is not autoregressive: gen_nll "
+                    "is its bound, not an exact NLL (judge_exact = false); train the judge with "
+                    "the autoregressive schedule",
+                    W, (long long)judge_id, jp.h->name ? jp.h->name : "?");
     }
-    /* the judge's NLL is exact only under the autoregressive chain; otherwise it is a bound */
-    int judge_ar = schedule_is_autoregressive(jp.h, len);
-    if (!judge_ar)
-        log_msg(HDLM_LOG_WARN,
-                "%s: judge run %lld uses schedule '%s', which is not autoregressive: gen_nll is "
-                "its bound, not an exact NLL (judge_exact = false); train the judge with the "
-                "autoregressive schedule",
-                W, (long long)judge_id, jp.h->name ? jp.h->name : "?");
     /* per-sample metrics and pooled diversity */
     uint64_t *keys = malloc((size_t)n * len * sizeof *keys);
     uint64_t *scr = malloc((size_t)len * sizeof *scr);
@@ -641,7 +710,7 @@ int l_run_gen_eval(lua_State *L) {
     double ppl_mean = 0, ent_mean = 0, ent_sq = 0, rep[5] = {0}, distinct[5] = {0};
     for (int i = 0; i < n; i++) {
         const int32_t *x = toks + (size_t)i * len;
-        ppl_mean += exp(r.per_seq[i] / len) / n;
+        if (have_judge) ppl_mean += exp(r.per_seq[i] / len) / n;
         ent[i] = unigram_entropy(x, len, scr);
         ent_mean += ent[i] / n;
         for (int g = 2; g <= 4; g++) {
@@ -661,10 +730,12 @@ int l_run_gen_eval(lua_State *L) {
     /* results + settings */
     lua_createtable(L, 0, 24);
     int res = lua_gettop(L);
-    lua_pushnumber(L, r.nats), lua_setfield(L, res, "gen_nll");
-    lua_pushnumber(L, r.se), lua_setfield(L, res, "gen_nll_se");
-    lua_pushnumber(L, exp(r.nats)), lua_setfield(L, res, "gen_ppl");
-    lua_pushnumber(L, ppl_mean), lua_setfield(L, res, "gen_ppl_mean");
+    if (have_judge) {
+        lua_pushnumber(L, r.nats), lua_setfield(L, res, "gen_nll");
+        lua_pushnumber(L, r.se), lua_setfield(L, res, "gen_nll_se");
+        lua_pushnumber(L, exp(r.nats)), lua_setfield(L, res, "gen_ppl");
+        lua_pushnumber(L, ppl_mean), lua_setfield(L, res, "gen_ppl_mean");
+    }
     lua_pushnumber(L, ent_mean), lua_setfield(L, res, "entropy");
     lua_pushnumber(L, ent_se), lua_setfield(L, res, "entropy_se");
     for (int g = 1; g <= 4; g++) {
@@ -676,23 +747,52 @@ int l_run_gen_eval(lua_State *L) {
             lua_pushnumber(L, rep[g]), lua_setfield(L, res, k);
         }
     }
+    if (wst.on) {
+        lua_pushnumber(L, wst.share), lua_setfield(L, res, "word_share");
+        lua_pushnumber(L, wst.se), lua_setfield(L, res, "word_share_se");
+        lua_pushinteger(L, wst.words), lua_setfield(L, res, "words");
+        lua_pushinteger(L, wst.known), lua_setfield(L, res, "known_words");
+        lua_pushinteger(L, wst.vocabulary), lua_setfield(L, res, "word_vocabulary");
+        lua_createtable(L, n, 0);
+        for (int i = 0; i < n; i++) {
+            if (wst.w[i])
+                lua_pushnumber(L, (double)wst.k[i] / (double)wst.w[i]);
+            else
+                lua_pushboolean(L, 0); /* no complete word */
+            lua_rawseti(L, -2, i + 1);
+        }
+        lua_setfield(L, res, "per_sample_word_share");
+    }
     lua_pushinteger(L, n), lua_setfield(L, res, "n");
     lua_createtable(L, 0, 12);
     int set = lua_gettop(L);
-    lua_pushinteger(L, judge_id), lua_setfield(L, set, "judge_run");
-    push_plugin_json(L, jp.sched, jp.h);
-    decode_top(L);
-    lua_setfield(L, set, "judge_schedule");
-    lua_pushboolean(L, r.exact && judge_ar), lua_setfield(L, set, "judge_exact");
+    if (have_judge) {
+        lua_pushinteger(L, judge_id), lua_setfield(L, set, "judge_run");
+        push_plugin_json(L, jp.sched, jp.h);
+        decode_top(L);
+        lua_setfield(L, set, "judge_schedule");
+        lua_pushboolean(L, r.exact && judge_ar), lua_setfield(L, set, "judge_exact");
+    }
     lua_pushinteger(L, n), lua_setfield(L, set, "n_samples");
     lua_pushinteger(L, len), lua_setfield(L, set, "length");
     lua_pushinteger(L, ids[0]), lua_setfield(L, set, "first_sample");
     lua_pushinteger(L, ids[n - 1]), lua_setfield(L, set, "last_sample");
     lua_pushinteger(L, first.steps), lua_setfield(L, set, "steps");
     lua_pushinteger(L, first.nfe), lua_setfield(L, set, "nfe");
-    lua_pushstring(L, "nll over all tokens incl. the first; gen_ppl = exp(token mean), "
-                      "gen_ppl_mean = mean of per-sample exp(nll)");
-    lua_setfield(L, set, "conventions");
+    if (have_judge) {
+        lua_pushstring(L, "nll over all tokens incl. the first; gen_ppl = exp(token mean), "
+                          "gen_ppl_mean = mean of per-sample exp(nll)");
+        lua_setfield(L, set, "conventions");
+    }
+    if (wst.on) {
+        lua_pushinteger(L, wst.vocabulary), lua_setfield(L, set, "word_vocabulary");
+        lua_pushinteger(L, wst.words), lua_setfield(L, set, "words");
+        lua_pushstring(L, "word_share = known / words pooled over samples; words: pieces between "
+                          "whitespace not touching the sample's edges, leading/trailing non-"
+                          "alphanumerics stripped, lower-cased, empty ignored; known: in the "
+                          "words of the corpus' training split");
+        lua_setfield(L, set, "word_share_definition");
+    }
     if (first.sampler) {
         lua_pushstring(L, first.sampler);
         decode_top(L);
@@ -721,49 +821,86 @@ int l_run_gen_eval(lua_State *L) {
         struct {
             const char *k;
             double v, se;
-        } rows[] = {{"gen_nll", r.nats, r.se},
-                    {"gen_ppl", exp(r.nats), NAN},
-                    {"gen_ppl_mean", ppl_mean, NAN},
-                    {"entropy", ent_mean, ent_se},
-                    {"distinct_1", distinct[1], NAN},
-                    {"distinct_2", distinct[2], NAN},
-                    {"distinct_3", distinct[3], NAN},
-                    {"distinct_4", distinct[4], NAN},
-                    {"rep_2", rep[2], NAN},
-                    {"rep_3", rep[3], NAN},
-                    {"rep_4", rep[4], NAN}};
+            int on;
+        } rows[] = {{"gen_nll", r.nats, r.se, have_judge},
+                    {"gen_ppl", exp(r.nats), NAN, have_judge},
+                    {"gen_ppl_mean", ppl_mean, NAN, have_judge},
+                    {"entropy", ent_mean, ent_se, 1},
+                    {"distinct_1", distinct[1], NAN, 1},
+                    {"distinct_2", distinct[2], NAN, 1},
+                    {"distinct_3", distinct[3], NAN, 1},
+                    {"distinct_4", distinct[4], NAN, 1},
+                    {"rep_2", rep[2], NAN, 1},
+                    {"rep_3", rep[3], NAN, 1},
+                    {"rep_4", rep[4], NAN, 1},
+                    {"word_share", wst.share, wst.se, wst.on}};
         int64_t ck = latest_checkpoint(L, st, run_id);
-        /* gen_nll keeps each sample's NLL per token as its items (in the order of `samples`) */
-        double *items = lua_newuserdatauv(L, (size_t)n * sizeof *items, 0);
-        for (int i = 0; i < n; i++)
-            items[i] = r.per_seq[i] / len;
-        for (size_t k = 0; k < sizeof rows / sizeof *rows && rc == HDLM_OK; k++)
-            rc = store_evaluation_items(st, run_id, ck, rows[k].k, rows[k].v, rows[k].se, sj, items,
-                                        k == 0 ? n : 0, NULL, &e);
+        /* gen_nll keeps each sample's NLL per token as its items (in the order of `samples`),
+         * word_share each sample's share (when every sample has a word) */
+        double *items = lua_newuserdatauv(L, (size_t)n * 2 * sizeof *items, 0);
+        double *witems = items + n;
+        int64_t n_witems = n; /* none when a sample has no word (items are numbers) */
+        for (int i = 0; i < n; i++) {
+            items[i] = have_judge ? r.per_seq[i] / len : 0;
+            witems[i] = wst.on && wst.w[i] ? (double)wst.k[i] / (double)wst.w[i] : 0;
+            if (!wst.on || !wst.w[i]) n_witems = 0;
+        }
+        for (size_t k = 0; k < sizeof rows / sizeof *rows && rc == HDLM_OK; k++) {
+            if (!rows[k].on) continue;
+            int word = !strcmp(rows[k].k, "word_share");
+            rc = store_evaluation_items(st, run_id, ck, rows[k].k, rows[k].v, rows[k].se, sj,
+                                        word ? witems : items,
+                                        word     ? n_witems
+                                        : k == 0 ? n
+                                                 : 0,
+                                        NULL, &e);
+        }
         lua_pop(L, 1);
         /* per-sample metrics */
         for (int i = 0; i < n && rc == HDLM_OK; i++) {
-            char mj[256];
-            snprintf(mj, sizeof mj,
-                     "{\"gen_nll\":%.17g,\"gen_ppl\":%.17g,\"entropy\":%.17g,\"judge_run\":%lld}",
-                     r.per_seq[i] / len, exp(r.per_seq[i] / len), ent[i], (long long)judge_id);
-            store_value pv[2] = {{.type = STORE_TEXT, .s = mj, .len = (int64_t)strlen(mj)},
+            json_buf mj = {0};
+            char num[128];
+            json_buf_raw(&mj, "{");
+            if (have_judge) {
+                snprintf(num, sizeof num, "\"gen_nll\":%.17g,", r.per_seq[i] / len);
+                json_buf_raw(&mj, num);
+                snprintf(num, sizeof num, "\"gen_ppl\":%.17g,", exp(r.per_seq[i] / len));
+                json_buf_raw(&mj, num);
+                snprintf(num, sizeof num, "\"judge_run\":%lld,", (long long)judge_id);
+                json_buf_raw(&mj, num);
+            }
+            if (wst.on) {
+                if (wst.w[i]) {
+                    snprintf(num, sizeof num, "\"word_share\":%.17g,",
+                             (double)wst.k[i] / (double)wst.w[i]);
+                    json_buf_raw(&mj, num);
+                }
+                snprintf(num, sizeof num, "\"words\":%lld,\"known_words\":%lld,",
+                         (long long)wst.w[i], (long long)wst.k[i]);
+                json_buf_raw(&mj, num);
+            }
+            snprintf(num, sizeof num, "\"entropy\":%.17g}", ent[i]);
+            json_buf_raw(&mj, num);
+            store_value pv[2] = {{.type = STORE_TEXT, .s = mj.data, .len = (int64_t)mj.len},
                                  {.type = STORE_INT, .i = ids[i]}};
             rc = store_query_params(st,
                                     "UPDATE samples SET metrics = json_patch(coalesce(metrics, "
                                     "'{}'), ?1) WHERE id = ?2",
                                     2, pv, NULL, NULL, &e);
+            json_buf_free(&mj);
         }
         lua_pop(L, 1);
     }
-    lua_createtable(L, n, 0);
-    for (int i = 0; i < n; i++) {
-        lua_pushnumber(L, r.per_seq[i] / len);
-        lua_rawseti(L, -2, i + 1);
+    if (have_judge) {
+        lua_createtable(L, n, 0);
+        for (int i = 0; i < n; i++) {
+            lua_pushnumber(L, r.per_seq[i] / len);
+            lua_rawseti(L, -2, i + 1);
+        }
+        lua_setfield(L, res, "per_sample_nll");
     }
-    lua_setfield(L, res, "per_sample_nll");
     free(keys), free(scr), free(ent);
-    eval_result_free(&r);
+    if (have_judge) eval_result_free(&r);
     if (rc != HDLM_OK) return l_raise(L, &e);
     lua_settop(L, res);
     return 1;

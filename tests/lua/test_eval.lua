@@ -124,6 +124,56 @@ check(close(gh.entropy, math.log(2), 1e-12), "entropy of abab.. = log 2: " .. gh
 check(close(gh.distinct_1, 2 / L, 1e-12) and close(gh.distinct_2, 2 / (L - 1), 1e-12), "distinct-1/2 of abab..")
 check(close(gh.rep_2, 1 - 2 / (L - 1), 1e-12), "rep_2 of abab..")
 
+-- word share of hand-made samples against the corpus' words ("line", numbers, "the quick brown fox
+-- jumps over the lazy dog again"): the pieces touching a sample's edges are not words, leading and
+-- trailing punctuation is stripped, case is ignored, punctuation-only pieces are no words
+check(g.settings.word_vocabulary > 10 and g.words >= 0 and (g.words == 0 or g.word_share >= 0 and g.word_share <= 1),
+      "word share with a judge")
+local function hand_sample(text)
+  assert(#text == L, text)
+  local t = {}
+  for i = 1, #text do t[i] = text:byte(i) end
+  return db:query("INSERT INTO samples (run_id, tokens, n_tokens) VALUES (?, ?, ?) RETURNING id", blk.id,
+    hdlm.json_encode(t), L)[1].id
+end
+local wa = hand_sample("x The FOX zzz (dog) qq y")   -- the fox zzz dog qq: 3 of 5
+local wb = hand_sample("ab -- the ... LAZY !! cd")   -- the lazy: 2 of 2
+local wc = hand_sample("abcdefghijklmnopqrstuvwx")   -- one piece touching both edges: no word
+local gw = blk:gen_eval{ samples = { wa, wb, wc } }  -- no judge: the judge-free metrics only
+check(gw.gen_nll == nil and gw.entropy > 0, "no judge: no gen_nll, entropy still computed")
+check(gw.words == 7 and gw.known_words == 5 and close(gw.word_share, 5 / 7, 1e-12),
+      ("word share 5/7: %s of %s words"):format(tostring(gw.known_words), tostring(gw.words)))
+check(close(gw.per_sample_word_share[1], 0.6, 1e-12) and gw.per_sample_word_share[2] == 1
+      and gw.per_sample_word_share[3] == false, "per-sample word shares 0.6, 1, none")
+-- SE of the pooled ratio over samples: sqrt(sum (k_i - R w_i)^2 / (n (n - 1))) / mean(w)
+local R = 5 / 7
+local se = math.sqrt(((3 - 5 * R) ^ 2 + (2 - 2 * R) ^ 2) / 6) / (7 / 3)
+check(close(gw.word_share_se, se, 1e-12), ("word share SE %.6f vs %.6f"):format(gw.word_share_se, se))
+local wrow = db:query("SELECT value, std_error, settings FROM evaluations WHERE run_id = ? AND metric = 'word_share' ORDER BY id DESC LIMIT 1", blk.id)[1]
+check(wrow and close(wrow.value, 5 / 7, 1e-12) and close(wrow.std_error, se, 1e-12), "word_share stored as an evaluation")
+check(hdlm.json_decode(wrow.settings).words == 7 and hdlm.json_decode(wrow.settings).judge_run == nil, "settings: words, no judge")
+local gnl = db:query("SELECT count(*) AS n FROM evaluations WHERE run_id = ? AND metric = 'gen_nll' AND json_extract(settings, '$.first_sample') = ?", blk.id, wa)[1].n
+check(gnl == 0, "no gen_nll row without a judge")
+local swa = hdlm.json_decode(db:query("SELECT metrics FROM samples WHERE id = ?", wa)[1].metrics)
+local swc = hdlm.json_decode(db:query("SELECT metrics FROM samples WHERE id = ?", wc)[1].metrics)
+check(close(swa.word_share, 0.6, 1e-12) and swa.words == 5 and swa.known_words == 3, "sample metrics: word_share 0.6 of 5 words")
+check(swc.word_share == nil and swc.words == 0, "sample metrics: no word, no share")
+-- with a judge and two samples: items are the per-sample shares
+local gj = blk:gen_eval{ judge = ar, samples = { wa, wb } }
+check(close(gj.word_share, 5 / 7, 1e-12) and gj.gen_nll > 0, "word share next to the judge's metrics")
+local items = db:query([[SELECT i.value FROM evaluation_items i JOIN evaluations e ON e.id = i.evaluation_id
+  WHERE e.run_id = ? AND e.metric = 'word_share' ORDER BY e.id DESC, i.item LIMIT 2]], blk.id)
+check(#items == 2 and close(items[1].value, 0.6, 1e-12) and items[2].value == 1, "word_share items per sample")
+local sm2 = hdlm.json_decode(db:query("SELECT metrics FROM samples WHERE id = ?", wa)[1].metrics)
+check(sm2.gen_nll and sm2.judge_run == ar.id and close(sm2.word_share, 0.6, 1e-12), "sample metrics merged")
+-- another corpus (data =): the samples' words against its training split
+local f2 = assert(io.open(dir .. "/d.txt", "w"))
+for i = 1, 300 do f2:write("zzz qq fox\n") end
+f2:close()
+local d2 = hdlm.corpus{ path = dir .. "/d.txt", tokenizer = "bytes", valid = 0.1 }
+local gd = blk:gen_eval{ samples = { wa, wb }, data = d2, store = false }
+check(gd.word_vocabulary == 3 and gd.known_words == 3 and gd.words == 7, "data = another corpus: 3 of 7 (fox zzz qq)")
+
 -- refusals
 local ok, err = pcall(ar.eval, ar, { mc = -1 })
 check(not ok and err:find("mc"), "mc < 0 refused: " .. tostring(err))
