@@ -113,7 +113,10 @@ print('\n\n'.join(' '.join(r.choice(w) for _ in range(200)) for _ in range(200))
     "$bin" import eps -o models/eps2 --db runs.db --name eps-data --data text.tok
     "$bin" eval --run 3 --db runs.db sequences=2 length=16 mc=2 | tee ev.txt
     grep -q "bound on 2" ev.txt
-    "$bin" eval --run 1 --db runs.db data=text.tok sequences=2 length=16 mc=2 | grep -q "bound on 2"
+    # output captured first: `| grep -q` may close the pipe early, and under pipefail hdlm's
+    # SIGPIPE on its next line would fail the test
+    out=$("$bin" eval --run 1 --db runs.db data=text.tok sequences=2 length=16 mc=2)
+    grep -q "bound on 2" <<<"$out"
 else
     echo "note: GPT-2's files are missing ($src/data/gpt2): hdlm eval --run skipped"
 fi
@@ -145,7 +148,8 @@ torch.save({'model': {k: torch.zeros_like(v) for k, v in sd.items()},
     "$bin" import pth2 -o models/pth2 --no-db
     cmp models/pth2/model.safetensors models/eps/model.safetensors # the EMA, not the zeros
     /usr/bin/python3 "$src/scripts/convert_pth.py" train.pth pth2/model.safetensors --dtype bf16
-    "$bin" import pth2 -o models/pth3 --no-db | grep -q "from BF16"
+    out=$("$bin" import pth2 -o models/pth3 --no-db)
+    grep -q "from BF16" <<<"$out"
     echo "ok: convert_pth.py (state dict and training .pth --ema)"
 else
     echo "note: python3-torch is not installed: scripts/convert_pth.py not exercised"
