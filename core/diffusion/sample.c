@@ -6,8 +6,11 @@
 
 #include "base/progress.h"
 #include "base/rng.h"
+#include "base/threads.h"
 #include "diffusion/plan.h"
+#include "nn/layers.h"
 #include "nn/mask.h"
+#include "tensor/blas.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -194,6 +197,11 @@ int sample_run(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
     attn_row *crow = malloc(BL * sizeof *crow);
     lp.scratch = malloc((size_t)Vp * 3 * sizeof *lp.scratch);
     kv_cache kc = {0};
+    /* decoding is a few dozen small products per token, each a parallel region: fewer threads
+     * for them while another process takes a core (base/threads.h); their values do not depend
+     * on the thread count (nn/layers.h linear_set_gemv_threads) */
+    threads_adapt ta;
+    threads_adapt_init(&ta, blas_get_threads());
     if (!x || !tn || !tx || !tr || !sigma || !st || !fixed || !filled || !logits || !probs ||
         !rows || !pos || !ctok || !csig || !crow || !lp.scratch) {
         rc = error_set(e, HDLM_ENOMEM, "sample: out of memory for %d x %d samples", B, L);
@@ -231,6 +239,7 @@ int sample_run(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
     progress_init(&pg, NULL, "sample", n_steps);
     for (int64_t s = 1; s <= n_steps; s++) {
         lp.step = s;
+        linear_set_gemv_threads(threads_adapt_next(&ta));
         int64_t ns = pl.settled[s];
         /* states, level times (σ conditioning) and the reverse step's t_now / t_next (plan.h:
          * a position's first active step starts from 1, it comes from the limit state; the step
@@ -356,6 +365,7 @@ int sample_run(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
     out->tokens = x;
     x = NULL;
 done:
+    linear_set_gemv_threads(0);
     kv_cache_free(&kc);
     plan_free(&pl);
     free(x), free(tn), free(tx), free(tr), free(sigma), free(st);
