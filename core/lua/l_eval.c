@@ -87,8 +87,7 @@ static void get_parts(lua_State *L, int run_idx, const char *W, int64_t run_id, 
     p->m = l_model_of(L, mi, &p->tok);
     p->noise = l_noise_of_guard(L, ni);
     if (!p->noise) luaL_error(L, "%s: the run's noise process is gone", W);
-    const hdlm_noise_ops *no = p->noise->ops;
-    p->V = p->m->cfg.vocab - no->n_extra(p->noise->self);
+    p->V = p->m->cfg.vocab - p->noise->info.n_extra;
     p->h = l_check_schedule(L, hi);
     p->sched = l_schedule_instance(L, hi);
     lua_getfield(L, si, "context");
@@ -520,7 +519,7 @@ static double unigram_entropy(const int32_t *tok, int64_t len, uint64_t *scratch
  * < s-1, makes position s-1 the one active position and leaves the rest worthless (level W), so
  * that the bound is the model's exact left-to-right NLL. 0 also when the levels cannot be read. */
 static int schedule_is_autoregressive(const hyper *h, int64_t L) {
-    if ((h->flags & HDLM_SCHEDULE_CONTINUOUS) || L < 1 || h->n_steps(h->ctx, L) != L) return 0;
+    if ((h->flags & HDLM_INFO_CONTINUOUS) || L < 1 || h->n_steps(h->ctx, L) != L) return 0;
     int32_t W = h->n_levels(h->ctx);
     int32_t *level = malloc((size_t)L * sizeof *level);
     int ar = level != NULL;
@@ -683,7 +682,7 @@ int l_run_gen_eval(lua_State *L) {
     int judge_ar = 0;
     if (have_judge) {
         eval_config ec = {jp.context, jp.block_type, 0, -1, -1, 8, 0, jp.context_width};
-        if (jp.h->flags & HDLM_SCHEDULE_CONTINUOUS) ec.mc = 64;
+        if (jp.h->flags & HDLM_INFO_CONTINUOUS) ec.mc = 64;
         if (eval_bound(jp.m, jp.h, jp.noise->self, jp.noise->ops, &ec, toks, n, len, jp.V, &r,
                        &e) != HDLM_OK) {
             free(first.sampler), free(first.settings);

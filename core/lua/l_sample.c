@@ -183,9 +183,6 @@ int l_run_sample(lua_State *L) {
     }
     int spec = lua_gettop(L);
     luaL_checktype(L, spec, LUA_TTABLE);
-    l_spec_normalize(L, spec); /* {name =, options =} as stored with a sample */
-    const char *sname;
-    plugin_opts *so = l_spec_to_opts(L, spec, "run:sample sampler", &sname);
     sampler_guard *g = lua_newuserdatauv(L, sizeof *g, 0);
     memset(g, 0, sizeof *g);
     if (luaL_newmetatable(L, "hdlm.SamplerGuard")) {
@@ -194,10 +191,11 @@ int l_run_sample(lua_State *L) {
     }
     lua_setmetatable(L, -2);
     error e = {0};
-    l_ctx *c = L_CTX(L);
-    if (plugin_instance_create(l_plugins(L, c), HDLM_KIND_SAMPLER, sname, so, &g->inst, &e) !=
-        HDLM_OK)
-        return l_raise(L, &e);
+    plugin_create_args sa = {.vocab = m->cfg.vocab - noise->info.n_extra,
+                             .n_extra = noise->info.n_extra,
+                             .mask_id = noise->info.mask_id};
+    g->inst = l_plugin_from_spec(L, spec, HDLM_KIND_SAMPLER, "run:sample sampler", &sa);
+    const char *sname = g->inst->entry->desc->name;
 
     if (sample_run(m, h, noise->self, noise->ops, noise->entry->desc->name, g->inst->self,
                    g->inst->ops, sname, &cfg, &g->res, &e) != HDLM_OK)

@@ -16,7 +16,9 @@ static const hdlm_option options[] = {
     {NULL, 0, NULL, NULL, NULL},
 };
 
-static int create(const hdlm_host *host, const void *opts, void **out, char *err, size_t cap) {
+static int create(const hdlm_create_args *args, void **out, char *err, size_t cap) {
+    const hdlm_host *host = args->host;
+    const void *opts = args->opts;
     double tau;
     host->opt_number(opts, "tau", &tau); /* declared, so always present (default filled in) */
     if (tau < 1 || tau > 1e6) {
@@ -63,8 +65,13 @@ static uint32_t growth(void *s, int64_t *block) {
     return HDLM_GROW_BLOCKS;
 }
 
+static void ex_info(void *self, hdlm_info *info) {
+    (void)self;
+    info->flags = 0; /* trains on drawn steps, not in continuous time */
+}
+
 static const hdlm_schedule_ops ops = {
-    .struct_size = sizeof(hdlm_schedule_ops),
+    .head = {.struct_size = sizeof(hdlm_schedule_ops), .info = ex_info},
     .n_levels = n_levels,
     .n_steps = n_steps,
     .levels = levels,

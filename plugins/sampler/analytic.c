@@ -17,8 +17,9 @@ typedef struct analytic {
     int unused; /* no state: one row draw per position */
 } analytic;
 
-static int ay_create(const hdlm_host *host, const void *opts, void **self, char *err,
-                     size_t err_cap) {
+static int ay_create(const hdlm_create_args *args, void **self, char *err, size_t err_cap) {
+    const hdlm_host *host = args->host;
+    const void *opts = args->opts;
     (void)host;
     (void)opts;
     analytic *a = calloc(1, sizeof *a);
@@ -104,9 +105,13 @@ static int ay_step(void *self, hdlm_sampler_ctx *ctx, char *err, size_t err_cap)
     return HDLM_OK;
 }
 
+static void ay_info(void *self, hdlm_info *info) {
+    (void)self;
+    info->needs = HDLM_INFO_SCORE; /* the reverse rows come from the model's scores */
+}
+
 static const hdlm_sampler_ops ay_ops = {
-    .struct_size = sizeof(hdlm_sampler_ops),
-    .needs = HDLM_NOISE_SCORE,
+    .head = {.struct_size = sizeof(hdlm_sampler_ops), .info = ay_info},
     .step = ay_step,
 };
 

@@ -184,8 +184,9 @@ static void test_load_default(void) {
     CHECK_STR(text, "(no plugins found; searched: /nonexistent/hdlm_default)\n");
     free(text);
     plugin_instance *inst = NULL;
-    CHECK_EQ(plugin_instance_create(r, HDLM_KIND_SCHEDULE, "block_annealing", NULL, &inst, &e),
-             HDLM_EINVAL);
+    CHECK_EQ(
+        plugin_instance_create(r, HDLM_KIND_SCHEDULE, "block_annealing", NULL, NULL, &inst, &e),
+        HDLM_EINVAL);
     CHECK_STR(e.msg, "unknown schedule plugin 'block_annealing'; no schedule plugins are loaded "
                      "(searched: /nonexistent/hdlm_default)");
     CHECK(inst == NULL);
@@ -212,7 +213,8 @@ static void test_schedule_levels(plugin_registry *r) {
     CHECK_EQ(plugin_opts_set_text(o, "width", "2"), HDLM_OK); /* replaces */
     CHECK_EQ(plugin_opts_count(o), 1);
     plugin_instance *p = NULL;
-    CHECK_EQ(plugin_instance_create(r, HDLM_KIND_SCHEDULE, "fixture_schedule", o, &p, &e), HDLM_OK);
+    CHECK_EQ(plugin_instance_create(r, HDLM_KIND_SCHEDULE, "fixture_schedule", o, NULL, &p, &e),
+             HDLM_OK);
     if (!p) return;
     CHECK_STR(p->entry->desc->name, "fixture_schedule");
     CHECK_EQ(plugin_opts_count(p->opts), 2); /* tau filled from its default */
@@ -224,7 +226,7 @@ static void test_schedule_levels(plugin_registry *r) {
     free(json);
 
     const hdlm_schedule_ops *ops = p->ops;
-    CHECK_EQ(ops->struct_size, sizeof(hdlm_schedule_ops));
+    CHECK_EQ(ops->head.struct_size, sizeof(hdlm_schedule_ops));
     CHECK_EQ(ops->n_levels(p->self), 4);
     CHECK_EQ(ops->n_steps(p->self, 6), 12); /* 3 blocks x tau */
     CHECK_EQ(ops->n_steps(p->self, 5), 12); /* partial last block still takes tau steps */
@@ -264,7 +266,7 @@ static void test_schedule_levels(plugin_registry *r) {
 static int try_create(plugin_registry *r, uint32_t kind, const char *name, plugin_opts *o,
                       error *e) {
     plugin_instance *p = NULL;
-    int rc = plugin_instance_create(r, kind, name, o, &p, e);
+    int rc = plugin_instance_create(r, kind, name, o, NULL, &p, e);
     CHECK(rc == HDLM_OK ? p != NULL : p == NULL);
     plugin_instance_destroy(p);
     return rc;
@@ -408,7 +410,7 @@ static void test_defaults_and_json(plugin_registry *r) {
     fflush(stderr);
     dup2(logfd, 2);
     plugin_opts_set_number(o, "vocab", 10); /* set by the host for noise */
-    CHECK_EQ(plugin_instance_create(r, HDLM_KIND_NOISE, "fixture_noise", o, &p, &e), HDLM_OK);
+    CHECK_EQ(plugin_instance_create(r, HDLM_KIND_NOISE, "fixture_noise", o, NULL, &p, &e), HDLM_OK);
     fflush(stderr);
     dup2(saved, 2);
     close(saved);
@@ -417,11 +419,14 @@ static void test_defaults_and_json(plugin_registry *r) {
     logtext[nlog > 0 ? nlog : 0] = '\0';
     close(logfd);
     unlink(logpath);
-    CHECK_STR(logtext, "hdlm: warning: fixture_noise: conditioned = true is ignored by this "
+    /* the line names the instance (plugin name # instances made by this registry so far) */
+    CHECK_STR(logtext, "hdlm: warning: fixture_noise#3: conditioned = true is ignored by this "
                        "fixture\n");
     if (p) {
         const hdlm_noise_ops *ops = p->ops;
-        CHECK_EQ(ops->n_extra(p->self), 3);
+        CHECK_EQ(p->info.n_extra, 3);
+        CHECK_EQ(p->info.mask_id, 10);
+        CHECK_EQ(p->info.flags, HDLM_INFO_CONDITIONED);
         float t[2] = {0.5f, 1.0f}, sigma[2] = {0, 0};
         CHECK_EQ(ops->conditioning(p->self, 2, t, sigma, NULL, 0), HDLM_OK);
         CHECK_NEAR(sigma[0], 0.25, 1e-7); /* geometric: eps * t */
@@ -510,7 +515,7 @@ static void test_print(plugin_registry *r) {
     FILE *mem = open_memstream(&text, &len);
     plugin_registry_print(r, mem);
     fclose(mem);
-    CHECK_CONTAINS(text, "4 plugins (plugin ABI 1)\n");
+    CHECK_CONTAINS(text, "4 plugins (plugin ABI 2)\n");
     CHECK_CONTAINS(text, "kind      name ");
     CHECK_CONTAINS(text, "schedule  fixture_schedule      0.1.0    /");
     CHECK_CONTAINS(text, "    test fixture: block annealing levels\n");
