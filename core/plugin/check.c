@@ -13,8 +13,8 @@
 #include <string.h>
 
 enum {
-    CHECK_V = 7,       /* real tokens of the noise instances */
-    N_DRAWS = 20000,   /* draws per statistical comparison */
+    CHECK_V = 7,     /* real tokens of the noise instances */
+    N_DRAWS = 20000, /* draws per statistical comparison */
     MAX_STEPS = 1 << 20,
 };
 
@@ -75,7 +75,8 @@ static void sched_check_length(sched_verdicts *v, int64_t L, int64_t K, int32_t 
                       (long long)L, (long long)s, (long long)ns[s]);
         for (int64_t i = 0; i < L; i++) {
             if (row[i] < 0 || row[i] > W)
-                fail_once(&v->range, "L = %lld step %lld position %lld: level %d is outside 0..W = %d",
+                fail_once(&v->range,
+                          "L = %lld step %lld position %lld: level %d is outside 0..W = %d",
                           (long long)L, (long long)s, (long long)i, row[i], W);
             if (i < ns[s] && row[i] != 0)
                 fail_once(&v->range,
@@ -84,10 +85,11 @@ static void sched_check_length(sched_verdicts *v, int64_t L, int64_t K, int32_t 
                           (long long)L, (long long)s, (long long)i, (long long)ns[s], row[i]);
         }
         if (growth == HDLM_GROW_BLOCKS && ns[s] % block != 0 && ns[s] != L)
-            fail_once(&v->growth,
-                      "L = %lld step %lld: n_settled = %lld is not a whole number of blocks of %lld "
-                      "(growth = blocks)",
-                      (long long)L, (long long)s, (long long)ns[s], (long long)block);
+            fail_once(
+                &v->growth,
+                "L = %lld step %lld: n_settled = %lld is not a whole number of blocks of %lld "
+                "(growth = blocks)",
+                (long long)L, (long long)s, (long long)ns[s], (long long)block);
     }
     for (int64_t i = 0; i < L; i++)
         if (lev[i] != W || ns[0] != 0) {
@@ -167,12 +169,12 @@ static int check_schedule(checker *c, plugin_registry *r, const plugin_entry *en
     sched_verdicts v;
     memset(&v, 0, sizeof v);
     int64_t steps_total = 0;
-    for (int i = 0; i < N_LENGTHS && W >= 1 && !gv.why[0]; i++) {
+    for (int i = 0; i < N_LENGTHS && W >= 1 && !gv.why[0] && !plugin_instance_crashed(p); i++) {
         int64_t L = LENGTHS[i];
         int64_t K = ops->n_steps(p->self, L), K2 = ops->n_steps(p->self, L);
         if (K != K2) {
-            fail_once(&v.steps, "n_steps(%lld) returns %lld, then %lld", (long long)L,
-                      (long long)K, (long long)K2);
+            fail_once(&v.steps, "n_steps(%lld) returns %lld, then %lld", (long long)L, (long long)K,
+                      (long long)K2);
             continue;
         }
         if (K < 1 || K > MAX_STEPS) {
@@ -210,6 +212,12 @@ static int check_schedule(checker *c, plugin_registry *r, const plugin_entry *en
         report(c, "growth", &gv, "blocks of %lld", (long long)block);
     else
         report(c, "growth", &gv, "token by token");
+    const char *crashed = plugin_instance_crashed(p);
+    if (crashed) {
+        verdict *all[] = {&v.range, &v.start, &v.rise, &v.settle, &v.growth, &v.zero, &v.steps};
+        for (size_t k = 0; k < sizeof all / sizeof all[0]; k++)
+            fail_once(all[k], "not run: the instance crashed in op %s", crashed);
+    }
     char lens[64];
     snprintf(lens, sizeof lens, "%d lengths 1..%lld, %lld steps", N_LENGTHS,
              (long long)LENGTHS[N_LENGTHS - 1], (long long)steps_total);
@@ -372,7 +380,7 @@ static int noise_small_batch(nbatch *nb, noise_case *nc, verdict *v) {
         int64_t i = j % L;
         nb->x0[j] = (int32_t)rng_below(&nc->r, (uint64_t)nc->V);
         nb->state[j] = i == 0 ? HDLM_SETTLED : i == L - 1 ? HDLM_WORTHLESS : HDLM_ACTIVE;
-        nb->t[j] = nb->state[j] == HDLM_SETTLED    ? 1e-4f
+        nb->t[j] = nb->state[j] == HDLM_SETTLED     ? 1e-4f
                    : nb->state[j] == HDLM_WORTHLESS ? 0.9999f
                                                     : (float)(0.15 + 0.7 * (double)i / (double)L);
         nb->s[j] = nb->state[j] == HDLM_ACTIVE ? nb->t[j] * 0.5f : nb->t[j];
@@ -462,8 +470,9 @@ static int noise_check_reverse(checker *c, noise_case *nc) {
         double sum = 0;
         for (int32_t y = 0; y < nc->Vp; y++) {
             if (!(row[y] >= 0 && isfinite(row[y])))
-                fail_once(&v, "reverse row of position %lld (t = %g, s = %g)[%d] = %g is not a "
-                              "probability",
+                fail_once(&v,
+                          "reverse row of position %lld (t = %g, s = %g)[%d] = %g is not a "
+                          "probability",
                           (long long)j, nb.t[j], nb.s[j], y, row[y]);
             sum += row[y];
         }
@@ -558,16 +567,40 @@ static int check_noise(checker *c, plugin_registry *r, const plugin_entry *en, e
     nc.V = CHECK_V;
     nc.Vp = CHECK_V + nc.p->info.n_extra;
     rng_init(&nc.r, 0x68646c6d636b); /* fixed: the checker's verdicts are reproducible */
-    report(c, "create", NULL, "default options, vocab %d; info: %d extra symbol%s, mask %d, flags 0x%x",
-           CHECK_V, nc.p->info.n_extra, nc.p->info.n_extra == 1 ? "" : "s", nc.p->info.mask_id,
+    report(c, "create", NULL,
+           "default options, vocab %d; info: %d extra symbol%s, mask %d, flags 0x%x", CHECK_V,
+           nc.p->info.n_extra, nc.p->info.n_extra == 1 ? "" : "s", nc.p->info.mask_id,
            nc.p->info.flags);
     double *probs = malloc((size_t)nc.Vp * sizeof *probs);
     int rc = probs ? HDLM_OK : HDLM_ENOMEM;
-    if (rc == HDLM_OK) noise_check_marginal(c, &nc, probs);
-    if (rc == HDLM_OK) rc = noise_check_corrupt(c, &nc, probs);
-    if (rc == HDLM_OK) rc = noise_check_gradient(c, &nc);
-    if (rc == HDLM_OK) rc = noise_check_reverse(c, &nc);
-    if (rc == HDLM_OK) rc = noise_check_limit(c, &nc, probs);
+    /* a crashed instance is not called again: the checks after the crash are reported as not run */
+    static const char *const names[] = {"marginal sums to 1", "corrupt matches marginal",
+                                        "loss gradient", "reverse rows are distributions", "limit"};
+    for (int k = 0; k < 5 && rc == HDLM_OK; k++) {
+        const char *crashed = plugin_instance_crashed(nc.p);
+        if (crashed) {
+            verdict nv = {{0}};
+            fail_once(&nv, "not run: the instance crashed in op %s", crashed);
+            report(c, names[k], &nv, "%s", "");
+            continue;
+        }
+        switch (k) {
+        case 0:
+            noise_check_marginal(c, &nc, probs);
+            break;
+        case 1:
+            rc = noise_check_corrupt(c, &nc, probs);
+            break;
+        case 2:
+            rc = noise_check_gradient(c, &nc);
+            break;
+        case 3:
+            rc = noise_check_reverse(c, &nc);
+            break;
+        default:
+            rc = noise_check_limit(c, &nc, probs);
+        }
+    }
     free(probs);
     plugin_instance_destroy(nc.p);
     if (rc != HDLM_OK) return error_set(e, rc, "check %s: out of memory", en->desc->name);
@@ -598,8 +631,8 @@ static int32_t core_draw(void *core, const double *probs, int32_t n) {
     return last;
 }
 
-static void core_event(void *core, int64_t b, int64_t i, int32_t old_tok, int32_t new_tok,
-                       double p, int kind) {
+static void core_event(void *core, int64_t b, int64_t i, int32_t old_tok, int32_t new_tok, double p,
+                       int kind) {
     (void)b, (void)i, (void)old_tok, (void)new_tok, (void)p, (void)kind;
     ((sampler_core *)core)->events++;
 }
@@ -638,9 +671,9 @@ static int check_sampler(checker *c, plugin_registry *r, const plugin_entry *en,
             state[j] = i < 2 ? HDLM_SETTLED : i >= L - 2 ? HDLM_WORTHLESS : HDLM_ACTIVE;
             fixed[j] = i == 3 || i == 8;
             x[j] = state[j] == HDLM_SETTLED || fixed[j] ? (int32_t)rng_below(&rg, V)
-                   : state[j] == HDLM_WORTHLESS        ? M
-                   : i % 4 == 1                        ? (int32_t)rng_below(&rg, V)
-                                                       : M;
+                   : state[j] == HDLM_WORTHLESS         ? M
+                   : i % 4 == 1                         ? (int32_t)rng_below(&rg, V)
+                                                        : M;
         }
     int64_t changed = 0, steps = 0;
     for (int64_t step = 1; step <= K && !tv.why[0] && !fv.why[0]; step++) {
@@ -707,8 +740,9 @@ static int check_sampler(checker *c, plugin_registry *r, const plugin_entry *en,
             changed += x[j] != before[j];
         }
     }
-    report(c, "valid tokens", &tv, "%lld steps of %d x %d positions, %lld tokens changed, %ld events",
-           (long long)steps, B, L, (long long)changed, sc.events);
+    report(c, "valid tokens", &tv,
+           "%lld steps of %d x %d positions, %lld tokens changed, %ld events", (long long)steps, B,
+           L, (long long)changed, sc.events);
     report(c, "fixed positions untouched", &fv, "%d fixed positions over %lld steps", 2 * B,
            (long long)steps);
     plugin_instance_destroy(p);
