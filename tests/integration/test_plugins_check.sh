@@ -56,6 +56,7 @@ only invalid_token.so "valid tokens"
 expect segfault.so "^FAIL schedule broken_segfault levels in range: levels\(step 2, L = 1\) failed: plugin broken_segfault#1 \(.*segfault.so\) crashed in op levels \(SIGSEGV, segmentation fault\)"
 expect abi1.so "^FAIL load .*abi1.so: .*abi1.so: plugin ABI version 1, this hdlm expects 2; rebuild the plugin against this hdlm's hdlm/plugin.h"
 [ "$(wc -l < "$dir/out")" -eq 1 ] && ok || bad "abi1.so: expected one line, got: $(cat "$dir/out")"
+expect no_info.so "^FAIL load .*no_info.so: .*no_info.so: sampler ops of 'broken_no_info' have no 'info' function$"
 
 # the correct controls the broken ones are variants of
 for f in good_blocks.so good_mask.so good_ancestral.so; do

@@ -130,8 +130,7 @@ static int mm_limit(void *self, hdlm_noise_batch *b, char *err, size_t err_cap) 
     return HDLM_OK;
 }
 
-static int mm_marginal(void *self, int32_t x0, double t, double *probs, char *err,
-                       size_t err_cap) {
+static int mm_marginal(void *self, int32_t x0, double t, double *probs, char *err, size_t err_cap) {
     const mini_mask *m = self;
     (void)err, (void)err_cap;
     memset(probs, 0, sizeof(double) * (size_t)(m->V + 1));

@@ -1,5 +1,5 @@
-/* Broken fixture: a sampler whose correction step changes fixed (prompt) positions (`hdlm plugins check` must
- * fail "fixed positions untouched"). */
+/* Broken fixture: a sampler whose correction step changes fixed (prompt) positions (`hdlm plugins
+ * check` must fail "fixed positions untouched"). */
 #define BROKEN_FIXED
 #include "mini_sampler.h"
 
