@@ -3,11 +3,11 @@
  * the mask "stay" channel), which the score process already built from the staggered score and the
  * transposed transition, with the mask channel forced to 0 where the position must be fully
  * denoised. A visible token may move to another one: that is the γ family's error correction. Needs
- * a score process (needs = HDLM_NOISE_SCORE; the loop refuses others). No extra rules of its own.
- * Draw order: row-major over (B, L); one ctx->draw over the Vp row entries per ACTIVE non-fixed
- * position, point masses included (no host->uniform).
- * Events: M → token UNMASK, token → other token CORRECT, token → M REMASK; p is the token's
- * row probability normalised by the row sum (before the run's temperature/top-k/top-p). */
+ * a score process (info needs = HDLM_INFO_SCORE; the loop refuses others). No extra rules of its
+ * own. Draw order: row-major over (B, L); one ctx->draw over the Vp row entries per ACTIVE
+ * non-fixed position, point masses included (no host->uniform). Events: M → token UNMASK, token →
+ * other token CORRECT, token → M REMASK; p is the token's row probability normalised by the row sum
+ * (before the run's temperature/top-k/top-p). */
 #include <hdlm/plugin.h>
 #include <math.h>
 #include <stdio.h>

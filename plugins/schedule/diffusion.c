@@ -1,9 +1,8 @@
 /* diffusion: conventional (MDLM/SEDD-style) diffusion as a hyperschedule (docs/method.md
  * "Schedules"): every position shares one level, step k (1..τ) puts all of them at τ − k; W = τ,
  * n_steps = τ, nothing is settled before the end. The same as block annealing with w >= L, the
- * reference's shipped configs. Option `continuous` asks for MDLM training (one t ~ U per sequence,
- * HDLM_SCHEDULE_CONTINUOUS); levels still define generation. The ABI keeps flags in the shared
- * ops table, so the per-instance flag is exposed as this option and applied by the core. */
+ * reference's shipped configs. Option `continuous` asks for MDLM training (one t ~ U per sequence):
+ * the instance then reports HDLM_INFO_CONTINUOUS from info; levels still define generation. */
 #include <hdlm/plugin.h>
 #include <stdio.h>
 #include <stdlib.h>
