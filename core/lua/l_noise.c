@@ -88,9 +88,7 @@ static int l_noise_new(lua_State *L) {
     u->inst = spec_instance(L, lua_gettop(L), 0, "hdlm.noise");
     lua_pop(L, 1);
     u->ops = u->inst->ops;
-    double v = 0;
-    plugin_opts_number(u->inst->opts, "vocab", &v);
-    u->V = (int32_t)v;
+    u->V = u->inst->vocab;
     u->Vp = u->V + u->inst->info.n_extra;
     lua_settop(L, ud);
     return 1;

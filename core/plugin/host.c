@@ -989,13 +989,26 @@ static void crash_text(const instance_box *ib, char *buf, size_t cap, int earlie
              earlier ? "; the instance is not used again" : "");
 }
 
+/* The process's fatal-crash hook (plugin_set_fatal_hook). */
+static void (*fatal_hook)(void *ctx, const char *msg);
+static void *fatal_ctx;
+
+void plugin_set_fatal_hook(void (*fn)(void *ctx, const char *msg), void *ctx) {
+    fatal_hook = fn;
+    fatal_ctx = fn ? ctx : NULL;
+}
+
 /* Ops that cannot report a status (values, void) end the process after a crash: there is no
- * way to tell the caller, and going on with a made-up value would be worse. */
+ * way to tell the caller, and going on with a made-up value would be worse. The hook runs first
+ * (once: a crash inside it must not loop back here). */
 _Noreturn static void crash_exit(const instance_box *ib) {
     char msg[1024];
     crash_text(ib, msg, sizeof msg, 0);
     fprintf(stderr, "hdlm: %s; the run cannot continue\n", msg);
     fflush(stderr);
+    void (*hook)(void *, const char *) = fatal_hook;
+    fatal_hook = NULL;
+    if (hook) hook(fatal_ctx, msg);
     _exit(70);
 }
 
@@ -1240,6 +1253,7 @@ int plugin_instance_create(plugin_registry *r, uint32_t kind, const char *name, 
     box->pub.entry = en;
     box->pub.opts = opts;
     box->pub.label = box->label;
+    box->pub.vocab = a.vocab;
     const hdlm_ops_head *rh = en->desc->ops;
     memcpy(&box->real, en->desc->ops,
            rh->struct_size < sizeof box->real ? rh->struct_size : sizeof box->real);

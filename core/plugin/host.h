@@ -83,6 +83,7 @@ typedef struct plugin_instance {
     plugin_opts *opts; /* owned by the instance; noise instances also hold "vocab" */
     const void *ops;   /* guarded hdlm_noise_ops / hdlm_schedule_ops / hdlm_sampler_ops */
     hdlm_info info;    /* the facts the plugin reported at creation (checked) */
+    int32_t vocab;     /* V as passed to create (noise: always; samplers: 0 when not known) */
     const char *label; /* "absorbing#2": the instance in messages and log lines */
     void *plugin_self; /* the plugin's own self (for extension interfaces) */
 } plugin_instance;
@@ -95,6 +96,10 @@ int plugin_instance_create(plugin_registry *r, uint32_t kind, const char *name, 
 void plugin_instance_destroy(plugin_instance *p); /* accepts NULL */
 /* The plugin's interface for id (its ops' extension hook), NULL when it has none. */
 const void *plugin_instance_extension(const plugin_instance *p, const char *id);
+/* fn(ctx, message) is called once before the process exits after a crash in an op without a
+ * status (the message says which plugin and op), so that a run in progress is recorded as failed
+ * with it rather than left to look interrupted. NULL clears it. One hook per process. */
+void plugin_set_fatal_hook(void (*fn)(void *ctx, const char *msg), void *ctx);
 /* The op an instance crashed in, NULL while it has not. */
 const char *plugin_instance_crashed(const plugin_instance *p);
 const hdlm_host *plugin_host_table(void);

@@ -5,12 +5,15 @@
  *   BROKEN_RISE       the current block's level goes back up at its third step
  *   BROKEN_NEVER_ZERO each block takes TAU - 1 steps and stops at level 1
  *   BROKEN_N_STEPS    n_steps leaves out the last block (its positions stay worthless)
- *   BROKEN_SEGFAULT   levels writes through NULL at step 2 */
+ *   BROKEN_SEGFAULT   levels writes through NULL at step 2
+ *   BROKEN_CRASH_N_STEPS  n_steps writes through NULL at its crash_at-th call (an option): a crash
+ *                     in an op without a status, which ends the process */
 #ifndef MINI_BLOCKS_H
 #define MINI_BLOCKS_H
 
 #include <hdlm/plugin.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 enum { W_BLOCK = 4, TAU = 4 };
 
@@ -20,14 +23,26 @@ enum { PER_BLOCK = TAU - 1 };
 enum { PER_BLOCK = TAU };
 #endif
 
+/* Only BROKEN_CRASH_N_STEPS keeps state: its call count and crash_at. */
+typedef struct mb_calls {
+    long calls, crash_at;
+} mb_calls;
+
 static int mb_create(const hdlm_create_args *args, void **self, char *err, size_t err_cap) {
     (void)args, (void)err, (void)err_cap;
-    *self = NULL; /* stateless */
+    mb_calls *c = calloc(1, sizeof *c);
+    if (!c) return HDLM_ENOMEM;
+#ifdef BROKEN_CRASH_N_STEPS
+    double at = 0;
+    args->host->opt_number(args->opts, "crash_at", &at);
+    c->crash_at = (long)at;
+#endif
+    *self = c;
     return HDLM_OK;
 }
 
 static void mb_destroy(void *self) {
-    (void)self;
+    free(self);
 }
 
 static void mb_info(void *self, hdlm_info *info) {
@@ -40,7 +55,11 @@ static int32_t mb_n_levels(void *self) {
 }
 
 static int64_t mb_n_steps(void *self, int64_t L) {
-    (void)self;
+    mb_calls *c = self;
+    if (++c->calls == c->crash_at) {
+        volatile int32_t *nowhere = NULL;
+        *nowhere = 1; /* the bug this fixture stands for */
+    }
     int64_t blocks = (L + W_BLOCK - 1) / W_BLOCK;
 #ifdef BROKEN_N_STEPS
     blocks -= 1;
