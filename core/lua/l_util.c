@@ -294,26 +294,22 @@ static void spec_problem(lua_State *L, int t, const char *what, const char *knam
     }
 }
 
-plugin_instance *l_plugin_from_spec(lua_State *L, int t, uint32_t kind, const char *what,
-                                    const plugin_create_args *args) {
+plugin_opts *l_spec_to_opts(lua_State *L, int t, uint32_t kind, const char *what, const char **name,
+                            plugin_create_args *args) {
     t = lua_absindex(L, t);
     if (!lua_istable(L, t))
         luaL_error(L, "%s: expected a table {\"name\", key = value, ...}, got %s", what,
                    luaL_typename(L, t));
     l_spec_normalize(L, t); /* {name =, options =} as stored in runs.config */
-    const char *kname = plugin_kind_name(kind);
     char bad[400] = "";
-    spec_problem(L, t, what, kname, bad, sizeof bad);
+    spec_problem(L, t, what, plugin_kind_name(kind), bad, sizeof bad);
     if (bad[0]) luaL_error(L, "%s", bad);
-    plugin_create_args a = {.vocab = 0, .n_extra = -1, .mask_id = -1};
-    if (args) a = *args;
     /* noise: the number of real tokens comes from the caller (the corpus) or the spec's "vocab";
      * it is a creation argument, not an option of the plugin */
-    int vocab_from_spec = kind == HDLM_KIND_NOISE && a.vocab <= 0;
-    if (vocab_from_spec) {
+    if (kind == HDLM_KIND_NOISE && args && args->vocab <= 0) {
         lua_getfield(L, t, "vocab");
         if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 2 && lua_tointeger(L, -1) <= (1 << 24))
-            a.vocab = (int32_t)lua_tointeger(L, -1);
+            args->vocab = (int32_t)lua_tointeger(L, -1);
         else if (!lua_isnil(L, -1))
             luaL_error(L,
                        "%s: option 'vocab' (number of real tokens) must be an integer in "
@@ -322,9 +318,9 @@ plugin_instance *l_plugin_from_spec(lua_State *L, int t, uint32_t kind, const ch
         lua_pop(L, 1);
     }
     lua_rawgeti(L, t, 1);
-    const char *name = lua_tostring(L, -1);
+    *name = lua_tostring(L, -1);
     lua_pop(L, 1); /* still referenced by the table */
-    /* all checks passed: nothing below raises before the options are handed over */
+    /* all checks passed: nothing below raises while the options are ours */
     plugin_opts *o = plugin_opts_new();
     if (!o) luaL_error(L, "%s: out of memory", what);
     int rc = HDLM_OK;
@@ -348,15 +344,21 @@ plugin_instance *l_plugin_from_spec(lua_State *L, int t, uint32_t kind, const ch
         plugin_opts_free(o);
         luaL_error(L, "%s: out of memory", what);
     }
-    plugin_instance *inst = NULL;
-    error e = {0};
+    return o;
+}
+
+plugin_instance *l_plugin_from_spec(lua_State *L, int t, uint32_t kind, const char *what,
+                                    const plugin_create_args *args) {
     lua_getfield(L, LUA_REGISTRYINDEX, "hdlm.ctx");
     l_ctx *c = lua_touserdata(L, -1);
     lua_pop(L, 1);
-    if (!c) {
-        plugin_opts_free(o);
-        luaL_error(L, "%s: no hdlm context", what);
-    }
+    if (!c) luaL_error(L, "%s: no hdlm context", what);
+    plugin_create_args a = {.vocab = 0, .n_extra = -1, .mask_id = -1};
+    if (args) a = *args;
+    const char *name;
+    plugin_opts *o = l_spec_to_opts(L, t, kind, what, &name, &a);
+    plugin_instance *inst = NULL;
+    error e = {0};
     if (plugin_instance_create(l_plugins(L, c), kind, name, o, &a, &inst, &e) != HDLM_OK)
         luaL_error(L, "%s: %s", what, e.msg); /* the instance took the options, also on failure */
     return inst;
