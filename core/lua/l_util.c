@@ -380,23 +380,3 @@ int l_json_encode(lua_State *L) {
     l_push_json(L, 1);
     return 1;
 }
-
-/* {"name":..,"version":..,"options":{..},"sha256":..} of an instance: sha256 is the content hash
- * of the .so the host loaded, so that a rebuilt plugin shows in the samples and evaluations. */
-char *l_plugin_json(const plugin_instance *pi) {
-    json_buf jb = {0};
-    char *opts = plugin_opts_json(pi->opts);
-    json_buf_raw(&jb, "{\"name\":");
-    json_buf_str(&jb, pi->entry->desc->name);
-    json_buf_raw(&jb, ",\"version\":");
-    json_buf_str(&jb, pi->entry->desc->version);
-    json_buf_raw(&jb, ",\"options\":");
-    json_buf_raw(&jb, opts ? opts : "{}");
-    if (pi->entry->hash && pi->entry->hash[0]) {
-        json_buf_raw(&jb, ",\"sha256\":");
-        json_buf_str(&jb, pi->entry->hash);
-    }
-    json_buf_raw(&jb, "}");
-    free(opts);
-    return jb.data; /* caller frees */
-}
