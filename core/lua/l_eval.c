@@ -81,12 +81,6 @@ static void read_data(lua_State *L, const corpus **data, const char **path) {
 
 #define WE "run:eval"
 
-static const char *const eval_keys[] = {
-    "estimator", "split",   "sequences",     "length",  "mc",         "batch",
-    "seed",      "data",    "schedule",      "context", "block_type", "vectorised",
-    "model",     "weights", "eps",           "B_mc",    "rounds",     "store",
-    "label",     "tokens",  "context_width", NULL};
-
 static int64_t opt_int(lua_State *L, const char *key) {
     lua_getfield(L, 2, key);
     int unset = lua_isnil(L, -1);
@@ -190,7 +184,7 @@ int l_run_eval(lua_State *L) {
     }
     l_check_run(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
-    l_check_keys(L, 2, WE, eval_keys);
+    l_check_keys(L, 2, WE, run_eval_keys);
     const run *r = l_run_parts(L, 1, WE);
     run_eval_opts o;
     read_eval_opts(L, r, &o);
@@ -210,8 +204,6 @@ int l_run_eval(lua_State *L) {
 /* ---- run:gen_eval --------------------------------------------------------------------------- */
 
 #define WG "run:gen_eval"
-
-static const char *const gen_keys[] = {"judge", "samples", "data", "store", "label", NULL};
 
 /* samples = { id | {id = ...}, ... } into a userdata of ids (pushed). */
 static const int64_t *read_sample_ids(lua_State *L, int *n) {
@@ -259,7 +251,7 @@ static void push_per_sample(lua_State *L, const run_gen_eval_result *g) {
 int l_run_gen_eval(lua_State *L) {
     const run *r = l_check_run(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
-    l_check_keys(L, 2, WG, gen_keys);
+    l_check_keys(L, 2, WG, run_gen_eval_keys);
     run_gen_eval_opts o = {.store = 1};
     lua_getfield(L, 2, "judge"); /* optional: without one only the judge-free metrics */
     if (!lua_isnil(L, -1)) o.judge = l_run_parts(L, lua_gettop(L), WG);

@@ -11,10 +11,6 @@
 
 #define W "run:sample"
 
-static const char *const sample_keys[] = {"sampler", "n",        "length", "temperature", "top_k",
-                                          "top_p",   "prompt",   "infill", "seed",        "cache",
-                                          "events",  "schedule", NULL};
-
 /* The options of run_sample_opts in a userdata, so that a Lua error cannot leak them. */
 static int opts_gc(lua_State *L) {
     run_sample_opts_free(lua_touserdata(L, 1));
@@ -141,7 +137,7 @@ int l_run_sample(lua_State *L) {
     }
     l_check_run(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
-    l_check_keys(L, 2, W, sample_keys);
+    l_check_keys(L, 2, W, run_sample_keys);
     const run *r = l_run_parts(L, 1, W);
     run_sample_opts *o = push_opts(L);
     lua_getfield(L, 2, "schedule"); /* the training one, or an override (kept on the stack) */

@@ -11,6 +11,12 @@
 
 #define W "run:eval"
 
+const char *const run_eval_keys[] = {
+    "estimator", "split",   "sequences",     "length",  "mc",         "batch",
+    "seed",      "data",    "schedule",      "context", "block_type", "vectorised",
+    "model",     "weights", "eps",           "B_mc",    "rounds",     "store",
+    "label",     "tokens",  "context_width", NULL};
+
 void run_eval_defaults(run_eval_opts *o) {
     memset(o, 0, sizeof *o);
     o->estimator = "consistent";

@@ -37,6 +37,10 @@ typedef struct run_eval_opts {
     int given_len;
 } run_eval_opts;
 
+/* The keys of run:eval's and run:gen_eval's option tables (NULL-terminated). */
+extern const char *const run_eval_keys[];
+extern const char *const run_gen_eval_keys[];
+
 void run_eval_defaults(run_eval_opts *o);
 
 typedef struct run_eval_result {

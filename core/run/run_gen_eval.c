@@ -11,6 +11,8 @@
 
 #define W "run:gen_eval"
 
+const char *const run_gen_eval_keys[] = {"judge", "samples", "data", "store", "label", NULL};
+
 /* ---- text statistics ---------------------------------------------------------------------- */
 
 static int cmp_u64(const void *a, const void *b) {

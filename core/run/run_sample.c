@@ -10,6 +10,10 @@
 
 #define W "run:sample"
 
+const char *const run_sample_keys[] = {"sampler", "n",        "length", "temperature", "top_k",
+                                       "top_p",   "prompt",   "infill", "seed",        "cache",
+                                       "events",  "schedule", NULL};
+
 void run_sample_defaults(run_sample_opts *o) {
     memset(o, 0, sizeof *o);
     o->sampler = "ancestral";

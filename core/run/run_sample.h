@@ -21,6 +21,9 @@ typedef struct run_sample_opts {
     uint8_t *fixed;               /* (length) 1 = fixed; NULL = none */
 } run_sample_opts;
 
+/* The keys of run:sample's option table (NULL-terminated). */
+extern const char *const run_sample_keys[];
+
 /* Defaults of run:sample (n 1, temperature 1, top_p 1, cache and events on). */
 void run_sample_defaults(run_sample_opts *o);
 /* Checks n and length against the model and allocates the fixed
