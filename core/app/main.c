@@ -1,6 +1,7 @@
 /* The `hdlm` command line: run Lua experiments, inspect plugins, prepare data, query the store.
  * Each subcommand parses its own flags; errors print one line and exit non-zero. The only place
  * that calls exit(). */
+#include "app/query_print.h"
 #include "app/run_cmds.h"
 #include "app/store_cmds.h"
 #include "app/sweep.h"
@@ -184,9 +185,9 @@ static int cmd_query(int argc, char **argv) {
     store *s = NULL;
     /* read-only unless --write: a query cannot change the store by accident */
     if (store_open(db, write ? 0 : STORE_READONLY, &s, &e) != HDLM_OK) return die(&e);
-    int fmt = csv ? STORE_FMT_CSV : json ? STORE_FMT_JSON : STORE_FMT_TABLE;
+    int fmt = csv ? QUERY_FMT_CSV : json ? QUERY_FMT_JSON : QUERY_FMT_TABLE;
     int64_t before = store_changes(s);
-    int rc = store_query_print(s, argv[0], fmt, stdout, &e);
+    int rc = query_print(s, argv[0], fmt, stdout, &e);
     int64_t changed = store_changes(s) - before;
     store_close(s);
     if (rc == HDLM_ESTATE && !write) {
@@ -212,13 +213,13 @@ static int cmd_runs(int argc, char **argv) {
     if (store_open(db, 0, &s, &e) != HDLM_OK) return die(&e);
     int rc = store_reap_runs(s, &e);
     if (rc == HDLM_OK)
-        rc = store_query_print(s,
-                               "SELECT id, name, kind, status, seed, started_at, ended_at, "
-                               "CASE WHEN resumes > 0 THEN 'continued ' || resumes || 'x' "
-                               "WHEN resumed_from IS NOT NULL THEN 'from run ' || resumed_from "
-                               "ELSE '' END AS resumed, "
-                               "substr(coalesce(error,''),1,60) AS error FROM runs ORDER BY id",
-                               STORE_FMT_TABLE, stdout, &e);
+        rc = query_print(s,
+                         "SELECT id, name, kind, status, seed, started_at, ended_at, "
+                         "CASE WHEN resumes > 0 THEN 'continued ' || resumes || 'x' "
+                         "WHEN resumed_from IS NOT NULL THEN 'from run ' || resumed_from "
+                         "ELSE '' END AS resumed, "
+                         "substr(coalesce(error,''),1,60) AS error FROM runs ORDER BY id",
+                         QUERY_FMT_TABLE, stdout, &e);
     store_close(s);
     return rc == HDLM_OK ? 0 : die(&e);
 }

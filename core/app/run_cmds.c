@@ -68,8 +68,8 @@ static int want_int(const arg *a, const char *what, int64_t *out, error *e) {
         return HDLM_OK;
     }
     if (a->kind == ARG_NUM)
-        return error_set(e, HDLM_EINVAL, "%s: key '%s' must be an integer, got %.14g", what,
-                         a->key, a->d);
+        return error_set(e, HDLM_EINVAL, "%s: key '%s' must be an integer, got %.14g", what, a->key,
+                         a->d);
     return error_set(e, HDLM_EINVAL, "%s: key '%s' must be an integer, got %s", what, a->key,
                      kind_name(a->kind));
 }
@@ -79,8 +79,7 @@ static int want_num(const arg *a, const char *what, double *out, error *e) {
         return error_set(e, HDLM_EINVAL, "%s: key '%s' must be a number, got %s", what, a->key,
                          kind_name(a->kind));
     if (!isfinite(a->d))
-        return error_set(e, HDLM_EINVAL, "%s: key '%s' must be finite, got %f", what, a->key,
-                         a->d);
+        return error_set(e, HDLM_EINVAL, "%s: key '%s' must be finite, got %f", what, a->key, a->d);
     *out = a->d;
     return HDLM_OK;
 }
@@ -126,8 +125,7 @@ static int cmd_open(const char *db, const char *run_id, cmd_ctx *c, error *e) {
     char refusals[8192] = "";
     if (rc == HDLM_OK && plugin_registry_load_default(c->reg, refusals, sizeof refusals, e) < 0)
         rc = e->code ? e->code : HDLM_EPLUGIN;
-    if (rc == HDLM_OK && (rc = run_load(c->st, c->id, c->reg, &c->r, e)) == HDLM_OK)
-        c->loaded = 1;
+    if (rc == HDLM_OK && (rc = run_load(c->st, c->id, c->reg, &c->r, e)) == HDLM_OK) c->loaded = 1;
     return rc;
 }
 
@@ -157,9 +155,9 @@ static int sample_arg(const run *r, const arg *a, run_sample_opts *o, const char
     if (!strcmp(k, "events")) rc = want_bool(a, WS, &o->events, e);
     if (!strcmp(k, "prompt")) *prompt = a->text; /* a number is a text too */
     if (!strcmp(k, "sampler")) o->sampler = a->text;
-    static const char *const own[] = {"n",      "length", "top_k",  "seed",    "temperature",
-                                      "top_p",  "cache",  "events", "prompt",  "sampler",
-                                      "run",    NULL};
+    static const char *const own[] = {"n",           "length",  "top_k", "seed",
+                                      "temperature", "top_p",   "cache", "events",
+                                      "prompt",      "sampler", "run",   NULL};
     int mine = 0;
     for (const char *const *x = own; *x; x++)
         mine |= !strcmp(*x, k);
@@ -228,28 +226,39 @@ static int lua_only(const arg *a, error *e) {
                          "schedule must be a Schedule (hdlm.schedule{...}) or a table like "
                          "{\"block_annealing\", width = 4}, got %s",
                          kind_name(a->kind));
-    return error_set(e, HDLM_EINVAL, "%s: key '%s' takes a Lua value (use it from hdlm run), got %s",
-                     WE, a->key, kind_name(a->kind));
+    return error_set(e, HDLM_EINVAL,
+                     "%s: key '%s' takes a Lua value (use it from hdlm run), got %s", WE, a->key,
+                     kind_name(a->kind));
 }
 
 static int eval_arg(const arg *a, run_eval_opts *o, const char **data, error *e) {
     const char *k = a->key;
     int rc = run_check_key(k, run_eval_keys, WE, e);
     if (rc != HDLM_OK) return rc;
-    if (!strcmp(k, "schedule") || !strcmp(k, "model") || !strcmp(k, "tokens")) return lua_only(a, e);
+    if (!strcmp(k, "schedule") || !strcmp(k, "model") || !strcmp(k, "tokens"))
+        return lua_only(a, e);
     struct {
         const char *k;
         int64_t *dst;
-    } ints[] = {{"sequences", &o->sequences}, {"length", &o->length}, {"mc", &o->mc},
-                {"batch", &o->batch},         {"seed", &o->seed},     {"B_mc", &o->B_mc},
-                {"rounds", &o->rounds},       {"context_width", &o->context_width}};
+    } ints[] = {{"sequences", &o->sequences},
+                {"length", &o->length},
+                {"mc", &o->mc},
+                {"batch", &o->batch},
+                {"seed", &o->seed},
+                {"B_mc", &o->B_mc},
+                {"rounds", &o->rounds},
+                {"context_width", &o->context_width}};
     for (size_t i = 0; i < sizeof ints / sizeof *ints; i++)
         if (!strcmp(k, ints[i].k)) return want_int(a, WE, ints[i].dst, e);
     struct {
         const char *k;
         const char **dst;
-    } strs[] = {{"estimator", &o->estimator}, {"split", &o->split},     {"context", &o->context},
-                {"block_type", &o->block_type}, {"weights", &o->weights}, {"label", &o->label},
+    } strs[] = {{"estimator", &o->estimator},
+                {"split", &o->split},
+                {"context", &o->context},
+                {"block_type", &o->block_type},
+                {"weights", &o->weights},
+                {"label", &o->label},
                 {"data", data}};
     for (size_t i = 0; i < sizeof strs / sizeof *strs; i++)
         if (!strcmp(k, strs[i].k)) return want_str(a, WE, strs[i].dst, e);
@@ -278,7 +287,9 @@ static void print_bound(const cmd_ctx *c, const record *r) {
             name = json_string(json_get(sv, "name")) ? json_string(json_get(sv, "name")) : "?";
         printf("  schedule %s, %lld steps, %s, %s layout, %lld network passes, %.1f s\n", name,
                I("steps"), I("exact") ? "every step" : draws,
-               I("continuous") ? "continuous-time" : I("vectorised") ? "2L" : "per-step",
+               I("continuous")   ? "continuous-time"
+               : I("vectorised") ? "2L"
+                                 : "per-step",
                I("forwards"), N("wall"));
         json_free(sv);
     } else {
