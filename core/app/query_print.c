@@ -292,8 +292,8 @@ int query_print(store *s, const char *sql, int format, FILE *out, error *e) {
     if (format == QUERY_FMT_JSON) fputs(ps.n_json ? "\n]\n" : "[]\n", out);
     print_state_reset(&ps);
     if (status == HDLM_OK && ps.failed)
-        status = error_set(e, HDLM_ENOMEM, "%s: out of memory printing the query result",
-                           store_path(s));
+        status =
+            error_set(e, HDLM_ENOMEM, "%s: out of memory printing the query result", store_path(s));
     if (status == HDLM_OK && ferror(out))
         status = error_set(e, HDLM_EIO, "%s: writing the query result failed", store_path(s));
     return status;

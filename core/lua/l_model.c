@@ -664,6 +664,84 @@ static int32_t *check_ids(lua_State *L, int idx, const char *what, int *n) {
 static const char *const forward_keys[] = {"sigma",      "states",    "context", "block",
                                            "block_type", "positions", "logits",  NULL};
 
+/* states = {"settled" | "active" | "worthless", ...} (T entries) into a userdata (pushed); without
+ * states every position is settled with the given context (full = bidirectional). */
+static uint8_t *read_states(lua_State *L, int o, int T) {
+    uint8_t *state = lua_newuserdatauv(L, (size_t)T, 0);
+    lua_getfield(L, o, "states");
+    if (!lua_istable(L, -1)) {
+        memset(state, HDLM_SETTLED, (size_t)T);
+        lua_pop(L, 1);
+        return state;
+    }
+    if ((int)lua_rawlen(L, -1) != T)
+        luaL_error(L, "model:forward: 'states' has %d entries, tokens %d", (int)lua_rawlen(L, -1),
+                   T);
+    for (int i = 0; i < T; i++) {
+        lua_rawgeti(L, -1, i + 1);
+        const char *s = lua_tostring(L, -1);
+        if (!s) luaL_error(L, "model:forward: states[%d] must be a string", i + 1);
+        if (!strcmp(s, "settled"))
+            state[i] = HDLM_SETTLED;
+        else if (!strcmp(s, "active"))
+            state[i] = HDLM_ACTIVE;
+        else if (!strcmp(s, "worthless"))
+            state[i] = HDLM_WORTHLESS;
+        else
+            luaL_error(L,
+                       "model:forward: states[%d] must be settled, active or worthless, got '%s'",
+                       i + 1, s);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return state;
+}
+
+/* sigma = a number or T numbers (a conditioned model only; pushed), NULL otherwise. */
+static float *read_sigma(lua_State *L, int o, int T, const model *m) {
+    if (!m->cfg.cond) return NULL;
+    float *sigma = lua_newuserdatauv(L, (size_t)T * sizeof *sigma, 0);
+    lua_getfield(L, o, "sigma");
+    if (lua_type(L, -1) == LUA_TNUMBER) {
+        for (int i = 0; i < T; i++)
+            sigma[i] = (float)lua_tonumber(L, -1);
+    } else if (lua_istable(L, -1) && (int)lua_rawlen(L, -1) == T) {
+        for (int i = 0; i < T; i++) {
+            lua_rawgeti(L, -1, i + 1);
+            sigma[i] = (float)luaL_checknumber(L, -1);
+            lua_pop(L, 1);
+        }
+    } else {
+        luaL_error(L, "model:forward: conditioned model needs 'sigma' (a number or %d numbers)", T);
+    }
+    lua_pop(L, 1);
+    return sigma;
+}
+
+/* rotary positions: 0..T−1 unless given (any integers >= 0, e.g. an offset window); pushed */
+static int32_t *read_positions(lua_State *L, int o, int T) {
+    int32_t *pos = lua_newuserdatauv(L, (size_t)T * sizeof *pos, 0);
+    lua_getfield(L, o, "positions");
+    if (lua_isnil(L, -1)) {
+        for (int i = 0; i < T; i++)
+            pos[i] = i;
+    } else {
+        if (!lua_istable(L, -1) || (int)lua_rawlen(L, -1) != T)
+            luaL_error(L, "model:forward: 'positions' must be a list of %d integers", T);
+        for (int i = 0; i < T; i++) {
+            lua_rawgeti(L, -1, i + 1);
+            int ok;
+            lua_Integer v = lua_tointegerx(L, -1, &ok);
+            if (!ok || v < 0 || v > INT32_MAX)
+                luaL_error(L, "model:forward: positions[%d] must be an integer >= 0", i + 1);
+            pos[i] = (int32_t)v;
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+    return pos;
+}
+
 /* model:forward(tokens, opts) -> logits table (T rows of V numbers) */
 static int model_forward_l(lua_State *L) {
     l_model *u = check_model(L, 1);
@@ -687,72 +765,9 @@ static int model_forward_l(lua_State *L) {
         return luaL_error(L, "model:forward: key 'block_type' must be full or causal, got '%s'",
                           bt);
     int block = (int)l_opt_integer(L, o, "model:forward", "block", 1);
-    uint8_t *state = lua_newuserdatauv(L, (size_t)T, 0);
-    lua_getfield(L, o, "states");
-    if (lua_istable(L, -1)) {
-        if ((int)lua_rawlen(L, -1) != T)
-            return luaL_error(L, "model:forward: 'states' has %d entries, tokens %d",
-                              (int)lua_rawlen(L, -1), T);
-        for (int i = 0; i < T; i++) {
-            lua_rawgeti(L, -1, i + 1);
-            const char *s = lua_tostring(L, -1);
-            if (!s) return luaL_error(L, "model:forward: states[%d] must be a string", i + 1);
-            if (!strcmp(s, "settled"))
-                state[i] = HDLM_SETTLED;
-            else if (!strcmp(s, "active"))
-                state[i] = HDLM_ACTIVE;
-            else if (!strcmp(s, "worthless"))
-                state[i] = HDLM_WORTHLESS;
-            else
-                return luaL_error(
-                    L, "model:forward: states[%d] must be settled, active or worthless, got '%s'",
-                    i + 1, s);
-            lua_pop(L, 1);
-        }
-    } else {
-        /* no states: every position settled with the given context (full = bidirectional) */
-        memset(state, HDLM_SETTLED, (size_t)T);
-    }
-    lua_pop(L, 1);
-    float *sigma = NULL;
-    if (u->m.cfg.cond) {
-        sigma = lua_newuserdatauv(L, (size_t)T * sizeof *sigma, 0);
-        lua_getfield(L, o, "sigma");
-        if (lua_type(L, -1) == LUA_TNUMBER) {
-            for (int i = 0; i < T; i++)
-                sigma[i] = (float)lua_tonumber(L, -1);
-        } else if (lua_istable(L, -1) && (int)lua_rawlen(L, -1) == T) {
-            for (int i = 0; i < T; i++) {
-                lua_rawgeti(L, -1, i + 1);
-                sigma[i] = (float)luaL_checknumber(L, -1);
-                lua_pop(L, 1);
-            }
-        } else {
-            return luaL_error(
-                L, "model:forward: conditioned model needs 'sigma' (a number or %d numbers)", T);
-        }
-        lua_pop(L, 1);
-    }
-    /* rotary positions: 0..T−1 unless given (any integers >= 0, e.g. an offset window) */
-    int32_t *pos = lua_newuserdatauv(L, (size_t)T * sizeof *pos, 0);
-    lua_getfield(L, o, "positions");
-    if (lua_isnil(L, -1)) {
-        for (int i = 0; i < T; i++)
-            pos[i] = i;
-    } else {
-        if (!lua_istable(L, -1) || (int)lua_rawlen(L, -1) != T)
-            return luaL_error(L, "model:forward: 'positions' must be a list of %d integers", T);
-        for (int i = 0; i < T; i++) {
-            lua_rawgeti(L, -1, i + 1);
-            int ok;
-            lua_Integer v = lua_tointegerx(L, -1, &ok);
-            if (!ok || v < 0 || v > INT32_MAX)
-                return luaL_error(L, "model:forward: positions[%d] must be an integer >= 0", i + 1);
-            pos[i] = (int32_t)v;
-            lua_pop(L, 1);
-        }
-    }
-    lua_pop(L, 1);
+    uint8_t *state = read_states(L, o, T);
+    float *sigma = read_sigma(L, o, T, &u->m);
+    int32_t *pos = read_positions(L, o, T);
     attn_row *rows = lua_newuserdatauv(L, (size_t)T * sizeof *rows, 0);
     mask_rows_from_states(rows, state, T, context, block, btype);
     model_batch mb = {1, T, tok, pos, sigma, rows, NULL, NULL, 0};
