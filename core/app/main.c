@@ -523,6 +523,8 @@ static int cmd_on_run(int argc, char **argv, const char *what,
             fprintf(stderr, "hdlm: %s: options are key=value, got '%s'\n", what, argv[i]);
         return 2;
     }
+    /* under mpirun one process does the work (as run:sample / run:eval on rank 0 always did) */
+    if (dist_rank() > 0) return 0;
     error e = {0};
     if (fn(db, run, argc, argv, &e) != HDLM_OK) {
         size_t wl = strlen(what);

@@ -138,7 +138,12 @@ int l_run_sample(lua_State *L) {
     l_check_run(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
     l_check_keys(L, 2, W, run_sample_keys);
-    const run *r = l_run_parts(L, 1, W);
+    const run *r = l_check_run(L, 1);
+    if (!r->m || !r->noise)
+        return luaL_error(L,
+                          "%s: run %d has no noise process (an 'ar' or 'mask' run samples with "
+                          "run.model:generate)",
+                          W, (int)r->id);
     run_sample_opts *o = push_opts(L);
     lua_getfield(L, 2, "schedule"); /* the training one, or an override (kept on the stack) */
     if (!lua_isnil(L, -1)) {

@@ -61,7 +61,7 @@ const run *l_run_parts(lua_State *L, int idx, const char *what) {
     if (!r->r.m || !r->r.noise)
         luaL_error(L,
                    "%s: run %d has no model with a noise process (train it with noise = and "
-                   "schedule =, or bring it back with require(\"hdlm_run\").load)",
+                   "schedule =, or attach it with hdlm_run.load)",
                    what, (int)r->r.id);
     return &r->r;
 }

@@ -22,10 +22,11 @@ static void test_record(void) {
     record_int(&r, "sequences", 64);
     record_str(&r, "estimator", "consistent");
     record_bool(&r, "exact", 0);
-    record_num(&r, "se", NAN); /* NaN: null, as Lua's NaN encodes */
+    record_num(&r, "se", NAN);   /* NaN: null, as Lua's NaN encodes */
     record_num(&r, "bits", 3.0); /* an integral double: shortest form */
-    record_json(&r, "schedule", "{\"version\":\"1\",\"options\":{\"width\":4,\"a\":0.5},"
-                                "\"name\":\"block_annealing\",\"empty\":[]}");
+    record_json(&r, "schedule",
+                "{\"version\":\"1\",\"options\":{\"width\":4,\"a\":0.5},"
+                "\"name\":\"block_annealing\",\"empty\":[]}");
     check_json(&r, "{\"bits\":3,\"estimator\":\"consistent\",\"exact\":false,\"nats\":1.25,"
                    "\"schedule\":{\"empty\":{},\"name\":\"block_annealing\",\"options\":{\"a\":"
                    "0.5,\"width\":4},\"version\":\"1\"},\"se\":null,\"sequences\":64}");
@@ -101,8 +102,7 @@ static void test_load_refusals(const char *dir) {
     expect_refusal(st, id, reg, "was not trained with a noise process and a schedule");
     CHECK_EQ(store_run_plugin(st, id, "noise", "epsilon_hybrid", "1", 1, NULL, NULL, "{}", &e),
              HDLM_OK);
-    CHECK_EQ(store_run_plugin(st, id, "schedule", "mine", "lua", 0, NULL, NULL, NULL, &e),
-             HDLM_OK);
+    CHECK_EQ(store_run_plugin(st, id, "schedule", "mine", "lua", 0, NULL, NULL, NULL, &e), HDLM_OK);
     snprintf(msg, sizeof msg, "run %lld used a schedule written in Lua ('mine')", (long long)id);
     expect_refusal(st, id, reg, msg);
     /* a plugin schedule, but the weights file is gone: the message names it */
