@@ -4,6 +4,7 @@
  * schedule by name; does not build masks (nn/mask.c) nor draw training steps (the trainer). */
 #include "hyper.h"
 
+#include "diffusion/facts.h"
 #include "nn/mask.h"
 
 #include <stdlib.h>
@@ -16,7 +17,7 @@ void hyper_from_plugin(hyper *h, void *self, const hdlm_schedule_ops *ops, const
     memset(h, 0, sizeof *h);
     h->self = self;
     h->ops = ops;
-    h->flags = ops->flags;
+    h->flags = facts_of(ops, self).flags & HDLM_INFO_CONTINUOUS;
     h->name = name ? name : "(unnamed schedule)";
 }
 

@@ -6,6 +6,7 @@
  * what a sequence sees and scores never depends on its neighbours. */
 #include "method.h"
 
+#include "diffusion/facts.h"
 #include "nn/mask.h"
 
 #include <math.h>
@@ -34,9 +35,10 @@ int method_init(method *m, const method_config *cfg, const hyper *sched, void *n
     m->noise_self = noise_self;
     m->noise = noise;
     m->V = V;
-    m->Vp = V + noise->n_extra(noise_self);
+    const hdlm_info ni = facts_of(noise, noise_self);
+    m->Vp = V + ni.n_extra;
     m->L = L;
-    m->conditioned = (noise->flags & HDLM_NOISE_CONDITIONED) != 0;
+    m->conditioned = (ni.flags & HDLM_INFO_CONDITIONED) != 0;
     if (m->conditioned && !noise->conditioning)
         return error_set(e, HDLM_EPLUGIN,
                          "noise plugin is flagged conditioned but has no conditioning function");

@@ -172,7 +172,7 @@ int plan_compile(plan *p, const hyper *h, int L, const plan_layout *lay, error *
     p->name = h->name ? h->name : "(unnamed schedule)";
     p->L = L;
     p->layout = *lay;
-    p->continuous = (h->flags & HDLM_SCHEDULE_CONTINUOUS) != 0;
+    p->continuous = (h->flags & HDLM_INFO_CONTINUOUS) != 0;
     p->growth = hyper_growth(h, &p->block);
     if (L < 1)
         return error_set(e, HDLM_EINVAL, "schedule '%s': sequence length %d, expected >= 1",

@@ -39,7 +39,7 @@ typedef struct plan {
     int64_t K;       /* steps 1..K */
     uint32_t growth; /* HDLM_GROW_* */
     int64_t block;   /* growth block (1 for token growth) */
-    int continuous;  /* the instance's HDLM_SCHEDULE_CONTINUOUS */
+    int continuous;  /* the instance's HDLM_INFO_CONTINUOUS */
     plan_layout layout;
     int mask_w;       /* block width of the block_causal settled context (hyper_mask_width) */
     int cache_exact;  /* settled keys/values never change (hyper_cache_exact) */

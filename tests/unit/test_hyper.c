@@ -31,7 +31,7 @@ static int sched_open(sched *s, const char *name, const char *opts, error *e) {
         *eq = '\0';
         plugin_opts_set_text(o, tok, eq + 1);
     }
-    int rc = plugin_instance_create(reg, HDLM_KIND_SCHEDULE, name, o, &s->inst, e);
+    int rc = plugin_instance_create(reg, HDLM_KIND_SCHEDULE, name, o, NULL, &s->inst, e);
     if (rc != HDLM_OK) return rc;
     hyper_from_plugin(&s->h, s->inst->self, s->inst->ops, s->inst->entry->desc->name);
     return HDLM_OK;
@@ -617,13 +617,18 @@ static int fake_levels(void *self, int64_t step, int64_t L, int32_t *level, int6
     return HDLM_OK;
 }
 
+static void fake_info(void *self, hdlm_info *info) {
+    (void)self, (void)info;
+}
+
 static void test_checks(void) {
     fake f = {0};
-    static const hdlm_schedule_ops fake_ops = {.struct_size = sizeof fake_ops,
-                                               .n_levels = fake_W,
-                                               .n_steps = fake_steps,
-                                               .levels = fake_levels,
-                                               .growth = fake_growth};
+    static const hdlm_schedule_ops fake_ops = {
+        .head = {.struct_size = sizeof fake_ops, .info = fake_info},
+        .n_levels = fake_W,
+        .n_steps = fake_steps,
+        .levels = fake_levels,
+        .growth = fake_growth};
     hyper h;
     hyper_from_plugin(&h, &f, &fake_ops, "fake");
     int32_t lv[4];

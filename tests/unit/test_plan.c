@@ -52,7 +52,7 @@ static plugin_instance *make(uint32_t kind, const char *name, const char *opts) 
     if (kind == HDLM_KIND_NOISE) plugin_opts_set_number(o, "vocab", V);
     plugin_instance *p = NULL;
     error e = {0};
-    if (plugin_instance_create(reg, kind, name, o, &p, &e) != HDLM_OK) {
+    if (plugin_instance_create(reg, kind, name, o, NULL, &p, &e) != HDLM_OK) {
         fprintf(stderr, "cannot make %s(%s): %s\n", name, opts, e.msg);
         exit(1);
     }
@@ -106,7 +106,7 @@ static void read_source(ctx *c) {
 /* Sampling: the probe sampler's record of every step (B = 1, no cache). */
 static int sampled(ctx *c, seen *out /* (K + 1) */) {
     memset(out, 0, (size_t)(c->K + 1) * sizeof *out);
-    probe_log *lg = &((probe_sampler_self *)c->smp->self)->step;
+    probe_log *lg = &((probe_sampler_self *)c->smp->plugin_self)->step;
     sample_config cfg = {.B = 1,
                          .L = c->L,
                          .seed = 3,
@@ -141,7 +141,7 @@ static int sampled(ctx *c, seen *out /* (K + 1) */) {
 }
 
 static probe_log *bound_log(const ctx *c) {
-    return &((probe_noise_self *)c->noise->self)->bound;
+    return &((probe_noise_self *)c->noise->plugin_self)->bound;
 }
 
 /* The bound, exact mode, one sequence per pass: the probe noise's `bound` calls. */
@@ -215,7 +215,7 @@ static void check_per_step(ctx *c, const seen *smp) {
     /* training, one stratified draw per sequence: u = (b + 1/2)/K is step b + 1; its states are
      * the sampler's, its times the level times, its rows those of the layout's mask width
      * (continuous-time training draws t instead of steps) */
-    if (c->h->flags & HDLM_SCHEDULE_CONTINUOUS) return;
+    if (c->h->flags & HDLM_INFO_CONTINUOUS) return;
     method me;
     method_config mc = {
         .context = MASK_CTX_BLOCK_CAUSAL, .block_type = MASK_BLOCK_FULL, .low_discrepancy = 1};
@@ -422,7 +422,7 @@ static void test_consumers(model *m, plugin_instance *noise, plugin_instance *sm
         plugin_instance *p = make(HDLM_KIND_SCHEDULE, shipped[k].name, shipped[k].opts);
         hyper h;
         hyper_from_plugin(&h, p->self, p->ops, shipped[k].name);
-        if (strstr(shipped[k].opts, "continuous")) h.flags |= HDLM_SCHEDULE_CONTINUOUS;
+        if (strstr(shipped[k].opts, "continuous")) h.flags |= HDLM_INFO_CONTINUOUS;
         char what[128];
         snprintf(what, sizeof what, "%s(%s)", shipped[k].name, shipped[k].opts);
         /* the autoregressive schedule's steps grow with L: stay inside K_MAX */
@@ -507,7 +507,11 @@ static int br_levels(void *self, int64_t step, int64_t L, int32_t *level, int64_
     return HDLM_OK;
 }
 
-static const hdlm_schedule_ops br_ops = {.struct_size = sizeof br_ops,
+static void br_info(void *self, hdlm_info *info) {
+    (void)self, (void)info;
+}
+
+static const hdlm_schedule_ops br_ops = {.head = {.struct_size = sizeof br_ops, .info = br_info},
                                          .n_levels = br_W,
                                          .n_steps = br_steps,
                                          .levels = br_levels,
