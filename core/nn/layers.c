@@ -111,6 +111,12 @@ static inline float gemv_dot(const float *x, const float *w, int C) {
  * by the serial caller (GEMVs inside a parallel region run on the calling thread). */
 #define GEMV_MAX_THREADS 64
 static double gemv_rate[GEMV_MAX_THREADS];
+static int gemv_threads_cap; /* linear_set_gemv_threads; 0 = no cap */
+
+void linear_set_gemv_threads(int n) {
+    HDLM_ASSERT(n >= 0);
+    gemv_threads_cap = n;
+}
 
 /* x16/w16 non-NULL: the bf16 forms of inp/w (precision "bf16"), read instead of inp/w. */
 static void gemv_rows(float *out, const float *inp, const float *w, const uint16_t *x16,
@@ -132,6 +138,7 @@ static void linear_forward_gemv(float *out, const float *inp, const float *w, co
                                 const uint16_t *w16, const float *bias, int N, int C, int OC) {
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
     nt = nt < GEMV_MAX_THREADS ? nt : GEMV_MAX_THREADS;
+    if (gemv_threads_cap > 0 && nt > gemv_threads_cap) nt = gemv_threads_cap;
     if (w16) (void)bf16_gemv_native(); /* its one-time CPU query before any parallel region */
     if (nt < 2 || (int64_t)OC * C < 65536) {
         gemv_rows(out, inp, w, x16, w16, bias, N, C, OC, 0, OC);
