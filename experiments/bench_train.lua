@@ -78,11 +78,15 @@ end
 
 local function run_torch(prec)
   local out_t = {}
-  local cmd = ("/usr/bin/python3 %q --mode train --config %s --threads %d --steps %d%s 2>/dev/null"):format(
-    hdlm.source_dir .. "/scripts/torch_reference.py", args.configs or "all", threads, steps,
-    prec == "bf16" and " --autocast-bf16" or "")
-  local p = io.popen(cmd)
-  local out = p:read("a"); p:close()
+  -- torch_reference.py takes one config or "all"
+  local out = ""
+  for _, name in ipairs(args.configs and want or { "all" }) do
+    local cmd = ("/usr/bin/python3 %q --mode train --config %s --threads %d --steps %d%s 2>/dev/null"):format(
+      hdlm.source_dir .. "/scripts/torch_reference.py", name, threads, steps,
+      prec == "bf16" and " --autocast-bf16" or "")
+    local p = io.popen(cmd)
+    out = out .. p:read("a"); p:close()
+  end
   for cfg, body in out:gmatch('"config"%s*:%s*"(%w)"(.-)}') do
     out_t[cfg] = {
       ms = tonumber(body:match('"step_ms"%s*:%s*([%d%.eE+-]+)')),
