@@ -3,17 +3,17 @@
  * absent and bf16_check refuses with a message naming oneDNN. */
 #include "tensor/bf16.h"
 
+#include <immintrin.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <immintrin.h>
 
 #if defined(HDLM_HAVE_DNNL)
 #include <oneapi/dnnl/dnnl.h>
 #endif
 
-/* ---- availability ----------------------------------------------------------------------------- */
+/* ---- availability -----------------------------------------------------------------------------
+ */
 
 int bf16_built(void) {
 #if defined(HDLM_HAVE_DNNL)
@@ -45,7 +45,8 @@ int bf16_check(const char *what, error *e) {
     return HDLM_OK;
 }
 
-/* ---- conversion --------------------------------------------------------------------------------*/
+/* ---- conversion
+ * --------------------------------------------------------------------------------*/
 
 #define BF16_PAR_MIN 65536
 
@@ -61,8 +62,8 @@ void bf16_convert_transposed(uint16_t *dst, const float *src, int rows, int cols
     /* 32x32 tiles keep both the reads and the writes within a few cache lines */
     enum { TB = 32 };
     int64_t ntile = (int64_t)((rows + TB - 1) / TB) * ((cols + TB - 1) / TB);
-#pragma omp parallel for schedule(static)                                                          \
-    if ((int64_t)rows * cols >= BF16_PAR_MIN && !omp_in_parallel())
+#pragma omp parallel for schedule(static) if ((int64_t)rows * cols >= BF16_PAR_MIN &&              \
+                                              !omp_in_parallel())
     for (int64_t tix = 0; tix < ntile; tix++) {
         int r0 = (int)(tix / ((cols + TB - 1) / TB)) * TB;
         int c0 = (int)(tix % ((cols + TB - 1) / TB)) * TB;
@@ -73,7 +74,8 @@ void bf16_convert_transposed(uint16_t *dst, const float *src, int rows, int cols
     }
 }
 
-/* ---- GEMM ------------------------------------------------------------------------------------- */
+/* ---- GEMM -------------------------------------------------------------------------------------
+ */
 
 void bf16_gemm_naive(int ta, int tb, int M, int N, int K, const uint16_t *A, int lda,
                      const uint16_t *B, int ldb, float beta, float *C, int ldc) {
@@ -225,8 +227,7 @@ void bf16_gemm(int ta, int tb, int M, int N, int K, const uint16_t *A, int lda, 
 
 #else
 
-void bf16_release(void) {
-}
+void bf16_release(void) {}
 
 void bf16_gemm(int ta, int tb, int M, int N, int K, const uint16_t *A, int lda, const uint16_t *B,
                int ldb, float beta, float *C, int ldc) {
@@ -237,7 +238,8 @@ void bf16_gemm(int ta, int tb, int M, int N, int K, const uint16_t *A, int lda, 
 
 #endif
 
-/* ---- few-row GEMV ----------------------------------------------------------------------------- */
+/* ---- few-row GEMV -----------------------------------------------------------------------------
+ */
 
 void bf16_gemv_rows_scalar(float *out, const uint16_t *x, const uint16_t *w, const float *bias,
                            int N, int C, int OC, int lo, int hi) {
@@ -294,10 +296,18 @@ BF16_TARGET static void gemv_rows_avx512bf16(float *out, const uint16_t *x, cons
             const uint16_t *xn = x + (size_t)n0 * C;
             float *on = out + (size_t)n0 * OC;
             switch (nb) {
-            case 1: gemv_block(on, xn, wo, bias, 1, C, OC, o); break;
-            case 2: gemv_block(on, xn, wo, bias, 2, C, OC, o); break;
-            case 3: gemv_block(on, xn, wo, bias, 3, C, OC, o); break;
-            default: gemv_block(on, xn, wo, bias, 4, C, OC, o); break;
+            case 1:
+                gemv_block(on, xn, wo, bias, 1, C, OC, o);
+                break;
+            case 2:
+                gemv_block(on, xn, wo, bias, 2, C, OC, o);
+                break;
+            case 3:
+                gemv_block(on, xn, wo, bias, 3, C, OC, o);
+                break;
+            default:
+                gemv_block(on, xn, wo, bias, 4, C, OC, o);
+                break;
             }
         }
     }

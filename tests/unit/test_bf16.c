@@ -289,9 +289,9 @@ static void rm_tree(const char *dir) {
 /* Words from a small list by an LCG: enough structure that a tiny model learns in a few dozen
  * steps and greedy decoding has confident choices. */
 static void make_corpus(void) {
-    static const char *const words[] = {"the", "quick", "brown", "fox",  "jumps", "over",
-                                        "lazy", "dog",  "and",   "a",    "cat",   "sat",
-                                        "on",  "mat",   "with",  "hat",  "red",   "blue"};
+    static const char *const words[] = {"the",  "quick", "brown", "fox", "jumps", "over",
+                                        "lazy", "dog",   "and",   "a",   "cat",   "sat",
+                                        "on",   "mat",   "with",  "hat", "red",   "blue"};
     char txt[512], tok[512];
     snprintf(txt, sizeof txt, "%s/text.txt", g_dir);
     snprintf(tok, sizeof tok, "%s/text.tok", g_dir);
@@ -507,8 +507,8 @@ static void test_training(void) {
 static void test_refusals(void) {
     error e = {0};
     model m;
-    model_config mc = {.vocab = 16, .d_model = 16, .n_layer = 1, .n_head = 2, .seq_len = 8,
-                       .mask_id = -1};
+    model_config mc = {
+        .vocab = 16, .d_model = 16, .n_layer = 1, .n_head = 2, .seq_len = 8, .mask_id = -1};
     CHECK_EQ(model_init(&m, &mc, 1, &e), HDLM_OK);
     if (!bf16_built()) {
         CHECK_EQ(model_set_precision(&m, 1, "model:set_precision(\"bf16\")", &e), HDLM_EINVAL);
