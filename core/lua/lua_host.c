@@ -371,6 +371,9 @@ int lua_host_run(const lua_host_opts *o, error *e) {
         lua_pushlightuserdata(L, c);
         lua_pushcclosure(L, luaopen_hdlm, 1);
         lua_setfield(L, -2, "hdlm");
+        lua_pushlightuserdata(L, c);
+        lua_pushcclosure(L, l_open_hdlm_run, 1);
+        lua_setfield(L, -2, "hdlm_run");
         lua_pop(L, 1);
         lua_pushfstring(L, "%s/scripts/?.lua;%s/experiments/?.lua;", HDLM_SOURCE_DIR,
                         HDLM_SOURCE_DIR);
