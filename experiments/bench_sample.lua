@@ -5,6 +5,8 @@
 --     [rounds=3] [grid=true]
 --     [schedules=autoregressive,block_annealing] [lengths=256,512] [batches=1,8]
 -- grid=false skips the grid and runs only the comparison with PyTorch.
+-- bf16=true (the default when this hdlm can run bf16: oneDNN + AVX512_BF16) adds bf16 weights
+-- against float32, cached, both schedules, batch 1 and 8, L 256, interleaved rounds (rounds=3).
 -- Untrained weights (speed does not depend on them); ancestral sampler over the absorbing process.
 -- Without full=true the uncached runs are batch 1 only (they are the slow baseline).
 local hdlm = require "hdlm"
@@ -53,6 +55,52 @@ for _, name in ipairs(args.grid ~= false and want or {}) do
         results[#results + 1] = { config = name, schedule = sched[1], L = L, B = B, cached = cached, uncached = uncached }
         print(("%-6s %-18s %5d %4d %9.0f %9s %8s"):format(name, sched[1], L, B, cached,
           uncached and ("%.0f"):format(uncached) or "-", uncached and ("%.1fx"):format(cached / uncached) or "-"))
+      end
+    end
+  end
+end
+
+-- bf16 weights (model:set_precision) against float32, the same model and sampler; f32 and bf16
+-- alternate within each round so a slow phase of the shared machine hits both.
+local function median_of(xs)
+  local t = {}
+  for i, x in ipairs(xs) do t[i] = x end
+  table.sort(t)
+  local n = #t
+  if n == 0 then return nil end
+  return n % 2 == 1 and t[(n + 1) // 2] or (t[n // 2] + t[n // 2 + 1]) / 2
+end
+if args.bf16 ~= false then
+  local probe = hdlm.model{ vocab = 16, d_model = 16, n_layer = 1, n_head = 2, seq_len = 8 }
+  local ok, err = pcall(probe.set_precision, probe, "bf16")
+  if not ok then
+    print("\nbf16 weights left out: " .. tostring(err))
+  else
+    local rounds = args.rounds or 3
+    local L = 256
+    print(("\nbf16 weights vs float32, cached, L %d, %d threads, median of %d interleaved rounds (tokens/s)"):format(L, threads, rounds))
+    print(("%-6s %-18s %4s %10s %10s %8s"):format("config", "schedule", "B", "f32", "bf16", "ratio"))
+    for _, name in ipairs(want) do
+      local c = CONFIGS[name]
+      local model = hdlm.model{ vocab = c.vocab + 1, mask_id = c.vocab, d_model = c.d_model,
+        n_layer = c.n_layer, n_head = c.n_head, seq_len = 512, seed = 1 }
+      for _, sched in ipairs(schedules) do
+        local run = db:attach{ run = host.id, model = model, noise = { "absorbing" }, schedule = sched,
+          context = sched[1] == "autoregressive" and "causal" or "block_causal" }
+        for _, B in ipairs(batches) do
+          local r32, r16 = {}, {}
+          for r = 1, rounds do
+            for _, prec in ipairs{ "f32", "bf16" } do
+              model:set_precision(prec)
+              local t0 = hdlm.time()
+              run:sample{ n = B, length = L, cache = true, events = false, seed = r }
+              table.insert(prec == "f32" and r32 or r16, B * L / (hdlm.time() - t0))
+            end
+          end
+          model:set_precision("f32")
+          local a, b = median_of(r32), median_of(r16)
+          print(("%-6s %-18s %4d %10.0f %10.0f %7.2fx"):format(name, sched[1], B, a, b, b / a))
+        end
       end
     end
   end

@@ -19,6 +19,7 @@ pkg_provides() {
         [ -e "$d/cblas.h" ] && return 0
       done
       return 1 ;;
+    libdnnl-dev) [ -e /usr/include/oneapi/dnnl/dnnl.h ] || [ -e /usr/include/dnnl.h ] ;;
     libopenmpi-dev) command -v mpicc >/dev/null ;;
     openmpi-bin) command -v mpirun >/dev/null ;;
     chromium) command -v chromium >/dev/null || command -v chromium-browser >/dev/null ;;

@@ -20,9 +20,10 @@ build_dir=${1:-build}
 shift || true
 
 essential=(build-essential cmake pkg-config liblua5.4-dev libsqlite3-dev libopenblas-openmp-dev libpcre2-dev)
-optional=(libopenmpi-dev openmpi-bin sqlite3 git)
+optional=(libopenmpi-dev openmpi-bin libdnnl-dev sqlite3 git)
 why_optional="libopenmpi-dev openmpi-bin: multi-process training (hdlm run under mpirun; its test
-    skips without them); sqlite3: the sqlite3 shell (some tests use it); git: the git revision in
+    skips without them); libdnnl-dev: oneDNN, bf16 matrix products (precision = "bf16", on CPUs
+    with AVX512_BF16); sqlite3: the sqlite3 shell (some tests use it); git: the git revision in
     each run's provenance"
 
 read -r -a miss_e <<<"$(pkg_missing "${essential[@]}")"

@@ -402,10 +402,13 @@ def bench_train(name, cfg, args):
         masked = torch.rand(B, T, generator=gen) < t
         xt = torch.where(masked, torch.full_like(x0, model.mask_id), x0)
         sigma = (-torch.log1p(-SIGMA_EPS * t)).expand(B, T)
-        logits = model(xt, sigma if cond else None)
+        # --autocast-bf16: the forward (and so its backward) under CPU autocast: matmuls in
+        # bf16 through oneDNN, weights and optimizer in float32; the loss in float32
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.autocast_bf16):
+            logits = model(xt, sigma if cond else None)
         target = torch.where(masked, x0, torch.full_like(x0, -100))
         loss = F.cross_entropy(
-            logits.reshape(-1, model.vocab_out), target.reshape(-1), reduction="sum"
+            logits.float().reshape(-1, model.vocab_out), target.reshape(-1), reduction="sum"
         ) / masked.sum().clamp(min=1)
         t1 = time.perf_counter()
         loss.backward()
@@ -430,6 +433,7 @@ def bench_train(name, cfg, args):
     return {
         "config": name,
         "mode": "train",
+        "precision": "autocast-bf16" if args.autocast_bf16 else "f32",
         "cond": cond,
         "attention": "bidirectional",
         "batch": B,
@@ -571,6 +575,8 @@ def parse_args():
     p.add_argument("--cond", action=argparse.BooleanOptionalAction, default=None,
                    help="σ conditioning (default: on for train, off for sample)")
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--autocast-bf16", action="store_true",
+                   help="train under torch.autocast('cpu', dtype=torch.bfloat16)")
     p.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
                    help="before each job wait up to S seconds for other processes to go idle")
     p.add_argument("--retries", type=int, default=0,
@@ -603,6 +609,8 @@ def child_argv(args, config, mode, no_cache):
         argv.append("--cond" if args.cond else "--no-cond")
     if no_cache:
         argv.append("--no-cache")
+    if args.autocast_bf16:
+        argv.append("--autocast-bf16")
     return argv
 
 

@@ -133,6 +133,13 @@ int trainer_init(trainer *t, const train_config *cfg, const corpus *data, error 
         return e->code;
     }
     if (model_alloc_grads(&t->m, e) != HDLM_OK) goto fail;
+    if (c->precision != TRAIN_F32 && c->precision != TRAIN_BF16) {
+        error_set(e, HDLM_EINVAL, "train: precision %d, expected f32 or bf16", c->precision);
+        goto fail;
+    }
+    if (model_set_precision(&t->m, c->precision == TRAIN_BF16, "train: precision \"bf16\"", e) !=
+        HDLM_OK)
+        goto fail;
     if (optim_init(&t->opt, &c->opt, &t->m, e) != HDLM_OK) goto fail;
     rng base;
     rng_init(&base, c->seed);
@@ -357,6 +364,7 @@ int trainer_step(trainer *t, train_stats *st, error *e) {
                          isfinite(loss) ? "gradient" : "loss", (long long)t->step + 1, loss, gn);
     double lr;
     optim_step(&t->opt, t->m.params, t->m.grads, &gn, &lr);
+    model_params_changed(&t->m); /* the bf16 copy: once per step */
     t->step++;
     double dt = progress_now() - t0;
     if (st) {
@@ -525,6 +533,16 @@ static int adam_t_parse(const char *s, int64_t *out) {
     return 0;
 }
 
+int train_precision_from_name(const char *s) {
+    if (!strcmp(s, "f32")) return TRAIN_F32;
+    if (!strcmp(s, "bf16")) return TRAIN_BF16;
+    return -1;
+}
+
+const char *train_precision_name(int p) {
+    return p == TRAIN_BF16 ? "bf16" : "f32";
+}
+
 int trainer_state_meta_parse(const st_file *sf, train_state_meta *out, error *e) {
     const char *path = st_path(sf);
     static const char *const rng_keys[3] = {"data_rng", "noise_rng", "dropout_rng"};
@@ -663,10 +681,13 @@ int trainer_save(trainer *t, char *path, size_t cap, error *e) {
              "\"cond\":%d,\"mask_id\":%d,\"mix_gamma\":%.9g}",
              mc->vocab, mc->d_model, mc->n_layer, mc->n_head, mc->seq_len, mc->cond, mc->mask_id,
              (double)mc->mix_gamma);
-    const char *mk[] = {"format", "step", "config", "model"};
-    const char *mv[] = {"hdlm-ddit-1", stepbuf, cj.data, fwd};
-    int rc = write_weights(&t->m, t->m.params, wpath, mk, mv, 4, e);
-    if (rc == HDLM_OK && t->opt.ema) rc = write_weights(&t->m, t->opt.ema, epath, mk, mv, 4, e);
+    /* precision: how the products of the steps so far were computed (the weights are float32
+     * either way; informational, a resume may change it) */
+    const char *prec = train_precision_name(t->cfg.precision);
+    const char *mk[] = {"format", "step", "config", "model", "precision"};
+    const char *mv[] = {"hdlm-ddit-1", stepbuf, cj.data, fwd, prec};
+    int rc = write_weights(&t->m, t->m.params, wpath, mk, mv, 5, e);
+    if (rc == HDLM_OK && t->opt.ema) rc = write_weights(&t->m, t->opt.ema, epath, mk, mv, 5, e);
     if (rc == HDLM_OK) {
         char tbuf[32];
         snprintf(tbuf, sizeof tbuf, "%lld", (long long)t->opt.t);
@@ -676,10 +697,10 @@ int trainer_save(trainer *t, char *path, size_t cap, error *e) {
         ts[0].data = t->opt.m;
         ts[1].data = t->opt.v;
         ts[0].nbytes = ts[1].nbytes = (int64_t)t->m.n_params * 4;
-        const char *sk[] = {"format",   "step",      "config",     "adam_t",
-                            "data_rng", "noise_rng", "dropout_rng"};
-        const char *sv[] = {STATE_FORMAT, stepbuf, cj.data, tbuf, dr, nr, pr};
-        rc = st_write(spath, ts, 2, sk, sv, 7, e);
+        const char *sk[] = {"format",   "step",      "config",      "adam_t",
+                            "data_rng", "noise_rng", "dropout_rng", "precision"};
+        const char *sv[] = {STATE_FORMAT, stepbuf, cj.data, tbuf, dr, nr, pr, prec};
+        rc = st_write(spath, ts, 2, sk, sv, 8, e);
     }
     json_buf_free(&cj);
     if (rc != HDLM_OK) return rc;
@@ -749,6 +770,7 @@ static int resume_local(trainer *t, int *found, error *e) {
     st_close(sf);
     if (rc == HDLM_OK) rc = read_weights(&t->m, t->m.params, wpath, e);
     if (rc == HDLM_OK && t->opt.ema) rc = read_weights(&t->m, t->opt.ema, epath, e);
+    model_params_changed(&t->m);
     if (rc != HDLM_OK) return rc;
     t->step = step;
     *found = 1;
@@ -767,6 +789,7 @@ static int broadcast_state(trainer *t, error *e) {
         dist_broadcast(t->opt.v, nb, 0, e) != HDLM_OK ||
         (t->opt.ema && dist_broadcast(t->opt.ema, nb, 0, e) != HDLM_OK))
         return e->code;
+    model_params_changed(&t->m);
     t->step = hdr[0];
     t->opt.t = hdr[1];
     t->data_rng = roots[0];

@@ -50,7 +50,17 @@ typedef struct train_config {
      * from dist (the normal case). Tests set them by hand to compute one shard in a single
      * process (trainer_accumulate); trainer_step then refuses unless dist has that many ranks. */
     int rank, world_size;
+    /* TRAIN_F32: products in float32 (OpenBLAS); TRAIN_BF16: every linear layer's products in
+     * bf16 with float32 accumulation (oneDNN), float32 master weights, optimizer, EMA, norms,
+     * softmax and losses. Recorded in checkpoints ("precision") but not part of the resume
+     * config: a run may resume at the other precision. */
+    int precision;
 } train_config;
+
+enum { TRAIN_F32 = 0, TRAIN_BF16 = 1 };
+/* "f32" / "bf16" <-> TRAIN_*; -1 when unknown. */
+int train_precision_from_name(const char *s);
+const char *train_precision_name(int p);
 
 typedef struct train_stats {
     int64_t step;                                        /* optimizer steps done after this one */

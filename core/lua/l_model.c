@@ -86,7 +86,7 @@ static const char *const train_keys[] = {
     "lr_schedule", "weight_decay", "beta1", "beta2", "eps", "clip", "ema", "seed", "log_every",
     "eval_every", "eval_batches", "checkpoint_dir", "ckpt_every", "keep", "resume", "threads",
     "stop_after", "noise", "schedule", "vectorised", "context", "block_type", "context_width",
-    "low_discrepancy",
+    "low_discrepancy", "precision",
     /* recorded in the run's config only (hdlm sweep) */
     "sweep", "sweep_key", NULL};
 
@@ -322,6 +322,7 @@ static void push_resolved_config(lua_State *L, int o, const l_training *tr, cons
     lua_setfield(L, t, "model");
     set_train_options(L, t, o, c);
     SET_I("stop_after", tr->stop_after);
+    SET_S("precision", train_precision_name(c->precision));
     if (tr->has_noise) {
         push_spec(L, noise_of_guard(L, guard_idx), NULL);
         lua_setfield(L, t, "noise");
@@ -393,6 +394,10 @@ static void read_train_config(lua_State *L, int o, train_config *cfg, int has_no
     cfg->eval_batches = (int)l_opt_integer(L, o, W, "eval_batches", 4);
     cfg->ckpt_every = (int)l_opt_integer(L, o, W, "ckpt_every", 0);
     cfg->keep_ckpts = (int)l_opt_integer(L, o, W, "keep", 2);
+    const char *prec = l_opt_string(L, o, W, "precision", "f32");
+    cfg->precision = train_precision_from_name(prec);
+    if (cfg->precision < 0)
+        luaL_error(L, "db:train: key 'precision' must be 'f32' or 'bf16', got '%s'", prec);
 }
 
 /* checkpoint_dir into cfg (absolute, so that checkpoint rows and `hdlm sample`, `hdlm runs gc`
@@ -871,6 +876,22 @@ static int model_generate(lua_State *L) {
     return 1;
 }
 
+/* model:set_precision("bf16" | "f32"): the precision of the model's products from now on
+ * (decoding with bf16 weights); refused with the missing piece named when bf16 cannot run. */
+static int model_set_precision_l(lua_State *L) {
+    l_model *u = check_model(L, 1);
+    const char *p = luaL_checkstring(L, 2);
+    int prec = train_precision_from_name(p);
+    if (prec < 0)
+        return luaL_error(L, "model:set_precision: expected 'f32' or 'bf16', got '%s'", p);
+    error e = {0};
+    if (model_set_precision(&u->m, prec == TRAIN_BF16, "model:set_precision(\"bf16\")", &e) !=
+        HDLM_OK)
+        return l_raise(L, &e);
+    lua_settop(L, 1);
+    return 1;
+}
+
 /* model:save(path) writes the weights as safetensors */
 static int model_index(lua_State *L) {
     l_model *u = luaL_checkudata(L, 1, MODEL_MT);
@@ -887,6 +908,8 @@ static int model_index(lua_State *L) {
         lua_pushinteger(L, u->m.cfg.n_head);
     else if (!strcmp(k, "seq_len"))
         lua_pushinteger(L, u->m.cfg.seq_len);
+    else if (!strcmp(k, "precision"))
+        lua_pushstring(L, u->m.bf16 ? "bf16" : "f32");
     else if (!strcmp(k, "objective"))
         lua_pushstring(L, u->objective ? train_objective_name(u->objective) : NULL);
     else {
@@ -906,8 +929,10 @@ static int model_tostring(lua_State *L) {
 }
 
 void l_model_register(lua_State *L, int ctx_idx) {
-    static const luaL_Reg methods[] = {
-        {"forward", model_forward_l}, {"generate", model_generate}, {NULL, NULL}};
+    static const luaL_Reg methods[] = {{"forward", model_forward_l},
+                                       {"generate", model_generate},
+                                       {"set_precision", model_set_precision_l},
+                                       {NULL, NULL}};
     static const luaL_Reg meta[] = {
         {"__gc", model_gc}, {"__index", model_index}, {"__tostring", model_tostring}, {NULL, NULL}};
     luaL_newmetatable(L, MODEL_MT);

@@ -7,6 +7,7 @@
 #include "nn/layers.h"
 
 #include "base/error.h"
+#include "tensor/bf16.h"
 #include "tensor/blas.h"
 
 #include <math.h>
@@ -117,8 +118,14 @@ void linear_set_gemv_threads(int n) {
     gemv_threads_cap = n;
 }
 
-static void gemv_rows(float *out, const float *inp, const float *w, const float *bias, int N, int C,
-                      int OC, int lo, int hi) {
+/* x16/w16 non-NULL: the bf16 forms of inp/w (precision "bf16"), read instead of inp/w. */
+static void gemv_rows(float *out, const float *inp, const float *w, const uint16_t *x16,
+                      const uint16_t *w16, const float *bias, int N, int C, int OC, int lo,
+                      int hi) {
+    if (w16) {
+        bf16_gemv_rows(out, x16, w16, bias, N, C, OC, lo, hi);
+        return;
+    }
     for (int o = lo; o < hi; o++) {
         const float *wo = w + (size_t)o * C;
         for (int n = 0; n < N; n++)
@@ -127,13 +134,14 @@ static void gemv_rows(float *out, const float *inp, const float *w, const float 
     }
 }
 
-static void linear_forward_gemv(float *out, const float *inp, const float *w, const float *bias,
-                                int N, int C, int OC) {
+static void linear_forward_gemv(float *out, const float *inp, const float *w, const uint16_t *x16,
+                                const uint16_t *w16, const float *bias, int N, int C, int OC) {
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
     nt = nt < GEMV_MAX_THREADS ? nt : GEMV_MAX_THREADS;
     if (gemv_threads_cap > 0 && nt > gemv_threads_cap) nt = gemv_threads_cap;
+    if (w16) (void)bf16_gemv_native(); /* its one-time CPU query before any parallel region */
     if (nt < 2 || (int64_t)OC * C < 65536) {
-        gemv_rows(out, inp, w, bias, N, C, OC, 0, OC);
+        gemv_rows(out, inp, w, x16, w16, bias, N, C, OC, 0, OC);
         return;
     }
     double dt[GEMV_MAX_THREADS] = {0};
@@ -155,7 +163,7 @@ static void linear_forward_gemv(float *out, const float *inp, const float *w, co
         int lo = (int)((double)OC * before / tot), hi = (int)((double)OC * (before + mine) / tot);
         if (t == n - 1) hi = OC;
         double t0 = omp_get_wtime();
-        gemv_rows(out, inp, w, bias, N, C, OC, lo, hi);
+        gemv_rows(out, inp, w, x16, w16, bias, N, C, OC, lo, hi);
         dt[t] = omp_get_wtime() - t0;
         rows[t] = hi - lo;
     }
@@ -169,7 +177,7 @@ static void linear_forward_gemv(float *out, const float *inp, const float *w, co
 void linear_forward(float *out, const float *inp, const float *w, const float *bias, int N, int C,
                     int OC) {
     if (N <= LINEAR_GEMV_MAX_N) {
-        linear_forward_gemv(out, inp, w, bias, N, C, OC);
+        linear_forward_gemv(out, inp, w, NULL, NULL, bias, N, C, OC);
         return;
     }
     if (bias) {
@@ -213,6 +221,43 @@ void linear_backward_into(float *dinp, float *dw, float *dbias, const float *dou
     /* dinp(N,C) = dout(N,OC) · w(OC,C) */
     if (dinp) blas_sgemm(0, 0, N, C, OC, 1.0f, dout, OC, w, C, 0.0f, dinp, C);
     linear_backward(NULL, dw, dbias, dout, inp, w, N, C, OC);
+}
+
+/* bf16 forms: the float32 operands are rounded to bf16 into scratch (whose sizes the header
+ * gives), products run in bf16 with float32 accumulation into float32 outputs; biases and their
+ * gradients stay float32. */
+void linear_forward_bf16(float *out, const float *inp, const uint16_t *w16, const float *bias,
+                         int N, int C, int OC, uint16_t *scr) {
+    bf16_convert(scr, inp, (size_t)N * C); /* (N,C) */
+    if (N <= LINEAR_GEMV_MAX_N) {
+        linear_forward_gemv(out, NULL, NULL, scr, w16, bias, N, C, OC);
+        return;
+    }
+    if (bias) {
+#pragma omp parallel for schedule(static) if ((int64_t)N * OC >= PAR_MIN)
+        for (int n = 0; n < N; n++)
+            memcpy(out + (size_t)n * OC, bias, (size_t)OC * sizeof(float));
+    }
+    /* out(N,OC) (+)= inp16(N,C) · w16(OC,C)^T */
+    bf16_gemm(0, 1, N, OC, C, scr, C, w16, C, bias ? 1.0f : 0.0f, out, OC);
+}
+
+void linear_backward_bf16(float *dinp, int dinp_into, float *dw, float *dbias, const float *dout,
+                          const float *inp, const uint16_t *w16, int N, int C, int OC,
+                          uint16_t *scr_a, uint16_t *scr_b) {
+    if (dinp) {
+        bf16_convert(scr_a, dout, (size_t)N * OC); /* dout16 (N,OC) */
+        /* dinp(N,C) (+)= dout16(N,OC) · w16(OC,C) */
+        bf16_gemm(0, 0, N, C, OC, scr_a, OC, w16, C, dinp_into ? 0.0f : 1.0f, dinp, C);
+    }
+    if (dw) {
+        /* dw(OC,C) += dout16^T(OC,N) · inp16(N,C); dout^T is written out by the conversion (a
+         * transposed-A operand sent oneDNN's brgemm matmul to a slower kernel) */
+        bf16_convert_transposed(scr_a, dout, N, OC, OC); /* (OC,N) */
+        bf16_convert(scr_b, inp, (size_t)N * C);         /* (N,C) */
+        bf16_gemm(0, 0, OC, C, N, scr_a, N, scr_b, C, 1.0f, dw, C);
+    }
+    if (dbias) colsum_accumulate(dbias, dout, N, OC);
 }
 
 void linear_forward_naive(float *out, const float *inp, const float *w, const float *bias, int N,

@@ -30,6 +30,15 @@ void linear_backward(float *dinp, float *dw, float *dbias, const float *dout, co
  * accumulate): spares the caller a zeroing pass and the product a read of dinp. */
 void linear_backward_into(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                           const float *w, int N, int C, int OC);
+/* The same in bf16 (precision "bf16"): w16 (OC,C) is the bf16 copy of w; inp (and in the
+ * backward dout) are rounded to bf16 into the scratch buffers, products accumulate in float32.
+ * scr holds N*C values; scr_a and scr_b N*max(C,OC) each. dinp_into: overwrite dinp instead of
+ * accumulating. Needs bf16_check() == HDLM_OK (tensor/bf16.h). */
+void linear_forward_bf16(float *out, const float *inp, const uint16_t *w16, const float *bias,
+                         int N, int C, int OC, uint16_t *scr);
+void linear_backward_bf16(float *dinp, int dinp_into, float *dw, float *dbias, const float *dout,
+                          const float *inp, const uint16_t *w16, int N, int C, int OC,
+                          uint16_t *scr_a, uint16_t *scr_b);
 /* Plain loops in double, for tests. */
 void linear_forward_naive(float *out, const float *inp, const float *w, const float *bias, int N,
                           int C, int OC);

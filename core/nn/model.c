@@ -5,6 +5,7 @@
 
 #include "base/mem.h"
 #include "base/rng.h"
+#include "tensor/bf16.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -379,6 +380,9 @@ void model_free(model *m) {
     free(m->g.layers);
     free(m->tensors);
     acts_free(m->acts);
+    free(m->params16);
+    free(m->scr16[0]);
+    free(m->scr16[1]);
     memset(m, 0, sizeof *m);
 }
 
@@ -416,7 +420,82 @@ int model_swap_params(model *m, float **slab, error *e) {
         return error_set(e, HDLM_ENOMEM, "model: out of memory");
     }
     *slab = old;
+    model_params_changed(m);
     return HDLM_OK;
+}
+
+int model_set_precision(model *m, int bf16, const char *what, error *e) {
+    if (!bf16) {
+        m->bf16 = 0;
+        return HDLM_OK;
+    }
+    if (bf16_check(what, e) != HDLM_OK) return e->code;
+    if (!m->params16) {
+        m->params16 = mem_calloc_large(m->n_params * sizeof(uint16_t));
+        if (!m->params16)
+            return error_set(e, HDLM_ENOMEM, "%s: cannot allocate the bf16 weights (%.1f MiB)",
+                             what, m->n_params * 2.0 / 1048576);
+    }
+    m->bf16 = 1;
+    m->params16_stale = 1;
+    return HDLM_OK;
+}
+
+void model_params_changed(model *m) {
+    m->params16_stale = 1;
+}
+
+/* Before a bf16 forward over N rows: the weights' bf16 copy current, scratch for the widest
+ * linear layer (its input or output: V, 6C for adaLN, 4C, the σ features). */
+static int bf16_prepare(model *m, size_t N, error *e) {
+    if (m->params16_stale) {
+        bf16_convert(m->params16, m->params, m->n_params);
+        m->params16_stale = 0;
+    }
+    const model_config *c = &m->cfg;
+    size_t w = (size_t)c->vocab;
+    size_t alt[] = {6 * (size_t)c->d_model, MODEL_TIME_DIM, MODEL_COND_DIM};
+    for (int i = 0; i < 3; i++)
+        w = alt[i] > w ? alt[i] : w;
+    size_t need = N * w;
+    if (need <= m->scr16_cap) return HDLM_OK;
+    for (int i = 0; i < 2; i++) {
+        free(m->scr16[i]);
+        m->scr16[i] = mem_calloc_large(need * sizeof(uint16_t));
+    }
+    if (!m->scr16[0] || !m->scr16[1]) {
+        m->scr16_cap = 0;
+        return error_set(e, HDLM_ENOMEM, "model: cannot allocate bf16 scratch (%.1f MiB)",
+                         need * 4.0 / 1048576);
+    }
+    m->scr16_cap = need;
+    return HDLM_OK;
+}
+
+/* The linear layers at the model's precision. w points into m->params; its bf16 copy sits at the
+ * same offset of m->params16. */
+static const uint16_t *w16_of(const model *m, const float *w) {
+    return m->params16 + (w - m->params);
+}
+
+static void lin_fwd(const model *m, float *out, const float *inp, const float *w, const float *bias,
+                    int N, int C, int OC) {
+    if (m->bf16)
+        linear_forward_bf16(out, inp, w16_of(m, w), bias, N, C, OC, m->scr16[0]);
+    else
+        linear_forward(out, inp, w, bias, N, C, OC);
+}
+
+/* into: dinp is overwritten (linear_backward_into) rather than accumulated. */
+static void lin_bwd(const model *m, int into, float *dinp, float *dw, float *dbias,
+                    const float *dout, const float *inp, const float *w, int N, int C, int OC) {
+    if (m->bf16)
+        linear_backward_bf16(dinp, into, dw, dbias, dout, inp, w16_of(m, w), N, C, OC, m->scr16[0],
+                             m->scr16[1]);
+    else if (into)
+        linear_backward_into(dinp, dw, dbias, dout, inp, w, N, C, OC);
+    else
+        linear_backward(dinp, dw, dbias, dout, inp, w, N, C, OC);
 }
 
 static void zero_floats(float *p, size_t n);
@@ -492,9 +571,9 @@ static void cond_forward(const model *m, model_acts *a, const float *sigma, int 
     sigma_groups(a, sigma, N);
     int U = a->nu;
     timestep_features(a->tf, a->usig, U, MODEL_TIME_DIM);
-    linear_forward(a->t1, a->tf, p->t_w1, p->t_b1, U, MODEL_TIME_DIM, MODEL_COND_DIM);
+    lin_fwd(m, a->t1, a->tf, p->t_w1, p->t_b1, U, MODEL_TIME_DIM, MODEL_COND_DIM);
     silu_forward(a->t1s, a->t1, (int64_t)U * MODEL_COND_DIM);
-    linear_forward(a->t2, a->t1s, p->t_w2, p->t_b2, U, MODEL_COND_DIM, MODEL_COND_DIM);
+    lin_fwd(m, a->t2, a->t1s, p->t_w2, p->t_b2, U, MODEL_COND_DIM, MODEL_COND_DIM);
     silu_forward(a->cvec, a->t2, (int64_t)U * MODEL_COND_DIM);
     for (int i = 0; i < N; i++)
         a->mixw[i] = expf(-m->cfg.mix_gamma * sigma[i]);
@@ -559,6 +638,7 @@ static void apply_keep(float *x, const uint8_t *keep, size_t n, float p) {
 int model_forward(model *m, const model_batch *b, float **logits, error *e) {
     int rc = check_batch(m, b, e);
     if (rc == HDLM_OK) rc = acts_ensure(m, b->B, b->T, e);
+    if (rc == HDLM_OK && m->bf16) rc = bf16_prepare(m, (size_t)b->B * b->T, e);
     if (rc != HDLM_OK) return rc;
     model_acts *a = m->acts;
     const model_config *c = &m->cfg;
@@ -574,13 +654,13 @@ int model_forward(model *m, const model_batch *b, float **logits, error *e) {
         const float *shift1 = NULL, *scale1 = NULL, *gate1 = NULL;
         const float *shift2 = NULL, *scale2 = NULL, *gate2 = NULL;
         if (c->cond) {
-            linear_forward(la->ada, a->cvec, lp->ada_w, lp->ada_b, a->nu, MODEL_COND_DIM, 6 * C);
+            lin_fwd(m, la->ada, a->cvec, lp->ada_w, lp->ada_b, a->nu, MODEL_COND_DIM, 6 * C);
             shift1 = la->ada, scale1 = la->ada + C, gate1 = la->ada + 2 * C;
             shift2 = la->ada + 3 * C, scale2 = la->ada + 4 * C, gate2 = la->ada + 5 * C;
         }
         layernorm_forward(la->ln1, la->ln1_mean, la->ln1_rstd, la->x, lp->ln1_w, N, C);
         if (c->cond) modulate_forward(la->m1, la->ln1, shift1, scale1, 6 * C, crow, N, C);
-        linear_forward(la->qkv, la->m1, lp->qkv_w, NULL, N, C, 3 * C);
+        lin_fwd(m, la->qkv, la->m1, lp->qkv_w, NULL, N, C, 3 * C);
         rope_forward(la->qkv, 3 * C, b->pos, N, 2 * H, hd);
         if (drop) {
             draw_keep(la->keep_att, (size_t)B * H * T * T, c->dropout, b->dropout_rng);
@@ -590,7 +670,7 @@ int model_forward(model *m, const model_batch *b, float **logits, error *e) {
         attention_forward_dropout(la->atty, la->att, la->qkv, 3 * C, la->qkv + C, 3 * C,
                                   la->qkv + 2 * C, 3 * C, (int64_t)T * 3 * C, b->rows, B, T, T, C,
                                   H, drop ? la->keep_att : NULL, c->dropout);
-        linear_forward(la->proj, la->atty, lp->proj_w, NULL, N, C, C);
+        lin_fwd(m, la->proj, la->atty, lp->proj_w, NULL, N, C, C);
         if (drop) apply_keep(la->proj, la->keep_proj, (size_t)N * C, c->dropout);
         residual_forward(la->x2, la->x, la->proj, gate1, 6 * C, crow, N, C);
         /* MLP half: on the Nm rows of x2m (all rows, or the last block's selected rows) */
@@ -603,15 +683,15 @@ int model_forward(model *m, const model_batch *b, float **logits, error *e) {
         }
         layernorm_forward(la->ln2, la->ln2_mean, la->ln2_rstd, x2m, lp->ln2_w, Nm, C);
         if (c->cond) modulate_forward(la->m2, la->ln2, shift2, scale2, 6 * C, rowm, Nm, C);
-        linear_forward(la->fc1, la->m2, lp->fc1_w, lp->fc1_b, Nm, C, 4 * C);
+        lin_fwd(m, la->fc1, la->m2, lp->fc1_w, lp->fc1_b, Nm, C, 4 * C);
         gelu_forward(la->gl, la->fc1, (int64_t)Nm * 4 * C);
-        linear_forward(la->fc2, la->gl, lp->fc2_w, lp->fc2_b, Nm, 4 * C, C);
+        lin_fwd(m, la->fc2, la->gl, lp->fc2_w, lp->fc2_b, Nm, 4 * C, C);
         if (drop) apply_keep(la->fc2, la->keep_fc2, (size_t)Nm * C, c->dropout);
         residual_forward(xout, x2m, la->fc2, gate2, 6 * C, rowm, Nm, C);
     }
     int Nf = b->out_rows ? b->n_out : N; /* rows of xf: all, or the selected ones in order */
     layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->xf, m->p.lnf_w, Nf, C);
-    linear_forward(a->logits, a->lnf, m->p.out_w, m->p.out_b, Nf, C, c->vocab);
+    lin_fwd(m, a->logits, a->lnf, m->p.out_w, m->p.out_b, Nf, C, c->vocab);
     a->dropped = drop;
     *logits = a->logits;
     return HDLM_OK;
@@ -629,7 +709,7 @@ void model_backward(model *m, const model_batch *b, const float *dlogits) {
      * the Nf rows of xf: every row, or the selected rows in their order (in dxo) */
     int sel = b->out_rows != NULL, Nf = sel ? b->n_out : N;
     float *dxf = sel ? a->dxo : a->dx;
-    linear_backward_into(a->dlnf, g->out_w, g->out_b, dlogits, a->lnf, m->p.out_w, Nf, C, c->vocab);
+    lin_bwd(m, 1, a->dlnf, g->out_w, g->out_b, dlogits, a->lnf, m->p.out_w, Nf, C, c->vocab);
     zero_floats(dxf, (size_t)Nf * C);
     layernorm_backward(dxf, g->lnf_w, a->dlnf, a->xf, m->p.lnf_w, a->lnf_mean, a->lnf_rstd, Nf, C);
     int U = c->cond ? a->nu : 0;
@@ -662,10 +742,10 @@ void model_backward(model *m, const model_batch *b, const float *dlogits) {
         residual_backward(NULL, dfc2, dgate2, dxm, la->fc2, gate2, 6 * C, rowm, Nm, C);
         if (a->dropped) apply_keep(dfc2, la->keep_fc2, NmC, c->dropout);
         /* the *_into / *_inplace forms overwrite their output: no zeroing pass, no read of C */
-        linear_backward_into(a->dgl, lg->fc2_w, lg->fc2_b, dfc2, la->gl, lp->fc2_w, Nm, 4 * C, C);
+        lin_bwd(m, 1, a->dgl, lg->fc2_w, lg->fc2_b, dfc2, la->gl, lp->fc2_w, Nm, 4 * C, C);
         gelu_backward_inplace(a->dgl, la->fc1, (int64_t)Nm * 4 * C); /* dgl becomes d fc1 */
         float *dm2 = a->dm;
-        linear_backward_into(dm2, lg->fc1_w, lg->fc1_b, a->dgl, la->m2, lp->fc1_w, Nm, C, 4 * C);
+        lin_bwd(m, 1, dm2, lg->fc1_w, lg->fc1_b, a->dgl, la->m2, lp->fc1_w, Nm, C, 4 * C);
         float *dln2 = dm2;
         if (c->cond) {
             zero_floats(a->dln, NmC);
@@ -684,21 +764,21 @@ void model_backward(model *m, const model_batch *b, const float *dlogits) {
         zero_floats(dproj, NC);
         residual_backward(NULL, dproj, dgate1, a->dx, la->proj, gate1, 6 * C, crow, N, C);
         if (a->dropped) apply_keep(dproj, la->keep_proj, NC, c->dropout);
-        linear_backward_into(a->datty, lg->proj_w, NULL, dproj, la->atty, lp->proj_w, N, C, C);
+        lin_bwd(m, 1, a->datty, lg->proj_w, NULL, dproj, la->atty, lp->proj_w, N, C, C);
         attention_backward_dropout(a->dqkv, a->dqkv + C, a->dqkv + 2 * C, a->datty, la->att,
                                    la->qkv, 3 * C, la->qkv + C, 3 * C, la->qkv + 2 * C, 3 * C,
                                    (int64_t)T * 3 * C, b->rows, B, T, T, C, H,
                                    a->dropped ? la->keep_att : NULL, c->dropout, 0);
         rope_backward(a->dqkv, 3 * C, b->pos, N, 2 * H, hd);
         float *dm1 = a->dm;
-        linear_backward_into(dm1, lg->qkv_w, NULL, a->dqkv, la->m1, lp->qkv_w, N, C, 3 * C);
+        lin_bwd(m, 1, dm1, lg->qkv_w, NULL, a->dqkv, la->m1, lp->qkv_w, N, C, 3 * C);
         float *dln1 = dm1;
         if (c->cond) {
             zero_floats(a->dln, NC);
             modulate_backward(a->dln, dshift1, dscale1, dm1, la->ln1, scale1, 6 * C, crow, N, C);
             dln1 = a->dln;
-            linear_backward(a->dc, lg->ada_w, lg->ada_b, a->dada, a->cvec, lp->ada_w, U,
-                            MODEL_COND_DIM, 6 * C);
+            lin_bwd(m, 0, a->dc, lg->ada_w, lg->ada_b, a->dada, a->cvec, lp->ada_w, U,
+                    MODEL_COND_DIM, 6 * C);
         }
         layernorm_backward(a->dx, lg->ln1_w, dln1, la->x, lp->ln1_w, la->ln1_mean, la->ln1_rstd, N,
                            C);
@@ -711,12 +791,12 @@ void model_backward(model *m, const model_batch *b, const float *dlogits) {
         size_t NK = (size_t)U * MODEL_COND_DIM;
         zero_floats(a->dt2, NK);
         silu_backward(a->dt2, a->t2, a->dc, (int64_t)NK);
-        linear_backward_into(a->dt1, g->t_w2, g->t_b2, a->dt2, a->t1s, m->p.t_w2, U, MODEL_COND_DIM,
-                             MODEL_COND_DIM);
+        lin_bwd(m, 1, a->dt1, g->t_w2, g->t_b2, a->dt2, a->t1s, m->p.t_w2, U, MODEL_COND_DIM,
+                MODEL_COND_DIM);
         zero_floats(a->dt2, NK);
         silu_backward(a->dt2, a->t1, a->dt1, (int64_t)NK);
-        linear_backward(NULL, g->t_w1, g->t_b1, a->dt2, a->tf, m->p.t_w1, U, MODEL_TIME_DIM,
-                        MODEL_COND_DIM);
+        lin_bwd(m, 0, NULL, g->t_w1, g->t_b1, a->dt2, a->tf, m->p.t_w1, U, MODEL_TIME_DIM,
+                MODEL_COND_DIM);
     }
 }
 
@@ -769,6 +849,7 @@ int model_forward_cached_n(model *m, kv_cache *kc, const model_batch *b, int n_c
                          kc->len, b->T, kc->Tmax);
     /* inference reuses the layer-0 activation buffers for every layer (nothing is saved) */
     rc = acts_ensure(m, b->B, b->T, e);
+    if (rc == HDLM_OK && m->bf16) rc = bf16_prepare(m, (size_t)b->B * b->T, e);
     if (rc != HDLM_OK) return rc;
     size_t need = (size_t)b->B * m->cfg.n_head * b->T * (kc->len + b->T);
     if (need > kc->att_cap) {
@@ -791,13 +872,13 @@ int model_forward_cached_n(model *m, kv_cache *kc, const model_batch *b, int n_c
         const float *shift1 = NULL, *scale1 = NULL, *gate1 = NULL;
         const float *shift2 = NULL, *scale2 = NULL, *gate2 = NULL;
         if (c->cond) {
-            linear_forward(la->ada, a->cvec, lp->ada_w, lp->ada_b, a->nu, MODEL_COND_DIM, 6 * C);
+            lin_fwd(m, la->ada, a->cvec, lp->ada_w, lp->ada_b, a->nu, MODEL_COND_DIM, 6 * C);
             shift1 = la->ada, scale1 = la->ada + C, gate1 = la->ada + 2 * C;
             shift2 = la->ada + 3 * C, scale2 = la->ada + 4 * C, gate2 = la->ada + 5 * C;
         }
         layernorm_forward(la->ln1, la->ln1_mean, la->ln1_rstd, x, lp->ln1_w, N, C);
         if (c->cond) modulate_forward(la->m1, la->ln1, shift1, scale1, 6 * C, crow, N, C);
-        linear_forward(la->qkv, la->m1, lp->qkv_w, NULL, N, C, 3 * C);
+        lin_fwd(m, la->qkv, la->m1, lp->qkv_w, NULL, N, C, 3 * C);
         rope_forward(la->qkv, 3 * C, b->pos, N, 2 * H, hd);
         /* append this step's keys/values after the committed ones */
         size_t lay = (size_t)l * B * kc->Tmax * C;
@@ -810,17 +891,17 @@ int model_forward_cached_n(model *m, kv_cache *kc, const model_batch *b, int n_c
             }
         attention_forward(la->atty, kc->att, la->qkv, 3 * C, kc->k + lay, C, kc->v + lay, C,
                           (int64_t)kc->Tmax * C, b->rows, B, T, Tk, C, H);
-        linear_forward(la->proj, la->atty, lp->proj_w, NULL, N, C, C);
+        lin_fwd(m, la->proj, la->atty, lp->proj_w, NULL, N, C, C);
         residual_forward(x, x, la->proj, gate1, 6 * C, crow, N, C);
         layernorm_forward(la->ln2, la->ln2_mean, la->ln2_rstd, x, lp->ln2_w, N, C);
         if (c->cond) modulate_forward(la->m2, la->ln2, shift2, scale2, 6 * C, crow, N, C);
-        linear_forward(la->fc1, la->m2, lp->fc1_w, lp->fc1_b, N, C, 4 * C);
+        lin_fwd(m, la->fc1, la->m2, lp->fc1_w, lp->fc1_b, N, C, 4 * C);
         gelu_forward(la->gl, la->fc1, (int64_t)N * 4 * C);
-        linear_forward(la->fc2, la->gl, lp->fc2_w, lp->fc2_b, N, 4 * C, C);
+        lin_fwd(m, la->fc2, la->gl, lp->fc2_w, lp->fc2_b, N, 4 * C, C);
         residual_forward(x, x, la->fc2, gate2, 6 * C, crow, N, C);
     }
     layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, x, m->p.lnf_w, N, C);
-    linear_forward(a->logits, a->lnf, m->p.out_w, m->p.out_b, N, C, c->vocab);
+    lin_fwd(m, a->logits, a->lnf, m->p.out_w, m->p.out_b, N, C, c->vocab);
     kc->len += n_commit;
     *logits = a->logits;
     return HDLM_OK;

@@ -76,6 +76,15 @@ typedef struct model {
     model_tensor *tensors;
     int n_tensors;
     model_acts *acts; /* sized for the largest (B, T) seen */
+    /* precision "bf16" (model_set_precision): every linear layer multiplies in bf16 with float32
+     * accumulation against params16, a bf16 copy of the float32 parameters (which stay the
+     * master weights). The copy is refreshed by the first forward after model_params_changed, so
+     * once per optimizer step, not per product. */
+    int bf16;
+    int params16_stale;
+    uint16_t *params16; /* (n_params) */
+    uint16_t *scr16[2]; /* rounded activations / gradients, scr16_cap values each */
+    size_t scr16_cap;
 } model;
 
 /* One forward/backward batch. */
@@ -102,6 +111,12 @@ void model_zero_grad(model *m);
 /* Exchanges the parameter slab with *slab (same layout, e.g. the EMA weights) and re-points the
  * views; *slab receives the previous one. */
 int model_swap_params(model *m, float **slab, error *e);
+/* Precision of the matrix products: 0 = float32 (OpenBLAS), 1 = bf16 (tensor/bf16.h; refused
+ * with bf16_check's message, prefixed by `what`, when oneDNN or the CPU feature is missing). */
+int model_set_precision(model *m, int bf16, const char *what, error *e);
+/* Call after writing m->params behind the model's back (optimizer step, loading weights): the
+ * bf16 copy is rebuilt before the next forward. model_swap_params calls it itself. */
+void model_params_changed(model *m);
 const model_tensor *model_find_tensor(const model *m, const char *name);
 
 /* Forward over a batch; returns the logits (N, V) in a model-owned buffer valid until the next
