@@ -174,8 +174,10 @@ typedef struct hdlm_schedule_ops {
     /* Level of every position at `step` (0 <= step <= n_steps) and the settled prefix length
      * (docs/method.md "Levels, steps and states": positions [0, n_settled) are settled and MUST
      * be at level 0; level W is worthless; the rest active). A position's level MUST NOT rise from
-     * one step to the next; at step 0 every position MUST be at W and at step n_steps every
-     * position MUST be at 0. */
+     * one step to the next; at step 0 every position MUST be at W; at step n_steps no position
+     * may be at W; a position active at more than one step MUST be at 0 at its last active step
+     * (one active for a single step may sit at any level below W, e.g. W - 1: that step denoises
+     * it fully; docs/writing-plugins.md). */
     int (*levels)(void *self, int64_t step, int64_t L, int32_t *level /* (L) */, int64_t *n_settled,
                   char *err, size_t err_cap);
     /* HDLM_GROW_*; *block receives the block size for HDLM_GROW_BLOCKS (else 1). The settled
