@@ -304,129 +304,159 @@ static int64_t check_rows(lua_State *L, int lv, int32_t W, int64_t *n_rows) {
     return len;
 }
 
-static void new_lua_sched(lua_State *L, int t) {
-    const char *what = "hdlm.schedule";
-    l_check_keys(L, t, what, lua_sched_keys);
-    if (lua_rawlen(L, t) > 0)
-        fail(L, "%s: a schedule written in Lua takes no positional entries", what);
-    const char *name = l_opt_string(L, t, what, "name", "lua_schedule");
-    long long W = l_opt_integer(L, t, what, "n_levels", -1);
-    if (W == -1)
+/* What a schedule written in Lua declares, checked; lv / ns / st are the stack slots of its
+ * 'levels', 'n_steps' and 'settled' entries. */
+typedef struct lua_sched_spec {
+    const char *name;
+    long long W, block;
+    uint32_t growth;
+    int continuous;
+    int lv, ns, st, is_fn;
+    int64_t n_rows, row_len; /* a table of levels: its rows and their length */
+} lua_sched_spec;
+
+/* name, n_levels, growth, block, continuous */
+static void read_lua_sched_shape(lua_State *L, int t, const char *what, lua_sched_spec *sp) {
+    sp->name = l_opt_string(L, t, what, "name", "lua_schedule");
+    sp->W = l_opt_integer(L, t, what, "n_levels", -1);
+    if (sp->W == -1)
         fail(L,
              "%s: key 'n_levels' (the worthless level W) is required for a schedule "
              "written in Lua",
              what);
-    if (W < 1 || W > L_MAX_LEVELS)
-        fail(L, "%s: key 'n_levels' must be in 1..%d, got %lld", what, L_MAX_LEVELS, W);
+    if (sp->W < 1 || sp->W > L_MAX_LEVELS)
+        fail(L, "%s: key 'n_levels' must be in 1..%d, got %lld", what, L_MAX_LEVELS, sp->W);
     const char *growth = l_opt_string(L, t, what, "growth", "tokens");
-    uint32_t g = !strcmp(growth, "tokens")   ? HDLM_GROW_TOKENS
+    sp->growth = !strcmp(growth, "tokens")   ? HDLM_GROW_TOKENS
                  : !strcmp(growth, "blocks") ? HDLM_GROW_BLOCKS
                                              : 0;
-    if (!g) fail(L, "%s: key 'growth' must be 'tokens' or 'blocks', got '%s'", what, growth);
-    long long block = l_opt_integer(L, t, what, "block", -1);
-    if (g == HDLM_GROW_BLOCKS && block == -1)
+    if (!sp->growth)
+        fail(L, "%s: key 'growth' must be 'tokens' or 'blocks', got '%s'", what, growth);
+    sp->block = l_opt_integer(L, t, what, "block", -1);
+    if (sp->growth == HDLM_GROW_BLOCKS && sp->block == -1)
         fail(L, "%s: growth = 'blocks' needs key 'block' (positions settled at once)", what);
-    if (g == HDLM_GROW_TOKENS && block == -1) block = 1;
-    if (block < 1) fail(L, "%s: key 'block' must be >= 1, got %lld", what, block);
-    int continuous = l_opt_bool(L, t, what, "continuous", 0);
+    if (sp->growth == HDLM_GROW_TOKENS && sp->block == -1) sp->block = 1;
+    if (sp->block < 1) fail(L, "%s: key 'block' must be >= 1, got %lld", what, sp->block);
+    sp->continuous = l_opt_bool(L, t, what, "continuous", 0);
+}
 
+/* 'settled' next to a table of levels: one count per row, each in 0..row_len */
+static void check_lua_sched_settled(lua_State *L, const char *what, const lua_sched_spec *sp) {
+    if (sp->is_fn)
+        fail(L,
+             "%s: key 'settled' goes with a table of levels; a levels function "
+             "returns n_settled itself",
+             what);
+    if (!lua_istable(L, sp->st) || (int64_t)lua_rawlen(L, sp->st) != sp->n_rows)
+        fail(L,
+             "%s: key 'settled' must be a table of %lld settled counts (one per "
+             "row of 'levels')",
+             what, (long long)sp->n_rows);
+    for (int64_t r = 1; r <= sp->n_rows; r++) {
+        lua_rawgeti(L, sp->st, (lua_Integer)r);
+        int isint = 0;
+        lua_Integer v = lua_tointegerx(L, -1, &isint);
+        if (!isint || v < 0 || v > sp->row_len)
+            fail(L, "%s: settled[%lld] must be an integer in 0..%lld", what, (long long)r,
+                 (long long)sp->row_len);
+        lua_pop(L, 1);
+    }
+}
+
+/* levels (a function or a table of rows), n_steps, settled: pushed and checked */
+static void read_lua_sched_levels(lua_State *L, int t, const char *what, lua_sched_spec *sp) {
     lua_getfield(L, t, "levels");
-    int lv = lua_gettop(L);
-    int is_fn = lua_isfunction(L, lv);
-    if (!is_fn && !lua_istable(L, lv))
+    sp->lv = lua_gettop(L);
+    sp->is_fn = lua_isfunction(L, sp->lv);
+    if (!sp->is_fn && !lua_istable(L, sp->lv))
         fail(L,
              "%s: key 'levels' must be a function (step, L) -> levels, n_settled or a "
              "table of level rows, got %s",
-             what, luaL_typename(L, lv));
-    int64_t n_rows = 0, row_len = 0;
-    if (!is_fn) row_len = check_rows(L, lv, (int32_t)W, &n_rows);
+             what, luaL_typename(L, sp->lv));
+    sp->n_rows = sp->row_len = 0;
+    if (!sp->is_fn) sp->row_len = check_rows(L, sp->lv, (int32_t)sp->W, &sp->n_rows);
     lua_getfield(L, t, "n_steps");
-    int ns = lua_gettop(L);
-    if (is_fn && lua_isnil(L, ns))
+    sp->ns = lua_gettop(L);
+    if (sp->is_fn && lua_isnil(L, sp->ns))
         fail(L,
              "%s: key 'n_steps' (a function (L) -> steps, or an integer) is required "
              "with a levels function",
              what);
-    if (!lua_isnil(L, ns) && !lua_isfunction(L, ns)) {
+    if (!lua_isnil(L, sp->ns) && !lua_isfunction(L, sp->ns)) {
         long long n = l_opt_integer(L, t, what, "n_steps", 0);
         if (n < 0) fail(L, "%s: key 'n_steps' must be >= 0, got %lld", what, n);
-        if (!is_fn && n != n_rows)
+        if (!sp->is_fn && n != sp->n_rows)
             fail(L, "%s: key 'n_steps' = %lld but 'levels' has %lld rows", what, n,
-                 (long long)n_rows);
+                 (long long)sp->n_rows);
     }
-    if (!is_fn && lua_isfunction(L, ns))
+    if (!sp->is_fn && lua_isfunction(L, sp->ns))
         fail(L,
              "%s: with a table of levels, n_steps is the number of rows; drop the "
              "'n_steps' function",
              what);
     lua_getfield(L, t, "settled");
-    int st = lua_gettop(L);
-    if (!lua_isnil(L, st)) {
-        if (is_fn)
-            fail(L,
-                 "%s: key 'settled' goes with a table of levels; a levels function "
-                 "returns n_settled itself",
-                 what);
-        if (!lua_istable(L, st) || (int64_t)lua_rawlen(L, st) != n_rows)
-            fail(L,
-                 "%s: key 'settled' must be a table of %lld settled counts (one per "
-                 "row of 'levels')",
-                 what, (long long)n_rows);
-        for (int64_t r = 1; r <= n_rows; r++) {
-            lua_rawgeti(L, st, (lua_Integer)r);
-            int isint = 0;
-            lua_Integer v = lua_tointegerx(L, -1, &isint);
-            if (!isint || v < 0 || v > row_len)
-                fail(L, "%s: settled[%lld] must be an integer in 0..%lld", what, (long long)r,
-                     (long long)row_len);
+    sp->st = lua_gettop(L);
+    if (!lua_isnil(L, sp->st)) check_lua_sched_settled(L, what, sp);
+}
+
+/* A table of levels (and settled counts) copied into s */
+static void copy_lua_sched_rows(lua_State *L, const char *what, const lua_sched_spec *sp,
+                                l_schedule *s) {
+    s->n_steps_const = sp->n_rows;
+    s->row_len = sp->row_len;
+    s->rows = malloc((size_t)(sp->n_rows * sp->row_len) * sizeof *s->rows);
+    if (!s->rows) fail(L, "%s: out of memory for %lld level rows", what, (long long)sp->n_rows);
+    for (int64_t r = 0; r < sp->n_rows; r++) {
+        lua_rawgeti(L, sp->lv, (lua_Integer)(r + 1));
+        for (int64_t i = 0; i < sp->row_len; i++) {
+            lua_rawgeti(L, -1, (lua_Integer)(i + 1));
+            s->rows[r * sp->row_len + i] = (int32_t)lua_tointeger(L, -1);
             lua_pop(L, 1);
         }
+        lua_pop(L, 1);
     }
+    if (lua_isnil(L, sp->st)) return;
+    s->settled = malloc((size_t)sp->n_rows * sizeof *s->settled);
+    if (!s->settled) fail(L, "%s: out of memory", what);
+    for (int64_t r = 0; r < sp->n_rows; r++) {
+        lua_rawgeti(L, sp->st, (lua_Integer)(r + 1));
+        s->settled[r] = (int64_t)lua_tointeger(L, -1);
+        lua_pop(L, 1);
+    }
+}
+
+static void new_lua_sched(lua_State *L, int t) {
+    const char *what = "hdlm.schedule";
+    l_check_keys(L, t, what, lua_sched_keys);
+    if (lua_rawlen(L, t) > 0)
+        fail(L, "%s: a schedule written in Lua takes no positional entries", what);
+    lua_sched_spec sp;
+    read_lua_sched_shape(L, t, what, &sp);
+    read_lua_sched_levels(L, t, what, &sp);
 
     /* everything checked: build the userdata (its __gc frees what follows if a later step
      * raises) */
     l_schedule *s = new_sched(L);
-    snprintf(s->name, sizeof s->name, "%s", name);
-    s->W = (int32_t)W;
-    s->growth = g;
-    s->block = block;
-    if (is_fn) {
-        lua_pushvalue(L, lv);
+    snprintf(s->name, sizeof s->name, "%s", sp.name);
+    s->W = (int32_t)sp.W;
+    s->growth = sp.growth;
+    s->block = sp.block;
+    if (sp.is_fn) {
+        lua_pushvalue(L, sp.lv);
         s->levels_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-        if (lua_isfunction(L, ns)) {
-            lua_pushvalue(L, ns);
+        if (lua_isfunction(L, sp.ns)) {
+            lua_pushvalue(L, sp.ns);
             s->n_steps_ref = luaL_ref(L, LUA_REGISTRYINDEX);
         } else {
-            s->n_steps_const = (int64_t)lua_tointeger(L, ns);
+            s->n_steps_const = (int64_t)lua_tointeger(L, sp.ns);
         }
     } else {
-        s->n_steps_const = n_rows;
-        s->row_len = row_len;
-        s->rows = malloc((size_t)(n_rows * row_len) * sizeof *s->rows);
-        if (!s->rows) fail(L, "%s: out of memory for %lld level rows", what, (long long)n_rows);
-        for (int64_t r = 0; r < n_rows; r++) {
-            lua_rawgeti(L, lv, (lua_Integer)(r + 1));
-            for (int64_t i = 0; i < row_len; i++) {
-                lua_rawgeti(L, -1, (lua_Integer)(i + 1));
-                s->rows[r * row_len + i] = (int32_t)lua_tointeger(L, -1);
-                lua_pop(L, 1);
-            }
-            lua_pop(L, 1);
-        }
-        if (!lua_isnil(L, st)) {
-            s->settled = malloc((size_t)n_rows * sizeof *s->settled);
-            if (!s->settled) fail(L, "%s: out of memory", what);
-            for (int64_t r = 0; r < n_rows; r++) {
-                lua_rawgeti(L, st, (lua_Integer)(r + 1));
-                s->settled[r] = (int64_t)lua_tointeger(L, -1);
-                lua_pop(L, 1);
-            }
-        }
+        copy_lua_sched_rows(L, what, &sp, s);
     }
-    s->continuous = continuous;
+    s->continuous = sp.continuous;
     hyper_from_plugin(&s->h, s, &lua_sched_ops, s->name); /* flags from lua_sched_info */
-    lua_replace(L, lv); /* leave the userdata where 'levels' was, drop the rest */
-    lua_settop(L, lv);
+    lua_replace(L, sp.lv); /* leave the userdata where 'levels' was, drop the rest */
+    lua_settop(L, sp.lv);
 }
 
 /* Pushes a new Schedule made from the table at t. */
