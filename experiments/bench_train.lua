@@ -61,7 +61,7 @@ for name in (args.configs or "a,b,c"):gmatch("[^,]+") do want[#want + 1] = name 
 -- and the table reports per-config medians over the rounds (single processes vary by 10-25%).
 local function run_ours(name)
   local cmd = ("OMP_NUM_THREADS=%d %q run %q one=%s steps=%d 2>/dev/null"):format(
-    threads, hdlm.binary, hdlm.source_dir .. "/experiments/bench_train.lua", name, steps)
+    threads, hdlm.binary, hdlm.script_dir .. "/bench_train.lua", name, steps)
   local p = io.popen(cmd)
   local r
   for line in p:lines() do
@@ -76,7 +76,7 @@ end
 local function run_torch()
   local out_t = {}
   local cmd = ("/usr/bin/python3 %q --mode train --config %s --threads %d --steps %d 2>/dev/null"):format(
-    hdlm.source_dir .. "/scripts/torch_reference.py", args.configs or "all", threads, steps)
+    hdlm.script_dir .. "/../scripts/torch_reference.py", args.configs or "all", threads, steps)
   local p = io.popen(cmd)
   local out = p:read("a"); p:close()
   for cfg, body in out:gmatch('"config"%s*:%s*"(%w)"(.-)}') do

@@ -150,7 +150,7 @@ static l_run *begin_run(lua_State *L, int store_idx, const char *name, const cha
     l_ctx *c = L_CTX(L);
     l_store *s = check_store(L, store_idx);
     provenance p;
-    provenance_collect(&p, HDLM_SOURCE_DIR);
+    provenance_collect(&p);
     store_run_info info = {
         .name = name,
         .kind = kind,
@@ -335,7 +335,7 @@ static int store_train(lua_State *L) {
     int prep_idx = lua_gettop(L);
     const l_train_info *ti = l_train_info_of(L, prep_idx);
     provenance p;
-    provenance_collect(&p, HDLM_SOURCE_DIR);
+    provenance_collect(&p);
     train_plan plan = {HDLM_OK, TRAIN_NEW, 0, 0, {0}};
     if (dist_rank() == 0) {
         plan_training(s->st, ti, name, &p, &plan);

@@ -30,6 +30,29 @@ static int msghandler(lua_State *L) {
     return 1;
 }
 
+/* Lua modules compiled into the binary (CMakeLists.txt embeds them), so `require` finds them with
+ * no source tree. A new one is a line here and an entry in CMakeLists.txt's HDLM_EMBEDDED_LUA. */
+extern const char hdlm_run_lua[];
+extern const size_t hdlm_run_lua_len;
+typedef struct embedded_module {
+    const char *name;  /* require name */
+    const char *chunk; /* chunk name in tracebacks */
+    const char *text;
+    const size_t *len;
+} embedded_module;
+static const embedded_module embedded_modules[] = {
+    {"hdlm_run", "@hdlm_run.lua", hdlm_run_lua, &hdlm_run_lua_len},
+};
+
+/* package.preload entry of an embedded module: runs its text with the module name */
+static int open_embedded(lua_State *L) {
+    const embedded_module *m = lua_touserdata(L, lua_upvalueindex(1));
+    if (luaL_loadbuffer(L, m->text, *m->len, m->chunk) != LUA_OK) return lua_error(L);
+    lua_pushvalue(L, 1);
+    lua_call(L, 1, 1);
+    return 1;
+}
+
 static int l_time(lua_State *L);
 static int l_log(lua_State *L);
 static int l_interrupted(lua_State *L);
@@ -65,8 +88,10 @@ static int luaopen_hdlm(lua_State *L) {
     l_ctx *c = lua_touserdata(L, ctx_idx);
     lua_pushstring(L, c->db_path);
     lua_setfield(L, mod, "db_path");
-    lua_pushstring(L, HDLM_SOURCE_DIR);
-    lua_setfield(L, mod, "source_dir");
+    /* the folder of the running script file (nil for stdin and the built-in commands), for
+     * scripts that find files next to themselves */
+    lua_getfield(L, LUA_REGISTRYINDEX, "hdlm.script_dir");
+    lua_setfield(L, mod, "script_dir");
     char exe[4096];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     exe[n > 0 ? n : 0] = '\0';
@@ -349,8 +374,18 @@ int lua_host_run(const lua_host_opts *o, error *e) {
     const char *shown = o->script[0] == '=' ? o->script + 1 : o->script; /* "=stdin": stdin */
     c->script = shown;
     /* runs record the script by absolute path, so that it can be found from another directory */
-    char abs[PATH_MAX];
-    if (!o->chunk && realpath(o->script, abs)) c->script = abs;
+    char abs[PATH_MAX], script_dir[PATH_MAX] = "";
+    if (!o->chunk && realpath(o->script, abs)) {
+        c->script = abs;
+        snprintf(script_dir, sizeof script_dir, "%s", abs);
+        char *slash = strrchr(script_dir, '/');
+        if (slash) slash[slash == script_dir ? 1 : 0] = '\0'; /* "/x.lua" keeps "/" */
+    }
+    if (script_dir[0])
+        lua_pushstring(L, script_dir);
+    else
+        lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "hdlm.script_dir");
     if (o->chunk && !strcmp(o->script, "=stdin")) { /* its text and hash are recorded too */
         size_t len = strlen(o->chunk);
         char *copy = malloc(len + 1);
@@ -365,18 +400,26 @@ int lua_host_run(const lua_host_opts *o, error *e) {
 
     int rc = push_args(L, o->n_args, o->args, e);
     if (rc == HDLM_OK) {
-        /* package.preload.hdlm with the ctx as upvalue; scripts/ and experiments/ on the path */
+        /* package.preload.hdlm with the ctx as upvalue, the embedded modules, and the script's
+         * own folder first on the path (modules next to the script, like the script itself;
+         * nothing is looked up in a source tree) */
         lua_getglobal(L, "package");
         lua_getfield(L, -1, "preload");
         lua_pushlightuserdata(L, c);
         lua_pushcclosure(L, luaopen_hdlm, 1);
         lua_setfield(L, -2, "hdlm");
+        for (size_t i = 0; i < sizeof embedded_modules / sizeof embedded_modules[0]; i++) {
+            lua_pushlightuserdata(L, (void *)&embedded_modules[i]);
+            lua_pushcclosure(L, open_embedded, 1);
+            lua_setfield(L, -2, embedded_modules[i].name);
+        }
         lua_pop(L, 1);
-        lua_pushfstring(L, "%s/scripts/?.lua;%s/experiments/?.lua;", HDLM_SOURCE_DIR,
-                        HDLM_SOURCE_DIR);
-        lua_getfield(L, -2, "path");
-        lua_concat(L, 2);
-        lua_setfield(L, -2, "path");
+        if (script_dir[0]) {
+            lua_pushfstring(L, "%s/?.lua;", script_dir);
+            lua_getfield(L, -2, "path");
+            lua_concat(L, 2);
+            lua_setfield(L, -2, "path");
+        }
         lua_pop(L, 1);
 
         lua_pushcfunction(L, msghandler);
