@@ -47,15 +47,25 @@ int cpu_variant_from_env(error *e);
  * for that instruction set, so the loops in it are vectorised for it. Parallel regions stay in
  * the caller (the wrappers run on one thread's share). */
 #define CPU_KERNEL(name, body, params, args)                                                       \
-    __attribute__((target("arch=x86-64-v4"))) static void name##_avx512 params { body args; }     \
-    __attribute__((target("arch=x86-64-v3"))) static void name##_avx2 params { body args; }       \
-    static void name##_generic params { body args; }                                               \
-    static void (*const name##_variants[CPU_N_VARIANTS]) params = {                                \
-        [CPU_GENERIC] = name##_generic, [CPU_AVX2] = name##_avx2, [CPU_AVX512] = name##_avx512}; \
-    static void name params { name##_variants[cpu_variant_active()] args; }
+    __attribute__((target("arch=x86-64-v4"))) static void name##_avx512 params {                   \
+        body args;                                                                                 \
+    }                                                                                              \
+    __attribute__((target("arch=x86-64-v3"))) static void name##_avx2 params {                     \
+        body args;                                                                                 \
+    }                                                                                              \
+    static void name##_generic params {                                                            \
+        body args;                                                                                 \
+    }                                                                                              \
+    static void(*const name##_variants[CPU_N_VARIANTS]) params = {                                 \
+        [CPU_GENERIC] = name##_generic, [CPU_AVX2] = name##_avx2, [CPU_AVX512] = name##_avx512};   \
+    static void name params {                                                                      \
+        name##_variants[cpu_variant_active()] args;                                                \
+    }
 #else
 #define CPU_KERNEL(name, body, params, args)                                                       \
-    static void name params { body args; }
+    static void name params {                                                                      \
+        body args;                                                                                 \
+    }
 #endif
 #define CPU_INLINE __attribute__((always_inline))
 

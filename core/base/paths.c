@@ -69,7 +69,8 @@ int paths_plugin_dir(char *out, size_t cap) {
     if (paths_exe_dir(exe_dir, sizeof exe_dir) != 0) return -1;
     if (installed_dir(exe_dir, HDLM_REL_PLUGINDIR, out, cap) == 0) return 0;
 #ifdef HDLM_BUILD_PLUGINDIR
-    if (in_build_tree(exe_dir)) return (size_t)snprintf(out, cap, "%s", HDLM_BUILD_PLUGINDIR) < cap ? 0 : -1;
+    if (in_build_tree(exe_dir))
+        return (size_t)snprintf(out, cap, "%s", HDLM_BUILD_PLUGINDIR) < cap ? 0 : -1;
 #endif
     if (cap) out[0] = '\0';
     return -1;

@@ -231,17 +231,24 @@ void linear_forward(float *out, const float *inp, const float *w, const float *b
 
 /* Column sums of a (N, C) matrix added into acc (C): each thread owns a slice of columns so the
  * result is race-free and does not depend on the thread count. */
+static inline CPU_INLINE void colsum_body(float *acc, const float *x, int N, int C, int c0,
+                                          int c1) {
+    for (int n = 0; n < N; n++) {
+        const float *xn = x + (size_t)n * C;
+#pragma omp simd
+        for (int c = c0; c < c1; c++)
+            acc[c] += xn[c];
+    }
+}
+CPU_KERNEL(colsum_k, colsum_body, (float *acc, const float *x, int N, int C, int c0, int c1),
+           (acc, x, N, C, c0, c1))
+
 static void colsum_accumulate(float *acc, const float *x, int N, int C) {
 #pragma omp parallel if ((int64_t)N * C >= PAR_MIN)
     {
         int tid = omp_get_thread_num(), nt = omp_get_num_threads();
         int c0 = (int)((int64_t)C * tid / nt), c1 = (int)((int64_t)C * (tid + 1) / nt);
-        for (int n = 0; n < N; n++) {
-            const float *xn = x + (size_t)n * C;
-#pragma omp simd
-            for (int c = c0; c < c1; c++)
-                acc[c] += xn[c];
-        }
+        colsum_k(acc, x, N, C, c0, c1);
     }
 }
 
@@ -445,12 +452,11 @@ void modulate_forward(float *out, const float *inp, const float *shift, const fl
 
 /* Several tokens may share a shift/scale row, so threads split the columns, not the tokens: no
  * races, and every sum runs in token order whatever the thread count. */
-void modulate_backward(float *dinp, float *dshift, float *dscale, const float *dout,
-                       const float *inp, const float *scale, int ld, const int32_t *row, int N,
-                       int C) {
-#pragma omp parallel if ((int64_t)N * C >= PAR_MIN)
+static inline CPU_INLINE void modulate_backward_body(float *dinp, float *dshift, float *dscale,
+                                                     const float *dout, const float *inp,
+                                                     const float *scale, int ld, const int32_t *row,
+                                                     int N, int C, int c0, int c1) {
     {
-        int c0, c1 = col_slice(C, &c0);
         for (int n = 0; n < N; n++) {
             size_t r = (size_t)(row ? row[n] : n);
             const float *g = dout + (size_t)n * C, *x = inp + (size_t)n * C;
@@ -476,6 +482,20 @@ void modulate_backward(float *dinp, float *dshift, float *dscale, const float *d
         }
     }
 }
+CPU_KERNEL(modulate_backward_k, modulate_backward_body,
+           (float *dinp, float *dshift, float *dscale, const float *dout, const float *inp,
+            const float *scale, int ld, const int32_t *row, int N, int C, int c0, int c1),
+           (dinp, dshift, dscale, dout, inp, scale, ld, row, N, C, c0, c1))
+
+void modulate_backward(float *dinp, float *dshift, float *dscale, const float *dout,
+                       const float *inp, const float *scale, int ld, const int32_t *row, int N,
+                       int C) {
+#pragma omp parallel if ((int64_t)N * C >= PAR_MIN)
+    {
+        int c0, c1 = col_slice(C, &c0);
+        modulate_backward_k(dinp, dshift, dscale, dout, inp, scale, ld, row, N, C, c0, c1);
+    }
+}
 
 void residual_forward(float *out, const float *res, const float *x, const float *gate, int ld,
                       const int32_t *row, int N, int C) {
@@ -497,11 +517,11 @@ void residual_forward(float *out, const float *res, const float *x, const float 
 }
 
 /* Column slices per thread, as in modulate_backward (gate rows may be shared). */
-void residual_backward(float *dres, float *dx, float *dgate, const float *dout, const float *x,
-                       const float *gate, int ld, const int32_t *row, int N, int C) {
-#pragma omp parallel if ((int64_t)N * C >= PAR_MIN)
+static inline CPU_INLINE void residual_backward_body(float *dres, float *dx, float *dgate,
+                                                     const float *dout, const float *x,
+                                                     const float *gate, int ld, const int32_t *row,
+                                                     int N, int C, int c0, int c1) {
     {
-        int c0, c1 = col_slice(C, &c0);
         for (int n = 0; n < N; n++) {
             size_t r = (size_t)(row ? row[n] : n);
             const float *g = dout + (size_t)n * C, *xn = x + (size_t)n * C;
@@ -531,6 +551,19 @@ void residual_backward(float *dres, float *dx, float *dgate, const float *dout, 
                     d[c] += g[c] * xn[c];
             }
         }
+    }
+}
+CPU_KERNEL(residual_backward_k, residual_backward_body,
+           (float *dres, float *dx, float *dgate, const float *dout, const float *x,
+            const float *gate, int ld, const int32_t *row, int N, int C, int c0, int c1),
+           (dres, dx, dgate, dout, x, gate, ld, row, N, C, c0, c1))
+
+void residual_backward(float *dres, float *dx, float *dgate, const float *dout, const float *x,
+                       const float *gate, int ld, const int32_t *row, int N, int C) {
+#pragma omp parallel if ((int64_t)N * C >= PAR_MIN)
+    {
+        int c0, c1 = col_slice(C, &c0);
+        residual_backward_k(dres, dx, dgate, dout, x, gate, ld, row, N, C, c0, c1);
     }
 }
 
@@ -664,6 +697,30 @@ void timestep_features(float *out, const float *sigma, int N, int dim) {
 /* Rotates pairs (x[k], x[k+hd/2]) by theta_{p,k}; sign -1 applies the inverse rotation.
  * cos/sin are tabulated once per call: per distinct position when the positions span at most N
  * values (the usual 0..T-1 repeated over the batch), otherwise per row. */
+/* rows lo..hi of x rotated by the cos/sin tables (one thread's share) */
+static inline CPU_INLINE void rope_rotate_body(float *x, int ld, const int32_t *pos, int32_t pmin,
+                                               int by_pos, const float *ctab, const float *stab,
+                                               int H, int hd, int lo, int hi) {
+    int half = hd / 2;
+    for (int n = lo; n < hi; n++) {
+        size_t r = by_pos ? (size_t)(pos[n] - pmin) : (size_t)n;
+        const float *cs = ctab + r * half, *sn = stab + r * half;
+        for (int h = 0; h < H; h++) {
+            float *x1 = x + (size_t)n * ld + (size_t)h * hd, *x2 = x1 + half;
+#pragma omp simd
+            for (int k = 0; k < half; k++) {
+                float a = x1[k], b = x2[k];
+                x1[k] = a * cs[k] - b * sn[k];
+                x2[k] = b * cs[k] + a * sn[k];
+            }
+        }
+    }
+}
+CPU_KERNEL(rope_rotate_k, rope_rotate_body,
+           (float *x, int ld, const int32_t *pos, int32_t pmin, int by_pos, const float *ctab,
+            const float *stab, int H, int hd, int lo, int hi),
+           (x, ld, pos, pmin, by_pos, ctab, stab, H, hd, lo, hi))
+
 static void rope_apply(float *x, int ld, const int32_t *pos, int N, int H, int hd, float sign) {
     HDLM_ASSERT(hd % 2 == 0 && hd > 0);
     if (N <= 0) return;
@@ -691,19 +748,11 @@ static void rope_apply(float *x, int ld, const int32_t *pos, int N, int H, int h
             stab[(size_t)r * half + k] = sign * sinf(th);
         }
     }
-#pragma omp parallel for schedule(static) if ((int64_t)N * H * hd >= PAR_MIN)
-    for (int n = 0; n < N; n++) {
-        size_t r = by_pos ? (size_t)(pos[n] - pmin) : (size_t)n;
-        const float *cs = ctab + r * half, *sn = stab + r * half;
-        for (int h = 0; h < H; h++) {
-            float *x1 = x + (size_t)n * ld + (size_t)h * hd, *x2 = x1 + half;
-#pragma omp simd
-            for (int k = 0; k < half; k++) {
-                float a = x1[k], b = x2[k];
-                x1[k] = a * cs[k] - b * sn[k];
-                x2[k] = b * cs[k] + a * sn[k];
-            }
-        }
+#pragma omp parallel if ((int64_t)N * H * hd >= PAR_MIN)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        int lo = (int)((int64_t)N * t / nt), hi = (int)((int64_t)N * (t + 1) / nt);
+        if (hi > lo) rope_rotate_k(x, ld, pos, pmin, by_pos, ctab, stab, H, hd, lo, hi);
     }
     free(tab);
 }

@@ -1,6 +1,7 @@
 /* The run-time kernel variants (base/cpu.h): every variant this build and CPU can run is forced in
  * turn and the dispatched kernels of nn/layers.c (GELU, SiLU, masked softmax inside attention,
- * cross-entropy, the few-row GEMV) are checked on the same inputs against float64 references and
+ * cross-entropy, the few-row GEMV, the column-sliced backward passes, the rotary rotation) are
+ * checked on the same inputs against float64 references and
  * against the generic variant (the build's baseline code); sizes cover the parallel split and the
  * vector tails. Also: HDLM_KERNELS picks a variant, an unknown or unsupported one is refused with
  * the list of those that run here. */
@@ -43,10 +44,12 @@ static double gelu_ref(double x) {
 }
 static double gelu_grad_ref(double x) {
     double u = 0.7978845608028654 * (x + 0.044715 * x * x * x), t = tanh(u);
-    return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * 0.7978845608028654 *
-                                 (1.0 + 3.0 * 0.044715 * x * x);
+    return 0.5 * (1.0 + t) +
+           0.5 * x * (1.0 - t * t) * 0.7978845608028654 * (1.0 + 3.0 * 0.044715 * x * x);
 }
-static double silu_ref(double x) { return x / (1.0 + exp(-x)); }
+static double silu_ref(double x) {
+    return x / (1.0 + exp(-x));
+}
 static double silu_grad_ref(double x) {
     double s = 1.0 / (1.0 + exp(-x));
     return s + x * s * (1.0 - s);
@@ -55,10 +58,26 @@ static double silu_grad_ref(double x) {
 /* one variant's outputs, kept to compare with the generic variant's */
 typedef struct outputs {
     float *gelu, *dgelu, *dgelu_inplace, *silu, *dsilu, *att_out, *att, *loss, *dlogits, *gemv;
+    float *grads; /* modulate/residual backward, column sums, rotary: (N_ROWS, RC) each */
 } outputs;
 
-enum { N_ELEM = 70001, N_SMALL = 37, B = 2, T = 19, C = 24, H = 3, NX = 5, V = 1031, GN = 3,
-       GC = 200, GOC = 700 };
+enum {
+    N_ELEM = 70001,
+    N_SMALL = 37,
+    B = 2,
+    T = 19,
+    C = 24,
+    H = 3,
+    NX = 5,
+    V = 1031,
+    GN = 3,
+    GC = 200,
+    GOC = 700,
+    N_ROWS = 300,
+    RC = 131,
+    RH = 2,
+    RHD = 64
+};
 
 static void run_variant(outputs *o, const char *name) {
     rng r;
@@ -179,11 +198,66 @@ static void run_variant(outputs *o, const char *name) {
     free(wt);
     free(bias);
     free(nv);
+
+    /* the column-sliced backward passes (modulate, residual), the bias gradient's column sums
+     * and the rotary rotation, against float64 loops */
+    size_t m = (size_t)N_ROWS * RC;
+    float *g = randv(&r, m, 1.0), *xin = randv(&r, m, 1.0), *sc = randv(&r, m, 0.5);
+    o->grads = calloc(6 * m, sizeof(float));
+    float *dinp = o->grads, *dshift = dinp + m, *dscale = dshift + m, *dres = dscale + m,
+          *dx = dres + m, *rot = dx + m;
+    modulate_backward(dinp, dshift, dscale, g, xin, sc, RC, NULL, N_ROWS, RC);
+    residual_backward(dres, dx, NULL, g, xin, sc, RC, NULL, N_ROWS, RC);
+    double wm = 0.0;
+    for (size_t i = 0; i < m; i++) {
+        double e1 = fabs(dinp[i] - (double)g[i] * (1.0 + sc[i]));
+        double e2 = fabs(dscale[i] - (double)g[i] * xin[i]);
+        double e3 =
+            fabs(dshift[i] - g[i]) + fabs(dres[i] - g[i]) + fabs(dx[i] - (double)sc[i] * g[i]);
+        double e = e1 > e2 ? e1 : e2;
+        e = e > e3 ? e : e3;
+        wm = e > wm ? e : wm;
+    }
+    CHECK(wm <= 1e-6);
+    float *dbias = calloc(RC, sizeof(float));
+    linear_backward(NULL, NULL, dbias, g, xin, sc, N_ROWS, RC, RC);
+    double wb = 0.0;
+    for (int c = 0; c < RC; c++) {
+        double sum = 0.0;
+        for (int n2 = 0; n2 < N_ROWS; n2++)
+            sum += g[(size_t)n2 * RC + c];
+        double e = fabs(dbias[c] - sum);
+        wb = e > wb ? e : wb;
+    }
+    CHECK(wb <= 1e-4);
+    free(dbias);
+    /* rotary: rows of RH heads x RHD; forward then backward is the identity */
+    int32_t pos[N_ROWS];
+    for (int i = 0; i < N_ROWS; i++)
+        pos[i] = (i * 7) % 97;
+    for (size_t i = 0; i < (size_t)N_ROWS * RH * RHD; i++)
+        rot[i] = xin[i % m];
+    rope_forward(rot, RH * RHD, pos, N_ROWS, RH, RHD);
+    float *back = malloc((size_t)N_ROWS * RH * RHD * sizeof(float));
+    for (size_t i = 0; i < (size_t)N_ROWS * RH * RHD; i++)
+        back[i] = rot[i];
+    rope_backward(back, RH * RHD, pos, N_ROWS, RH, RHD);
+    double wr = 0.0;
+    for (size_t i = 0; i < (size_t)N_ROWS * RH * RHD; i++) {
+        double e = fabs(back[i] - xin[i % m]);
+        wr = e > wr ? e : wr;
+    }
+    CHECK(wr <= 1e-5);
+    free(back);
+    free(g);
+    free(xin);
+    free(sc);
 }
 
 static void free_outputs(outputs *o) {
     free(o->gelu), free(o->dgelu), free(o->dgelu_inplace), free(o->silu), free(o->dsilu);
     free(o->att_out), free(o->att), free(o->loss), free(o->dlogits), free(o->gemv);
+    free(o->grads);
 }
 
 /* a variant against the generic one: the same C, another instruction set (FMA, wider vectors,
@@ -198,6 +272,7 @@ static void compare(const outputs *a, const outputs *g) {
     CHECK(worst_f(a->loss, g->loss, NX, 1e-6, 1e-5) <= 1);
     CHECK(worst_f(a->dlogits, g->dlogits, (size_t)NX * V, 1e-7, 1e-5) <= 1);
     CHECK(worst_f(a->gemv, g->gemv, (size_t)GN * GOC, 1e-6, 1e-5) <= 1);
+    CHECK(worst_f(a->grads, g->grads, (size_t)6 * N_ROWS * RC, 1e-6, 1e-5) <= 1);
 }
 
 int main(void) {
