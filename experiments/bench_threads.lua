@@ -40,10 +40,11 @@ local cases = {
   { "libgomp default (spin 300000)", "GOMP_SPINCOUNT=300000" },
   { "GOMP_SPINCOUNT=10000", "GOMP_SPINCOUNT=10000" },
   { "OMP_WAIT_POLICY=passive", "OMP_WAIT_POLICY=passive" },
+  { "hdlm default without adapting (OMP_DYNAMIC=false)", "OMP_DYNAMIC=false" },
 }
 
 local function run_case(envs, nthreads)
-  local cmd = ("env -u GOMP_SPINCOUNT -u OMP_WAIT_POLICY %s OMP_NUM_THREADS=%d HDLM_PROGRESS=off %s run %s 2>/dev/null")
+  local cmd = ("env -u GOMP_SPINCOUNT -u OMP_WAIT_POLICY -u OMP_DYNAMIC %s OMP_NUM_THREADS=%d HDLM_PROGRESS=off %s run %s 2>/dev/null")
     :format(envs, nthreads, exe, work)
   local p = io.popen(cmd); local out = p:read("a"); p:close()
   local s, t = out:match("sample ([%d.]+) train ([%d.]+)")
@@ -89,13 +90,13 @@ local base = times["1 thread, quiet"]
 local bs, bt = median(base.sample), median(base.train)
 print(("threads on a shared machine: %d threads, medians of %d interleaved rounds"):format(threads, rounds))
 print(("sample = AR decoding of %d tokens (d 256, 4 layers, KV cache); train = %d steps (d 128, 4 layers, batch 16 x 128)"):format(length, steps))
-print(("%-44s %10s %8s %10s %8s"):format("case", "sample s", "vs 1T", "train s", "vs 1T"))
+print(("%-52s %10s %8s %10s %8s"):format("case", "sample s", "vs 1T", "train s", "vs 1T"))
 local order = { "1 thread, quiet" }
 for _, c in ipairs(cases) do order[#order + 1] = c[1] .. ", quiet" end
 order[#order + 1] = "1 thread, loaded"
 for _, c in ipairs(cases) do order[#order + 1] = c[1] .. ", loaded" end
 for _, k in ipairs(order) do
   local s, t = median(times[k].sample), median(times[k].train)
-  print(("%-44s %10.3f %7.2fx %10.3f %7.2fx"):format(k, s, s / bs, t, t / bt))
+  print(("%-52s %10.3f %7.2fx %10.3f %7.2fx"):format(k, s, s / bs, t, t / bt))
 end
 os.execute("rm -rf " .. dir)

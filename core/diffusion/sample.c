@@ -6,7 +6,10 @@
 
 #include "base/progress.h"
 #include "base/rng.h"
+#include "base/threads.h"
+#include "nn/layers.h"
 #include "nn/mask.h"
+#include "tensor/blas.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -193,6 +196,11 @@ int sample_run(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
     lp.scratch = malloc((size_t)Vp * 3 * sizeof *lp.scratch);
     kv_cache kc = {0};
     int rc = HDLM_OK;
+    /* decoding is a few dozen small products per token, each a parallel region: fewer threads
+     * for them while another process takes a core (base/threads.h); their values do not depend
+     * on the thread count (nn/layers.h linear_set_gemv_threads) */
+    threads_adapt ta;
+    threads_adapt_init(&ta, blas_get_threads());
     if (!x || !lev || !lev2 || !tn || !tx || !tr || !was_worthless || !t1 || !sigma || !st ||
         !st1 || !fixed || !filled || !logits || !probs || !rows || !pos || !ctok || !csig ||
         !crow || !lp.scratch) {
@@ -232,6 +240,7 @@ int sample_run(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
     progress_init(&pg, NULL, "sample", n_steps);
     for (int64_t s = 1; s <= n_steps; s++) {
         lp.step = s;
+        linear_set_gemv_threads(threads_adapt_next(&ta));
         int64_t ns;
         if ((rc = hyper_levels(h, s, L, lev, &ns, e)) != HDLM_OK) goto done;
         hyper_times(lev, ns, L, W, HYPER_SAMPLING_EPS, tn, st);
@@ -371,6 +380,7 @@ int sample_run(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
     out->tokens = x;
     x = NULL;
 done:
+    linear_set_gemv_threads(0);
     kv_cache_free(&kc);
     free(x), free(lev), free(lev2), free(tn), free(tx), free(tr), free(was_worthless), free(t1),
         free(sigma), free(st), free(st1);

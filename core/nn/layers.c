@@ -173,11 +173,18 @@ CPU_KERNEL(gemv_rows, gemv_rows_body,
  * by the serial caller (GEMVs inside a parallel region run on the calling thread). */
 #define GEMV_MAX_THREADS 64
 static double gemv_rate[GEMV_MAX_THREADS];
+static int gemv_threads_cap; /* linear_set_gemv_threads; 0 = no cap */
+
+void linear_set_gemv_threads(int n) {
+    HDLM_ASSERT(n >= 0);
+    gemv_threads_cap = n;
+}
 
 static void linear_forward_gemv(float *out, const float *inp, const float *w, const float *bias,
                                 int N, int C, int OC) {
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
     nt = nt < GEMV_MAX_THREADS ? nt : GEMV_MAX_THREADS;
+    if (gemv_threads_cap > 0 && nt > gemv_threads_cap) nt = gemv_threads_cap;
     if (nt < 2 || (int64_t)OC * C < 65536) {
         gemv_rows(out, inp, w, bias, N, C, OC, 0, OC);
         return;

@@ -16,6 +16,10 @@
 /* ---- linear ---------------------------------------------------------------------------------- */
 
 /* out(N,OC) = inp(N,C) · w(OC,C)^T + bias(OC) (bias may be NULL) */
+/* At most n threads for the few-row products (N <= LINEAR_GEMV_MAX_N, i.e. decoding); 0 = as many
+ * as OpenMP has. A row's value does not depend on which thread computes it, so this changes speed,
+ * never results. The sampling loop lowers it while the machine is crowded (base/threads.h). */
+void linear_set_gemv_threads(int n);
 void linear_forward(float *out, const float *inp, const float *w, const float *bias, int N, int C,
                     int OC);
 /* dinp(N,C) += dout·w (dinp may be NULL); dw(OC,C) += dout^T·inp; dbias(OC) += Σ_n dout (or NULL)
