@@ -1,6 +1,8 @@
 /* The `hdlm` command line: run Lua experiments, inspect plugins, prepare data, query the store.
  * Each subcommand parses its own flags; errors print one line and exit non-zero. The only place
  * that calls exit(). */
+#include "app/query_print.h"
+#include "app/run_cmds.h"
 #include "app/store_cmds.h"
 #include "app/sweep.h"
 #include "base/cpu.h"
@@ -184,9 +186,9 @@ static int cmd_query(int argc, char **argv) {
     store *s = NULL;
     /* read-only unless --write: a query cannot change the store by accident */
     if (store_open(db, write ? 0 : STORE_READONLY, &s, &e) != HDLM_OK) return die(&e);
-    int fmt = csv ? STORE_FMT_CSV : json ? STORE_FMT_JSON : STORE_FMT_TABLE;
+    int fmt = csv ? QUERY_FMT_CSV : json ? QUERY_FMT_JSON : QUERY_FMT_TABLE;
     int64_t before = store_changes(s);
-    int rc = store_query_print(s, argv[0], fmt, stdout, &e);
+    int rc = query_print(s, argv[0], fmt, stdout, &e);
     int64_t changed = store_changes(s) - before;
     store_close(s);
     if (rc == HDLM_ESTATE && !write) {
@@ -212,13 +214,13 @@ static int cmd_runs(int argc, char **argv) {
     if (store_open(db, 0, &s, &e) != HDLM_OK) return die(&e);
     int rc = store_reap_runs(s, &e);
     if (rc == HDLM_OK)
-        rc = store_query_print(s,
-                               "SELECT id, name, kind, status, seed, started_at, ended_at, "
-                               "CASE WHEN resumes > 0 THEN 'continued ' || resumes || 'x' "
-                               "WHEN resumed_from IS NOT NULL THEN 'from run ' || resumed_from "
-                               "ELSE '' END AS resumed, "
-                               "substr(coalesce(error,''),1,60) AS error FROM runs ORDER BY id",
-                               STORE_FMT_TABLE, stdout, &e);
+        rc = query_print(s,
+                         "SELECT id, name, kind, status, seed, started_at, ended_at, "
+                         "CASE WHEN resumes > 0 THEN 'continued ' || resumes || 'x' "
+                         "WHEN resumed_from IS NOT NULL THEN 'from run ' || resumed_from "
+                         "ELSE '' END AS resumed, "
+                         "substr(coalesce(error,''),1,60) AS error FROM runs ORDER BY id",
+                         QUERY_FMT_TABLE, stdout, &e);
     store_close(s);
     return rc == HDLM_OK ? 0 : die(&e);
 }
@@ -497,64 +499,35 @@ static int cmd_import(int argc, char **argv) {
     return 0;
 }
 
-/* ---- hdlm sample ---- */
-static const char sample_chunk[] =
-    "local hdlm = require 'hdlm'\n"
-    "local a = hdlm.args\n"
-    "local db = hdlm.open()\n"
-    "local run, ck = require('hdlm_run').load(db, a.run)\n"
-    "local known = { n = 1, length = 1, temperature = 1, top_k = 1, top_p = 1, prompt = 1,\n"
-    "  seed = 1, cache = 1, events = 1 }\n"
-    "local opts, sampler = {}, { a.sampler or 'ancestral' }\n"
-    "for k, v in pairs(a) do\n"
-    "  if known[k] then opts[k] = v elseif k ~= 'run' and k ~= 'sampler' then sampler[k] = v end\n"
-    "end\n"
-    "if type(opts.prompt) == 'number' then opts.prompt = tostring(opts.prompt) end\n"
-    "opts.sampler = sampler\n"
-    "for _, s in ipairs(run:sample(opts)) do\n"
-    "  print(('-- sample %d (run %d, step %d checkpoint; %s; %d steps, %d network evaluations, '\n"
-    "    .. '%d corrections, %.2f s)'):format(s.id, a.run, ck.step, sampler[1], s.steps, s.nfe,\n"
-    "    s.corrections, s.wall_time))\n"
-    "  print(s.text)\n"
-    "end\n";
+/* ---- hdlm sample / hdlm eval ---- */
 
-/* Runs an embedded chunk over a stored run: "--run ID" becomes the argument run=ID, the other
- * arguments must be key=value and reach the chunk through hdlm.args. */
-static int run_chunk_for_run(int argc, char **argv, const char *what, const char *chunk) {
+/* "--run ID [--db FILE] key=value ...": the stored run, then run_cmds.c does the work. Errors are
+ * one line naming the command. */
+static int cmd_on_run(int argc, char **argv, const char *what,
+                      int (*fn)(const char *, const char *, int, char **, error *)) {
     const char *db = "runs.db", *run = NULL;
     argc = take_flag_value(argc, argv, "--db", &db);
     argc = take_flag_value(argc, argv, "--run", &run);
     if (!run) return usage_error("%s: --run ID is required", what);
     if (!store_cmd_require_db(db, what)) return 1;
-    char runarg[64];
-    snprintf(runarg, sizeof runarg, "run=%s", run);
-    char **args = calloc((size_t)argc + 1, sizeof *args);
-    if (!args) return 1;
-    args[0] = runarg;
     for (int i = 0; i < argc; i++) {
-        if (!strchr(argv[i], '=')) {
-            free(args);
-            if (!strncmp(argv[i], "--", 2) && argv[i][2] && i + 1 < argc)
-                fprintf(stderr, "hdlm: %s: options are key=value, got '%s' (did you mean %s=%s?)\n",
-                        what, argv[i], argv[i] + 2, argv[i + 1]);
-            else
-                fprintf(stderr, "hdlm: %s: options are key=value, got '%s'\n", what, argv[i]);
-            return 2;
+        if (argv[i][0] == '=') {
+            fprintf(stderr, "hdlm: %s: script argument '%s' must look like key=value\n", what,
+                    argv[i]);
+            return 1;
         }
-        args[i + 1] = argv[i];
+        if (strchr(argv[i], '=')) continue;
+        if (!strncmp(argv[i], "--", 2) && argv[i][2] && i + 1 < argc)
+            fprintf(stderr, "hdlm: %s: options are key=value, got '%s' (did you mean %s=%s?)\n",
+                    what, argv[i], argv[i] + 2, argv[i + 1]);
+        else
+            fprintf(stderr, "hdlm: %s: options are key=value, got '%s'\n", what, argv[i]);
+        return 2;
     }
-    char name[32];
-    snprintf(name, sizeof name, "=hdlm %s", what);
-    lua_host_opts o = {.script = name,
-                       .n_args = argc + 1,
-                       .args = args,
-                       .db_path = db,
-                       .chunk = chunk,
-                       .plain_errors = 1};
+    /* under mpirun one process does the work (as run:sample / run:eval on rank 0 always did) */
+    if (dist_rank() > 0) return 0;
     error e = {0};
-    int rc = lua_host_run(&o, &e);
-    free(args);
-    if (rc != HDLM_OK) {
+    if (fn(db, run, argc, argv, &e) != HDLM_OK) {
         size_t wl = strlen(what);
         if (!strncmp(e.msg, what, wl) && e.msg[wl] == ':')
             fprintf(stderr, "hdlm: %s\n", e.msg);
@@ -566,37 +539,11 @@ static int run_chunk_for_run(int argc, char **argv, const char *what, const char
 }
 
 static int cmd_sample(int argc, char **argv) {
-    return run_chunk_for_run(argc, argv, "sample", sample_chunk);
+    return cmd_on_run(argc, argv, "sample", run_cmd_sample);
 }
 
-/* ---- hdlm eval ---- */
-static const char eval_chunk[] =
-    "local hdlm = require 'hdlm'\n"
-    "local a = hdlm.args\n"
-    "local db = hdlm.open()\n"
-    "local run, ck = require('hdlm_run').load(db, a.run)\n"
-    "local opts = {}\n"
-    "for k, v in pairs(a) do if k ~= 'run' then opts[k] = v end end\n"
-    "if type(opts.data) == 'string' then opts.data = hdlm.corpus{ path = opts.data } end\n"
-    "local r = run:eval(opts)\n"
-    "print(('run %d (step %d checkpoint, %s weights): %s bound on %d %s sequences of %d tokens')\n"
-    "  :format(a.run, ck.step, r.weights, r.estimator, r.sequences, r.split, r.length))\n"
-    "print(('  %.4f ± %.4f nats/token = %.4f ± %.4f bits per %s')\n"
-    "  :format(r.nats, r.se, r.bits, r.bits_se, r.unit))\n"
-    "if r.estimator == 'consistent' then\n"
-    "  print(('  schedule %s, %d steps, %s, %s layout, %d network passes, %.1f s')\n"
-    "    :format(r.schedule.name, r.steps, r.exact and 'every step' or (r.mc .. ' draws per "
-    "sequence'),\n"
-    "      r.continuous and 'continuous-time' or r.vectorised and '2L' or 'per-step', r.forwards, "
-    "r.wall))\n"
-    "else\n"
-    "  print(('  reference estimator: eps %g, %d x %d masks per sequence, L-1 denominator (%.4f "
-    "nats with L)')\n"
-    "    :format(r.eps, r.rounds, r.B_mc, r.nats_per_token_L))\n"
-    "end\n";
-
 static int cmd_eval(int argc, char **argv) {
-    return run_chunk_for_run(argc, argv, "eval", eval_chunk);
+    return cmd_on_run(argc, argv, "eval", run_cmd_eval);
 }
 
 /* ---- hdlm samples ---- */

@@ -592,3 +592,38 @@ void corpus_free(corpus *c) {
     free(c->valid);
     *c = (corpus){0};
 }
+
+static int ends_with(const char *s, const char *suf) {
+    size_t n = strlen(s), m = strlen(suf);
+    return n >= m && !strcmp(s + n - m, suf);
+}
+
+int corpus_open(const char *path, const tokfile_options *o, int check_tok, const char *out,
+                corpus *c, char *tok_path, size_t cap, error *e) {
+    tokenizer want;
+    int rc = tokenizer_init(&want, o->tokenizer ? o->tokenizer : "bytes", e);
+    if (rc != HDLM_OK) return rc;
+    if (ends_with(path, ".tok")) {
+        snprintf(tok_path, cap, "%s", path);
+    } else {
+        /* the token file name carries the settings, so different settings never collide (a BPE
+         * by its vocabulary hash: retraining into the same directory gives a new file) */
+        char tag[32];
+        tokenizer_file_tag(&want, tag);
+        const char *dsuf = o->docs == TOKFILE_DOCS_DEFAULT   ? ""
+                           : o->docs == TOKENIZER_DOCS_BLANK ? ".docs"
+                                                             : ".nodocs";
+        if (out)
+            snprintf(tok_path, cap, "%s", out);
+        else
+            snprintf(tok_path, cap, "%s.%s%s.v%g.s%lld.tok", path, tag, dsuf, o->valid,
+                     (long long)o->seed);
+        struct stat st_text, st_tok;
+        int have_text = stat(path, &st_text) == 0;
+        int fresh =
+            stat(tok_path, &st_tok) == 0 && (!have_text || st_tok.st_mtime >= st_text.st_mtime);
+        if (!fresh && (rc = tokfile_prepare_opts(path, tok_path, o, NULL, e)) != HDLM_OK) return rc;
+    }
+    /* a .tok given directly is checked against the tokenizer only when one was asked for */
+    return corpus_load_expect(tok_path, check_tok || !ends_with(path, ".tok") ? &want : NULL, c, e);
+}

@@ -79,6 +79,13 @@ int corpus_load(const char *path, corpus *c, error *e);
  * loaded and its vocabulary must still have the recorded hash. */
 int corpus_load_expect(const char *path, const tokenizer *expect, corpus *c, error *e);
 
+/* A corpus as hdlm.corpus{path = ...} and `hdlm eval data=...` open it: a .tok file is loaded
+ * (checked against o->tokenizer when check_tok); a text file is encoded once into a token file
+ * named by its settings ("<path>.<tokenizer tag>[.docs|.nodocs].v<valid>.s<seed>.tok", or `out`)
+ * and encoded again only when the text is newer. tok_path (cap bytes) receives the token file. */
+int corpus_open(const char *path, const tokfile_options *o, int check_tok, const char *out,
+                corpus *c, char *tok_path, size_t cap, error *e);
+
 /* Whole regular file into *buf (malloc'd, caller frees) and its length. */
 int tokfile_read_all(const char *path, unsigned char **buf, size_t *len, error *e);
 /* Writes head then body to path atomically ("<path>.tmp.<pid>", fsync, rename). */

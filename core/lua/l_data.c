@@ -12,7 +12,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define CORPUS_MT "hdlm.Corpus"
 
@@ -34,11 +33,6 @@ const corpus *l_check_corpus(lua_State *L, int idx) {
 
 const char *l_corpus_path(lua_State *L, int idx) {
     return check_corpus(L, idx)->path;
-}
-
-static int ends_with(const char *s, const char *suf) {
-    size_t n = strlen(s), m = strlen(suf);
-    return n >= m && !strcmp(s + n - m, suf);
 }
 
 static const char *const corpus_keys[] = {"path", "tokenizer", "valid", "seed",
@@ -70,37 +64,8 @@ static int l_corpus_new(lua_State *L) {
     memset(u, 0, sizeof *u);
     luaL_setmetatable(L, CORPUS_MT);
     error e = {0};
-    tokenizer want;
-    if (tokenizer_init(&want, tokname, &e) != HDLM_OK) return l_raise(L, &e);
-    if (ends_with(path, ".tok")) {
-        snprintf(u->path, sizeof u->path, "%s", path);
-    } else {
-        /* the token file name carries the settings, so different settings never collide (a BPE
-         * by its vocabulary hash: retraining into the same directory gives a new file) */
-        char tag[32];
-        tokenizer_file_tag(&want, tag);
-        const char *dsuf = docs == TOKFILE_DOCS_DEFAULT   ? ""
-                           : docs == TOKENIZER_DOCS_BLANK ? ".docs"
-                                                          : ".nodocs";
-        if (out)
-            snprintf(u->path, sizeof u->path, "%s", out);
-        else
-            snprintf(u->path, sizeof u->path, "%s.%s%s.v%g.s%lld.tok", path, tag, dsuf, valid,
-                     seed);
-        struct stat st_text, st_tok;
-        int have_text = stat(path, &st_text) == 0;
-        int fresh =
-            stat(u->path, &st_tok) == 0 && (!have_text || st_tok.st_mtime >= st_text.st_mtime);
-        if (!fresh) {
-            tokfile_stats stats;
-            tokfile_options o = {tokname, valid, (uint64_t)seed, docs};
-            if (tokfile_prepare_opts(path, u->path, &o, &stats, &e) != HDLM_OK)
-                return l_raise(L, &e);
-        }
-    }
-    /* a .tok given directly is checked against the tokenizer only when one was asked for */
-    int check = given_tok || !ends_with(path, ".tok");
-    if (corpus_load_expect(u->path, check ? &want : NULL, &u->c, &e) != HDLM_OK)
+    tokfile_options o = {tokname, valid, (uint64_t)seed, docs};
+    if (corpus_open(path, &o, given_tok, out, &u->c, u->path, sizeof u->path, &e) != HDLM_OK)
         return l_raise(L, &e);
     return 1;
 }

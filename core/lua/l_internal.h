@@ -10,7 +10,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
-typedef struct l_run l_run;
+typedef struct l_run l_run; /* l_store.c */
 
 typedef struct l_ctx {
     plugin_registry *plugins; /* loaded on first use */
@@ -51,20 +51,26 @@ plugin_opts *l_spec_to_opts(lua_State *L, int t, const char *what, const char **
 struct model;
 struct tokenizer;
 struct model *l_model_of(lua_State *L, int idx, struct tokenizer *tok);
-/* The noise instance held by a training run (NULL when idx is not its guard). */
-plugin_instance *l_noise_of_guard(lua_State *L, int idx);
-/* The store and id of the Run userdata at idx (raises when its store was closed). */
-store *l_run_store(lua_State *L, int idx, int64_t *id);
-/* Fills the Run userdata at run_idx from db:attach's option table (argument 2); returns 1. */
-int l_attach_run(lua_State *L, int run_idx);
-/* run:sample{...} (l_sample.c); the Run is argument 1. */
+/* A Run userdata holds a C run (run/run.h): a row of a store and, once trained or attached, the
+ * run's parts — model, noise, schedule, layout. Its uservalues only keep the Lua objects behind
+ * them alive (1 store, 2 Model, 3 summary table, 4 Schedule). l_check_run: the run of the Run at
+ * idx (raises when it is not one or its store was closed). l_run_parts: the same, raising
+ * "<what>: run N has no model with a noise process" when it has no parts (an 'ar'/'mask' run, or
+ * one neither trained in this script nor brought back). */
+struct run;
+struct run *l_check_run(lua_State *L, int idx);
+const struct run *l_run_parts(lua_State *L, int idx, const char *what);
+/* run:sample{...} (l_sample.c), run:eval{...} and run:gen_eval{...} (l_eval.c); the Run is
+ * argument 1. */
 int l_run_sample(lua_State *L);
-/* {"name":..,"version":..,"options":{..},"sha256":..} of a plugin instance (malloc'd; caller
- * frees); sha256 is the hash of the loaded .so. */
-char *l_plugin_json(const plugin_instance *pi);
-/* run:eval{...} and run:gen_eval{...} (l_eval.c); the Run is argument 1. */
 int l_run_eval(lua_State *L);
 int l_run_gen_eval(lua_State *L);
+/* Pushes a Model userdata that takes over *m (left zeroed). */
+void l_push_model(lua_State *L, struct model *m, const struct tokenizer *tok, int objective);
+/* db:attach{...} into the Run at run_idx (the Store is argument 1, the table argument 2). */
+int l_attach_run(lua_State *L, int run_idx);
+/* require "hdlm_run": { load = function(db, id) -> Run, {path =, step =} } (l_store.c). */
+int l_open_hdlm_run(lua_State *L);
 /* hdlm.json_decode(s) / hdlm.json_encode(v) */
 int l_json_decode(lua_State *L);
 int l_json_encode(lua_State *L);
@@ -89,24 +95,14 @@ const char *l_corpus_path(lua_State *L, int idx);
 /* db:train in two steps, so that nothing is written before training can start.
  * l_train_prepare checks the option table at opts_idx, builds the trainer on the corpus at
  * corpus_idx and resumes it from checkpoint_dir; it pushes a Training userdata and raises on
- * any refusal. l_train_info_of tells what it found. l_train_execute trains it (train = 1),
- * logging to (st, run_id), or hands over the resumed weights without training (train = 0: a
- * finished run returned as it is); it pushes the Model (EMA weights), a summary table {loss,
- * tokens_per_s, steps, steps_trained[, context, block_type, context_width]}, the Schedule and the
- * noise guard (nil, nil without a noise process) and returns 4. When no step is trained the
- * summary's loss is the last one logged by history_run (or run_id). */
-typedef struct l_train_info {
-    const char *config_json; /* the resolved config: every option, defaults included */
-    int resumed;             /* a checkpoint was loaded */
-    int64_t step, steps;     /* step reached (resumed at; 0 when fresh), steps wanted */
-    const char *ckpt_dir;    /* absolute; "" = none */
-    const char *ckpt_path;   /* weights file of the checkpoint resumed from ("" = none) */
-    const char *given_path;  /* the same as checkpoint_dir was spelled (rows of older hdlm) */
-} l_train_info;
+ * any refusal. l_train_info_of tells what it found. l_train_execute trains it into the Run r
+ * (train = 1, logging to its row), or hands over the resumed weights without training (train =
+ * 0: a finished run returned as it is); the Run then holds the model (EMA weights), the summary,
+ * the schedule and the noise process (run/run_train.h: run_train). */
+struct run_train_info;
 int l_train_prepare(lua_State *L, int opts_idx, int corpus_idx, const struct corpus *data);
-const l_train_info *l_train_info_of(lua_State *L, int idx);
-int l_train_execute(lua_State *L, int prep_idx, struct store *st, int64_t run_id, int train,
-                    int64_t history_run);
+const struct run_train_info *l_train_info_of(lua_State *L, int idx);
+void l_train_execute(lua_State *L, int prep_idx, int run_idx, int train, int64_t history_run);
 void l_model_register(lua_State *L, int ctx_idx);
 void l_noise_register(lua_State *L, int ctx_idx);
 /* A caller-owned noise instance (free with plugin_instance_destroy) from the Noise userdata or the

@@ -7,19 +7,16 @@
  *     -> logits (T x V)
  *   model:generate{prompt=, n=, temperature=, seed=, cache=} -> token ids (autoregressive)
  * Option tables are checked key by key; errors name the key and the allowed ones. */
-#include "base/interrupt.h"
 #include "base/json.h"
 #include "base/log.h"
-#include "base/progress.h"
 #include "base/rng.h"
-#include "base/sha256.h"
 #include "data/tokenizer.h"
 #include "data/tokfile.h"
 #include "diffusion/train.h"
 #include "dist/dist.h"
 #include "l_internal.h"
 #include "nn/mask.h"
-#include "nn/safetensors.h"
+#include "run/run_train.h"
 #include "store/store.h"
 #include "tensor/blas.h"
 
@@ -28,7 +25,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #define MODEL_MT "hdlm.Model"
@@ -56,6 +52,14 @@ static l_model *new_model_ud(lua_State *L) {
     memset(u, 0, sizeof *u);
     luaL_setmetatable(L, MODEL_MT);
     return u;
+}
+
+void l_push_model(lua_State *L, model *m, const tokenizer *tok, int objective) {
+    l_model *u = new_model_ud(L);
+    u->m = *m;
+    memset(m, 0, sizeof *m);
+    u->objective = objective;
+    if (tok) u->tok = *tok;
 }
 
 /* check_keys: 0 when the caller already checked the table against a longer key list */
@@ -86,61 +90,12 @@ static const char *const train_keys[] = {
     /* recorded in the run's config only (hdlm sweep) */
     "sweep", "sweep_key", NULL};
 
-static int log_metric(store *st, int64_t run, int64_t step, const char *name, double v, error *e) {
-    return store_metric(st, run, step, name, v, e);
-}
-
-/* Rank 0's outcome of work only it does (checkpoint files, their rows): every rank leaves the
- * training loop together, with the same status and message. Returns the shared status. */
-static int share_status(int rc, error *e) {
-    if (dist_size() < 2) return rc;
-    struct {
-        int rc;
-        error e;
-    } out = {rc, *e};
-    error be = {0};
-    if (dist_broadcast(&out, sizeof out, 0, &be) != HDLM_OK) {
-        *e = be;
-        return be.code;
-    }
-    if (out.rc != HDLM_OK) *e = out.e;
-    return out.rc;
-}
-
-/* Writes a checkpoint of the current step and its row, with the SHA-256 and size of the weights
- * file so that what a later `hdlm sample` loads can be checked against it (rank 0; a collective
- * call). */
-static int save_checkpoint(trainer *t, store *st, int64_t run_id, int lead, error *e) {
-    int rc = trainer_sync(t, e);
-    if (rc != HDLM_OK) return rc;
-    if (lead) {
-        char path[1200], hash[65] = "";
-        int64_t cid;
-        struct stat sb;
-        /* metrics up to this step are durable before `latest` names it: a run killed
-         * in between and resumed from here then logs every step once */
-        rc = store_flush(st, e);
-        /* a failed save (disk full, unwritable directory) leaves `latest` on the previous
-         * complete set; the run fails rather than train on without a way back */
-        if (rc == HDLM_OK && (rc = trainer_save(t, path, sizeof path, e)) != HDLM_OK)
-            error_wrap(e, "checkpoint of step %lld failed (`latest` still names the previous one)",
-                       (long long)t->step);
-        if (rc == HDLM_OK) rc = sha256_hex_file(path, hash, e);
-        if (rc == HDLM_OK && stat(path, &sb) != 0)
-            rc = error_set(e, HDLM_EIO, "%s: cannot read its size: %s", path, strerror(errno));
-        if (rc == HDLM_OK)
-            rc = store_checkpoint(st, run_id, t->step, path, hash, (int64_t)sb.st_size, &cid, e);
-        if (rc == HDLM_OK) rc = store_flush(st, e);
-    }
-    return share_status(rc, e);
-}
-
 /* A noise instance owned by a userdata, so that a Lua error cannot leak it. */
 typedef struct noise_guard {
     plugin_instance *inst;
 } noise_guard;
 
-plugin_instance *l_noise_of_guard(lua_State *L, int idx) {
+static plugin_instance *noise_of_guard(lua_State *L, int idx) {
     noise_guard *g = luaL_testudata(L, idx, "hdlm.NoiseGuard");
     return g ? g->inst : NULL;
 }
@@ -166,16 +121,6 @@ static void identity_json(json_buf *jb, const plugin_instance *pi) {
     json_buf_raw(jb, opts ? opts : "{}");
     json_buf_raw(jb, "}");
     free(opts);
-}
-
-static int record_plugin(store *st, int64_t run_id, const char *kind, const plugin_instance *pi,
-                         error *e) {
-    const hdlm_plugin *d = pi->entry->desc;
-    char *opts = plugin_opts_json(pi->opts);
-    int rc = store_run_plugin(st, run_id, kind, d->name, d->version, (int)d->abi_version,
-                              pi->entry->file, pi->entry->hash, opts, e);
-    free(opts);
-    return rc;
 }
 
 /* Reads noise/schedule/layout options into cfg (objective "method"); leaves the schedule value,
@@ -259,7 +204,7 @@ static void read_method(lua_State *L, int o, train_config *cfg, const corpus *da
 typedef struct l_training {
     trainer t;
     int live; /* trainer_init succeeded and the trainer is not freed yet */
-    l_train_info info;
+    run_train_info info;
     int has_noise;
     int64_t stop_after;
     char given_dir[1024]; /* checkpoint_dir as the script spelled it (messages) */
@@ -278,7 +223,7 @@ static int training_gc(lua_State *L) {
     return 0;
 }
 
-const l_train_info *l_train_info_of(lua_State *L, int idx) {
+const run_train_info *l_train_info_of(lua_State *L, int idx) {
     l_training *tr = luaL_checkudata(L, idx, TRAINING_MT);
     return &tr->info;
 }
@@ -317,23 +262,8 @@ static void push_spec(lua_State *L, const plugin_instance *pi, const hyper *h) {
     }
 }
 
-/* The resolved config (every option with the value training uses, defaults included) as JSON,
- * pushed. Keys sorted (l_push_json), so equal configs give equal text. */
-static void push_resolved_config(lua_State *L, int o, const l_training *tr, const char *data_path,
-                                 int sched_idx, int guard_idx) {
-    const train_config *c = &tr->cfg;
-    const model_config *mc = &tr->t.m.cfg;
-    lua_createtable(L, 0, 48);
-    int t = lua_gettop(L);
-#define SET_I(k, v) (lua_pushinteger(L, (lua_Integer)(v)), lua_setfield(L, t, (k)))
-#define SET_N(k, v) (lua_pushnumber(L, (v)), lua_setfield(L, t, (k)))
-#define SET_S(k, v) (lua_pushstring(L, (v)), lua_setfield(L, t, (k)))
-#define SET_B(k, v) (lua_pushboolean(L, (v)), lua_setfield(L, t, (k)))
-    lua_getfield(L, o, "name");
-    lua_setfield(L, t, "name");
-    char abs[4096];
-    SET_S("data", data_path && realpath(data_path, abs) ? abs : data_path);
-    SET_S("objective", train_objective_name(c->objective));
+/* The model's sizes and forward settings as the resolved config records them (pushed). */
+static void push_model_config(lua_State *L, const model_config *mc) {
     lua_createtable(L, 0, 9);
     lua_pushinteger(L, mc->d_model), lua_setfield(L, -2, "d_model");
     lua_pushinteger(L, mc->n_layer), lua_setfield(L, -2, "n_layer");
@@ -344,7 +274,15 @@ static void push_resolved_config(lua_State *L, int o, const l_training *tr, cons
     push_float(L, mc->dropout), lua_setfield(L, -2, "dropout");
     lua_pushinteger(L, mc->vocab), lua_setfield(L, -2, "vocab");
     lua_pushinteger(L, mc->mask_id), lua_setfield(L, -2, "mask_id");
-    lua_setfield(L, t, "model");
+}
+
+#define SET_I(k, v) (lua_pushinteger(L, (lua_Integer)(v)), lua_setfield(L, t, (k)))
+#define SET_N(k, v) (lua_pushnumber(L, (v)), lua_setfield(L, t, (k)))
+#define SET_S(k, v) (lua_pushstring(L, (v)), lua_setfield(L, t, (k)))
+#define SET_B(k, v) (lua_pushboolean(L, (v)), lua_setfield(L, t, (k)))
+
+/* The optimisation and logging options into the config table at t. */
+static void set_train_options(lua_State *L, int t, int o, const train_config *c) {
     SET_I("steps", c->steps);
     SET_I("batch", c->batch);
     SET_I("accum", c->accum);
@@ -367,9 +305,26 @@ static void push_resolved_config(lua_State *L, int o, const l_training *tr, cons
     SET_I("keep", c->keep_ckpts);
     SET_B("resume", l_opt_bool(L, o, "db:train", "resume", 1));
     SET_I("threads", l_opt_integer(L, o, "db:train", "threads", 0));
+}
+
+/* The resolved config (every option with the value training uses, defaults included) as JSON,
+ * pushed. Keys sorted (l_push_json), so equal configs give equal text. */
+static void push_resolved_config(lua_State *L, int o, const l_training *tr, const char *data_path,
+                                 int sched_idx, int guard_idx) {
+    const train_config *c = &tr->cfg;
+    lua_createtable(L, 0, 48);
+    int t = lua_gettop(L);
+    lua_getfield(L, o, "name");
+    lua_setfield(L, t, "name");
+    char abs[4096];
+    SET_S("data", data_path && realpath(data_path, abs) ? abs : data_path);
+    SET_S("objective", train_objective_name(c->objective));
+    push_model_config(L, &tr->t.m.cfg);
+    lua_setfield(L, t, "model");
+    set_train_options(L, t, o, c);
     SET_I("stop_after", tr->stop_after);
     if (tr->has_noise) {
-        push_spec(L, l_noise_of_guard(L, guard_idx), NULL);
+        push_spec(L, noise_of_guard(L, guard_idx), NULL);
         lua_setfield(L, t, "noise");
         push_spec(L, l_schedule_instance(L, sched_idx), l_check_schedule(L, sched_idx));
         lua_setfield(L, t, "schedule");
@@ -384,12 +339,132 @@ static void push_resolved_config(lua_State *L, int o, const l_training *tr, cons
     lua_setfield(L, t, "sweep");
     lua_getfield(L, o, "sweep_key");
     lua_setfield(L, t, "sweep_key");
+    l_push_json(L, t);
+    lua_remove(L, t);
+}
 #undef SET_I
 #undef SET_N
 #undef SET_S
 #undef SET_B
-    l_push_json(L, t);
-    lua_remove(L, t);
+
+/* The objective (from `noise` and `objective`), the model and the optimisation options. */
+static void read_train_config(lua_State *L, int o, train_config *cfg, int has_noise) {
+    const char *W = "db:train";
+    const char *obj = l_opt_string(L, o, W, "objective", has_noise ? "method" : "ar");
+    cfg->objective = train_objective_from_name(obj);
+    if (!cfg->objective)
+        luaL_error(L, "db:train: key 'objective' must be 'ar', 'mask' or 'method', got '%s'", obj);
+    if ((cfg->objective == OBJ_METHOD) != has_noise)
+        luaL_error(L,
+                   has_noise ? "db:train: objective '%s' does not take a noise process (leave "
+                               "objective out to train the method)"
+                             : "db:train: objective '%s' needs 'noise' and 'schedule'",
+                   obj);
+    lua_getfield(L, o, "model");
+    if (!lua_isnil(L, -1) && !lua_istable(L, -1))
+        luaL_error(L, "db:train: key 'model' must be a table, got %s", luaL_typename(L, -1));
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+    }
+    cfg->model.mask_id = -1;
+    read_model_config(L, lua_gettop(L), "db:train model", &cfg->model, 1);
+    lua_pop(L, 1);
+    cfg->steps = l_opt_integer(L, o, W, "steps", 100);
+    cfg->batch = (int)l_opt_integer(L, o, W, "batch", 8);
+    cfg->accum = (int)l_opt_integer(L, o, W, "accum", 1);
+    cfg->seed = (uint64_t)l_opt_integer(L, o, W, "seed", 0);
+    cfg->opt.lr = l_opt_number(L, o, W, "lr", 3e-4);
+    cfg->opt.min_lr = l_opt_number(L, o, W, "min_lr", cfg->opt.lr * 0.1);
+    cfg->opt.warmup = l_opt_integer(L, o, W, "warmup", 0);
+    cfg->opt.steps = cfg->steps;
+    const char *sched = l_opt_string(L, o, W, "lr_schedule", "cosine");
+    cfg->opt.schedule = lr_schedule_from_name(sched);
+    if (cfg->opt.schedule < 0)
+        luaL_error(L, "db:train: key 'lr_schedule' must be cosine, linear or constant, got '%s'",
+                   sched);
+    cfg->opt.weight_decay = l_opt_number(L, o, W, "weight_decay", 0.1);
+    cfg->opt.beta1 = l_opt_number(L, o, W, "beta1", 0.9);
+    cfg->opt.beta2 = l_opt_number(L, o, W, "beta2", 0.95);
+    cfg->opt.eps = l_opt_number(L, o, W, "eps", 1e-8);
+    cfg->opt.clip = l_opt_number(L, o, W, "clip", 1.0);
+    cfg->opt.ema = l_opt_number(L, o, W, "ema", 0.999);
+    cfg->log_every = (int)l_opt_integer(L, o, W, "log_every", 10);
+    cfg->eval_every = (int)l_opt_integer(L, o, W, "eval_every", 0);
+    cfg->eval_batches = (int)l_opt_integer(L, o, W, "eval_batches", 4);
+    cfg->ckpt_every = (int)l_opt_integer(L, o, W, "ckpt_every", 0);
+    cfg->keep_ckpts = (int)l_opt_integer(L, o, W, "keep", 2);
+}
+
+/* checkpoint_dir into cfg (absolute, so that checkpoint rows and `hdlm sample`, `hdlm runs gc`
+ * find the files from any directory; trailing slashes dropped so that paths compare equal).
+ * Returns the directory as the script spelled it; *none_wanted: checkpoint_dir = false. */
+static const char *read_ckpt_dir(lua_State *L, int o, train_config *cfg, int *none_wanted) {
+    lua_getfield(L, o, "checkpoint_dir");
+    *none_wanted = lua_isboolean(L, -1) && !lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    const char *dir = *none_wanted ? "" : l_opt_string(L, o, "db:train", "checkpoint_dir", "");
+    char cwd[1024] = "";
+    size_t dl = strlen(dir);
+    while (dl > 1 && dir[dl - 1] == '/')
+        dl--;
+    if (dl && dir[0] != '/' && !getcwd(cwd, sizeof cwd))
+        luaL_error(L, "db:train: cannot resolve checkpoint_dir '%s': %s", dir, strerror(errno));
+    int wrote = snprintf(cfg->ckpt_dir, sizeof cfg->ckpt_dir, "%s%s%.*s", cwd, cwd[0] ? "/" : "",
+                         (int)dl, dir);
+    if (wrote < 0 || (size_t)wrote >= sizeof cfg->ckpt_dir - 40)
+        luaL_error(L, "db:train: checkpoint_dir '%s' is too long (%d characters resolved)", dir,
+                   wrote);
+    return dir;
+}
+
+/* A new Training userdata (pushed) that keeps the corpus, the Schedule and the noise guard. */
+static l_training *push_training(lua_State *L, int corpus_idx, int sched_idx, int guard_idx) {
+    l_training *tr = lua_newuserdatauv(L, sizeof *tr, 4);
+    memset(tr, 0, sizeof *tr);
+    int tr_idx = lua_gettop(L);
+    if (luaL_newmetatable(L, TRAINING_MT)) {
+        lua_pushcfunction(L, training_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, corpus_idx); /* the trainer borrows the corpus */
+    lua_setiuservalue(L, tr_idx, 1);
+    if (sched_idx) {
+        lua_pushvalue(L, sched_idx);
+        lua_setiuservalue(L, tr_idx, 2);
+        lua_pushvalue(L, guard_idx);
+        lua_setiuservalue(L, tr_idx, 3);
+    }
+    return tr;
+}
+
+/* Builds the trainer and resumes it from checkpoint_dir (resume = true). */
+static void training_start(lua_State *L, l_training *tr, const train_config *cfg,
+                           const corpus *data, int resume, const char *dir) {
+    error e = {0};
+    if (trainer_init(&tr->t, cfg, data, &e) != HDLM_OK) l_raise(L, &e);
+    tr->live = 1;
+    int found = 0;
+    if (resume && trainer_resume(&tr->t, &found, &e) != HDLM_OK) {
+        training_release(tr);
+        l_raise(L, &e);
+    }
+    tr->cfg = tr->t.cfg;
+    if (found && dist_rank() == 0)
+        fprintf(stderr, "hdlm: resuming from step %lld of %s\n", (long long)tr->t.step, dir);
+    if (found) {
+        snprintf(tr->ckpt_path, sizeof tr->ckpt_path, "%s/step_%08lld.safetensors", cfg->ckpt_dir,
+                 (long long)tr->t.step);
+        snprintf(tr->given_path, sizeof tr->given_path, "%s/step_%08lld.safetensors", dir,
+                 (long long)tr->t.step);
+    }
+    tr->info.resumed = found;
+    tr->info.step = tr->t.step;
+    tr->info.steps = cfg->steps;
+    tr->info.ckpt_dir = tr->cfg.ckpt_dir;
+    tr->info.ckpt_path = tr->ckpt_path;
+    tr->info.given_path = tr->given_path;
 }
 
 int l_train_prepare(lua_State *L, int o, int corpus_idx, const corpus *data) {
@@ -407,70 +482,9 @@ int l_train_prepare(lua_State *L, int o, int corpus_idx, const corpus *data) {
     lua_getfield(L, o, "noise");
     int has_noise = !lua_isnil(L, -1);
     lua_pop(L, 1);
-    const char *obj = l_opt_string(L, o, W, "objective", has_noise ? "method" : "ar");
-    cfg.objective = train_objective_from_name(obj);
-    if (!cfg.objective)
-        return luaL_error(L, "db:train: key 'objective' must be 'ar', 'mask' or 'method', got '%s'",
-                          obj);
-    if ((cfg.objective == OBJ_METHOD) != has_noise)
-        return luaL_error(L,
-                          has_noise ? "db:train: objective '%s' does not take a noise process "
-                                      "(leave objective out to train the method)"
-                                    : "db:train: objective '%s' needs 'noise' and 'schedule'",
-                          obj);
-    lua_getfield(L, o, "model");
-    if (!lua_isnil(L, -1) && !lua_istable(L, -1))
-        return luaL_error(L, "db:train: key 'model' must be a table, got %s", luaL_typename(L, -1));
-    if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-        lua_newtable(L);
-    }
-    cfg.model.mask_id = -1;
-    read_model_config(L, lua_gettop(L), "db:train model", &cfg.model, 1);
-    lua_pop(L, 1);
-    cfg.steps = l_opt_integer(L, o, W, "steps", 100);
-    cfg.batch = (int)l_opt_integer(L, o, W, "batch", 8);
-    cfg.accum = (int)l_opt_integer(L, o, W, "accum", 1);
-    cfg.seed = (uint64_t)l_opt_integer(L, o, W, "seed", 0);
-    cfg.opt.lr = l_opt_number(L, o, W, "lr", 3e-4);
-    cfg.opt.min_lr = l_opt_number(L, o, W, "min_lr", cfg.opt.lr * 0.1);
-    cfg.opt.warmup = l_opt_integer(L, o, W, "warmup", 0);
-    cfg.opt.steps = cfg.steps;
-    const char *sched = l_opt_string(L, o, W, "lr_schedule", "cosine");
-    cfg.opt.schedule = lr_schedule_from_name(sched);
-    if (cfg.opt.schedule < 0)
-        return luaL_error(
-            L, "db:train: key 'lr_schedule' must be cosine, linear or constant, got '%s'", sched);
-    cfg.opt.weight_decay = l_opt_number(L, o, W, "weight_decay", 0.1);
-    cfg.opt.beta1 = l_opt_number(L, o, W, "beta1", 0.9);
-    cfg.opt.beta2 = l_opt_number(L, o, W, "beta2", 0.95);
-    cfg.opt.eps = l_opt_number(L, o, W, "eps", 1e-8);
-    cfg.opt.clip = l_opt_number(L, o, W, "clip", 1.0);
-    cfg.opt.ema = l_opt_number(L, o, W, "ema", 0.999);
-    cfg.log_every = (int)l_opt_integer(L, o, W, "log_every", 10);
-    cfg.eval_every = (int)l_opt_integer(L, o, W, "eval_every", 0);
-    cfg.eval_batches = (int)l_opt_integer(L, o, W, "eval_batches", 4);
-    cfg.ckpt_every = (int)l_opt_integer(L, o, W, "ckpt_every", 0);
-    cfg.keep_ckpts = (int)l_opt_integer(L, o, W, "keep", 2);
-    /* checkpoint_dir = false: no checkpoints, on purpose (no warning below) */
-    lua_getfield(L, o, "checkpoint_dir");
-    int no_ckpt_wanted = lua_isboolean(L, -1) && !lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    const char *dir = no_ckpt_wanted ? "" : l_opt_string(L, o, W, "checkpoint_dir", "");
-    /* absolute, so that checkpoint rows (and `hdlm sample`, `hdlm runs gc`) find the files from
-     * any directory; trailing slashes dropped so that paths compare equal */
-    char cwd[1024] = "";
-    size_t dl = strlen(dir);
-    while (dl > 1 && dir[dl - 1] == '/')
-        dl--;
-    if (dl && dir[0] != '/' && !getcwd(cwd, sizeof cwd))
-        return luaL_error(L, "db:train: cannot resolve checkpoint_dir '%s': %s", dir,
-                          strerror(errno));
-    int wrote = snprintf(cfg.ckpt_dir, sizeof cfg.ckpt_dir, "%s%s%.*s", cwd, cwd[0] ? "/" : "",
-                         (int)dl, dir);
-    if (wrote < 0 || (size_t)wrote >= sizeof cfg.ckpt_dir - 40)
-        return luaL_error(L, "db:train: checkpoint_dir '%s' is too long (%d characters resolved)",
-                          dir, wrote);
+    read_train_config(L, o, &cfg, has_noise);
+    int no_ckpt_wanted;
+    const char *dir = read_ckpt_dir(L, o, &cfg, &no_ckpt_wanted);
     int resume = l_opt_bool(L, o, W, "resume", 1);
     int64_t stop_after = l_opt_integer(L, o, W, "stop_after", 0);
     int top0 = lua_gettop(L);
@@ -486,235 +500,92 @@ int l_train_prepare(lua_State *L, int o, int corpus_idx, const corpus *data) {
                 "db:train: this run cannot be sampled or evaluated later: no checkpoint_dir "
                 "(checkpoint_dir = \"checkpoints/NAME\" keeps its weights; checkpoint_dir = "
                 "false says you do not want them)");
-
-    l_training *tr = lua_newuserdatauv(L, sizeof *tr, 4);
-    memset(tr, 0, sizeof *tr);
+    l_training *tr = push_training(L, corpus_idx, sched_idx, guard_idx);
     int tr_idx = lua_gettop(L);
-    if (luaL_newmetatable(L, TRAINING_MT)) {
-        lua_pushcfunction(L, training_gc);
-        lua_setfield(L, -2, "__gc");
-    }
-    lua_setmetatable(L, -2);
-    lua_pushvalue(L, corpus_idx); /* the trainer borrows the corpus */
-    lua_setiuservalue(L, tr_idx, 1);
-    if (has_noise) {
-        lua_pushvalue(L, sched_idx);
-        lua_setiuservalue(L, tr_idx, 2);
-        lua_pushvalue(L, guard_idx);
-        lua_setiuservalue(L, tr_idx, 3);
-    }
     tr->has_noise = has_noise;
     tr->stop_after = stop_after;
     snprintf(tr->given_dir, sizeof tr->given_dir, "%s", dir);
-    error e = {0};
-    if (trainer_init(&tr->t, &cfg, data, &e) != HDLM_OK) return l_raise(L, &e);
-    tr->live = 1;
-    int found = 0;
-    if (resume && trainer_resume(&tr->t, &found, &e) != HDLM_OK) {
-        training_release(tr);
-        return l_raise(L, &e);
-    }
-    tr->cfg = tr->t.cfg;
-    if (found && dist_rank() == 0)
-        fprintf(stderr, "hdlm: resuming from step %lld of %s\n", (long long)tr->t.step, dir);
-    if (found) {
-        snprintf(tr->ckpt_path, sizeof tr->ckpt_path, "%s/step_%08lld.safetensors", cfg.ckpt_dir,
-                 (long long)tr->t.step);
-        snprintf(tr->given_path, sizeof tr->given_path, "%s/step_%08lld.safetensors", dir,
-                 (long long)tr->t.step);
-    }
+    training_start(L, tr, &cfg, data, resume, dir);
     push_resolved_config(L, o, tr, l_corpus_path(L, corpus_idx), sched_idx, guard_idx);
     lua_setiuservalue(L, tr_idx, 4);
     lua_getiuservalue(L, tr_idx, 4);
     tr->info.config_json = lua_tostring(L, -1); /* anchored by the uservalue */
     lua_pop(L, 1);
-    tr->info.resumed = found;
-    tr->info.step = tr->t.step;
-    tr->info.steps = cfg.steps;
-    tr->info.ckpt_dir = tr->cfg.ckpt_dir;
-    tr->info.ckpt_path = tr->ckpt_path;
-    tr->info.given_path = tr->given_path;
     lua_pushvalue(L, tr_idx);
     return 1;
 }
 
-/* The last logged training loss of a run (NaN when none): the summary of a call that trained no
- * step (its run finished earlier), instead of the 0 of a step never taken. */
-static int last_loss_row(void *ud, int ncol, const char *const *names, const store_value *vals) {
-    (void)names;
-    if (ncol >= 1 && (vals[0].type == STORE_REAL || vals[0].type == STORE_INT))
-        *(double *)ud = vals[0].d;
-    return 1;
-}
-
-static double last_loss(store *st, int64_t run_id) {
-    double v = NAN;
-    store_value p = {.type = STORE_INT, .i = run_id};
-    if (run_id > 0)
-        store_query_params(st,
-                           "SELECT value FROM metrics WHERE run_id = ? AND name = 'loss' ORDER BY "
-                           "step DESC LIMIT 1",
-                           1, &p, last_loss_row, &v, NULL);
-    return v;
-}
-
 /* ---- db:train, step 2: training into a run's row ---------------------------------------- */
 
-int l_train_execute(lua_State *L, int prep_idx, store *st, int64_t run_id, int train,
-                    int64_t history_run) {
-    const char *W = "db:train";
-    prep_idx = lua_absindex(L, prep_idx);
-    l_training *tr = luaL_checkudata(L, prep_idx, TRAINING_MT);
-    if (!tr->live) return luaL_error(L, "%s: this training was already run", W);
-    trainer *t = &tr->t;
-    const train_config *cfg = &tr->cfg;
-    lua_getiuservalue(L, prep_idx, 1);
-    const corpus *data = l_check_corpus(L, -1);
-    lua_pop(L, 1); /* the Training keeps it */
-    lua_getiuservalue(L, prep_idx, 2);
-    int sched_idx = lua_gettop(L);
-    lua_getiuservalue(L, prep_idx, 3);
-    int guard_idx = lua_gettop(L);
-    /* data parallel (dist.h): every rank trains its share of each batch; rank 0 alone writes
-     * checkpoints, reports progress, and its store takes the rows (the others' drops them) */
-    int lead = dist_rank() == 0;
-    error e = {0};
-    int rc = HDLM_OK;
-    train_stats s = {0};
-    double tok_s_sum = 0, comm_sum = 0;
-    int tok_s_n = 0;
-    int64_t start = t->step;
-    if (train) {
-        if (tr->has_noise) {
-            const plugin_instance *sp = l_schedule_instance(L, sched_idx);
-            rc = record_plugin(st, run_id, "noise", l_noise_of_guard(L, guard_idx), &e);
-            if (rc == HDLM_OK && sp) {
-                rc = record_plugin(st, run_id, "schedule", sp, &e);
-            } else if (rc == HDLM_OK) { /* a schedule written in Lua */
-                const char *nm = cfg->sched->name ? cfg->sched->name : "lua";
-                rc = store_run_plugin(st, run_id, "schedule", nm, "lua", 0, NULL, NULL, NULL, &e);
-            }
-        }
-        if (rc != HDLM_OK) {
-            training_release(tr);
-            return l_raise(L, &e);
-        }
-        store_metric(st, run_id, 0, "params", (double)t->m.n_params, &e);
-
-        progress pg;
-        progress_init(&pg, NULL, "train", cfg->steps);
-        if (!lead) pg.out = NULL;
-        int64_t saved_at = -1;
-        /* SIGINT/SIGTERM stop at the next step boundary (interrupt.h). Single process only: with
-         * several ranks they would have to agree on the step to stop at, so a signal keeps its
-         * default action there (the run is reaped as interrupted and resumes from `latest`). */
-        int armed = dist_size() < 2;
-        if (armed) interrupt_arm();
-        while (t->step < cfg->steps) {
-            if ((rc = trainer_step(t, &s, &e)) != HDLM_OK) break;
-            if (t->step > start + 1) { /* the first step includes allocation */
-                tok_s_sum += s.tokens_per_s;
-                comm_sum += s.comm_time;
-                tok_s_n++;
-            }
-            if (t->step % cfg->log_every == 0 || t->step == cfg->steps) {
-                log_metric(st, run_id, t->step, "loss", s.loss, &e);
-                log_metric(st, run_id, t->step, "lr", s.lr, &e);
-                log_metric(st, run_id, t->step, "grad_norm", s.grad_norm, &e);
-                log_metric(st, run_id, t->step, "tokens_per_s", s.tokens_per_s, &e);
-                if (t->world > 1)
-                    log_metric(st, run_id, t->step, "allreduce_time", s.comm_time, &e);
-                rc = log_metric(st, run_id, t->step, "step_time", s.step_time, &e);
-                if (rc != HDLM_OK) break;
-            }
-            if (cfg->eval_every > 0 && (t->step % cfg->eval_every == 0 || t->step == cfg->steps)) {
-                double vl;
-                if ((rc = trainer_eval(t, t->opt.ema != NULL, &vl, &e)) != HDLM_OK) break;
-                log_metric(st, run_id, t->step, "valid_loss", vl, &e);
-            }
-            if (cfg->ckpt_every > 0 && cfg->ckpt_dir[0] && t->step % cfg->ckpt_every == 0) {
-                if ((rc = save_checkpoint(t, st, run_id, lead, &e)) != HDLM_OK) break;
-                saved_at = t->step;
-            }
-            progress_update(&pg, t->step, s.tokens_per_s, "tok/s", s.loss);
-            int sig = interrupt_signal();
-            if (sig) { /* graceful stop: the step is done; keep it, then leave as 'interrupted' */
-                if (cfg->ckpt_dir[0] && saved_at != t->step &&
-                    (rc = save_checkpoint(t, st, run_id, lead, &e)) != HDLM_OK)
-                    break;
-                rc = error_set(&e, HDLM_ESTATE, "interrupted by %s at step %lld (%s)",
-                               interrupt_name(sig), (long long)t->step,
-                               cfg->ckpt_dir[0] ? "checkpoint written; run again to resume"
-                                                : "no checkpoint_dir: progress not saved");
-                break;
-            }
-            if (tr->stop_after > 0 && t->step >= tr->stop_after) break;
-        }
-        /* a run with a checkpoint_dir ends with a checkpoint of the step it reached, whatever
-         * ckpt_every is (the last step, or stop_after's), so that it can be sampled and resumed */
-        if (rc == HDLM_OK && cfg->ckpt_dir[0] && t->step > start && saved_at != t->step)
-            rc = save_checkpoint(t, st, run_id, lead, &e);
-        if (armed) interrupt_disarm();
-        progress_finish(&pg);
-        if (rc != HDLM_OK) {
-            training_release(tr);
-            return l_raise(L, &e);
-        }
-    }
-    /* hand the model over (EMA weights in front: evaluation and sampling use them) */
-    if (trainer_swap_ema(t, &e) != HDLM_OK) {
-        training_release(tr);
-        return l_raise(L, &e);
-    }
-    l_model *out = new_model_ud(L);
-    int out_idx = lua_gettop(L);
-    out->m = t->m;
-    memset(&t->m, 0, sizeof t->m);
-    out->objective = cfg->objective;
-    out->tok = data->tok;
-    int64_t steps_done = t->step; /* also right when a resumed run had nothing left to do */
-    int world = t->world;
-    int trained = steps_done > start;
-    training_release(tr);
-    lua_createtable(L, 0, 8);
-    lua_pushnumber(L, trained ? s.loss : last_loss(st, history_run > 0 ? history_run : run_id));
-    lua_setfield(L, -2, "loss");
-    lua_pushnumber(L, tok_s_n ? tok_s_sum / tok_s_n : trained ? s.tokens_per_s : NAN);
-    lua_setfield(L, -2, "tokens_per_s");
-    lua_pushnumber(L, tok_s_n ? comm_sum / tok_s_n : s.comm_time); /* seconds per step */
-    lua_setfield(L, -2, "allreduce_time");
-    lua_pushinteger(L, world);
-    lua_setfield(L, -2, "world_size");
-    lua_pushinteger(L, (lua_Integer)steps_done);
-    lua_setfield(L, -2, "steps");
-    lua_pushinteger(L, (lua_Integer)(steps_done - start));
-    lua_setfield(L, -2, "steps_trained");
-    if (tr->has_noise) { /* the layout sampling must reuse */
+static void push_summary(lua_State *L, const run_train_summary *s, const train_config *cfg,
+                         int has_noise) {
+    lua_createtable(L, 0, 9);
+    lua_pushnumber(L, s->loss), lua_setfield(L, -2, "loss");
+    lua_pushnumber(L, s->tokens_per_s), lua_setfield(L, -2, "tokens_per_s");
+    lua_pushnumber(L, s->allreduce_time), lua_setfield(L, -2, "allreduce_time");
+    lua_pushinteger(L, s->world), lua_setfield(L, -2, "world_size");
+    lua_pushinteger(L, (lua_Integer)s->steps), lua_setfield(L, -2, "steps");
+    lua_pushinteger(L, (lua_Integer)s->steps_trained), lua_setfield(L, -2, "steps_trained");
+    if (has_noise) { /* the layout sampling must reuse */
         lua_pushstring(L, mask_context_name(cfg->method.context));
         lua_setfield(L, -2, "context");
         lua_pushstring(L, cfg->method.block_type == MASK_BLOCK_CAUSAL ? "causal" : "full");
         lua_setfield(L, -2, "block_type");
         lua_pushinteger(L, cfg->method.context_width);
         lua_setfield(L, -2, "context_width");
-        lua_pushvalue(L, sched_idx);
-        lua_pushvalue(L, guard_idx);
-    } else {
-        lua_pushnil(L);
-        lua_pushnil(L);
     }
-    (void)out_idx;
-    (void)W;
-    return 4; /* model, summary, Schedule, noise guard */
+}
+
+void l_train_execute(lua_State *L, int prep_idx, int run_idx, int train, int64_t history_run) {
+    prep_idx = lua_absindex(L, prep_idx);
+    run_idx = lua_absindex(L, run_idx);
+    l_training *tr = luaL_checkudata(L, prep_idx, TRAINING_MT);
+    if (!tr->live) luaL_error(L, "db:train: this training was already run");
+    run *r = l_check_run(L, run_idx);
+    const train_config *cfg = &tr->cfg;
+    lua_getiuservalue(L, prep_idx, 1);
+    const corpus *data = l_check_corpus(L, -1);
+    lua_getiuservalue(L, prep_idx, 2); /* the Schedule (nil without noise) */
+    lua_getiuservalue(L, prep_idx, 3); /* the noise guard */
+    noise_guard *g = luaL_testudata(L, -1, "hdlm.NoiseGuard");
+    run_train_method pm = {g ? g->inst : NULL, tr->has_noise ? l_schedule_instance(L, -2) : NULL,
+                           cfg->sched};
+    run_train_summary sum;
+    error e = {0};
+    if (run_train(&tr->t, &pm, tr->stop_after, r->st, r->id, train, history_run, &sum, &e) !=
+        HDLM_OK) {
+        training_release(tr);
+        l_raise(L, &e);
+    }
+    /* the Run takes the model (EMA weights in front), the schedule and the noise process */
+    l_push_model(L, &tr->t.m, &data->tok, cfg->objective);
+    r->m = l_model_of(L, -1, &r->tok);
+    lua_setiuservalue(L, run_idx, 2);
+    push_summary(L, &sum, cfg, tr->has_noise);
+    lua_setiuservalue(L, run_idx, 3);
+    if (tr->has_noise) {
+        r->noise = g->inst;
+        g->inst = NULL;
+        r->h = cfg->sched;
+        r->sched = pm.sched;
+        r->layout =
+            (run_layout){cfg->method.context, cfg->method.block_type, cfg->method.context_width};
+        lua_pushvalue(L, -2);
+        lua_setiuservalue(L, run_idx, 4);
+    }
+    training_release(tr);
+    lua_pop(L, 3);
 }
 
 static const char *const attach_keys[] = {"run",     "model",      "noise",         "schedule",
                                           "context", "block_type", "context_width", NULL};
 
 /* db:attach{run = id, model = Model, noise = spec|Noise, schedule = spec|Schedule, context =,
- * block_type =} -> a (finished) Run that can sample: how a stored run is brought back. The Store
- * is argument 1; the Run userdata comes from l_store.c (pushed by the caller at run_idx). */
+ * block_type =, context_width =} -> a (finished) Run that can sample: how a stored run is brought
+ * back by hand. The Store is argument 1; the Run userdata comes from l_store.c. */
 int l_attach_run(lua_State *L, int run_idx) {
     const char *W = "db:attach";
+    run *r = l_check_run(L, run_idx);
     luaL_checktype(L, 2, LUA_TTABLE);
     l_check_keys(L, 2, W, attach_keys);
     lua_getfield(L, 2, "model");
@@ -723,31 +594,20 @@ int l_attach_run(lua_State *L, int run_idx) {
     lua_setiuservalue(L, run_idx, 2);
     lua_getfield(L, 2, "schedule");
     if (lua_isnil(L, -1)) return luaL_error(L, "%s: key 'schedule' is required", W);
-    l_to_schedule(L, lua_gettop(L));
+    const hyper *h = l_to_schedule(L, lua_gettop(L));
+    const plugin_instance *sp = l_schedule_instance(L, -1);
     lua_setiuservalue(L, run_idx, 4);
     lua_pop(L, 1);
     lua_getfield(L, 2, "noise");
     if (lua_isnil(L, -1)) return luaL_error(L, "%s: key 'noise' is required", W);
-    int nidx = lua_gettop(L);
-    noise_guard *g = lua_newuserdatauv(L, sizeof *g, 0);
-    g->inst = NULL;
-    if (luaL_newmetatable(L, "hdlm.NoiseGuard")) {
-        lua_pushcfunction(L, noise_guard_gc);
-        lua_setfield(L, -2, "__gc");
-    }
-    lua_setmetatable(L, -2);
     int32_t V = m->cfg.mask_id >= 0 ? m->cfg.mask_id : (tok.vocab ? tok.vocab : m->cfg.vocab);
-    g->inst = l_to_noise(L, nidx, V);
-    lua_setiuservalue(L, run_idx, 5);
-    lua_pop(L, 1);
-    lua_createtable(L, 0, 2);
-    lua_pushstring(L, l_opt_string(L, 2, W, "context", "block_causal"));
-    lua_setfield(L, -2, "context");
-    lua_pushstring(L, l_opt_string(L, 2, W, "block_type", "full"));
-    lua_setfield(L, -2, "block_type");
-    lua_pushinteger(L, l_opt_integer(L, 2, W, "context_width", 0));
-    lua_setfield(L, -2, "context_width");
-    lua_setiuservalue(L, run_idx, 3);
+    run_layout lay = {mask_context_from_name(l_opt_string(L, 2, W, "context", "block_causal")),
+                      mask_block_from_name(l_opt_string(L, 2, W, "block_type", "full")),
+                      (int)l_opt_integer(L, 2, W, "context_width", 0)};
+    plugin_instance *noise = l_to_noise(L, lua_gettop(L), V); /* the last thing that raises */
+    plugin_instance_destroy(r->noise);
+    r->noise = noise;
+    r->m = m, r->tok = tok, r->h = h, r->sched = sp, r->layout = lay;
     lua_settop(L, run_idx);
     return 1;
 }
@@ -765,90 +625,9 @@ static int l_model_new(lua_State *L) {
     model_config mc = {.vocab = 256, .mask_id = -1};
     error e = {0};
     if (ckpt) {
-        st_file *f = NULL;
-        if (st_open(ckpt, &f, &e) != HDLM_OK) return l_raise(L, &e);
-        const char *cj = st_meta(f, "config");
-        json_value *v = NULL;
-        if (!cj || json_parse(cj, strlen(cj), &v, &e) != HDLM_OK) {
-            st_close(f);
-            if (!cj)
-                return luaL_error(L, "%s: no 'config' metadata (not an hdlm checkpoint?)", ckpt);
-            return l_raise(L, &e);
-        }
-#define GETI(k, dst)                                                                               \
-    do {                                                                                           \
-        const json_value *x = json_get(v, k);                                                      \
-        if (x && json_type(x) == JSON_NUMBER) dst = (int)json_number(x);                           \
-    } while (0)
-        GETI("vocab", mc.vocab);
-        GETI("d_model", mc.d_model);
-        GETI("n_layer", mc.n_layer);
-        GETI("n_head", mc.n_head);
-        GETI("seq_len", mc.seq_len);
-        GETI("cond", mc.cond);
-#undef GETI
-        const json_value *gm = json_get(v, "gamma");
-        if (gm && json_type(gm) == JSON_NUMBER) mc.mix_gamma = (float)json_number(gm);
-        const json_value *tk = json_get(v, "tokenizer"), *tsha = json_get(v, "tokenizer_sha256");
-        tokenizer ctok = {0};
-        /* a tokenizer that cannot be loaded here (a BPE directory gone) leaves the model without
-         * one (ids only); one whose vocabulary changed since training is refused */
-        if (tk && json_type(tk) == JSON_STRING &&
-            tokenizer_init(&ctok, json_string(tk), NULL) != HDLM_OK)
-            ctok = (tokenizer){0};
-        if (ctok.kind && json_type(tsha) == JSON_STRING &&
-            strcmp(json_string(tsha), tokenizer_sha256(&ctok))) {
-            char msg[600];
-            snprintf(msg, sizeof msg,
-                     "%s: trained with tokenizer %s (vocabulary SHA-256 %.16s...), but %s now has "
-                     "vocabulary %.16s...",
-                     ckpt, json_string(tk), json_string(tsha), json_string(tk),
-                     tokenizer_sha256(&ctok));
-            json_free(v);
-            st_close(f);
-            return luaL_error(L, "%s", msg);
-        }
-        const json_value *ob = json_get(v, "objective");
-        int objective =
-            ob && json_type(ob) == JSON_STRING ? train_objective_from_name(json_string(ob)) : 0;
-        if (objective == OBJ_MASK) mc.mask_id = mc.vocab - 1;
-        json_free(v);
-        if (objective == OBJ_METHOD) { /* the mask id follows the noise process: V real + extras */
-            mc.mask_id = ctok.vocab > 0 && ctok.vocab < mc.vocab ? ctok.vocab : -1;
-        }
-        /* checkpoints record the forward pass's settings themselves (older ones do not): they
-         * win over what the config and tokenizer name imply */
-        const char *fj = st_meta(f, "model");
-        json_value *fv = NULL;
-        if (fj && json_parse(fj, strlen(fj), &fv, &e) == HDLM_OK) {
-            const json_value *x;
-            if ((x = json_get(fv, "mask_id")) && json_type(x) == JSON_NUMBER)
-                mc.mask_id = (int)json_number(x);
-            if ((x = json_get(fv, "mix_gamma")) && json_type(x) == JSON_NUMBER)
-                mc.mix_gamma = (float)json_number(x);
-            if ((x = json_get(fv, "cond")) && json_type(x) == JSON_NUMBER)
-                mc.cond = (int)json_number(x);
-            json_free(fv);
-        } else if (fj) {
-            st_close(f);
-            return l_raise(L, &e);
-        }
         l_model *u = new_model_ud(L);
-        u->objective = objective;
-        u->tok = ctok;
-        if (model_init(&u->m, &mc, 0, &e) != HDLM_OK) {
-            st_close(f);
+        if (run_model_load(ckpt, &u->m, &u->tok, &u->objective, &e) != HDLM_OK)
             return l_raise(L, &e);
-        }
-        for (int i = 0; i < u->m.n_tensors; i++) {
-            const model_tensor *mt = &u->m.tensors[i];
-            if (st_read_f32(f, mt->name, u->m.params + mt->offset, mt->ndim, mt->shape, &e) !=
-                HDLM_OK) {
-                st_close(f);
-                return l_raise(L, &e);
-            }
-        }
-        st_close(f);
         return 1;
     }
     read_model_config(L, 1, "hdlm.model", &mc, 0);
@@ -885,6 +664,84 @@ static int32_t *check_ids(lua_State *L, int idx, const char *what, int *n) {
 static const char *const forward_keys[] = {"sigma",      "states",    "context", "block",
                                            "block_type", "positions", "logits",  NULL};
 
+/* states = {"settled" | "active" | "worthless", ...} (T entries) into a userdata (pushed); without
+ * states every position is settled with the given context (full = bidirectional). */
+static uint8_t *read_states(lua_State *L, int o, int T) {
+    uint8_t *state = lua_newuserdatauv(L, (size_t)T, 0);
+    lua_getfield(L, o, "states");
+    if (!lua_istable(L, -1)) {
+        memset(state, HDLM_SETTLED, (size_t)T);
+        lua_pop(L, 1);
+        return state;
+    }
+    if ((int)lua_rawlen(L, -1) != T)
+        luaL_error(L, "model:forward: 'states' has %d entries, tokens %d", (int)lua_rawlen(L, -1),
+                   T);
+    for (int i = 0; i < T; i++) {
+        lua_rawgeti(L, -1, i + 1);
+        const char *s = lua_tostring(L, -1);
+        if (!s) luaL_error(L, "model:forward: states[%d] must be a string", i + 1);
+        if (!strcmp(s, "settled"))
+            state[i] = HDLM_SETTLED;
+        else if (!strcmp(s, "active"))
+            state[i] = HDLM_ACTIVE;
+        else if (!strcmp(s, "worthless"))
+            state[i] = HDLM_WORTHLESS;
+        else
+            luaL_error(L,
+                       "model:forward: states[%d] must be settled, active or worthless, got '%s'",
+                       i + 1, s);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return state;
+}
+
+/* sigma = a number or T numbers (a conditioned model only; pushed), NULL otherwise. */
+static float *read_sigma(lua_State *L, int o, int T, const model *m) {
+    if (!m->cfg.cond) return NULL;
+    float *sigma = lua_newuserdatauv(L, (size_t)T * sizeof *sigma, 0);
+    lua_getfield(L, o, "sigma");
+    if (lua_type(L, -1) == LUA_TNUMBER) {
+        for (int i = 0; i < T; i++)
+            sigma[i] = (float)lua_tonumber(L, -1);
+    } else if (lua_istable(L, -1) && (int)lua_rawlen(L, -1) == T) {
+        for (int i = 0; i < T; i++) {
+            lua_rawgeti(L, -1, i + 1);
+            sigma[i] = (float)luaL_checknumber(L, -1);
+            lua_pop(L, 1);
+        }
+    } else {
+        luaL_error(L, "model:forward: conditioned model needs 'sigma' (a number or %d numbers)", T);
+    }
+    lua_pop(L, 1);
+    return sigma;
+}
+
+/* rotary positions: 0..T−1 unless given (any integers >= 0, e.g. an offset window); pushed */
+static int32_t *read_positions(lua_State *L, int o, int T) {
+    int32_t *pos = lua_newuserdatauv(L, (size_t)T * sizeof *pos, 0);
+    lua_getfield(L, o, "positions");
+    if (lua_isnil(L, -1)) {
+        for (int i = 0; i < T; i++)
+            pos[i] = i;
+    } else {
+        if (!lua_istable(L, -1) || (int)lua_rawlen(L, -1) != T)
+            luaL_error(L, "model:forward: 'positions' must be a list of %d integers", T);
+        for (int i = 0; i < T; i++) {
+            lua_rawgeti(L, -1, i + 1);
+            int ok;
+            lua_Integer v = lua_tointegerx(L, -1, &ok);
+            if (!ok || v < 0 || v > INT32_MAX)
+                luaL_error(L, "model:forward: positions[%d] must be an integer >= 0", i + 1);
+            pos[i] = (int32_t)v;
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+    return pos;
+}
+
 /* model:forward(tokens, opts) -> logits table (T rows of V numbers) */
 static int model_forward_l(lua_State *L) {
     l_model *u = check_model(L, 1);
@@ -908,72 +765,9 @@ static int model_forward_l(lua_State *L) {
         return luaL_error(L, "model:forward: key 'block_type' must be full or causal, got '%s'",
                           bt);
     int block = (int)l_opt_integer(L, o, "model:forward", "block", 1);
-    uint8_t *state = lua_newuserdatauv(L, (size_t)T, 0);
-    lua_getfield(L, o, "states");
-    if (lua_istable(L, -1)) {
-        if ((int)lua_rawlen(L, -1) != T)
-            return luaL_error(L, "model:forward: 'states' has %d entries, tokens %d",
-                              (int)lua_rawlen(L, -1), T);
-        for (int i = 0; i < T; i++) {
-            lua_rawgeti(L, -1, i + 1);
-            const char *s = lua_tostring(L, -1);
-            if (!s) return luaL_error(L, "model:forward: states[%d] must be a string", i + 1);
-            if (!strcmp(s, "settled"))
-                state[i] = HDLM_SETTLED;
-            else if (!strcmp(s, "active"))
-                state[i] = HDLM_ACTIVE;
-            else if (!strcmp(s, "worthless"))
-                state[i] = HDLM_WORTHLESS;
-            else
-                return luaL_error(
-                    L, "model:forward: states[%d] must be settled, active or worthless, got '%s'",
-                    i + 1, s);
-            lua_pop(L, 1);
-        }
-    } else {
-        /* no states: every position settled with the given context (full = bidirectional) */
-        memset(state, HDLM_SETTLED, (size_t)T);
-    }
-    lua_pop(L, 1);
-    float *sigma = NULL;
-    if (u->m.cfg.cond) {
-        sigma = lua_newuserdatauv(L, (size_t)T * sizeof *sigma, 0);
-        lua_getfield(L, o, "sigma");
-        if (lua_type(L, -1) == LUA_TNUMBER) {
-            for (int i = 0; i < T; i++)
-                sigma[i] = (float)lua_tonumber(L, -1);
-        } else if (lua_istable(L, -1) && (int)lua_rawlen(L, -1) == T) {
-            for (int i = 0; i < T; i++) {
-                lua_rawgeti(L, -1, i + 1);
-                sigma[i] = (float)luaL_checknumber(L, -1);
-                lua_pop(L, 1);
-            }
-        } else {
-            return luaL_error(
-                L, "model:forward: conditioned model needs 'sigma' (a number or %d numbers)", T);
-        }
-        lua_pop(L, 1);
-    }
-    /* rotary positions: 0..T−1 unless given (any integers >= 0, e.g. an offset window) */
-    int32_t *pos = lua_newuserdatauv(L, (size_t)T * sizeof *pos, 0);
-    lua_getfield(L, o, "positions");
-    if (lua_isnil(L, -1)) {
-        for (int i = 0; i < T; i++)
-            pos[i] = i;
-    } else {
-        if (!lua_istable(L, -1) || (int)lua_rawlen(L, -1) != T)
-            return luaL_error(L, "model:forward: 'positions' must be a list of %d integers", T);
-        for (int i = 0; i < T; i++) {
-            lua_rawgeti(L, -1, i + 1);
-            int ok;
-            lua_Integer v = lua_tointegerx(L, -1, &ok);
-            if (!ok || v < 0 || v > INT32_MAX)
-                return luaL_error(L, "model:forward: positions[%d] must be an integer >= 0", i + 1);
-            pos[i] = (int32_t)v;
-            lua_pop(L, 1);
-        }
-    }
-    lua_pop(L, 1);
+    uint8_t *state = read_states(L, o, T);
+    float *sigma = read_sigma(L, o, T, &u->m);
+    int32_t *pos = read_positions(L, o, T);
     attn_row *rows = lua_newuserdatauv(L, (size_t)T * sizeof *rows, 0);
     mask_rows_from_states(rows, state, T, context, block, btype);
     model_batch mb = {1, T, tok, pos, sigma, rows, NULL, NULL, 0};

@@ -8,10 +8,10 @@
  * and run:sample / run:eval / run:gen_eval are computed by rank 0 for all (l_dist.c).
  * hdlm.rank and hdlm.world_size tell a script which process it is. */
 #include "base/interrupt.h"
-#include "base/provenance.h"
 #include "data/tokfile.h"
 #include "dist/dist.h"
 #include "l_internal.h"
+#include "run/run_train.h"
 #include "store/compare.h"
 #include "store/store.h"
 #include "tensor/blas.h"
@@ -22,20 +22,16 @@
 #define STORE_MT "hdlm.Store"
 #define RUN_MT   "hdlm.Run"
 
-typedef struct l_store {
-    store *st;
-} l_store;
-
-/* The Run userdata's store and id, for bindings in other files (raises when not a Run). */
-store *l_run_store(lua_State *L, int idx, int64_t *id);
-
 struct l_run {
-    store *st; /* borrowed; the Run keeps its Store userdata alive via a uservalue */
-    int64_t id;
+    run r; /* r.st borrowed from the Store userdata (kept alive by uservalue 1), r.id the row */
     int open;
     l_run *next; /* in ctx->open_runs */
     l_ctx *ctx;
 };
+
+typedef struct l_store {
+    store *st;
+} l_store;
 
 static l_store *check_store(lua_State *L, int idx) {
     l_store *s = luaL_checkudata(L, idx, STORE_MT);
@@ -47,14 +43,27 @@ static l_run *check_run(lua_State *L, int idx) {
     return luaL_checkudata(L, idx, RUN_MT);
 }
 
-store *l_run_store(lua_State *L, int idx, int64_t *id) {
-    l_run *r = luaL_checkudata(L, idx, RUN_MT);
+static l_run *check_open_store(lua_State *L, int idx) {
+    l_run *r = check_run(L, idx);
     lua_getiuservalue(L, idx, 1);
     l_store *s = luaL_testudata(L, -1, STORE_MT);
     lua_pop(L, 1); /* the Run keeps the Store alive */
-    if (!s || !s->st) luaL_error(L, "run %d: its store is closed", (int)r->id);
-    *id = r->id;
-    return s->st;
+    if (!s || !s->st) luaL_error(L, "run %d: its store is closed", (int)r->r.id);
+    return r;
+}
+
+run *l_check_run(lua_State *L, int idx) {
+    return &check_open_store(L, idx)->r;
+}
+
+const run *l_run_parts(lua_State *L, int idx, const char *what) {
+    l_run *r = check_open_store(L, idx);
+    if (!r->r.m || !r->r.noise)
+        luaL_error(L,
+                   "%s: run %d has no model with a noise process (train it with noise = and "
+                   "schedule =, or attach it with hdlm_run.load)",
+                   what, (int)r->r.id);
+    return &r->r;
 }
 
 static void run_unlink(l_run *r) {
@@ -71,7 +80,7 @@ static int run_end(l_run *r, const char *status, const char *msg, error *e) {
     if (!r->open) return HDLM_OK;
     r->open = 0;
     run_unlink(r);
-    return store_run_end(r->st, r->id, status, msg, e);
+    return store_run_end(r->r.st, r->r.id, status, msg, e);
 }
 
 void l_runs_end_all(l_ctx *c, const char *status, const char *error_text) {
@@ -79,7 +88,7 @@ void l_runs_end_all(l_ctx *c, const char *status, const char *error_text) {
         error e = {0};
         l_run *r = c->open_runs;
         if (run_end(r, status, error_text, &e) != HDLM_OK)
-            fprintf(stderr, "hdlm: could not mark run %lld %s: %s\n", (long long)r->id, status,
+            fprintf(stderr, "hdlm: could not mark run %lld %s: %s\n", (long long)r->r.id, status,
                     e.msg);
     }
 }
@@ -127,13 +136,13 @@ static int store_tostring(lua_State *L) {
 static l_run *push_run(lua_State *L, int store_idx, int64_t id, int open) {
     l_ctx *c = L_CTX(L);
     l_store *s = check_store(L, store_idx);
-    l_run *r = lua_newuserdatauv(L, sizeof *r, 5); /* store, model, summary, schedule, noise */
+    l_run *r = lua_newuserdatauv(L, sizeof *r, 4); /* store, model, summary, schedule */
     memset(r, 0, sizeof *r);
     luaL_setmetatable(L, RUN_MT);
     lua_pushvalue(L, store_idx);
     lua_setiuservalue(L, -2, 1); /* keep the Store alive as long as the Run */
-    r->id = id;
-    r->st = s->st;
+    r->r.id = id;
+    r->r.st = s->st;
     r->ctx = c;
     if (open) {
         r->open = 1;
@@ -149,38 +158,13 @@ static l_run *begin_run(lua_State *L, int store_idx, const char *name, const cha
                         long long seed, const char *config, int64_t resumed_from) {
     l_ctx *c = L_CTX(L);
     l_store *s = check_store(L, store_idx);
-    provenance p;
-    provenance_collect(&p);
-    store_run_info info = {
-        .name = name,
-        .kind = kind,
-        .config_json = config,
-        .seed = seed,
-        .git_rev = p.git_rev,
-        .git_dirty = p.git_dirty,
-        .host = p.host,
-        .cpu = p.cpu,
-        .blas = blas_info(),
-        .threads = blas_get_threads(),
-        .world_size = dist_size(),
-        .script = c->script,
-        .hdlm_version = HDLM_VERSION,
-        .script_sha256 = c->script_sha256[0] ? c->script_sha256 : NULL,
-        .script_text = c->script_text,
-        .script_bytes = (int64_t)c->script_bytes,
-        .resumed_from = resumed_from,
-    };
-    /* rank 0 inserts the row; everyone gets its id (or its failure) */
-    struct {
-        int rc;
-        int64_t id;
-        error e;
-    } got = {HDLM_OK, 0, {0}};
-    got.rc = store_run_begin(s->st, &info, &got.id, &got.e);
-    error be = {0};
-    if (dist_broadcast(&got, sizeof got, 0, &be) != HDLM_OK) l_raise(L, &be);
-    if (got.rc != HDLM_OK) l_raise(L, &got.e);
-    return push_run(L, store_idx, got.id, 1);
+    run_script scr = {c->script, c->script_text, c->script_bytes,
+                      c->script_sha256[0] ? c->script_sha256 : NULL};
+    int64_t id = 0;
+    error e = {0};
+    if (run_begin(s->st, &scr, name, kind, seed, config, resumed_from, &id, &e) != HDLM_OK)
+        l_raise(L, &e);
+    return push_run(L, store_idx, id, 1);
 }
 
 static const char *const run_keys[] = {"name", "kind", "config", "seed", NULL};
@@ -210,117 +194,14 @@ static int count_row(void *ud, int ncol, const char *const *names, const store_v
     return 0;
 }
 
-/* ---- db:train: which row a training writes to ----------------------------------------------
- * A training that resumed from a checkpoint belongs with the run that wrote it (R: the run whose
- * checkpoint row names the file; else the newest run with rows in that directory; else the
- * newest training run whose config names the directory). Then:
- *   R done, same name, nothing left to train       -> R itself is returned; no new row
- *   R interrupted, failed or done (stop_after), same name, same resolved config (apart from
- *     stop_after, resume, threads), same git revision and hdlm version  -> R's row continues
- *   otherwise (or R still running)                 -> a new row with resumed_from = R
- * A training that starts fresh always gets a new row. */
-
-enum { TRAIN_NEW, TRAIN_CONTINUE, TRAIN_EXISTING };
-
-typedef struct train_plan {
-    int rc;
-    int mode;
-    int64_t id;   /* TRAIN_CONTINUE / TRAIN_EXISTING: the run */
-    int64_t from; /* TRAIN_NEW: the run resumed from (0 = none) */
-    error e;
-} train_plan;
-
-typedef struct run_match {
-    int64_t id;
-    char status[16], kind[16];
-    int same_name, same_config, same_code;
-} run_match;
-
-static int first_id(void *ud, int ncol, const char *const *names, const store_value *vals) {
-    (void)names;
-    if (ncol >= 1 && vals[0].type == STORE_INT) *(int64_t *)ud = vals[0].i;
-    return 1;
-}
-
-static int read_match(void *ud, int ncol, const char *const *names, const store_value *vals) {
-    (void)names;
-    run_match *m = ud;
-    if (ncol < 5) return 1;
-    snprintf(m->status, sizeof m->status, "%s", vals[0].s ? vals[0].s : "");
-    m->same_name = (int)vals[1].i;
-    m->same_config = (int)vals[2].i;
-    m->same_code = (int)vals[3].i;
-    snprintf(m->kind, sizeof m->kind, "%s", vals[4].s ? vals[4].s : "");
-    return 1;
-}
-
-static store_value text_value(const char *s) {
-    store_value v = {.type = s ? STORE_TEXT : STORE_NULL, .s = s};
-    return v;
-}
-
-static void plan_training(store *st, const l_train_info *ti, const char *name, const provenance *p,
-                          train_plan *out) {
-    out->mode = TRAIN_NEW;
-    if (!ti->resumed) return;
-    int64_t r = 0;
-    char dir_slash[1100];
-    snprintf(dir_slash, sizeof dir_slash, "%s/", ti->ckpt_dir);
-    store_value pv[2] = {text_value(ti->ckpt_path), text_value(ti->given_path)};
-    out->rc = store_query_params(st,
-                                 "SELECT run_id FROM checkpoints WHERE path IN (?1, ?2) ORDER BY "
-                                 "id DESC LIMIT 1",
-                                 2, pv, first_id, &r, &out->e);
-    if (out->rc == HDLM_OK && !r) {
-        pv[0] = text_value(dir_slash);
-        out->rc = store_query_params(st,
-                                     "SELECT run_id FROM checkpoints WHERE substr(path, 1, "
-                                     "length(?1)) = ?1 ORDER BY id DESC LIMIT 1",
-                                     1, pv, first_id, &r, &out->e);
-    }
-    if (out->rc == HDLM_OK && !r) {
-        pv[0] = text_value(ti->ckpt_dir);
-        out->rc = store_query_params(st,
-                                     "SELECT id FROM runs WHERE kind = 'train' AND "
-                                     "json_extract(config, '$.checkpoint_dir') = ?1 ORDER BY id "
-                                     "DESC LIMIT 1",
-                                     1, pv, first_id, &r, &out->e);
-    }
-    if (out->rc != HDLM_OK || !r) return;
-    run_match m = {.id = r};
-    store_value q[5] = {{.type = STORE_INT, .i = r},
-                        text_value(name),
-                        text_value(ti->config_json),
-                        text_value(p->git_rev),
-                        text_value(HDLM_VERSION)};
-    out->rc = store_query_params(st,
-                                 "SELECT status, name IS ?2, json_remove(config, '$.stop_after', "
-                                 "'$.resume', '$.threads') IS json_remove(?3, '$.stop_after', "
-                                 "'$.resume', '$.threads'), git_rev IS ?4 AND hdlm_version IS ?5, "
-                                 "kind FROM runs WHERE id = ?1",
-                                 5, q, read_match, &m, &out->e);
-    if (out->rc != HDLM_OK) return;
-    int train = !strcmp(m.kind, "train") && m.same_name;
-    int ended = !strcmp(m.status, "interrupted") || !strcmp(m.status, "failed") ||
-                !strcmp(m.status, "done");
-    if (train && !strcmp(m.status, "done") && ti->step >= ti->steps) {
-        out->mode = TRAIN_EXISTING;
-        out->id = r;
-    } else if (train && ended && m.same_config && m.same_code) {
-        out->mode = TRAIN_CONTINUE;
-        out->id = r;
-    } else {
-        out->from = r;
-    }
-}
-
 static int train_protected(lua_State *L) {
-    /* 1 = Training, 2 = run (light: l_run *), 3 = the run whose history a no-step call reports */
-    l_run *r = lua_touserdata(L, 2);
-    return l_train_execute(L, 1, r->st, r->id, 1, (int64_t)lua_tointeger(L, 3));
+    /* 1 = Training, 2 = Run, 3 = the run whose history a no-step call reports */
+    l_train_execute(L, 1, 2, 1, (int64_t)lua_tointeger(L, 3));
+    return 0;
 }
 
-/* db:train{...} -> Run (finished) with run.model and run.summary */
+/* db:train{...} -> Run (finished) with run.model and run.summary. Which row it writes to:
+ * run/run_train.h (run_train_choose). */
 static int store_train(lua_State *L) {
     l_store *s = check_store(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
@@ -333,36 +214,22 @@ static int store_train(lua_State *L) {
      * a row exists */
     l_train_prepare(L, 2, corpus_idx, data);
     int prep_idx = lua_gettop(L);
-    const l_train_info *ti = l_train_info_of(L, prep_idx);
-    provenance p;
-    provenance_collect(&p);
-    train_plan plan = {HDLM_OK, TRAIN_NEW, 0, 0, {0}};
-    if (dist_rank() == 0) {
-        plan_training(s->st, ti, name, &p, &plan);
-        if (plan.rc == HDLM_OK && plan.mode == TRAIN_CONTINUE)
-            plan.rc = store_run_continue(s->st, plan.id, ti->step, &plan.e);
-    }
-    error be = {0};
-    if (dist_broadcast(&plan, sizeof plan, 0, &be) != HDLM_OK) return l_raise(L, &be);
-    if (plan.rc != HDLM_OK) return l_raise(L, &plan.e);
-    l_run *r;
-    if (plan.mode == TRAIN_EXISTING) {
+    const run_train_info *ti = l_train_info_of(L, prep_idx);
+    run_train_target plan;
+    error e = {0};
+    if (run_train_choose(s->st, ti, name, &plan, &e) != HDLM_OK) return l_raise(L, &e);
+    if (plan.mode == RUN_TRAIN_EXISTING) {
         push_run(L, 1, plan.id, 0);
-        int run_idx = lua_gettop(L);
-        l_train_execute(L, prep_idx, s->st, plan.id, 0, plan.id);
-        lua_setiuservalue(L, run_idx, 5); /* noise guard */
-        lua_setiuservalue(L, run_idx, 4); /* schedule */
-        lua_setiuservalue(L, run_idx, 3); /* summary */
-        lua_setiuservalue(L, run_idx, 2); /* model */
+        l_train_execute(L, prep_idx, lua_gettop(L), 0, plan.id);
         if (dist_rank() == 0)
             fprintf(stderr,
                     "hdlm: run %lld already trained to step %lld in %s; returning it (no new "
                     "run)\n",
                     (long long)plan.id, (long long)ti->step, ti->ckpt_dir);
-        lua_settop(L, run_idx);
         return 1;
     }
-    if (plan.mode == TRAIN_CONTINUE) {
+    l_run *r;
+    if (plan.mode == RUN_TRAIN_CONTINUE) {
         r = push_run(L, 1, plan.id, 1);
         if (dist_rank() == 0)
             fprintf(stderr, "hdlm: continuing run %lld from step %lld\n", (long long)plan.id,
@@ -373,19 +240,13 @@ static int store_train(lua_State *L) {
     int run_idx = lua_gettop(L);
     lua_pushcfunction(L, train_protected);
     lua_pushvalue(L, prep_idx);
-    lua_pushlightuserdata(L, r);
-    lua_pushinteger(L, (lua_Integer)(plan.from ? plan.from : r->id));
-    if (lua_pcall(L, 3, 4, 0) != LUA_OK) {
-        error e = {0};
+    lua_pushvalue(L, run_idx);
+    lua_pushinteger(L, (lua_Integer)(plan.from ? plan.from : r->r.id));
+    if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
         /* a graceful stop (interrupt.h) is not a failure: the run resumes from its checkpoint */
         run_end(r, interrupt_signal() ? "interrupted" : "failed", lua_tostring(L, -1), &e);
         return lua_error(L);
     }
-    lua_setiuservalue(L, run_idx, 5); /* noise guard */
-    lua_setiuservalue(L, run_idx, 4); /* schedule */
-    lua_setiuservalue(L, run_idx, 3); /* summary */
-    lua_setiuservalue(L, run_idx, 2); /* model */
-    error e = {0};
     if (run_end(r, "done", NULL, &e) != HDLM_OK) return l_raise(L, &e);
     /* followers' queries after training see what rank 0 has just flushed */
     if (dist_barrier(&e) != HDLM_OK) return l_raise(L, &e);
@@ -406,15 +267,43 @@ static int store_attach(lua_State *L) {
                            &e) != HDLM_OK)
         return l_raise(L, &e);
     if (!found) return luaL_error(L, "db:attach: no run %d in %s", (int)id, store_path(s->st));
-    l_run *r = lua_newuserdatauv(L, sizeof *r, 5);
-    memset(r, 0, sizeof *r);
-    luaL_setmetatable(L, RUN_MT);
-    lua_pushvalue(L, 1);
-    lua_setiuservalue(L, -2, 1);
-    r->st = s->st;
-    r->id = id;
-    r->ctx = c;
+    (void)c;
+    push_run(L, 1, id, 0);
     return l_attach_run(L, lua_gettop(L));
+}
+
+/* require("hdlm_run").load(db, id) -> Run, {path =, step =}: a stored run brought back from its
+ * newest checkpoint (run/run.h: run_load), ready to sample and evaluate. */
+static int hdlm_run_load(lua_State *L) {
+    int isint;
+    lua_Integer id = lua_tointegerx(L, 2, &isint);
+    if (!isint)
+        return luaL_error(L, "run id must be an integer, got %s", luaL_tolstring(L, 2, NULL));
+    l_store *s = check_store(L, 1);
+    l_run *r = push_run(L, 1, id, 0);
+    int run_idx = lua_gettop(L);
+    error e = {0};
+    if (run_load(s->st, id, l_plugins(L, L_CTX(L)), &r->r, &e) != HDLM_OK) return l_raise(L, &e);
+    /* the weights move into a Model userdata: run.model is an ordinary Model */
+    l_push_model(L, r->r.own_model, &r->r.tok, r->r.objective);
+    free(r->r.own_model);
+    r->r.own_model = NULL;
+    r->r.m = l_model_of(L, -1, NULL);
+    lua_setiuservalue(L, run_idx, 2);
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, r->r.ckpt_path);
+    lua_setfield(L, -2, "path");
+    lua_pushinteger(L, (lua_Integer)r->r.ckpt_step);
+    lua_setfield(L, -2, "step");
+    return 2;
+}
+
+int l_open_hdlm_run(lua_State *L) {
+    lua_createtable(L, 0, 1);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushcclosure(L, hdlm_run_load, 1);
+    lua_setfield(L, -2, "load");
+    return 1;
 }
 
 typedef struct rows_ud {
@@ -557,7 +446,7 @@ static int store_close_l(lua_State *L) {
     /* runs of this store that are still open end as done: closing is an explicit choice */
     for (l_run *r = c->open_runs; r;) {
         l_run *next = r->next;
-        if (r->st == s->st) {
+        if (r->r.st == s->st) {
             error e = {0};
             if (run_end(r, "done", NULL, &e) != HDLM_OK) return l_raise(L, &e);
         }
@@ -585,7 +474,7 @@ static int store_index(lua_State *L) {
 
 static int run_log(lua_State *L) {
     l_run *r = check_run(L, 1);
-    if (!r->open) return luaL_error(L, "run:log: run %d is already finished", (int)r->id);
+    if (!r->open) return luaL_error(L, "run:log: run %d is already finished", (int)r->r.id);
     lua_Integer step = luaL_checkinteger(L, 2);
     error e = {0};
     if (lua_type(L, 3) == LUA_TTABLE) {
@@ -593,8 +482,8 @@ static int run_log(lua_State *L) {
         while (lua_next(L, 3)) {
             if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TNUMBER)
                 return luaL_error(L, "run:log: the table must map metric names to numbers");
-            if (store_metric(r->st, r->id, step, lua_tostring(L, -2), lua_tonumber(L, -1), &e) !=
-                HDLM_OK)
+            if (store_metric(r->r.st, r->r.id, step, lua_tostring(L, -2), lua_tonumber(L, -1),
+                             &e) != HDLM_OK)
                 return l_raise(L, &e);
             lua_pop(L, 1);
         }
@@ -602,7 +491,7 @@ static int run_log(lua_State *L) {
     }
     const char *name = luaL_checkstring(L, 3);
     double v = luaL_checknumber(L, 4);
-    if (store_metric(r->st, r->id, step, name, v, &e) != HDLM_OK) return l_raise(L, &e);
+    if (store_metric(r->r.st, r->r.id, step, name, v, &e) != HDLM_OK) return l_raise(L, &e);
     return 0;
 }
 
@@ -642,6 +531,7 @@ static int run_gc(lua_State *L) {
         error e = {0};
         run_end(r, "done", NULL, &e);
     }
+    run_free(&r->r); /* its noise process and what run_load made */
     return 0;
 }
 
@@ -649,7 +539,7 @@ static int run_index(lua_State *L) {
     l_run *r = check_run(L, 1);
     const char *k = luaL_checkstring(L, 2);
     if (!strcmp(k, "id")) {
-        lua_pushinteger(L, (lua_Integer)r->id);
+        lua_pushinteger(L, (lua_Integer)r->r.id);
         return 1;
     }
     if (!strcmp(k, "open")) {
@@ -672,7 +562,7 @@ static int run_index(lua_State *L) {
 
 static int run_tostring(lua_State *L) {
     l_run *r = check_run(L, 1);
-    lua_pushfstring(L, "hdlm.Run(%d%s)", (int)r->id, r->open ? ", open" : "");
+    lua_pushfstring(L, "hdlm.Run(%d%s)", (int)r->r.id, r->open ? ", open" : "");
     return 1;
 }
 

@@ -115,6 +115,49 @@ static int cmp_keys(const void *a, const void *b) {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+static void to_json(lua_State *L, int idx, json_buf *jb, int depth);
+
+/* A table that is not an array: string keys sorted (numbers become strings) for a deterministic
+ * config text. */
+static void to_json_object(lua_State *L, int idx, json_buf *jb, int depth, lua_Integer count) {
+    const char **keys = lua_newuserdatauv(L, (size_t)(count ? count : 1) * sizeof *keys, 0);
+    int kidx = lua_gettop(L);
+    lua_newtable(L); /* keeps converted key strings alive */
+    int anchor = lua_gettop(L);
+    lua_Integer k = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        lua_pushvalue(L, -1);
+        const char *ks = luaL_tolstring(L, -1, NULL);
+        lua_rawseti(L, anchor, k + 1);
+        lua_pop(L, 1);
+        lua_rawgeti(L, anchor, k + 1);
+        keys[k++] = lua_tostring(L, -1);
+        lua_pop(L, 1);
+        (void)ks;
+    }
+    qsort(keys, (size_t)k, sizeof *keys, cmp_keys);
+    json_buf_raw(jb, "{");
+    for (lua_Integer i = 0; i < k; i++) {
+        if (i) json_buf_raw(jb, ",");
+        json_buf_str(jb, keys[i]);
+        json_buf_raw(jb, ":");
+        lua_getfield(L, idx, keys[i]);
+        if (lua_isnil(L, -1)) { /* numeric key stored as a number */
+            lua_pop(L, 1);
+            lua_pushstring(L, keys[i]);
+            lua_Integer ik = lua_tointeger(L, -1);
+            lua_pop(L, 1);
+            lua_rawgeti(L, idx, ik);
+        }
+        to_json(L, -1, jb, depth + 1);
+        lua_pop(L, 1);
+    }
+    json_buf_raw(jb, "}");
+    lua_settop(L, kidx - 1);
+}
+
 static void to_json(lua_State *L, int idx, json_buf *jb, int depth) {
     idx = lua_absindex(L, idx);
     if (depth > 64) luaL_error(L, "json: nesting deeper than 64 (cycle?)");
@@ -164,43 +207,7 @@ static void to_json(lua_State *L, int idx, json_buf *jb, int depth) {
         json_buf_raw(jb, "]");
         return;
     }
-    /* object: string keys sorted (numbers become strings) for a deterministic config text */
-    const char **keys = lua_newuserdatauv(L, (size_t)(count ? count : 1) * sizeof *keys, 0);
-    int kidx = lua_gettop(L);
-    lua_newtable(L); /* keeps converted key strings alive */
-    int anchor = lua_gettop(L);
-    lua_Integer k = 0;
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        lua_pop(L, 1);
-        lua_pushvalue(L, -1);
-        const char *ks = luaL_tolstring(L, -1, NULL);
-        lua_rawseti(L, anchor, k + 1);
-        lua_pop(L, 1);
-        lua_rawgeti(L, anchor, k + 1);
-        keys[k++] = lua_tostring(L, -1);
-        lua_pop(L, 1);
-        (void)ks;
-    }
-    qsort(keys, (size_t)k, sizeof *keys, cmp_keys);
-    json_buf_raw(jb, "{");
-    for (lua_Integer i = 0; i < k; i++) {
-        if (i) json_buf_raw(jb, ",");
-        json_buf_str(jb, keys[i]);
-        json_buf_raw(jb, ":");
-        lua_getfield(L, idx, keys[i]);
-        if (lua_isnil(L, -1)) { /* numeric key stored as a number */
-            lua_pop(L, 1);
-            lua_pushstring(L, keys[i]);
-            lua_Integer ik = lua_tointeger(L, -1);
-            lua_pop(L, 1);
-            lua_rawgeti(L, idx, ik);
-        }
-        to_json(L, -1, jb, depth + 1);
-        lua_pop(L, 1);
-    }
-    json_buf_raw(jb, "}");
-    lua_settop(L, kidx - 1);
+    to_json_object(L, idx, jb, depth, count);
 }
 
 static int jsonbuf_gc(lua_State *L) {
@@ -379,24 +386,4 @@ int l_json_encode(lua_State *L) {
     luaL_checkany(L, 1);
     l_push_json(L, 1);
     return 1;
-}
-
-/* {"name":..,"version":..,"options":{..},"sha256":..} of an instance: sha256 is the content hash
- * of the .so the host loaded, so that a rebuilt plugin shows in the samples and evaluations. */
-char *l_plugin_json(const plugin_instance *pi) {
-    json_buf jb = {0};
-    char *opts = plugin_opts_json(pi->opts);
-    json_buf_raw(&jb, "{\"name\":");
-    json_buf_str(&jb, pi->entry->desc->name);
-    json_buf_raw(&jb, ",\"version\":");
-    json_buf_str(&jb, pi->entry->desc->version);
-    json_buf_raw(&jb, ",\"options\":");
-    json_buf_raw(&jb, opts ? opts : "{}");
-    if (pi->entry->hash && pi->entry->hash[0]) {
-        json_buf_raw(&jb, ",\"sha256\":");
-        json_buf_str(&jb, pi->entry->hash);
-    }
-    json_buf_raw(&jb, "}");
-    free(opts);
-    return jb.data; /* caller frees */
 }

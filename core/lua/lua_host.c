@@ -30,29 +30,6 @@ static int msghandler(lua_State *L) {
     return 1;
 }
 
-/* Lua modules compiled into the binary (CMakeLists.txt embeds them), so `require` finds them with
- * no source tree. A new one is a line here and an entry in CMakeLists.txt's HDLM_EMBEDDED_LUA. */
-extern const char hdlm_run_lua[];
-extern const size_t hdlm_run_lua_len;
-typedef struct embedded_module {
-    const char *name;  /* require name */
-    const char *chunk; /* chunk name in tracebacks */
-    const char *text;
-    const size_t *len;
-} embedded_module;
-static const embedded_module embedded_modules[] = {
-    {"hdlm_run", "@hdlm_run.lua", hdlm_run_lua, &hdlm_run_lua_len},
-};
-
-/* package.preload entry of an embedded module: runs its text with the module name */
-static int open_embedded(lua_State *L) {
-    const embedded_module *m = lua_touserdata(L, lua_upvalueindex(1));
-    if (luaL_loadbuffer(L, m->text, *m->len, m->chunk) != LUA_OK) return lua_error(L);
-    lua_pushvalue(L, 1);
-    lua_call(L, 1, 1);
-    return 1;
-}
-
 static int l_time(lua_State *L);
 static int l_log(lua_State *L);
 static int l_interrupted(lua_State *L);
@@ -400,19 +377,17 @@ int lua_host_run(const lua_host_opts *o, error *e) {
 
     int rc = push_args(L, o->n_args, o->args, e);
     if (rc == HDLM_OK) {
-        /* package.preload.hdlm with the ctx as upvalue, the embedded modules, and the script's
-         * own folder first on the path (modules next to the script, like the script itself;
+        /* package.preload.hdlm (and hdlm_run) with the ctx as upvalue, and the script's own
+         * folder first on the path (modules next to the script, like the script itself;
          * nothing is looked up in a source tree) */
         lua_getglobal(L, "package");
         lua_getfield(L, -1, "preload");
         lua_pushlightuserdata(L, c);
         lua_pushcclosure(L, luaopen_hdlm, 1);
         lua_setfield(L, -2, "hdlm");
-        for (size_t i = 0; i < sizeof embedded_modules / sizeof embedded_modules[0]; i++) {
-            lua_pushlightuserdata(L, (void *)&embedded_modules[i]);
-            lua_pushcclosure(L, open_embedded, 1);
-            lua_setfield(L, -2, embedded_modules[i].name);
-        }
+        lua_pushlightuserdata(L, c);
+        lua_pushcclosure(L, l_open_hdlm_run, 1);
+        lua_setfield(L, -2, "hdlm_run");
         lua_pop(L, 1);
         if (script_dir[0]) {
             lua_pushfstring(L, "%s/?.lua;", script_dir);

@@ -133,9 +133,12 @@ int store_query(store *s, const char *sql, store_row_fn cb, void *ud, error *e);
 int store_query_params(store *s, const char *sql, int nparams, const store_value *params,
                        store_row_fn cb, void *ud, error *e);
 
-enum { STORE_FMT_TABLE = 0, STORE_FMT_CSV = 1, STORE_FMT_JSON = 2 };
-/* Prints the rows of sql as an aligned table, CSV (RFC 4180 quoting) or a JSON array of objects. */
-int store_query_print(store *s, const char *sql, int format, FILE *out, error *e);
+/* Called once per statement that returns columns, before its rows (also when it has none);
+ * non-zero stops with an error. */
+typedef int (*store_cols_fn)(void *ud, int ncol, const char *const *names);
+/* store_query with the column names of each result set first (printing a header for no rows). */
+int store_query_cols(store *s, const char *sql, store_cols_fn cols, store_row_fn rows, void *ud,
+                     error *e);
 
 /* Rows changed by the statements of this connection so far (inserts, updates, deletes). */
 int64_t store_changes(store *s);

@@ -123,9 +123,12 @@ expect_line "data synth: unknown flag '--vocb' (did you mean '--vocab'?)" "$HDLM
 expect_line "report: unknown flag '--out'" "$HDLM" report "$dir/a.db" --out r.html
 expect_line "cannot open $dir/nope.lua" "$HDLM" run "$dir/nope.lua"
 expect_line "query: flag '--db' needs a value" "$HDLM" query "SELECT 1" --db
-# HDLM_LOG=debug keeps the traceback of a command's error (for bug reports)
-out=$(HDLM_LOG=debug "$HDLM" sample --run 99 --db "$dir/a.db" 2>&1)
+# HDLM_LOG=debug keeps the traceback of an error in a command written in Lua (for bug reports);
+# `hdlm sample` / `hdlm eval` are C (core/run) and give their one line there too
+out=$(HDLM_LOG=debug "$HDLM" report "$dir/a.db" -o "$dir/no/such/dir/r.html" 2>&1)
 grep -q "stack traceback" <<<"$out" && ok || bad "HDLM_LOG=debug lost the traceback: $out"
+out=$(HDLM_LOG=debug "$HDLM" sample --run 99 --db "$dir/a.db" 2>&1)
+[ "$out" = "hdlm: sample: no run 99 in $dir/a.db" ] && ok || bad "HDLM_LOG=debug hdlm sample: $out"
 
 # ---- hdlm run -: the script from stdin (arguments and the store work as for a file)
 out=$(printf 'local h = require "hdlm"\nprint(h.args.n * 2)\nh.open():run{name = "piped"}\n' |

@@ -2,6 +2,7 @@
  * row, schema versions and migration, refusal of foreign/newer/garbage files, read-only access,
  * lock timeouts, several processes writing one database, printed query output and reaping of
  * runs whose process died. */
+#include "app/query_print.h"
 #include "check.h"
 #include "store/store.h"
 
@@ -617,7 +618,7 @@ static char *print_to_string(store *s, const char *sql, int format, int *status)
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
     error e = {0};
-    *status = store_query_print(s, sql, format, f, &e);
+    *status = query_print(s, sql, format, f, &e);
     fclose(f);
     return buf;
 }
@@ -645,19 +646,19 @@ static void test_print(void) {
                          NULL, NULL, &e),
              HDLM_OK);
     const char *sql = "SELECT id, name, score, note FROM t ORDER BY id";
-    check_print(s, sql, STORE_FMT_TABLE,
+    check_print(s, sql, QUERY_FMT_TABLE,
                 "id  name   score  note\n"
                 "--  -----  -----  ------------\n"
                 " 1  alpha    0.5\n"
                 " 2  b,\"q\"  12.25  line1\\nline2\n"
                 "10  ü             tab\\there\n"
                 "(3 rows)\n");
-    check_print(s, sql, STORE_FMT_CSV,
+    check_print(s, sql, QUERY_FMT_CSV,
                 "id,name,score,note\n"
                 "1,alpha,0.5,\n"
                 "2,\"b,\"\"q\"\"\",12.25,\"line1\nline2\"\n"
                 "10,ü,,tab\there\n");
-    check_print(s, sql, STORE_FMT_JSON,
+    check_print(s, sql, QUERY_FMT_JSON,
                 "[\n"
                 "  {\"id\": 1, \"name\": \"alpha\", \"score\": 0.5, \"note\": null},\n"
                 "  {\"id\": 2, \"name\": \"b,\\\"q\\\"\", \"score\": 12.25, \"note\": "
@@ -666,22 +667,22 @@ static void test_print(void) {
                 "]\n");
     /* No rows. */
     const char *none = "SELECT id, name FROM t WHERE id < 0";
-    check_print(s, none, STORE_FMT_TABLE, "id  name\n--  ----\n(0 rows)\n");
-    check_print(s, none, STORE_FMT_CSV, "id,name\n");
-    check_print(s, none, STORE_FMT_JSON, "[]\n");
+    check_print(s, none, QUERY_FMT_TABLE, "id  name\n--  ----\n(0 rows)\n");
+    check_print(s, none, QUERY_FMT_CSV, "id,name\n");
+    check_print(s, none, QUERY_FMT_JSON, "[]\n");
     /* Escapes, exact reals, blobs, one row, and statements without rows print nothing. */
     check_print(s, "SELECT char(1) || '\\' AS \"c\"\"x\", 0.1 AS r, 1e308 * 10 AS inf",
-                STORE_FMT_JSON,
+                QUERY_FMT_JSON,
                 "[\n  {\"c\\\"x\": \"\\u0001\\\\\", \"r\": 0.1, \"inf\": null}\n]\n");
-    check_print(s, "SELECT 2.0/3 AS third, x'00ff' AS b", STORE_FMT_CSV,
+    check_print(s, "SELECT 2.0/3 AS third, x'00ff' AS b", QUERY_FMT_CSV,
                 "third,b\n0.6666666666666666,x'00ff'\n");
     check_print(s, "UPDATE t SET score = 1 WHERE id = 10; SELECT count(*) AS n FROM t",
-                STORE_FMT_TABLE, "n\n-\n3\n(1 row)\n");
+                QUERY_FMT_TABLE, "n\n-\n3\n(1 row)\n");
     /* Two result sets: two tables. */
-    check_print(s, "SELECT 1 AS a; SELECT 'x' AS bb", STORE_FMT_TABLE,
+    check_print(s, "SELECT 1 AS a; SELECT 'x' AS bb", QUERY_FMT_TABLE,
                 "a\n-\n1\n(1 row)\n\nbb\n--\nx\n(1 row)\n");
     int status = 0;
-    char *got = print_to_string(s, "SELECT * FROM missing", STORE_FMT_TABLE, &status);
+    char *got = print_to_string(s, "SELECT * FROM missing", QUERY_FMT_TABLE, &status);
     CHECK_EQ(status, HDLM_EDB);
     CHECK_STR(got, "");
     free(got);
