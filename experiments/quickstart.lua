@@ -71,13 +71,14 @@ local b = run:eval{ sequences = 32, mc = 0 }
 print(("\nheld-out NLL bound (block annealing, every step, 2L layout): %.4f ± %.4f bits/byte on %d sequences (%.0f s)")
   :format(b.bits_per_byte, b.bits_se, b.sequences, hdlm.time() - t0))
 
--- an autoregressive judge of the same size; generation quality of 16 samples per sampler
+-- an autoregressive model of the same size and steps: the judge of generation quality, and the
+-- family's autoregressive end (one token per step, left to right) to sample from beside the hybrid
 t0 = hdlm.time()
 local judge = db:train{
   name = "quickstart judge (autoregressive)", data = data, seed = 1,
   noise = { "absorbing" }, schedule = { "autoregressive" }, vectorised = true, context = "causal",
   model = { d_model = 128, n_layer = 4, n_head = 4, seq_len = 128 },
-  steps = steps // 2, batch = 16, lr = 2e-3, min_lr = 2e-4, warmup = 50, lr_schedule = "cosine",
+  steps = steps, batch = 16, lr = 2e-3, min_lr = 2e-4, warmup = 50, lr_schedule = "cosine",
   weight_decay = 0.1, clip = 1.0, ema = 0.995, log_every = 10,
 }
 local jb = judge:eval{ sequences = 32, mc = 0 }
@@ -86,17 +87,24 @@ print(("\ngeneration quality (16 samples of 128 tokens each): gen NLL under the 
   .. "\nthe samples' words found in the training split's words (no judge; README, \"Evaluation\")"))
 print("  sampler            T     gen NLL (nats/token)   entropy   distinct-4   corrections   word share")
 local vocabulary
-for _, c in ipairs{ { { "ancestral" }, 0.9 }, { { "acs", eta = 0.05 }, 0.9 }, { { "ancestral" }, 0.7 }, { { "acs", eta = 0.05 }, 0.7 }, { { "ancestral" }, 0.5 } } do
-  local sp, temp = c[1], c[2]
-  local s = run:sample{ sampler = sp, n = 16, temperature = temp, seed = 2 }
-  local g = run:gen_eval{ judge = judge, samples = s }
+local rows_of = {
+  { run, { "ancestral" }, 0.9 }, { run, { "acs", eta = 0.05 }, 0.9 }, { run, { "ancestral" }, 0.7 },
+  { run, { "acs", eta = 0.05 }, 0.7 }, { run, { "ancestral" }, 0.5 },
+  { judge, { "ancestral" }, 0.8 }, { judge, { "ancestral" }, 0.7 },
+}
+for _, c in ipairs(rows_of) do
+  local model, sp, temp = c[1], c[2], c[3]
+  local s = model:sample{ sampler = sp, n = 16, temperature = temp, seed = 2 }
+  local g = model:gen_eval{ judge = judge, samples = s }
   local corr = 0
   for _, x in ipairs(s) do corr = corr + x.corrections end
+  local label = model == judge and "AR model (judge)" or (sp[1] .. (sp.eta and (" " .. sp.eta) or ""))
   print(("  %-16s %5.2f   %8.4f ± %.4f   %7.3f   %10.3f   %11.1f   %.3f ± %.3f (%d words)"):format(
-    sp[1] .. (sp.eta and (" " .. sp.eta) or ""), temp, g.gen_nll, g.gen_nll_se, g.entropy, g.distinct_4,
+    label, temp, g.gen_nll, g.gen_nll_se, g.entropy, g.distinct_4,
     corr / #s, g.word_share, g.word_share_se, g.words))
   vocabulary = g.word_vocabulary
 end
+print("  (the AR model's gen NLL is under itself: its own samples, so not comparable to the rows above)")
 print(("  (word share against the %d distinct words of the training split)"):format(vocabulary))
 
 local report = hdlm.db_path:gsub("[^/]*$", "") .. "report.html" -- next to the database

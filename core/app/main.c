@@ -19,6 +19,7 @@
 #include "dist/dist.h"
 #include "hub/import.h"
 #include "lua/lua_host.h"
+#include "plugin/check.h"
 #include "plugin/host.h"
 #include "store/store.h"
 #include "tensor/blas.h"
@@ -150,7 +151,72 @@ static int cmd_run(int argc, char **argv) {
 }
 
 /* ---- hdlm plugins ---- */
+
+/* hdlm plugins check FILE.so|NAME: a path (it has a '/' or ends in .so) is loaded alone, so the
+ * file is checked without the installed plugins; a name is looked up among them (every kind). */
+static int cmd_plugins_check(const char *what) {
+    error e = {0};
+    plugin_registry *r = NULL;
+    if (plugin_registry_open(&r, &e) != HDLM_OK) return die(&e);
+    size_t len = strlen(what);
+    int is_file = strchr(what, '/') || (len > 3 && !strcmp(what + len - 3, ".so"));
+    const plugin_entry *found[64];
+    size_t n = 0;
+    if (is_file) {
+        if (plugin_registry_load_file(r, what, &e) != HDLM_OK) {
+            printf("FAIL load %s: %s\n", what, e.msg);
+            plugin_registry_close(r);
+            return 1;
+        }
+        for (size_t i = 0; i < plugin_registry_count(r) && n < 64; i++)
+            found[n++] = plugin_registry_at(r, i);
+    } else {
+        char refusals[8192] = "";
+        if (plugin_registry_load_default(r, refusals, sizeof refusals, &e) < 0) {
+            plugin_registry_close(r);
+            return die(&e);
+        }
+        for (uint32_t k = HDLM_KIND_NOISE; k <= HDLM_KIND_SAMPLER; k++) {
+            const plugin_entry *en = plugin_registry_find(r, k, what);
+            if (en) found[n++] = en;
+        }
+        if (n == 0) {
+            char known[2048] = "", part[700];
+            for (uint32_t k = HDLM_KIND_NOISE; k <= HDLM_KIND_SAMPLER; k++) {
+                plugin_registry_names(r, k, part, sizeof part);
+                size_t kl = strlen(known);
+                snprintf(known + kl, sizeof known - kl, "%s%s: %s", k > 1 ? "; " : "",
+                         plugin_kind_name(k), part);
+            }
+            fprintf(stderr, "hdlm: plugins check: no plugin named '%s' (%s)\n", what, known);
+            plugin_registry_close(r);
+            return 1;
+        }
+    }
+    int fails = 0;
+    for (size_t i = 0; i < n; i++) {
+        int rc = plugin_check(r, found[i], stdout, &e);
+        if (rc < 0) {
+            plugin_registry_close(r);
+            return die(&e);
+        }
+        fails += rc;
+    }
+    if (fails)
+        printf("%d check%s failed\n", fails, fails == 1 ? "" : "s");
+    else
+        printf("all checks passed (%zu plugin%s)\n", n, n == 1 ? "" : "s");
+    plugin_registry_close(r);
+    return fails ? 1 : 0;
+}
+
 static int cmd_plugins(int argc, char **argv) {
+    if (argc > 0 && !strcmp(argv[0], "check")) {
+        if (argc != 2)
+            return usage_error("plugins check: expected one FILE.so or plugin NAME%s",
+                               argc < 2 ? "" : ", got more");
+        return cmd_plugins_check(argv[1]);
+    }
     if (argc > 0) return usage_error("plugins: unexpected argument '%s'", argv[0]);
     error e = {0};
     plugin_registry *r = NULL;
@@ -724,6 +790,14 @@ static const command commands[] = {
      "plugins/ of\n               the build tree) and HDLM_PLUGIN_PATH (colon-separated) are "
      "searched\n",
      "HDLM_PLUGIN_PATH=$HOME/my-plugins hdlm plugins"},
+    {"plugins", cmd_plugins, "plugins check FILE.so|NAME",
+     "check that a plugin keeps the ABI's promises (levels, marginals, gradients, samplers)",
+     "  FILE.so      a plugin file, loaded on its own (a path: has a '/' or ends in .so)\n"
+     "  NAME         an installed plugin of any kind (the build's folder, HDLM_PLUGIN_PATH)\n"
+     "               one line per check (ok or FAIL with the reason and numbers); exit status 1\n"
+     "               when any check fails, also when an op crashes (named in the line)\n",
+     "hdlm plugins check block_annealing\n"
+     "hdlm plugins check ./build/my_schedule.so"},
     {"query", cmd_query, "query [--db FILE] [--csv|--json] [--write] \"SQL\"",
      "run SQL on the store (read-only unless --write) and print a table, CSV or JSON",
      "  --db FILE    the store (default runs.db); it must exist\n"

@@ -51,6 +51,8 @@ const char *error_status_str(int code) {
         return "lua error";
     case HDLM_ESTATE:
         return "invalid state";
+    case HDLM_ECRASH:
+        return "plugin crashed";
     default:
         return "unknown error";
     }

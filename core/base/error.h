@@ -4,7 +4,14 @@
 #ifndef HDLM_ERROR_H
 #define HDLM_ERROR_H
 
-#include "hdlm/plugin.h" /* status codes HDLM_OK, HDLM_E* */
+#include "hdlm/plugin.h" /* status codes HDLM_OK, HDLM_E* shared with plugins */
+
+/* Status codes of the host only: plugins never see or return them. */
+enum {
+    HDLM_EDB = -5,    /* SQLite store */
+    HDLM_ELUA = -6,   /* Lua script */
+    HDLM_ECRASH = -8, /* a plugin op crashed (signal caught by the plugin host's guard) */
+};
 
 #include <stdio.h>
 #include <stdlib.h>

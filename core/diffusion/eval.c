@@ -5,6 +5,7 @@
 
 #include "base/progress.h"
 #include "base/rng.h"
+#include "diffusion/facts.h"
 #include "nn/mask.h"
 
 #include <assert.h>
@@ -215,8 +216,7 @@ static int ev_run_batch(ev *v, int B, rng *r, double *acc, error *e) {
     nb.x0 = v->x0, nb.xt = v->xt, nb.t = v->tspec, nb.state = v->cstate, nb.rng = r;
     char perr[512] = "";
     int (*draw)(void *, hdlm_noise_batch *, char *, size_t) = v->noise->corrupt;
-    if (v->noise->struct_size >= HDLM_NOISE_OPS_MIN_SIZE + sizeof v->noise->bound_corrupt &&
-        v->noise->bound_corrupt)
+    if (v->noise->bound_corrupt)
         draw = v->noise->bound_corrupt; /* the generative chain's forward process */
     if (draw(v->ns, &nb, perr, sizeof perr) != HDLM_OK)
         return error_set(e, HDLM_EPLUGIN, "eval: noise corrupt: %s", perr);
@@ -260,8 +260,7 @@ static int ev_add_prior(const ev *v, const int32_t *seqs, int64_t n_seq, double 
                         error *e) {
     const hdlm_noise_ops *no = v->noise;
     *total = 0;
-    if (no->struct_size < offsetof(hdlm_noise_ops, prior) + sizeof no->prior || !no->prior)
-        return HDLM_OK;
+    if (!no->prior) return HDLM_OK;
     double *kl = malloc((size_t)v->V * sizeof *kl);
     uint8_t *have = calloc((size_t)v->V, 1);
     if (!kl || !have) {
@@ -305,14 +304,15 @@ int eval_bound(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
     ev v;
     memset(&v, 0, sizeof v);
     v.m = m, v.h = h, v.ns = noise_self, v.noise = noise, v.cfg = *cfg, v.L = L, v.V = V;
-    v.Vp = V + noise->n_extra(noise_self);
+    const hdlm_info ni = facts_of(noise, noise_self);
+    v.Vp = V + ni.n_extra;
     if (v.Vp != m->cfg.vocab)
         return error_set(e, HDLM_EINVAL,
                          "eval: the model has %d outputs but the noise process needs %d (vocab %d "
                          "+ %d extra)",
                          m->cfg.vocab, v.Vp, V, v.Vp - V);
-    v.conditioned = (noise->flags & HDLM_NOISE_CONDITIONED) != 0;
-    v.score = (noise->flags & HDLM_NOISE_SCORE) != 0;
+    v.conditioned = (ni.flags & HDLM_INFO_CONDITIONED) != 0;
+    v.score = (ni.flags & HDLM_INFO_SCORE) != 0;
     if (v.conditioned != (m->cfg.cond != 0))
         return error_set(
             e, HDLM_EINVAL, "eval: the noise process %s σ conditioning but the model %s",
@@ -323,8 +323,7 @@ int eval_bound(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
     uint32_t growth = h->growth(h->ctx, &block);
     if (growth != HDLM_GROW_BLOCKS || block < 1) block = 1;
     v.mw = hyper_mask_width(h, L, cfg->context_width);
-    v.continuous =
-        cfg->continuous >= 0 ? cfg->continuous : (h->flags & HDLM_SCHEDULE_CONTINUOUS) != 0;
+    v.continuous = cfg->continuous >= 0 ? cfg->continuous : (h->flags & HDLM_INFO_CONTINUOUS) != 0;
     int mc = cfg->mc;
     if (mc < 0 || (mc == 0 && v.continuous))
         return error_set(e, HDLM_EINVAL,
@@ -490,7 +489,8 @@ int eval_reference(model *m, void *noise_self, const hdlm_noise_ops *noise,
                    const eval_ref_config *cfg, const int32_t *seqs, int64_t n_seq, int L, int32_t V,
                    eval_result *out, error *e) {
     memset(out, 0, sizeof *out);
-    int32_t Vp = V + noise->n_extra(noise_self);
+    const hdlm_info ni = facts_of(noise, noise_self);
+    int32_t Vp = V + ni.n_extra;
     if (Vp == V)
         return error_set(e, HDLM_EINVAL,
                          "eval (reference): the noise process has no mask symbol; the reference "
@@ -507,7 +507,7 @@ int eval_reference(model *m, void *noise_self, const hdlm_noise_ops *noise,
                          "eval (reference): eps must be in [0, 1), B_mc and rounds >= 1 (got %g, "
                          "%d, %d)",
                          cfg->eps, cfg->B_mc, cfg->rounds);
-    int conditioned = (noise->flags & HDLM_NOISE_CONDITIONED) != 0;
+    int conditioned = (ni.flags & HDLM_INFO_CONDITIONED) != 0;
     int R = cfg->B_mc;
     size_t n = (size_t)R * L;
     int32_t *xt = malloc(n * sizeof *xt), *pos = malloc(n * sizeof *pos);

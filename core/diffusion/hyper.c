@@ -5,6 +5,7 @@
  * steps (the trainer). */
 #include "hyper.h"
 
+#include "diffusion/facts.h"
 #include "nn/mask.h"
 
 #include <stdlib.h>
@@ -28,7 +29,7 @@ void hyper_from_plugin(hyper *h, void *self, const hdlm_schedule_ops *ops, const
     HDLM_ASSERT(h && ops && ops->n_levels && ops->n_steps && ops->levels && ops->growth);
     memset(h, 0, sizeof *h);
     h->ctx = self;
-    h->flags = ops->flags;
+    h->flags = facts_of(ops, self).flags & HDLM_INFO_CONTINUOUS;
     /* same signatures as the ABI's ops, so they are used as they are */
     h->n_levels = ops->n_levels;
     h->n_steps = ops->n_steps;

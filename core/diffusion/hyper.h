@@ -16,7 +16,7 @@
 /* Where levels come from. Both a plugin instance and a Lua schedule fill one of these. */
 typedef struct hyper {
     void *ctx;
-    uint32_t flags; /* HDLM_SCHEDULE_* */
+    uint32_t flags; /* HDLM_INFO_CONTINUOUS or 0 */
     int32_t (*n_levels)(void *ctx);
     int64_t (*n_steps)(void *ctx, int64_t L);
     int (*levels)(void *ctx, int64_t step, int64_t L, int32_t *level, int64_t *n_settled, error *e);

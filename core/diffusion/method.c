@@ -6,6 +6,7 @@
  * what a sequence sees and scores never depends on its neighbours. */
 #include "method.h"
 
+#include "diffusion/facts.h"
 #include "nn/mask.h"
 
 #include <math.h>
@@ -38,13 +39,14 @@ int method_init(method *m, const method_config *cfg, const hyper *sched, void *n
     m->noise_self = noise_self;
     m->noise = noise;
     m->V = V;
-    m->Vp = V + noise->n_extra(noise_self);
+    const hdlm_info ni = facts_of(noise, noise_self);
+    m->Vp = V + ni.n_extra;
     m->L = L;
     m->W = sched->n_levels(sched->ctx);
     m->n_steps = sched->n_steps(sched->ctx, L);
     m->growth = sched->growth(sched->ctx, &m->block);
-    m->conditioned = (noise->flags & HDLM_NOISE_CONDITIONED) != 0;
-    m->continuous = (sched->flags & HDLM_SCHEDULE_CONTINUOUS) != 0;
+    m->conditioned = (ni.flags & HDLM_INFO_CONDITIONED) != 0;
+    m->continuous = (sched->flags & HDLM_INFO_CONTINUOUS) != 0;
     if (m->W < 1 || m->n_steps < 1 || m->n_steps > (1 << 24))
         return error_set(e, HDLM_EINVAL,
                          "schedule %s: %d levels and %lld steps for length %d; expected >= 1",

@@ -7,6 +7,7 @@
 #include "base/progress.h"
 #include "base/rng.h"
 #include "base/threads.h"
+#include "diffusion/facts.h"
 #include "nn/layers.h"
 #include "nn/mask.h"
 #include "tensor/blas.h"
@@ -142,8 +143,9 @@ int sample_run(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
                const char *sampler_name, const sample_config *cfg, sample_result *out, error *e) {
     memset(out, 0, sizeof *out);
     int B = cfg->B, L = cfg->L;
-    int32_t Vp = m->cfg.vocab, n_extra = noise->n_extra(noise_self), V = Vp - n_extra;
-    int32_t mask_id = n_extra > 0 ? V : -1;
+    const hdlm_info ni = facts_of(noise, noise_self), si = facts_of(sampler, sampler_self);
+    int32_t Vp = m->cfg.vocab, n_extra = ni.n_extra, V = Vp - n_extra;
+    int32_t mask_id = ni.mask_id;
     if (B < 1 || L < 1)
         return error_set(e, HDLM_EINVAL, "sample: batch %d and length %d must be positive", B, L);
     if (L > m->cfg.seq_len)
@@ -153,12 +155,11 @@ int sample_run(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
         return error_set(e, HDLM_EINVAL,
                          "sample: model outputs %d symbols, noise process %s adds %d extra", Vp,
                          noise_name, n_extra);
-    if (sampler->needs & ~noise->flags)
-        return error_set(e, HDLM_EINVAL,
-                         "sampler %s needs a score-based noise process (like gamma_hybrid); %s is "
-                         "not one",
-                         sampler_name, noise_name);
-    int conditioned = (noise->flags & HDLM_NOISE_CONDITIONED) != 0;
+    if (si.needs & ~ni.flags)
+        return error_set(
+            e, HDLM_EINVAL, "sampler %s needs a %s noise process; %s is not one", sampler_name,
+            (si.needs & ~ni.flags & HDLM_INFO_SCORE) ? "score-based" : "conditioned", noise_name);
+    int conditioned = (ni.flags & HDLM_INFO_CONDITIONED) != 0;
     if (conditioned != (m->cfg.cond != 0))
         return error_set(e, HDLM_EINVAL,
                          "sample: noise process %s %s σ conditioning but the model %s", noise_name,

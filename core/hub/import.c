@@ -173,7 +173,7 @@ static int make_plugins(import_state *s, const json_value *c, int tokens, int se
         plugin_opts_free(so);
         return error_set(e, HDLM_ENOMEM, "import: out of memory");
     }
-    plugin_opts_set_number(no, "vocab", tokens);
+    plugin_create_args nargs = {.vocab = (int32_t)tokens, .n_extra = -1, .mask_id = -1};
     const char *nname;
     if (r->family == 'e') {
         nname = "epsilon_hybrid";
@@ -212,7 +212,7 @@ static int make_plugins(import_state *s, const json_value *c, int tokens, int se
                              "import: noise.type '%s' is not supported (loglinear, geometric)", nt);
         }
     }
-    if ((rc = plugin_instance_create(s->reg, HDLM_KIND_NOISE, nname, no, &s->noise, e)) !=
+    if ((rc = plugin_instance_create(s->reg, HDLM_KIND_NOISE, nname, no, &nargs, &s->noise, e)) !=
         HDLM_OK) {
         plugin_opts_free(so);
         return rc;
@@ -270,7 +270,7 @@ static int make_plugins(import_state *s, const json_value *c, int tokens, int se
             "a schedule yourself with hdlm.model{checkpoint = ...} and db:attach",
             at);
     }
-    if ((rc = plugin_instance_create(s->reg, HDLM_KIND_SCHEDULE, sname, so, &s->sched, e)) !=
+    if ((rc = plugin_instance_create(s->reg, HDLM_KIND_SCHEDULE, sname, so, NULL, &s->sched, e)) !=
         HDLM_OK)
         return rc;
     identity(s->noise, r->noise, sizeof r->noise, 0);

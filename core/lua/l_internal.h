@@ -43,10 +43,18 @@ void l_push_json(lua_State *L, int idx);
  * that a spec read back from runs.config or a sample works wherever a spec is taken. Anything
  * else is left alone. */
 void l_spec_normalize(lua_State *L, int idx);
-/* Options of a plugin spec table {"name", key = value, ...} at t (checked first: raises on a
- * bad entry before anything is allocated); *name receives the plugin name. Caller owns the
- * result (plugin_instance_create takes it). */
-plugin_opts *l_spec_to_opts(lua_State *L, int t, const char *what, const char **name);
+/* The one plugin spec -> options parser of every binding: the spec table at t ({"name", key =
+ * value, ...}, or the stored {name =, options =} form) is checked with one wording of errors
+ * ("<what>: ..."), before anything is allocated, and turned into options; *name receives the
+ * plugin name (kept alive by the table). For noise, "vocab" is a creation argument, not an option:
+ * it fills args->vocab unless that is already > 0 (the corpus'). Caller owns the result
+ * (plugin_instance_create takes it). */
+plugin_opts *l_spec_to_opts(lua_State *L, int t, uint32_t kind, const char *what, const char **name,
+                            plugin_create_args *args);
+/* l_spec_to_opts, then plugin_instance_create with args (NULL: none). Raises "<what>: <message>"
+ * on any failure, leaking nothing. */
+plugin_instance *l_plugin_from_spec(lua_State *L, int t, uint32_t kind, const char *what,
+                                    const plugin_create_args *args);
 /* The model of a Model userdata (and its tokenizer when tok != NULL); raises when not one. */
 struct model;
 struct tokenizer;

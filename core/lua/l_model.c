@@ -147,9 +147,8 @@ static void read_method(lua_State *L, int o, train_config *cfg, const corpus *da
     g->inst = l_to_noise(L, nidx, data->tok.vocab);
     cfg->noise_self = g->inst->self;
     cfg->noise = g->inst->ops;
-    double gamma;
-    if (plugin_opts_number(g->inst->opts, "gamma", &gamma) == HDLM_OK)
-        cfg->model.mix_gamma = (float)gamma; /* RADD input mix of a process that declares γ */
+    if (g->inst->info.flags & HDLM_INFO_INPUT_MIX) /* the process's RADD input mix γ */
+        cfg->model.mix_gamma = (float)g->inst->info.input_mix;
     const char *ctx = l_opt_string(L, o, W, "context", "block_causal");
     const char *bt = l_opt_string(L, o, W, "block_type", "full");
     cfg->method.context = mask_context_from_name(ctx);

@@ -22,102 +22,10 @@ typedef struct l_noise {
 
 /* ---- making instances -------------------------------------------------------------------- */
 
-/* Checks a spec table {"name", key = value, ...} at idx before anything is allocated; returns
- * the name (kept alive by the table). */
-static const char *spec_check(lua_State *L, int idx, const char *what) {
-    lua_rawgeti(L, idx, 1);
-    if (lua_type(L, -1) != LUA_TSTRING)
-        luaL_error(L, "%s: the first entry must be the noise plugin's name (a string), got %s",
-                   what, luaL_typename(L, -1));
-    const char *name = lua_tostring(L, -1);
-    lua_pop(L, 1);
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        int kt = lua_type(L, -2);
-        if (kt == LUA_TNUMBER) {
-            if (!lua_isinteger(L, -2) || lua_tointeger(L, -2) != 1)
-                luaL_error(L,
-                           "%s: unexpected entry [%s]; only the name is positional, options "
-                           "are written key = value",
-                           what, luaL_tolstring(L, -2, NULL));
-        } else if (kt != LUA_TSTRING) {
-            luaL_error(L, "%s: option keys must be strings, got a %s key", what,
-                       luaL_typename(L, -2));
-        } else {
-            int vt = lua_type(L, -1);
-            if (vt != LUA_TNUMBER && vt != LUA_TSTRING && vt != LUA_TBOOLEAN)
-                luaL_error(L, "%s: option '%s' must be a number, string or boolean, got %s", what,
-                           lua_tostring(L, -2), luaL_typename(L, -1));
-        }
-        lua_pop(L, 1);
-    }
-    return name;
-}
-
-/* The option set of a checked spec table; vocab > 0 replaces the table's "vocab". Raises
- * nothing: returns NULL when out of memory. */
-static plugin_opts *spec_opts(lua_State *L, int idx, int vocab) {
-    plugin_opts *o = plugin_opts_new();
-    if (!o) return NULL;
-    int rc = HDLM_OK;
-    lua_pushnil(L);
-    while (rc == HDLM_OK && lua_next(L, idx)) {
-        if (lua_type(L, -2) == LUA_TSTRING) {
-            const char *k = lua_tostring(L, -2);
-            if (vocab > 0 && !strcmp(k, "vocab"))
-                ;
-            else if (lua_type(L, -1) == LUA_TNUMBER)
-                rc = plugin_opts_set_number(o, k, lua_tonumber(L, -1));
-            else if (lua_type(L, -1) == LUA_TBOOLEAN)
-                rc = plugin_opts_set_bool(o, k, lua_toboolean(L, -1));
-            else
-                rc = plugin_opts_set_string(o, k, lua_tostring(L, -1));
-        }
-        lua_pop(L, 1);
-    }
-    if (rc == HDLM_OK && vocab > 0) rc = plugin_opts_set_number(o, "vocab", vocab);
-    if (rc != HDLM_OK) { /* the caller resets the stack (the loop may leave a key on it) */
-        plugin_opts_free(o);
-        return NULL;
-    }
-    return o;
-}
-
-/* Makes an instance from the spec table at idx (absolute). Raises on any failure, after
- * releasing what it made. */
-static plugin_instance *spec_instance(lua_State *L, l_ctx *c, int idx, int vocab,
-                                      const char *what) {
-    const char *name = spec_check(L, idx, what);
-    plugin_registry *r = l_plugins(L, c);
-    int top = lua_gettop(L);
-    plugin_opts *o = spec_opts(L, idx, vocab);
-    lua_settop(L, top);
-    if (!o) {
-        luaL_error(L, "%s: out of memory", what);
-        return NULL;
-    }
-    plugin_instance *inst = NULL;
-    error e = {0};
-    if (plugin_instance_create(r, HDLM_KIND_NOISE, name, o, &inst, &e) != HDLM_OK) {
-        luaL_error(L, "%s: %s", what, e.msg);
-        return NULL;
-    }
-    const hdlm_noise_ops *ops = inst->ops;
-    if (!ops || ops->struct_size < sizeof(hdlm_noise_ops) || !ops->n_extra) {
-        unsigned got = ops ? ops->struct_size : 0u;
-        plugin_instance_destroy(inst);
-        luaL_error(L, "%s: noise plugin '%s' has an ops table of %u bytes without n_extra; need %u",
-                   what, name, got, (unsigned)sizeof(hdlm_noise_ops));
-        return NULL;
-    }
-    int32_t extra = ops->n_extra(inst->self);
-    if (extra < 0 || extra > 1024) {
-        plugin_instance_destroy(inst);
-        luaL_error(L, "%s: noise plugin '%s' reports n_extra = %d, expected 0..1024", what, name,
-                   extra);
-        return NULL;
-    }
-    return inst;
+/* Makes an instance from the spec table at idx; vocab > 0 (the corpus') replaces the spec's. */
+static plugin_instance *spec_instance(lua_State *L, int idx, int vocab, const char *what) {
+    plugin_create_args a = {.vocab = vocab, .n_extra = -1, .mask_id = -1};
+    return l_plugin_from_spec(L, idx, HDLM_KIND_NOISE, what, &a);
 }
 
 static l_noise *check_noise(lua_State *L, int idx) {
@@ -139,7 +47,7 @@ plugin_instance *l_to_noise(lua_State *L, int idx, int vocab) {
     if (luaL_testudata(L, idx, NOISE_MT)) {
         check_noise(L, idx);
         lua_getiuservalue(L, idx, 1); /* the spec it was made from; the vocab is replaced */
-        plugin_instance *inst = spec_instance(L, c, lua_gettop(L), vocab, "noise");
+        plugin_instance *inst = spec_instance(L, lua_gettop(L), vocab, "noise");
         lua_pop(L, 1);
         return inst;
     }
@@ -157,12 +65,11 @@ plugin_instance *l_to_noise(lua_State *L, int idx, int vocab) {
         luaL_error(L, "noise: the spec says vocab = %s but the data has %d tokens",
                    luaL_tolstring(L, -1, NULL), vocab);
     lua_pop(L, 1);
-    return spec_instance(L, c, idx, vocab, "noise");
+    return spec_instance(L, idx, vocab, "noise");
 }
 
 /* hdlm.noise{"name", vocab = V, options...} -> Noise */
 static int l_noise_new(lua_State *L) {
-    l_ctx *c = L_CTX(L);
     luaL_checktype(L, 1, LUA_TTABLE);
     l_noise *u = lua_newuserdatauv(L, sizeof *u, 1);
     memset(u, 0, sizeof *u);
@@ -178,13 +85,11 @@ static int l_noise_new(lua_State *L) {
     }
     lua_setiuservalue(L, ud, 1);
     lua_getiuservalue(L, ud, 1);
-    u->inst = spec_instance(L, c, lua_gettop(L), 0, "hdlm.noise");
+    u->inst = spec_instance(L, lua_gettop(L), 0, "hdlm.noise");
     lua_pop(L, 1);
     u->ops = u->inst->ops;
-    double v = 0;
-    plugin_opts_number(u->inst->opts, "vocab", &v);
-    u->V = (int32_t)v;
-    u->Vp = u->V + u->ops->n_extra(u->inst->self);
+    u->V = u->inst->vocab;
+    u->Vp = u->V + u->inst->info.n_extra;
     lua_settop(L, ud);
     return 1;
 }
@@ -222,9 +127,9 @@ static int noise_index(lua_State *L) {
         lua_pushinteger(L, u->Vp - u->V);
     else if (!strcmp(k, "flags")) {
         lua_createtable(L, 0, 2);
-        lua_pushboolean(L, (u->ops->flags & HDLM_NOISE_SCORE) != 0);
+        lua_pushboolean(L, (u->inst->info.flags & HDLM_INFO_SCORE) != 0);
         lua_setfield(L, -2, "score");
-        lua_pushboolean(L, (u->ops->flags & HDLM_NOISE_CONDITIONED) != 0);
+        lua_pushboolean(L, (u->inst->info.flags & HDLM_INFO_CONDITIONED) != 0);
         lua_setfield(L, -2, "conditioned");
     } else
         lua_getfield(L, lua_upvalueindex(1), k);

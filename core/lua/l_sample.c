@@ -103,8 +103,8 @@ static void read_sampler(lua_State *L, run_sample_opts *o) {
     }
     int spec = lua_gettop(L);
     luaL_checktype(L, spec, LUA_TTABLE);
-    l_spec_normalize(L, spec);
-    o->sampler_opts = l_spec_to_opts(L, spec, "run:sample sampler", &o->sampler);
+    o->sampler_opts =
+        l_spec_to_opts(L, spec, HDLM_KIND_SAMPLER, "run:sample sampler", &o->sampler, NULL);
     /* the name stays valid: the spec table stays on the stack */
 }
 

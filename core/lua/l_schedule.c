@@ -235,67 +235,13 @@ static l_schedule *new_sched(lua_State *L) {
     return s;
 }
 
-/* Plugin form: {"name", key = value, ...}; the host validates the keys ("did you mean"). */
+/* Plugin form: {"name", key = value, ...}; the host validates the keys ("did you mean"). Whether
+ * the instance trains in continuous time is its own fact (info), not guessed from options. */
 static void new_plugin_sched(lua_State *L, int t, l_ctx *c) {
-    const char *W = "hdlm.schedule";
-    lua_rawgeti(L, t, 1);
-    const char *pname = lua_tostring(L, -1);
-    lua_pop(L, 1); /* still referenced by the table */
-    plugin_registry *reg = l_plugins(L, c);
+    (void)c;
     l_schedule *s = new_sched(L);
-    plugin_opts *o = plugin_opts_new();
-    if (!o) fail(L, "%s: out of memory", W);
-    char bad[256] = "";
-    lua_pushnil(L);
-    while (lua_next(L, t)) {
-        int kt = lua_type(L, -2), vt = lua_type(L, -1);
-        if (kt == LUA_TNUMBER) {
-            if (!(lua_isinteger(L, -2) && lua_tointeger(L, -2) == 1))
-                snprintf(bad, sizeof bad,
-                         "%s: only the plugin name may be positional ({\"%s\", key = value}); "
-                         "found an extra entry",
-                         W, pname);
-        } else if (kt != LUA_TSTRING) {
-            snprintf(bad, sizeof bad, "%s: option keys must be strings, got a %s key", W,
-                     lua_typename(L, kt));
-        } else {
-            const char *k = lua_tostring(L, -2);
-            int rc = HDLM_OK;
-            if (vt == LUA_TNUMBER)
-                rc = plugin_opts_set_number(o, k, lua_tonumber(L, -1));
-            else if (vt == LUA_TBOOLEAN)
-                rc = plugin_opts_set_bool(o, k, lua_toboolean(L, -1));
-            else if (vt == LUA_TSTRING)
-                rc = plugin_opts_set_string(o, k, lua_tostring(L, -1));
-            else
-                snprintf(bad, sizeof bad,
-                         "%s: option '%s' of '%s' must be a number, boolean or string, got %s", W,
-                         k, pname, lua_typename(L, vt));
-            if (rc != HDLM_OK) snprintf(bad, sizeof bad, "%s: out of memory", W);
-        }
-        lua_pop(L, 1);
-        if (bad[0]) {
-            lua_pop(L, 1);
-            break;
-        }
-    }
-    if (bad[0]) {
-        plugin_opts_free(o);
-        fail(L, "%s", bad);
-    }
-    error e = {0};
-    if (plugin_instance_create(reg, HDLM_KIND_SCHEDULE, pname, o, &s->inst, &e) != HDLM_OK)
-        l_raise(L, &e); /* the instance took the options, also on failure */
-    const hdlm_plugin *d = s->inst->entry->desc;
-    hyper_from_plugin(&s->h, s->inst->self, s->inst->ops, d->name);
-    /* The ABI keeps flags in the plugin's shared ops table; a schedule that offers continuous
-     * time per instance declares a bool option `continuous` (e.g. `diffusion`). */
-    for (const hdlm_option *op = d->options; op && op->name; op++) {
-        double v = 0;
-        if (op->type == HDLM_OPT_BOOL && !strcmp(op->name, "continuous") &&
-            plugin_opts_number(s->inst->opts, "continuous", &v) == HDLM_OK && v != 0)
-            s->h.flags |= HDLM_SCHEDULE_CONTINUOUS;
-    }
+    s->inst = l_plugin_from_spec(L, t, HDLM_KIND_SCHEDULE, "hdlm.schedule", NULL);
+    hyper_from_plugin(&s->h, s->inst->self, s->inst->ops, s->inst->entry->desc->name);
 }
 
 static const char *const lua_sched_keys[] = {"levels", "n_steps", "n_levels",   "growth", "block",
@@ -455,7 +401,7 @@ static void new_lua_sched(lua_State *L, int t) {
         }
     }
     s->h.ctx = s;
-    s->h.flags = continuous ? HDLM_SCHEDULE_CONTINUOUS : 0;
+    s->h.flags = continuous ? HDLM_INFO_CONTINUOUS : 0;
     s->h.n_levels = lua_sched_n_levels;
     s->h.n_steps = lua_sched_n_steps;
     s->h.levels = lua_sched_levels;
@@ -653,7 +599,7 @@ static int sched_index(lua_State *L) {
         else
             lua_pushstring(L, g == HDLM_GROW_BLOCKS ? "blocks" : "tokens");
     } else if (!strcmp(k, "continuous")) {
-        lua_pushboolean(L, (s->h.flags & HDLM_SCHEDULE_CONTINUOUS) != 0);
+        lua_pushboolean(L, (s->h.flags & HDLM_INFO_CONTINUOUS) != 0);
     } else if (!strcmp(k, "source")) {
         lua_pushstring(L, s->inst ? "plugin" : "lua");
     } else if (!strcmp(k, "version")) {

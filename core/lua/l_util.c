@@ -269,51 +269,106 @@ void l_spec_normalize(lua_State *L, int idx) {
     lua_replace(L, idx);
 }
 
-plugin_opts *l_spec_to_opts(lua_State *L, int t, const char *what, const char **name) {
-    t = lua_absindex(L, t);
+/* "What is wrong with the spec table at t", or "" when nothing is: the one wording of every
+ * binding. kname names the kind ("noise"). */
+static void spec_problem(lua_State *L, int t, const char *what, const char *kname, char *bad,
+                         size_t cap) {
     lua_rawgeti(L, t, 1);
     if (lua_type(L, -1) != LUA_TSTRING)
-        luaL_error(L, "%s: the first entry must be the plugin name ({\"name\", key = value, ...})",
-                   what);
-    *name = lua_tostring(L, -1);
-    lua_pop(L, 1); /* still referenced by the table */
-    char bad[300] = "";
+        snprintf(bad, cap,
+                 "%s: the first entry must be the %s plugin's name (a string), got %s "
+                 "({\"name\", key = value, ...})",
+                 what, kname, luaL_typename(L, -1));
+    lua_pop(L, 1);
     lua_pushnil(L);
     while (!bad[0] && lua_next(L, t)) {
         int kt = lua_type(L, -2), vt = lua_type(L, -1);
         if (kt == LUA_TNUMBER) {
             if (!(lua_isinteger(L, -2) && lua_tointeger(L, -2) == 1))
-                snprintf(bad, sizeof bad, "%s: only the plugin name may be positional", what);
+                snprintf(bad, cap,
+                         "%s: unexpected entry [%s]; only the plugin name may be positional, "
+                         "options are written key = value",
+                         what, lua_isinteger(L, -2) ? lua_tostring(L, -2) : "non-integer");
         } else if (kt != LUA_TSTRING) {
-            snprintf(bad, sizeof bad, "%s: option keys must be strings", what);
+            snprintf(bad, cap, "%s: option keys must be strings, got a %s key", what,
+                     lua_typename(L, kt));
         } else if (vt != LUA_TNUMBER && vt != LUA_TBOOLEAN && vt != LUA_TSTRING) {
-            snprintf(bad, sizeof bad, "%s: option '%s' must be a number, boolean or string, got %s",
-                     what, lua_tostring(L, -2), lua_typename(L, vt));
+            snprintf(bad, cap, "%s: option '%s' must be a number, boolean or string, got %s", what,
+                     lua_tostring(L, -2), lua_typename(L, vt));
         }
         lua_pop(L, 1);
+        if (bad[0]) lua_pop(L, 1); /* the key lua_next left */
     }
-    if (bad[0]) {
-        lua_pop(L, 1); /* the key lua_next left */
-        luaL_error(L, "%s", bad);
+}
+
+plugin_opts *l_spec_to_opts(lua_State *L, int t, uint32_t kind, const char *what, const char **name,
+                            plugin_create_args *args) {
+    t = lua_absindex(L, t);
+    if (!lua_istable(L, t))
+        luaL_error(L, "%s: expected a table {\"name\", key = value, ...}, got %s", what,
+                   luaL_typename(L, t));
+    l_spec_normalize(L, t); /* {name =, options =} as stored in runs.config */
+    char bad[400] = "";
+    spec_problem(L, t, what, plugin_kind_name(kind), bad, sizeof bad);
+    if (bad[0]) luaL_error(L, "%s", bad);
+    /* noise: the number of real tokens comes from the caller (the corpus) or the spec's "vocab";
+     * it is a creation argument, not an option of the plugin */
+    if (kind == HDLM_KIND_NOISE && args && args->vocab <= 0) {
+        lua_getfield(L, t, "vocab");
+        if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 2 && lua_tointeger(L, -1) <= (1 << 24))
+            args->vocab = (int32_t)lua_tointeger(L, -1);
+        else if (!lua_isnil(L, -1))
+            luaL_error(L,
+                       "%s: option 'vocab' (number of real tokens) must be an integer in "
+                       "2..16777216, got %s",
+                       what, luaL_tolstring(L, -1, NULL));
+        lua_pop(L, 1);
     }
-    /* all checks passed: nothing below raises, so the options cannot leak */
+    lua_rawgeti(L, t, 1);
+    *name = lua_tostring(L, -1);
+    lua_pop(L, 1); /* still referenced by the table */
+    /* all checks passed: nothing below raises while the options are ours */
     plugin_opts *o = plugin_opts_new();
     if (!o) luaL_error(L, "%s: out of memory", what);
+    int rc = HDLM_OK;
     lua_pushnil(L);
     while (lua_next(L, t)) {
-        if (lua_type(L, -2) == LUA_TSTRING) {
+        if (lua_type(L, -2) == LUA_TSTRING && rc == HDLM_OK) {
             const char *k = lua_tostring(L, -2);
             int vt = lua_type(L, -1);
-            if (vt == LUA_TNUMBER)
-                plugin_opts_set_number(o, k, lua_tonumber(L, -1));
+            if (kind == HDLM_KIND_NOISE && !strcmp(k, "vocab"))
+                ; /* see above */
+            else if (vt == LUA_TNUMBER)
+                rc = plugin_opts_set_number(o, k, lua_tonumber(L, -1));
             else if (vt == LUA_TBOOLEAN)
-                plugin_opts_set_bool(o, k, lua_toboolean(L, -1));
+                rc = plugin_opts_set_bool(o, k, lua_toboolean(L, -1));
             else
-                plugin_opts_set_string(o, k, lua_tostring(L, -1));
+                rc = plugin_opts_set_string(o, k, lua_tostring(L, -1));
         }
         lua_pop(L, 1);
     }
+    if (rc != HDLM_OK) {
+        plugin_opts_free(o);
+        luaL_error(L, "%s: out of memory", what);
+    }
     return o;
+}
+
+plugin_instance *l_plugin_from_spec(lua_State *L, int t, uint32_t kind, const char *what,
+                                    const plugin_create_args *args) {
+    lua_getfield(L, LUA_REGISTRYINDEX, "hdlm.ctx");
+    l_ctx *c = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (!c) luaL_error(L, "%s: no hdlm context", what);
+    plugin_create_args a = {.vocab = 0, .n_extra = -1, .mask_id = -1};
+    if (args) a = *args;
+    const char *name;
+    plugin_opts *o = l_spec_to_opts(L, t, kind, what, &name, &a);
+    plugin_instance *inst = NULL;
+    error e = {0};
+    if (plugin_instance_create(l_plugins(L, c), kind, name, o, &a, &inst, &e) != HDLM_OK)
+        luaL_error(L, "%s: %s", what, e.msg); /* the instance took the options, also on failure */
+    return inst;
 }
 
 /* ---- JSON -> Lua ---- */

@@ -20,6 +20,12 @@
 
 #include <lualib.h>
 
+/* plugin_set_fatal_hook: the process is about to exit after a plugin crashed in an op that
+ * cannot report it; the open runs end failed with the guard's message. */
+static void fatal_runs_failed(void *ctx, const char *msg) {
+    l_runs_end_all(ctx, "failed", msg);
+}
+
 static int msghandler(lua_State *L) {
     const char *msg = lua_tostring(L, 1);
     if (!msg) {
@@ -397,6 +403,8 @@ int lua_host_run(const lua_host_opts *o, error *e) {
         }
         lua_pop(L, 1);
 
+        /* a plugin crash that ends the process still marks this script's open runs failed */
+        plugin_set_fatal_hook(fatal_runs_failed, c);
         lua_pushcfunction(L, msghandler);
         int status = o->chunk ? luaL_loadbuffer(L, o->chunk, strlen(o->chunk), o->script)
                               : load_script(L, c, o->script);
@@ -421,6 +429,7 @@ int lua_host_run(const lua_host_opts *o, error *e) {
             if (o->warn_unread && dist_rank() == 0) warn_unread_args(L, shown);
         }
     }
+    plugin_set_fatal_hook(NULL, NULL);
     plugin_registry *reg = c->plugins;
     char *text = (char *)c->script_text;
     lua_close(L); /* finalizers (stores, corpora) run before the plugins are unloaded */

@@ -6,20 +6,23 @@
  * registry is built once at start-up, then only read. */
 #include "plugin/host.h"
 
+#include "base/json.h"
 #include "base/log.h"
 #include "base/paths.h"
 #include "base/rng.h"
 #include "base/sha256.h"
+#include "base/text.h"
+#include "plugin/guard.h"
 
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 enum {
     MAX_DESCRIPTORS = 64, /* per file; more means a missing NULL terminator */
@@ -30,86 +33,12 @@ enum {
 /* ------------------------------------------------------------------------------------------- */
 /* small helpers                                                                               */
 
-/* Growable string; `oom` latches the first allocation failure so callers check once. */
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-    int oom;
-} sbuf;
-
-__attribute__((format(printf, 2, 3))) static void sb_printf(sbuf *b, const char *fmt, ...) {
-    if (b->oom) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int k = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? b->cap - b->n : 0, fmt, ap);
-        va_end(ap);
-        if (k < 0) {
-            b->oom = 1;
-            return;
-        }
-        if (b->p && b->n + (size_t)k < b->cap) {
-            b->n += (size_t)k;
-            return;
-        }
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap <= b->n + (size_t)k)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-}
-
 /* Appends "msg\n" to a caller's NUL-terminated buffer, truncating silently when full. */
 static void append_line(char *buf, size_t cap, const char *msg) {
     if (!buf || cap == 0) return;
     size_t len = strnlen(buf, cap);
     if (len >= cap - 1) return;
     snprintf(buf + len, cap - len, "%s\n", msg);
-}
-
-/* Levenshtein distance; SIZE_MAX when out of memory (then nothing is suggested). */
-static size_t edit_distance(const char *a, const char *b) {
-    size_t la = strlen(a), lb = strlen(b);
-    size_t *row = malloc(sizeof(size_t) * (lb + 1)); /* (lb+1) distances to prefixes of b */
-    if (!row) return (size_t)-1;
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        size_t diag = row[0]; /* row[i-1][j-1] */
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j];
-            size_t best = diag + (a[i - 1] != b[j - 1]);
-            if (up + 1 < best) best = up + 1;
-            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
-            row[j] = best;
-            diag = up;
-        }
-    }
-    size_t d = row[lb];
-    free(row);
-    return d;
-}
-
-/* The candidate closest to `name`, or NULL when none is close enough to be a plausible typo. */
-static const char *closest_name(const char *name, const char *const *cands, size_t n) {
-    size_t len = strlen(name), limit = len / 3 > 2 ? len / 3 : 2;
-    const char *best = NULL;
-    size_t best_d = (size_t)-1;
-    for (size_t i = 0; i < n; i++) {
-        size_t d = edit_distance(name, cands[i]);
-        if (d < best_d) {
-            best_d = d;
-            best = cands[i];
-        }
-    }
-    return best && best_d <= limit ? best : NULL;
 }
 
 /* Shortest text that reads back as exactly v; integral values print without an exponent. */
@@ -424,7 +353,7 @@ int plugin_opts_validate(plugin_opts *o, const hdlm_option *decl, const char *wh
                                         decl[j].name);
         }
         const char *near =
-            closest_name(o->items[i].key, names, nd < MAX_OPTIONS ? nd : MAX_OPTIONS);
+            text_closest(o->items[i].key, names, nd < MAX_OPTIONS ? nd : MAX_OPTIONS);
         if (near)
             return error_set(e, HDLM_EINVAL,
                              "%s: unknown option '%s'; did you mean '%s'? (allowed: %s)", what,
@@ -472,49 +401,31 @@ int plugin_opts_validate(plugin_opts *o, const hdlm_option *decl, const char *wh
     return HDLM_OK;
 }
 
-static void json_string(sbuf *b, const char *s) {
-    sb_printf(b, "\"");
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            sb_printf(b, "\\%c", *p);
-        else if (*p == '\n')
-            sb_printf(b, "\\n");
-        else if (*p == '\t')
-            sb_printf(b, "\\t");
-        else if (*p < 0x20)
-            sb_printf(b, "\\u%04x", *p);
-        else
-            sb_printf(b, "%c", *p);
-    }
-    sb_printf(b, "\"");
-}
-
 char *plugin_opts_json(const plugin_opts *o) {
-    sbuf b = {0};
-    sb_printf(&b, "{");
+    json_buf b = {0};
+    json_buf_raw(&b, "{");
     for (size_t i = 0; o && i < o->n; i++) {
         const opt_item *it = &o->items[i];
-        if (i) sb_printf(&b, ", ");
-        json_string(&b, it->key);
-        sb_printf(&b, ": ");
-        if (it->type == VAL_STRING) {
-            json_string(&b, it->str);
-        } else if (it->type == VAL_BOOL) {
-            sb_printf(&b, "%s", it->num != 0 ? "true" : "false");
-        } else if (!isfinite(it->num)) {
-            sb_printf(&b, "null"); /* JSON has no inf/nan; validated sets never hold them */
-        } else {
-            char num[64];
-            format_number(it->num, num, sizeof num);
-            sb_printf(&b, "%s", num);
-        }
+        if (i) json_buf_raw(&b, ", ");
+        json_buf_str(&b, it->key);
+        json_buf_raw(&b, ": ");
+        if (it->type == VAL_STRING)
+            json_buf_str(&b, it->str);
+        else if (it->type == VAL_BOOL)
+            json_buf_raw(&b, it->num != 0 ? "true" : "false");
+        else if (isfinite(it->num) && it->num == floor(it->num) && fabs(it->num) < 1e21) {
+            char num[32]; /* integral values in full digits, as the store has always had them */
+            snprintf(num, sizeof num, "%.0f", it->num);
+            json_buf_raw(&b, num);
+        } else /* validated sets hold only finite numbers; json_buf_num writes null otherwise */
+            json_buf_num(&b, it->num);
     }
-    sb_printf(&b, "}");
-    if (b.oom) {
-        free(b.p);
+    json_buf_raw(&b, "}");
+    if (b.failed) {
+        json_buf_free(&b);
         return NULL;
     }
-    return b.p;
+    return b.data;
 }
 
 int plugin_opts_number(const void *opts, const char *key, double *out) {
@@ -549,7 +460,8 @@ struct plugin_registry {
     size_t n_libs, cap_libs;
     plugin_entry **entries; /* (n) in load order; same reason */
     size_t n, cap;
-    char searched[2048]; /* folders searched, ", "-separated, for "no plugins found" messages */
+    char searched[2048];  /* folders searched, ", "-separated, for "no plugins found" messages */
+    unsigned n_instances; /* instances made so far: numbers their labels */
 };
 
 const char *plugin_kind_name(uint32_t kind) {
@@ -642,11 +554,11 @@ static void searched_add(plugin_registry *r, const char *dir) {
 static size_t ops_size_of_kind(uint32_t kind) {
     switch (kind) {
     case HDLM_KIND_NOISE:
-        return HDLM_NOISE_OPS_MIN_SIZE; /* fields after it are optional appendices */
+        return HDLM_NOISE_OPS_MIN_SIZE;
     case HDLM_KIND_SCHEDULE:
-        return sizeof(hdlm_schedule_ops);
+        return HDLM_SCHEDULE_OPS_MIN_SIZE;
     case HDLM_KIND_SAMPLER:
-        return sizeof(hdlm_sampler_ops);
+        return HDLM_SAMPLER_OPS_MIN_SIZE;
     default:
         return 0;
     }
@@ -654,14 +566,16 @@ static size_t ops_size_of_kind(uint32_t kind) {
 
 /* Name of the first required ops function that is NULL, or NULL when all are there. */
 static const char *ops_missing_function(uint32_t kind, const void *ops) {
+    const hdlm_ops_head *h = ops;
+    if (!h->info) return "info";
     if (kind == HDLM_KIND_NOISE) {
         const hdlm_noise_ops *o = ops;
-        if (!o->n_extra) return "n_extra";
         if (!o->corrupt) return "corrupt";
         if (!o->loss) return "loss";
         if (!o->reverse) return "reverse";
         if (!o->limit) return "limit";
-        if (!o->marginal) return "marginal"; /* conditioning and bound may be NULL */
+        if (!o->marginal)
+            return "marginal"; /* conditioning, bound, bound_corrupt, prior: optional */
     } else if (kind == HDLM_KIND_SCHEDULE) {
         const hdlm_schedule_ops *o = ops;
         if (!o->n_levels) return "n_levels";
@@ -723,9 +637,15 @@ static int check_descriptor(const plugin_registry *r, const char *file, const hd
     const hdlm_plugin *d = descs[i];
     /* abi_version and struct_size are the only fields safe to read before these two checks */
     if (d->abi_version != HDLM_ABI_VERSION)
-        return error_set(e, HDLM_EPLUGIN, "%s: plugin ABI version %u, this hdlm expects %u", file,
-                         d->abi_version, HDLM_ABI_VERSION);
-    if (d->struct_size < sizeof(hdlm_plugin)) {
+        return error_set(e, HDLM_EPLUGIN,
+                         "%s: plugin ABI version %u, this hdlm expects %u; rebuild the plugin "
+                         "against this hdlm's hdlm/plugin.h (%s; docs/writing-plugins.md \"ABI "
+                         "versions\")",
+                         file, d->abi_version, HDLM_ABI_VERSION,
+                         d->abi_version < HDLM_ABI_VERSION
+                             ? "ABI 2 moved flags to the info op and create to hdlm_create_args"
+                             : "this hdlm is older than the plugin");
+    if (d->struct_size < HDLM_PLUGIN_MIN_SIZE) {
         char label[96];
         if (d->struct_size >= offsetof(hdlm_plugin, name) + sizeof d->name && d->name)
             snprintf(label, sizeof label, "'%.64s'", d->name);
@@ -734,7 +654,7 @@ static int check_descriptor(const plugin_registry *r, const char *file, const hd
         return error_set(e, HDLM_EPLUGIN,
                          "%s: descriptor %s is %u bytes, this hdlm needs at least %zu (built "
                          "against an older plugin.h?)",
-                         file, label, d->struct_size, sizeof(hdlm_plugin));
+                         file, label, d->struct_size, (size_t)HDLM_PLUGIN_MIN_SIZE);
     }
     if (!name_is_valid(d->name))
         return error_set(e, HDLM_EPLUGIN,
@@ -753,13 +673,17 @@ static int check_descriptor(const plugin_registry *r, const char *file, const hd
                          !d->create    ? "create function"
                          : !d->destroy ? "destroy function"
                                        : "ops table");
-    uint32_t ops_size = *(const uint32_t *)d->ops; /* every ops struct starts with its size */
+    const hdlm_ops_head *head = d->ops; /* every ops struct starts with its head */
+    uint32_t ops_size = head->struct_size;
     if (ops_size < ops_size_of_kind(d->kind))
         return error_set(e, HDLM_EPLUGIN,
                          "%s: %s ops table of '%s' is %u bytes, this hdlm needs at least %zu "
                          "(built against an older plugin.h?)",
                          file, plugin_kind_name(d->kind), d->name, ops_size,
                          ops_size_of_kind(d->kind));
+    if (head->reserved != 0)
+        return error_set(e, HDLM_EPLUGIN, "%s: %s ops of '%s' have head.reserved = %u, expected 0",
+                         file, plugin_kind_name(d->kind), d->name, head->reserved);
     const char *missing = ops_missing_function(d->kind, d->ops);
     if (missing)
         return error_set(e, HDLM_EPLUGIN, "%s: %s ops of '%s' have no '%s' function", file,
@@ -1026,7 +950,7 @@ static int unknown_plugin_error(const plugin_registry *r, uint32_t kind, const c
     }
     char known[768];
     plugin_registry_names(r, kind, known, sizeof known);
-    const char *near = closest_name(name, names, n);
+    const char *near = text_closest(name, names, n);
     int rc =
         near ? error_set(e, HDLM_EINVAL, "unknown %s plugin '%s'; known: %s (did you mean '%s'?)",
                          kname, name, known, near)
@@ -1035,15 +959,240 @@ static int unknown_plugin_error(const plugin_registry *r, uint32_t kind, const c
     return rc;
 }
 
-/* An instance with its own copy of the host table, whose log_ctx is the plugin's name, so that
- * a plugin's log lines say who wrote them. The plugin may keep the host pointer until destroy. */
+/* An instance: its own host table (log_ctx is the instance's label, so a plugin's log lines say
+ * which instance wrote them), the plugin's self and ops, and the guarded ops table the core
+ * calls. The core's `self` is the box: every guarded op unwraps it, runs the plugin's op under
+ * the crash guard, and after a crash refuses every later call of the instance. */
+typedef union any_ops {
+    hdlm_ops_head head;
+    hdlm_noise_ops noise;
+    hdlm_schedule_ops sched;
+    hdlm_sampler_ops sampler;
+} any_ops;
+
 typedef struct instance_box {
     plugin_instance pub; /* first: a plugin_instance * is a pointer to the box */
     hdlm_host host;
+    char label[MAX_NAME + 24]; /* "absorbing#2" */
+    void *self;                /* the plugin's own */
+    any_ops real;    /* the plugin's ops, zero-extended past its struct_size: never read beyond */
+    any_ops guarded; /* what the core calls: trampolines where the plugin has an op, else NULL */
+    const char *crashed_in; /* op that crashed, NULL while healthy */
+    int crash_sig;
 } instance_box;
 
+/* The message of a crash, into a plugin-style err buffer. */
+static void crash_text(const instance_box *ib, char *buf, size_t cap, int earlier) {
+    snprintf(buf, cap, "plugin %s (%s) crashed in op %s (%s)%s", ib->label, ib->pub.entry->file,
+             ib->crashed_in, guard_signal_name(ib->crash_sig),
+             earlier ? "; the instance is not used again" : "");
+}
+
+/* The process's fatal-crash hook (plugin_set_fatal_hook). */
+static void (*fatal_hook)(void *ctx, const char *msg);
+static void *fatal_ctx;
+
+void plugin_set_fatal_hook(void (*fn)(void *ctx, const char *msg), void *ctx) {
+    fatal_hook = fn;
+    fatal_ctx = fn ? ctx : NULL;
+}
+
+/* Ops that cannot report a status (values, void) end the process after a crash: there is no
+ * way to tell the caller, and going on with a made-up value would be worse. The hook runs first
+ * (once: a crash inside it must not loop back here). */
+_Noreturn static void crash_exit(const instance_box *ib) {
+    char msg[1024];
+    crash_text(ib, msg, sizeof msg, 0);
+    fprintf(stderr, "hdlm: %s; the run cannot continue\n", msg);
+    fflush(stderr);
+    void (*hook)(void *, const char *) = fatal_hook;
+    fatal_hook = NULL;
+    if (hook) hook(fatal_ctx, msg);
+    _exit(70);
+}
+
+/* Status ops: returns from the trampoline with HDLM_ECRASH and the message in err. */
+#define GUARDED_STATUS(opname, call)                                                               \
+    do {                                                                                           \
+        instance_box *ib = h;                                                                      \
+        if (ib->crashed_in) {                                                                      \
+            crash_text(ib, err, err_cap, 1);                                                       \
+            return HDLM_ECRASH;                                                                    \
+        }                                                                                          \
+        guard_frame f;                                                                             \
+        if (GUARD_ENTER(f)) {                                                                      \
+            ib->crashed_in = opname;                                                               \
+            ib->crash_sig = f.sig;                                                                 \
+            crash_text(ib, err, err_cap, 0);                                                       \
+            return HDLM_ECRASH;                                                                    \
+        }                                                                                          \
+        int rc_ = (call);                                                                          \
+        guard_pop(&f);                                                                             \
+        return rc_;                                                                                \
+    } while (0)
+
+/* Value ops: a crash ends the process (crash_exit). */
+#define GUARDED_VALUE(type, opname, call)                                                          \
+    do {                                                                                           \
+        instance_box *ib = h;                                                                      \
+        if (ib->crashed_in) crash_exit(ib);                                                        \
+        guard_frame f;                                                                             \
+        if (GUARD_ENTER(f)) {                                                                      \
+            ib->crashed_in = opname;                                                               \
+            ib->crash_sig = f.sig;                                                                 \
+            crash_exit(ib);                                                                        \
+        }                                                                                          \
+        type v_ = (call);                                                                          \
+        guard_pop(&f);                                                                             \
+        return v_;                                                                                 \
+    } while (0)
+
+static void g_info(void *h, hdlm_info *info) {
+    instance_box *ib = h;
+    if (ib->crashed_in) crash_exit(ib);
+    guard_frame f;
+    if (GUARD_ENTER(f)) {
+        ib->crashed_in = "info";
+        ib->crash_sig = f.sig;
+        crash_exit(ib);
+    }
+    ib->real.head.info(ib->self, info);
+    guard_pop(&f);
+}
+
+/* Instances answer from the facts read at creation: `info` MUST NOT change, and this keeps the
+ * hot paths from calling into the plugin for it. */
+static void g_info_cached(void *h, hdlm_info *info) {
+    const instance_box *ib = h;
+    uint32_t size = info->struct_size < sizeof(hdlm_info) ? info->struct_size : sizeof(hdlm_info);
+    memcpy((char *)info + sizeof info->struct_size,
+           (const char *)&ib->pub.info + sizeof info->struct_size, size - sizeof info->struct_size);
+}
+
+/* ---- schedule ---- */
+static int32_t g_n_levels(void *h) {
+    GUARDED_VALUE(int32_t, "n_levels", ib->real.sched.n_levels(ib->self));
+}
+static int64_t g_n_steps(void *h, int64_t L) {
+    GUARDED_VALUE(int64_t, "n_steps", ib->real.sched.n_steps(ib->self, L));
+}
+static int g_levels(void *h, int64_t step, int64_t L, int32_t *level, int64_t *n_settled, char *err,
+                    size_t err_cap) {
+    GUARDED_STATUS("levels",
+                   ib->real.sched.levels(ib->self, step, L, level, n_settled, err, err_cap));
+}
+static uint32_t g_growth(void *h, int64_t *block) {
+    GUARDED_VALUE(uint32_t, "growth", ib->real.sched.growth(ib->self, block));
+}
+
+/* ---- noise ---- */
+#define NOISE_BATCH_OP(fn, opname)                                                                 \
+    static int fn(void *h, hdlm_noise_batch *b, char *err, size_t err_cap) {                       \
+        GUARDED_STATUS(#opname, ib->real.noise.opname(ib->self, b, err, err_cap));                 \
+    }
+NOISE_BATCH_OP(g_corrupt, corrupt)
+NOISE_BATCH_OP(g_loss, loss)
+NOISE_BATCH_OP(g_reverse, reverse)
+NOISE_BATCH_OP(g_limit, limit)
+NOISE_BATCH_OP(g_bound, bound)
+NOISE_BATCH_OP(g_bound_corrupt, bound_corrupt)
+static int g_conditioning(void *h, size_t n, const float *t, float *sigma, char *err,
+                          size_t err_cap) {
+    GUARDED_STATUS("conditioning",
+                   ib->real.noise.conditioning(ib->self, n, t, sigma, err, err_cap));
+}
+static int g_marginal(void *h, int32_t x0, double t, double *probs, char *err, size_t err_cap) {
+    GUARDED_STATUS("marginal", ib->real.noise.marginal(ib->self, x0, t, probs, err, err_cap));
+}
+static int g_prior(void *h, int32_t x0, double *kl, char *err, size_t err_cap) {
+    GUARDED_STATUS("prior", ib->real.noise.prior(ib->self, x0, kl, err, err_cap));
+}
+
+/* ---- sampler ---- */
+static int g_step(void *h, hdlm_sampler_ctx *ctx, char *err, size_t err_cap) {
+    GUARDED_STATUS("step", ib->real.sampler.step(ib->self, ctx, err, err_cap));
+}
+
+/* The guarded table: same layout as the plugin's, NULL where the plugin has NULL. extension is
+ * passed through unguarded: it has no self and returns static data. */
+static void guarded_ops_fill(instance_box *ib, uint32_t kind) {
+    any_ops *g = &ib->guarded, *r = &ib->real;
+    memset(g, 0, sizeof *g);
+    g->head.info = g_info_cached;
+    g->head.extension = r->head.extension;
+    if (kind == HDLM_KIND_NOISE) {
+        g->head.struct_size = sizeof(hdlm_noise_ops);
+        g->noise.corrupt = g_corrupt;
+        g->noise.loss = g_loss;
+        g->noise.reverse = g_reverse;
+        g->noise.limit = g_limit;
+        g->noise.marginal = g_marginal;
+        g->noise.conditioning = r->noise.conditioning ? g_conditioning : NULL;
+        g->noise.bound = r->noise.bound ? g_bound : NULL;
+        g->noise.bound_corrupt = r->noise.bound_corrupt ? g_bound_corrupt : NULL;
+        g->noise.prior = r->noise.prior ? g_prior : NULL;
+    } else if (kind == HDLM_KIND_SCHEDULE) {
+        g->head.struct_size = sizeof(hdlm_schedule_ops);
+        g->sched.n_levels = g_n_levels;
+        g->sched.n_steps = g_n_steps;
+        g->sched.levels = g_levels;
+        g->sched.growth = g_growth;
+    } else {
+        g->head.struct_size = sizeof(hdlm_sampler_ops);
+        g->sampler.step = g_step;
+    }
+}
+
+/* Facts the core relies on, checked once. */
+static int check_info(const instance_box *ib, uint32_t kind, int32_t vocab, error *e) {
+    const hdlm_info *in = &ib->pub.info;
+    const char *who = ib->label;
+    const uint32_t known =
+        HDLM_INFO_CONTINUOUS | HDLM_INFO_SCORE | HDLM_INFO_CONDITIONED | HDLM_INFO_INPUT_MIX;
+    if (in->flags & ~known)
+        return error_set(e, HDLM_EPLUGIN, "%s: info reports unknown flags 0x%x", who,
+                         in->flags & ~known);
+    if (kind == HDLM_KIND_NOISE) {
+        if (in->n_extra < 0 || in->n_extra > 1024)
+            return error_set(e, HDLM_EPLUGIN, "%s: info reports n_extra = %d, expected 0..1024",
+                             who, in->n_extra);
+        if (in->mask_id != -1 && (in->mask_id < vocab || in->mask_id >= vocab + in->n_extra))
+            return error_set(e, HDLM_EPLUGIN,
+                             "%s: info reports mask_id = %d, expected -1 or an extra symbol in "
+                             "%d..%d",
+                             who, in->mask_id, vocab, vocab + in->n_extra - 1);
+        if ((in->flags & HDLM_INFO_CONDITIONED) && !ib->real.noise.conditioning)
+            return error_set(e, HDLM_EPLUGIN,
+                             "%s: info reports a conditioned process but the ops have no "
+                             "conditioning function",
+                             who);
+        if ((in->flags & HDLM_INFO_INPUT_MIX) && !(isfinite(in->input_mix) && in->input_mix >= 0))
+            return error_set(e, HDLM_EPLUGIN, "%s: info reports input_mix = %g, expected >= 0", who,
+                             in->input_mix);
+    }
+    if (kind == HDLM_KIND_SAMPLER && (in->needs & ~(HDLM_INFO_SCORE | HDLM_INFO_CONDITIONED)))
+        return error_set(e, HDLM_EPLUGIN, "%s: info reports needs 0x%x (only SCORE, CONDITIONED)",
+                         who, in->needs);
+    return HDLM_OK;
+}
+
+/* create under the guard (its own frame: sigsetjmp clobbers the caller's locals). */
+static int guarded_create(instance_box *box, const hdlm_create_args *ca, void **self, char *err,
+                          size_t err_cap) {
+    guard_frame f;
+    if (GUARD_ENTER(f)) {
+        box->crashed_in = "create";
+        box->crash_sig = f.sig;
+        crash_text(box, err, err_cap, 0);
+        return HDLM_ECRASH;
+    }
+    int rc = box->pub.entry->desc->create(ca, self, err, err_cap);
+    guard_pop(&f);
+    return rc;
+}
+
 int plugin_instance_create(plugin_registry *r, uint32_t kind, const char *name, plugin_opts *opts,
-                           plugin_instance **out, error *e) {
+                           const plugin_create_args *args, plugin_instance **out, error *e) {
     HDLM_ASSERT(out && name);
     *out = NULL;
     if (!opts && !(opts = plugin_opts_new()))
@@ -1053,64 +1202,127 @@ int plugin_instance_create(plugin_registry *r, uint32_t kind, const char *name, 
         plugin_opts_free(opts);
         return unknown_plugin_error(r, kind, name, e);
     }
-    /* noise plugins get "vocab" from the host without declaring it: take it out for the
-     * validation against the declared options and put it back afterwards */
-    double vocab = 0;
-    int has_vocab = 0;
-    if (kind == HDLM_KIND_NOISE) {
-        opt_item *it = opts_find(opts, "vocab");
-        /* !(in range) rather than (out of range): a NaN fails every comparison, so it used to
-         * slip through to the int64 cast, which is undefined for NaN (found by fuzz_plugin_opts) */
-        if (!it || plugin_opts_number(opts, "vocab", &vocab) != HDLM_OK ||
-            !(vocab >= 2 && vocab <= (1 << 24)) || vocab != floor(vocab)) {
-            plugin_opts_free(opts);
+    plugin_create_args a = {.vocab = 0, .n_extra = -1, .mask_id = -1};
+    if (args) a = *args;
+    /* a noise's V may also come as the option "vocab" (option sets written as text: the CLI's
+     * `plugins check`, tests); it is taken out before the options are checked */
+    opt_item *vit = kind == HDLM_KIND_NOISE ? opts_find(opts, "vocab") : NULL;
+    if (vit) {
+        double v = 0;
+        /* !(in range) rather than (out of range): a NaN fails every comparison, so it would slip
+         * through to the int cast, which is undefined for NaN (found by fuzz_plugin_opts) */
+        if (a.vocab <= 0 && plugin_opts_number(opts, "vocab", &v) == HDLM_OK && v >= 2 &&
+            v <= (1 << 24) && v == floor(v))
+            a.vocab = (int32_t)v;
+        else if (a.vocab <= 0)
+            a.vocab = -1; /* present but not a valid count */
+        opt_item_clear(vit);
+        *vit = opts->items[--opts->n];
+    }
+    if (kind == HDLM_KIND_NOISE && !(a.vocab >= 2 && a.vocab <= (1 << 24))) {
+        plugin_opts_free(opts);
+        if (a.vocab == 0)
             return error_set(e, HDLM_EINVAL,
                              "%s: option 'vocab' (number of real tokens) must be an integer in "
-                             "2..16777216%s",
-                             name, it ? "" : ", got none");
-        }
-        opt_item_clear(it);
-        *it = opts->items[--opts->n];
-        has_vocab = 1;
+                             "2..16777216, got none",
+                             name);
+        return error_set(e, HDLM_EINVAL,
+                         "%s: option 'vocab' (number of real tokens) must be an integer in "
+                         "2..16777216",
+                         name);
     }
     int rc = plugin_opts_validate(opts, en->desc->options, name, e);
-    if (rc == HDLM_OK && has_vocab) rc = plugin_opts_set_number(opts, "vocab", vocab);
+    /* recorded with the noise's options (runs.config), as ABI 1 hosts did; plugins do not read it
+     */
+    if (rc == HDLM_OK && kind == HDLM_KIND_NOISE)
+        rc = plugin_opts_set_number(opts, "vocab", a.vocab);
     if (rc != HDLM_OK) {
         plugin_opts_free(opts);
         return rc;
     }
-    instance_box *box = malloc(sizeof *box);
+    instance_box *box = calloc(1, sizeof *box);
     if (!box) {
         plugin_opts_free(opts);
         return error_set(e, HDLM_ENOMEM, "%s: out of memory", name);
     }
+    guard_install();
+    snprintf(box->label, sizeof box->label, "%s#%u", en->desc->name, ++r->n_instances);
+    box->host = host_table;
+    box->host.log_ctx = box->label; /* log_plugin_cb only reads it */
+    box->pub.entry = en;
+    box->pub.opts = opts;
+    box->pub.label = box->label;
+    box->pub.vocab = a.vocab;
+    const hdlm_ops_head *rh = en->desc->ops;
+    memcpy(&box->real, en->desc->ops,
+           rh->struct_size < sizeof box->real ? rh->struct_size : sizeof box->real);
+    hdlm_create_args ca = {
+        .struct_size = sizeof(hdlm_create_args),
+        .host = &box->host,
+        .opts = opts,
+        .instance = box->label,
+        .vocab = a.vocab,
+        .n_extra = kind == HDLM_KIND_SAMPLER ? a.n_extra : -1,
+        .mask_id = kind == HDLM_KIND_SAMPLER ? a.mask_id : -1,
+    };
     char err[512] = "";
     void *self = NULL;
-    box->host = host_table;
-    box->host.log_ctx = (void *)en->desc->name; /* log_plugin_cb only reads it */
-    rc = en->desc->create(&box->host, opts, &self, err, sizeof err);
+    rc = guarded_create(box, &ca, &self, err, sizeof err);
     err[sizeof err - 1] = '\0'; /* do not trust the plugin to terminate it */
     if (rc != HDLM_OK) {
         free(box);
         plugin_opts_free(opts);
+        if (rc == HDLM_ECRASH) return error_set(e, HDLM_ECRASH, "%s", err);
         if (!err[0])
             snprintf(err, sizeof err, "create failed with status %d (%s) and no message", rc,
                      error_status_str(rc));
         return error_set(e, rc == HDLM_ENOMEM ? HDLM_ENOMEM : HDLM_EPLUGIN, "%s: %s", name, err);
     }
-    box->pub.entry = en;
-    box->pub.self = self;
-    box->pub.opts = opts;
-    box->pub.ops = en->desc->ops;
+    box->self = self;
+    hdlm_info *in = &box->pub.info;
+    memset(in, 0, sizeof *in);
+    in->struct_size = sizeof *in;
+    in->mask_id = -1;
+    g_info(box, in);
+    in->struct_size = sizeof *in; /* whatever the plugin did to it */
+    guarded_ops_fill(box, kind);
+    box->pub.self = box;
+    box->pub.ops = &box->guarded;
+    box->pub.plugin_self = self;
+    if ((rc = check_info(box, kind, a.vocab, e)) != HDLM_OK) {
+        plugin_instance_destroy(&box->pub);
+        return rc;
+    }
     *out = &box->pub;
     return HDLM_OK;
 }
 
+const void *plugin_instance_extension(const plugin_instance *p, const char *id) {
+    const instance_box *ib = (const instance_box *)p;
+    if (!p || !id || !ib->real.head.extension) return NULL;
+    return ib->real.head.extension(id);
+}
+
+const char *plugin_instance_crashed(const plugin_instance *p) {
+    return p ? ((const instance_box *)p)->crashed_in : NULL;
+}
+
 void plugin_instance_destroy(plugin_instance *p) {
     if (!p) return;
-    p->entry->desc->destroy(p->self);
+    instance_box *ib = (instance_box *)p;
+    /* a crashed instance's state is suspect: leak it rather than run more of its code */
+    if (!ib->crashed_in) {
+        guard_frame f;
+        if (GUARD_ENTER(f)) {
+            ib->crashed_in = "destroy";
+            ib->crash_sig = f.sig;
+            crash_exit(ib);
+        }
+        p->entry->desc->destroy(ib->self);
+        guard_pop(&f);
+    }
     plugin_opts_free(p->opts);
-    free((instance_box *)p);
+    free(ib);
 }
 
 /* ------------------------------------------------------------------------------------------- */

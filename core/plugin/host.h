@@ -66,18 +66,42 @@ const char *plugin_kind_name(uint32_t kind); /* "noise", "schedule", "sampler" *
 int plugin_kind_from_name(const char *name); /* 0 when unknown */
 
 /* ---- instances ---- */
+/* What the host passes to create besides the options (hdlm_create_args). */
+typedef struct plugin_create_args {
+    int32_t vocab;   /* noise: V real tokens (required, 2..2^24); samplers: V or 0 */
+    int32_t n_extra; /* samplers: the noise process's extra symbols, -1 unknown */
+    int32_t mask_id; /* samplers: its mask id, -1 none/unknown */
+} plugin_create_args;
+
+/* An instance as the core sees it. `self` and `ops` are the host's guarded pair: every op runs
+ * the plugin's op under the crash guard (plugin/guard.h); a crash in an op that returns a status
+ * comes back as HDLM_ECRASH with "plugin X crashed in op Y (signal)"; in an op without a status
+ * (n_levels, n_steps, growth, destroy) the message is printed and the process exits with 70. */
 typedef struct plugin_instance {
     const plugin_entry *entry;
-    void *self;
-    plugin_opts *opts; /* owned by the instance */
-    const void *ops;   /* entry->desc->ops */
+    void *self;        /* pass to the ops below; not the plugin's own self */
+    plugin_opts *opts; /* owned by the instance; noise instances also hold "vocab" */
+    const void *ops;   /* guarded hdlm_noise_ops / hdlm_schedule_ops / hdlm_sampler_ops */
+    hdlm_info info;    /* the facts the plugin reported at creation (checked) */
+    int32_t vocab;     /* V as passed to create (noise: always; samplers: 0 when not known) */
+    const char *label; /* "absorbing#2": the instance in messages and log lines */
+    void *plugin_self; /* the plugin's own self (for extension interfaces) */
 } plugin_instance;
 
-/* Validates opts (taking ownership, also on failure) and calls create. Unknown name -> error
- * listing the known names of that kind. */
+/* Validates opts (taking ownership, also on failure), calls create with args (NULL: none) and
+ * reads and checks the instance's info. Unknown name -> error listing the known names of that
+ * kind. */
 int plugin_instance_create(plugin_registry *r, uint32_t kind, const char *name, plugin_opts *opts,
-                           plugin_instance **out, error *e);
+                           const plugin_create_args *args, plugin_instance **out, error *e);
 void plugin_instance_destroy(plugin_instance *p); /* accepts NULL */
+/* The plugin's interface for id (its ops' extension hook), NULL when it has none. */
+const void *plugin_instance_extension(const plugin_instance *p, const char *id);
+/* fn(ctx, message) is called once before the process exits after a crash in an op without a
+ * status (the message says which plugin and op), so that a run in progress is recorded as failed
+ * with it rather than left to look interrupted. NULL clears it. One hook per process. */
+void plugin_set_fatal_hook(void (*fn)(void *ctx, const char *msg), void *ctx);
+/* The op an instance crashed in, NULL while it has not. */
+const char *plugin_instance_crashed(const plugin_instance *p);
 const hdlm_host *plugin_host_table(void);
 
 /* Prints every plugin: kind, name, version, file, summary, options with defaults and help. */

@@ -48,48 +48,21 @@ int run_config_corpus(store *st, int64_t id, char **path, error *e) {
 int run_noise_new(plugin_registry *reg, const char *name, plugin_opts *opts, int32_t vocab,
                   const char *what, plugin_instance **out, error *e) {
     *out = NULL;
-    if (vocab > 0 && plugin_opts_set_number(opts, "vocab", vocab) != HDLM_OK) {
-        plugin_opts_free(opts);
-        return error_set(e, HDLM_ENOMEM, "%s: out of memory", what);
-    }
-    plugin_instance *inst = NULL;
+    /* V is a creation argument (vocab <= 0: the option set's "vocab", as stored with a run); the
+     * host checks the facts the instance reports (n_extra, mask id) */
+    plugin_create_args args = {.vocab = vocab > 0 ? vocab : 0, .n_extra = -1, .mask_id = -1};
     error ce = {0};
-    if (plugin_instance_create(reg, HDLM_KIND_NOISE, name, opts, &inst, &ce) != HDLM_OK)
+    if (plugin_instance_create(reg, HDLM_KIND_NOISE, name, opts, &args, out, &ce) != HDLM_OK)
         return error_set(e, ce.code, "%s: %s", what, ce.msg);
-    const hdlm_noise_ops *ops = inst->ops;
-    if (!ops || ops->struct_size < sizeof(hdlm_noise_ops) || !ops->n_extra) {
-        unsigned got = ops ? ops->struct_size : 0u;
-        plugin_instance_destroy(inst);
-        return error_set(e, HDLM_EPLUGIN,
-                         "%s: noise plugin '%s' has an ops table of %u bytes without n_extra; "
-                         "need %u",
-                         what, name, got, (unsigned)sizeof(hdlm_noise_ops));
-    }
-    int32_t extra = ops->n_extra(inst->self);
-    if (extra < 0 || extra > 1024) {
-        plugin_instance_destroy(inst);
-        return error_set(e, HDLM_EPLUGIN,
-                         "%s: noise plugin '%s' reports n_extra = %d, expected 0..1024", what, name,
-                         extra);
-    }
-    *out = inst;
     return HDLM_OK;
 }
 
 int run_schedule_new(plugin_registry *reg, const char *name, plugin_opts *opts,
                      plugin_instance **out, hyper *h, error *e) {
-    int rc = plugin_instance_create(reg, HDLM_KIND_SCHEDULE, name, opts, out, e);
+    int rc = plugin_instance_create(reg, HDLM_KIND_SCHEDULE, name, opts, NULL, out, e);
     if (rc != HDLM_OK) return rc;
-    const hdlm_plugin *d = (*out)->entry->desc;
-    hyper_from_plugin(h, (*out)->self, (*out)->ops, d->name);
-    /* The ABI keeps flags in the plugin's shared ops table; a schedule that offers continuous
-     * time per instance declares a bool option `continuous` (e.g. `diffusion`). */
-    for (const hdlm_option *op = d->options; op && op->name; op++) {
-        double v = 0;
-        if (op->type == HDLM_OPT_BOOL && !strcmp(op->name, "continuous") &&
-            plugin_opts_number((*out)->opts, "continuous", &v) == HDLM_OK && v != 0)
-            h->flags |= HDLM_SCHEDULE_CONTINUOUS;
-    }
+    /* continuous time is the instance's own fact (its info op), read by hyper_from_plugin */
+    hyper_from_plugin(h, (*out)->self, (*out)->ops, (*out)->entry->desc->name);
     return HDLM_OK;
 }
 
@@ -418,6 +391,5 @@ void run_free(run *r) {
 }
 
 int32_t run_real_tokens(const run *r) {
-    const hdlm_noise_ops *no = r->noise->ops;
-    return r->m->cfg.vocab - no->n_extra(r->noise->self);
+    return r->m->cfg.vocab - r->noise->info.n_extra;
 }

@@ -62,7 +62,7 @@ static double unigram_entropy(const int32_t *tok, int64_t len, uint64_t *scratch
  * < s-1, makes position s-1 the one active position and leaves the rest worthless (level W), so
  * that the bound is the model's exact left-to-right NLL. 0 also when the levels cannot be read. */
 static int schedule_is_autoregressive(const hyper *h, int64_t L) {
-    if ((h->flags & HDLM_SCHEDULE_CONTINUOUS) || L < 1 || h->n_steps(h->ctx, L) != L) return 0;
+    if ((h->flags & HDLM_INFO_CONTINUOUS) || L < 1 || h->n_steps(h->ctx, L) != L) return 0;
     int32_t Wl = h->n_levels(h->ctx);
     int32_t *level = malloc((size_t)L * sizeof *level);
     int ar = level != NULL;
@@ -258,7 +258,7 @@ static int judge_nll(const run_gen_eval_opts *o, const gen_input *in, gen_stats 
     const run *j = o->judge;
     eval_config ec = {j->layout.context,      j->layout.block_type, 0, -1, -1, 8, 0,
                       j->layout.context_width};
-    if (j->h->flags & HDLM_SCHEDULE_CONTINUOUS) ec.mc = 64;
+    if (j->h->flags & HDLM_INFO_CONTINUOUS) ec.mc = 64;
     int rc = eval_bound(j->m, j->h, j->noise->self, j->noise->ops, &ec, in->toks, in->n, in->len,
                         run_real_tokens(j), &g->r, e);
     if (rc != HDLM_OK) return rc;

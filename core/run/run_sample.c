@@ -185,7 +185,11 @@ int run_sample(const run *r, plugin_registry *reg, run_sample_opts *o, run_sampl
     plugin_instance *sampler = NULL;
     plugin_opts *so = o->sampler_opts ? o->sampler_opts : plugin_opts_new();
     o->sampler_opts = NULL;
-    int rc = so ? plugin_instance_create(reg, HDLM_KIND_SAMPLER, o->sampler, so, &sampler, e)
+    /* the sampler learns the noise process's V and mask at creation */
+    plugin_create_args sa = {.vocab = run_real_tokens(r),
+                             .n_extra = r->noise->info.n_extra,
+                             .mask_id = r->noise->info.mask_id};
+    int rc = so ? plugin_instance_create(reg, HDLM_KIND_SAMPLER, o->sampler, so, &sa, &sampler, e)
                 : error_set(e, HDLM_ENOMEM, "%s: out of memory", W);
     sample_result res = {0};
     if (rc == HDLM_OK)

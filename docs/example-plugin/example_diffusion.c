@@ -1,8 +1,9 @@
 /* A minimal hdlm plugin, built out of tree against plugin.h alone:
  *   cc -shared -fPIC -O2 -I<hdlm>/core/include example_diffusion.c -o example_diffusion.so
- *   HDLM_PLUGIN_PATH=$PWD hdlm plugins
+ *   HDLM_PLUGIN_PATH=$PWD hdlm plugins check example_diffusion
  * It is a hyperschedule where every position shares one noise level that falls from tau to 0,
- * one level per step: conventional (MDLM/SEDD-style) diffusion with tau discrete times. */
+ * one level per step: conventional (MDLM/SEDD-style) diffusion with tau discrete times.
+ * docs/writing-plugins.md walks through it. */
 #include <hdlm/plugin.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,11 +17,12 @@ static const hdlm_option options[] = {
     {NULL, 0, NULL, NULL, NULL},
 };
 
-static int create(const hdlm_host *host, const void *opts, void **out, char *err, size_t cap) {
+static int create(const hdlm_create_args *args, void **out, char *err, size_t cap) {
     double tau;
-    host->opt_number(opts, "tau", &tau); /* declared, so always present (default filled in) */
-    if (tau < 1 || tau > 1e6) {
-        snprintf(err, cap, "option 'tau' must be in 1..1000000, got %g", tau);
+    /* declared, so always present (default filled in) and already checked to be an integer */
+    args->host->opt_number(args->opts, "tau", &tau);
+    if (tau < 2 || tau > 1e6) { /* one level would leave the active positions at level 0 */
+        snprintf(err, cap, "option 'tau' must be in 2..1000000, got %g", tau);
         return HDLM_EINVAL;
     }
     self *s = malloc(sizeof *s);
@@ -63,8 +65,15 @@ static uint32_t growth(void *s, int64_t *block) {
     return HDLM_GROW_BLOCKS;
 }
 
+/* Facts of this instance: none to report (no continuous-time training). A schedule that offers
+ * continuous time sets HDLM_INFO_CONTINUOUS here, per instance. */
+static void info(void *self, hdlm_info *out) {
+    (void)self;
+    out->flags = 0;
+}
+
 static const hdlm_schedule_ops ops = {
-    .struct_size = sizeof(hdlm_schedule_ops),
+    .head = {.struct_size = sizeof(hdlm_schedule_ops), .info = info},
     .n_levels = n_levels,
     .n_steps = n_steps,
     .levels = levels,

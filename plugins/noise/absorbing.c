@@ -16,10 +16,11 @@ typedef struct absorbing {
     int32_t V; /* real tokens; the mask is id V */
 } absorbing;
 
-static int ab_create(const hdlm_host *host, const void *opts, void **self, char *err,
-                     size_t err_cap) {
+static int ab_create(const hdlm_create_args *args, void **self, char *err, size_t err_cap) {
+    const hdlm_host *host = args->host;
     double vocab;
-    if (host->opt_number(opts, "vocab", &vocab) != 0 || vocab < 2 || vocab > 16777216.0) {
+    vocab = args->vocab; /* checked by the host too */
+    if (vocab < 2 || vocab > 16777216.0) {
         snprintf(err, err_cap, "option 'vocab' (number of real tokens) must be an integer >= 2");
         return HDLM_EINVAL;
     }
@@ -33,11 +34,6 @@ static int ab_create(const hdlm_host *host, const void *opts, void **self, char 
 
 static void ab_destroy(void *self) {
     free(self);
-}
-
-static int32_t ab_n_extra(void *self) {
-    (void)self;
-    return 1;
 }
 
 /* Checks what every op relies on: the batch was made for this vocabulary and its arrays are
@@ -270,10 +266,13 @@ static int ab_marginal(void *self, int32_t x0, double t, double *probs, char *er
     return HDLM_OK;
 }
 
+static void ab_info(void *self, hdlm_info *info) {
+    info->n_extra = 1;
+    info->mask_id = ((const absorbing *)self)->V; /* the mask */
+}
+
 static const hdlm_noise_ops ab_ops = {
-    .struct_size = sizeof(hdlm_noise_ops),
-    .flags = 0,
-    .n_extra = ab_n_extra,
+    .head = {.struct_size = sizeof(hdlm_noise_ops), .info = ab_info},
     .corrupt = ab_corrupt,
     .conditioning = NULL,
     .loss = ab_loss,

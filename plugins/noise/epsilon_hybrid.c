@@ -20,11 +20,13 @@ typedef struct eps_hybrid {
     int consistent; /* annealed_weights = "consistent": keep the 1/(1−p) factors when annealed */
 } eps_hybrid;
 
-static int eh_create(const hdlm_host *host, const void *opts, void **self, char *err,
-                     size_t err_cap) {
+static int eh_create(const hdlm_create_args *args, void **self, char *err, size_t err_cap) {
+    const hdlm_host *host = args->host;
+    const void *opts = args->opts;
     double vocab, epsilon, lambda;
     const char *aw;
-    if (host->opt_number(opts, "vocab", &vocab) != 0 || vocab < 2 || vocab > 16777216.0) {
+    vocab = args->vocab; /* checked by the host too */
+    if (vocab < 2 || vocab > 16777216.0) {
         snprintf(err, err_cap, "option 'vocab' (number of real tokens) must be an integer >= 2");
         return HDLM_EINVAL;
     }
@@ -346,10 +348,13 @@ static int eh_marginal(void *self, int32_t x0, double t, double *probs, char *er
     return HDLM_OK;
 }
 
+static void eh_info(void *self, hdlm_info *info) {
+    info->n_extra = eh_n_extra(self);
+    info->mask_id = ((const eps_hybrid *)self)->V; /* the mask */
+}
+
 static const hdlm_noise_ops eh_ops = {
-    .struct_size = sizeof(hdlm_noise_ops),
-    .flags = 0,
-    .n_extra = eh_n_extra,
+    .head = {.struct_size = sizeof(hdlm_noise_ops), .info = eh_info},
     .corrupt = eh_corrupt,
     .conditioning = NULL,
     .loss = eh_loss,

@@ -664,8 +664,9 @@ static int gh_prior(void *self, int32_t x0, double *kl, char *err, size_t cap) {
 /* ------------------------------------------------------------------------------------------- */
 /* descriptor                                                                                  */
 
-static int gh_create(const hdlm_host *host, const void *opts, void **self, char *err,
-                     size_t err_cap) {
+static int gh_create(const hdlm_create_args *args, void **self, char *err, size_t err_cap) {
+    const hdlm_host *host = args->host;
+    const void *opts = args->opts;
     double gamma, smin, smax, settled_ce, vocab;
     const char *noise, *score, *current, *limit;
     if (host->opt_number(opts, "gamma", &gamma) || host->opt_string(opts, "noise", &noise) ||
@@ -677,8 +678,8 @@ static int gh_create(const hdlm_host *host, const void *opts, void **self, char 
         snprintf(err, err_cap, "a declared option is missing from the option set");
         return HDLM_EINVAL;
     }
-    if (host->opt_number(opts, "vocab", &vocab) || !(vocab >= 2 && vocab <= 16777216.0) ||
-        vocab != floor(vocab)) {
+    vocab = args->vocab; /* checked by the host too */
+    if (!(vocab >= 2 && vocab <= 16777216.0) || vocab != floor(vocab)) {
         snprintf(err, err_cap,
                  "option 'vocab' (real tokens, set by the host) must be an integer "
                  "in 2..16777216");
@@ -719,10 +720,18 @@ static void gh_destroy(void *self) {
     free(self);
 }
 
+/* A score process conditioned on σ, whose model input mixes in the mask embedding with weight
+ * e^{-γσ} (the RADD mix of docs/method.md "gamma_hybrid"). */
+static void gh_info(void *self, hdlm_info *info) {
+    const gamma_hybrid *g = self;
+    info->flags = HDLM_INFO_SCORE | HDLM_INFO_CONDITIONED | HDLM_INFO_INPUT_MIX;
+    info->n_extra = gh_n_extra(self);
+    info->mask_id = g->V;
+    info->input_mix = g->gamma;
+}
+
 static const hdlm_noise_ops gh_ops = {
-    .struct_size = sizeof(hdlm_noise_ops),
-    .flags = HDLM_NOISE_SCORE | HDLM_NOISE_CONDITIONED,
-    .n_extra = gh_n_extra,
+    .head = {.struct_size = sizeof(hdlm_noise_ops), .info = gh_info},
     .corrupt = gh_corrupt,
     .conditioning = gh_conditioning,
     .loss = gh_loss,

@@ -17,10 +17,11 @@ typedef struct uniform_noise {
     int32_t V; /* tokens; no extra symbols */
 } uniform_noise;
 
-static int un_create(const hdlm_host *host, const void *opts, void **self, char *err,
-                     size_t err_cap) {
+static int un_create(const hdlm_create_args *args, void **self, char *err, size_t err_cap) {
+    const hdlm_host *host = args->host;
     double vocab;
-    if (host->opt_number(opts, "vocab", &vocab) != 0 || vocab < 2 || vocab > 16777216.0) {
+    vocab = args->vocab; /* checked by the host too */
+    if (vocab < 2 || vocab > 16777216.0) {
         snprintf(err, err_cap, "option 'vocab' (number of real tokens) must be an integer >= 2");
         return HDLM_EINVAL;
     }
@@ -34,11 +35,6 @@ static int un_create(const hdlm_host *host, const void *opts, void **self, char 
 
 static void un_destroy(void *self) {
     free(self);
-}
-
-static int32_t un_n_extra(void *self) {
-    (void)self;
-    return 0;
 }
 
 /* Checks what every op relies on: the batch was made for this vocabulary and the arrays the op
@@ -292,10 +288,14 @@ static int un_marginal(void *self, int32_t x0, double t, double *probs, char *er
     return HDLM_OK;
 }
 
+static void un_info(void *self, hdlm_info *info) {
+    (void)self;
+    info->n_extra = 0;
+    info->mask_id = -1; /* no mask: every symbol is a real token */
+}
+
 static const hdlm_noise_ops un_ops = {
-    .struct_size = sizeof(hdlm_noise_ops),
-    .flags = 0,
-    .n_extra = un_n_extra,
+    .head = {.struct_size = sizeof(hdlm_noise_ops), .info = un_info},
     .corrupt = un_corrupt,
     .conditioning = NULL,
     .loss = un_loss,

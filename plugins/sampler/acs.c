@@ -35,8 +35,9 @@ static const hdlm_option acs_options[] = {
     {NULL, 0, NULL, NULL, NULL},
 };
 
-static int acs_create(const hdlm_host *host, const void *opts, void **self, char *err,
-                      size_t err_cap) {
+static int acs_create(const hdlm_create_args *args, void **self, char *err, size_t err_cap) {
+    const hdlm_host *host = args->host;
+    const void *opts = args->opts;
     double eta = 0;
     if (host->opt_number(opts, "eta", &eta) || !(eta >= 0 && eta <= 1)) {
         snprintf(err, err_cap, "option 'eta' must be in [0, 1], got %g", eta);
@@ -204,9 +205,13 @@ static int acs_step(void *self, hdlm_sampler_ctx *ctx, char *err, size_t err_cap
     return HDLM_OK;
 }
 
+static void acs_info(void *self, hdlm_info *info) {
+    (void)self;
+    info->needs = 0;
+}
+
 static const hdlm_sampler_ops acs_ops = {
-    .struct_size = sizeof(hdlm_sampler_ops),
-    .needs = 0,
+    .head = {.struct_size = sizeof(hdlm_sampler_ops), .info = acs_info},
     .step = acs_step,
 };
 

@@ -3,11 +3,11 @@
  * the mask "stay" channel), which the score process already built from the staggered score and the
  * transposed transition, with the mask channel forced to 0 where the position must be fully
  * denoised. A visible token may move to another one: that is the γ family's error correction. Needs
- * a score process (needs = HDLM_NOISE_SCORE; the loop refuses others). No extra rules of its own.
- * Draw order: row-major over (B, L); one ctx->draw over the Vp row entries per ACTIVE non-fixed
- * position, point masses included (no host->uniform).
- * Events: M → token UNMASK, token → other token CORRECT, token → M REMASK; p is the token's
- * row probability normalised by the row sum (before the run's temperature/top-k/top-p). */
+ * a score process (info needs = HDLM_INFO_SCORE; the loop refuses others). No extra rules of its
+ * own. Draw order: row-major over (B, L); one ctx->draw over the Vp row entries per ACTIVE
+ * non-fixed position, point masses included (no host->uniform). Events: M → token UNMASK, token →
+ * other token CORRECT, token → M REMASK; p is the token's row probability normalised by the row sum
+ * (before the run's temperature/top-k/top-p). */
 #include <hdlm/plugin.h>
 #include <math.h>
 #include <stdio.h>
@@ -17,8 +17,9 @@ typedef struct analytic {
     int unused; /* no state: one row draw per position */
 } analytic;
 
-static int ay_create(const hdlm_host *host, const void *opts, void **self, char *err,
-                     size_t err_cap) {
+static int ay_create(const hdlm_create_args *args, void **self, char *err, size_t err_cap) {
+    const hdlm_host *host = args->host;
+    const void *opts = args->opts;
     (void)host;
     (void)opts;
     analytic *a = calloc(1, sizeof *a);
@@ -104,9 +105,13 @@ static int ay_step(void *self, hdlm_sampler_ctx *ctx, char *err, size_t err_cap)
     return HDLM_OK;
 }
 
+static void ay_info(void *self, hdlm_info *info) {
+    (void)self;
+    info->needs = HDLM_INFO_SCORE; /* the reverse rows come from the model's scores */
+}
+
 static const hdlm_sampler_ops ay_ops = {
-    .struct_size = sizeof(hdlm_sampler_ops),
-    .needs = HDLM_NOISE_SCORE,
+    .head = {.struct_size = sizeof(hdlm_sampler_ops), .info = ay_info},
     .step = ay_step,
 };
 

@@ -19,8 +19,9 @@ typedef struct ancestral {
     const hdlm_host *host; /* kept for host->uniform */
 } ancestral;
 
-static int an_create(const hdlm_host *host, const void *opts, void **self, char *err,
-                     size_t err_cap) {
+static int an_create(const hdlm_create_args *args, void **self, char *err, size_t err_cap) {
+    const hdlm_host *host = args->host;
+    const void *opts = args->opts;
     (void)opts;
     ancestral *a = malloc(sizeof *a);
     if (!a) {
@@ -126,9 +127,13 @@ static int an_step(void *self, hdlm_sampler_ctx *ctx, char *err, size_t err_cap)
     return HDLM_OK;
 }
 
+static void an_info(void *self, hdlm_info *info) {
+    (void)self;
+    info->needs = 0;
+}
+
 static const hdlm_sampler_ops an_ops = {
-    .struct_size = sizeof(hdlm_sampler_ops),
-    .needs = 0,
+    .head = {.struct_size = sizeof(hdlm_sampler_ops), .info = an_info},
     .step = an_step,
 };
 

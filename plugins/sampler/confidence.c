@@ -40,8 +40,9 @@ static const hdlm_option cf_options[] = {
     {NULL, 0, NULL, NULL, NULL},
 };
 
-static int cf_create(const hdlm_host *host, const void *opts, void **self, char *err,
-                     size_t err_cap) {
+static int cf_create(const hdlm_create_args *args, void **self, char *err, size_t err_cap) {
+    const hdlm_host *host = args->host;
+    const void *opts = args->opts;
     double k = 0, fraction = 0;
     if (host->opt_number(opts, "k", &k) || !(k >= 0 && k <= 1e15) || k != floor(k)) {
         snprintf(err, err_cap, "option 'k' must be an integer >= 0, got %g", k);
@@ -236,9 +237,13 @@ static int cf_step(void *self, hdlm_sampler_ctx *ctx, char *err, size_t err_cap)
     return HDLM_OK;
 }
 
+static void cf_info(void *self, hdlm_info *info) {
+    (void)self;
+    info->needs = 0;
+}
+
 static const hdlm_sampler_ops cf_ops = {
-    .struct_size = sizeof(hdlm_sampler_ops),
-    .needs = 0,
+    .head = {.struct_size = sizeof(hdlm_sampler_ops), .info = cf_info},
     .step = cf_step,
 };
 

@@ -34,8 +34,9 @@ static const hdlm_option rm_options[] = {
     {NULL, 0, NULL, NULL, NULL},
 };
 
-static int rm_create(const hdlm_host *host, const void *opts, void **self, char *err,
-                     size_t err_cap) {
+static int rm_create(const hdlm_create_args *args, void **self, char *err, size_t err_cap) {
+    const hdlm_host *host = args->host;
+    const void *opts = args->opts;
     double eta = 0;
     const char *rule = NULL;
     if (host->opt_number(opts, "eta", &eta) || !(eta >= 0 && eta <= 1)) {
@@ -170,9 +171,13 @@ static int rm_step(void *self, hdlm_sampler_ctx *ctx, char *err, size_t err_cap)
     return HDLM_OK;
 }
 
+static void rm_info(void *self, hdlm_info *info) {
+    (void)self;
+    info->needs = 0;
+}
+
 static const hdlm_sampler_ops rm_ops = {
-    .struct_size = sizeof(hdlm_sampler_ops),
-    .needs = 0,
+    .head = {.struct_size = sizeof(hdlm_sampler_ops), .info = rm_info},
     .step = rm_step,
 };
 

@@ -12,8 +12,9 @@
 
 #define AR_W 2 /* worthless level; the active token sits at level 1 */
 
-static int ar_create(const hdlm_host *host, const void *opts, void **self, char *err,
-                     size_t err_cap) {
+static int ar_create(const hdlm_create_args *args, void **self, char *err, size_t err_cap) {
+    const hdlm_host *host = args->host;
+    const void *opts = args->opts;
     (void)host;
     (void)opts;
     (void)err;
@@ -57,9 +58,13 @@ static uint32_t ar_growth(void *self, int64_t *block) {
     return HDLM_GROW_BLOCKS;
 }
 
+static void ar_info(void *self, hdlm_info *info) {
+    (void)self;
+    info->flags = 0;
+}
+
 static const hdlm_schedule_ops ar_ops = {
-    .struct_size = sizeof(hdlm_schedule_ops),
-    .flags = 0,
+    .head = {.struct_size = sizeof(hdlm_schedule_ops), .info = ar_info},
     .n_levels = ar_n_levels,
     .n_steps = ar_n_steps,
     .levels = ar_levels,

@@ -23,8 +23,9 @@ static const hdlm_option ba_options[] = {
     {NULL, 0, NULL, NULL, NULL},
 };
 
-static int ba_create(const hdlm_host *host, const void *opts, void **self, char *err,
-                     size_t err_cap) {
+static int ba_create(const hdlm_create_args *args, void **self, char *err, size_t err_cap) {
+    const hdlm_host *host = args->host;
+    const void *opts = args->opts;
     double w = 0, tau = 0;
     host->opt_number(opts, "width", &w); /* declared with defaults: always present */
     host->opt_number(opts, "tau", &tau);
@@ -91,9 +92,13 @@ static uint32_t ba_growth(void *self, int64_t *block) {
     return HDLM_GROW_BLOCKS;
 }
 
+static void ba_info(void *self, hdlm_info *info) {
+    (void)self;
+    info->flags = 0;
+}
+
 static const hdlm_schedule_ops ba_ops = {
-    .struct_size = sizeof(hdlm_schedule_ops),
-    .flags = 0,
+    .head = {.struct_size = sizeof(hdlm_schedule_ops), .info = ba_info},
     .n_levels = ba_n_levels,
     .n_steps = ba_n_steps,
     .levels = ba_levels,

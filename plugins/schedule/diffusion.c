@@ -1,9 +1,8 @@
 /* diffusion: conventional (MDLM/SEDD-style) diffusion as a hyperschedule (docs/method.md
  * "Schedules"): every position shares one level, step k (1..τ) puts all of them at τ − k; W = τ,
  * n_steps = τ, nothing is settled before the end. The same as block annealing with w >= L, the
- * reference's shipped configs. Option `continuous` asks for MDLM training (one t ~ U per sequence,
- * HDLM_SCHEDULE_CONTINUOUS); levels still define generation. The ABI keeps flags in the shared
- * ops table, so the per-instance flag is exposed as this option and applied by the core. */
+ * reference's shipped configs. Option `continuous` asks for MDLM training (one t ~ U per sequence):
+ * the instance then reports HDLM_INFO_CONTINUOUS from info; levels still define generation. */
 #include <hdlm/plugin.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +11,8 @@
 #define DF_BLOCK (1 << 30) /* "one block": larger than any sequence, still fits an int */
 
 typedef struct diffusion {
-    int32_t tau; /* τ: number of steps, also the worthless level W */
+    int32_t tau;    /* τ: number of steps, also the worthless level W */
+    int continuous; /* option `continuous`: reported by info */
 } diffusion;
 
 static const hdlm_option df_options[] = {
@@ -24,8 +24,9 @@ static const hdlm_option df_options[] = {
     {NULL, 0, NULL, NULL, NULL},
 };
 
-static int df_create(const hdlm_host *host, const void *opts, void **self, char *err,
-                     size_t err_cap) {
+static int df_create(const hdlm_create_args *args, void **self, char *err, size_t err_cap) {
+    const hdlm_host *host = args->host;
+    const void *opts = args->opts;
     double tau = 0;
     host->opt_number(opts, "tau", &tau); /* declared with a default: always present */
     if (tau < 2 || tau > DF_MAX) {
@@ -36,6 +37,9 @@ static int df_create(const hdlm_host *host, const void *opts, void **self, char 
     diffusion *s = malloc(sizeof *s);
     if (!s) return HDLM_ENOMEM;
     s->tau = (int32_t)tau;
+    double cont = 0;
+    host->opt_number(opts, "continuous", &cont);
+    s->continuous = cont != 0;
     *self = s;
     return HDLM_OK;
 }
@@ -74,9 +78,12 @@ static uint32_t df_growth(void *self, int64_t *block) {
     return HDLM_GROW_BLOCKS;
 }
 
+static void df_info(void *self, hdlm_info *info) {
+    info->flags = ((const diffusion *)self)->continuous ? HDLM_INFO_CONTINUOUS : 0;
+}
+
 static const hdlm_schedule_ops df_ops = {
-    .struct_size = sizeof(hdlm_schedule_ops),
-    .flags = 0, /* per instance: see the `continuous` option */
+    .head = {.struct_size = sizeof(hdlm_schedule_ops), .info = df_info},
     .n_levels = df_n_levels,
     .n_steps = df_n_steps,
     .levels = df_levels,

@@ -23,8 +23,9 @@ static const hdlm_option ha_options[] = {
     {NULL, 0, NULL, NULL, NULL},
 };
 
-static int ha_create(const hdlm_host *host, const void *opts, void **self, char *err,
-                     size_t err_cap) {
+static int ha_create(const hdlm_create_args *args, void **self, char *err, size_t err_cap) {
+    const hdlm_host *host = args->host;
+    const void *opts = args->opts;
     double w = 0, tau = 0;
     host->opt_number(opts, "width", &w); /* declared with defaults: always present */
     host->opt_number(opts, "tau", &tau);
@@ -104,9 +105,13 @@ static uint32_t ha_growth(void *self, int64_t *block) {
     return HDLM_GROW_BLOCKS;
 }
 
+static void ha_info(void *self, hdlm_info *info) {
+    (void)self;
+    info->flags = 0;
+}
+
 static const hdlm_schedule_ops ha_ops = {
-    .struct_size = sizeof(hdlm_schedule_ops),
-    .flags = 0,
+    .head = {.struct_size = sizeof(hdlm_schedule_ops), .info = ha_info},
     .n_levels = ha_n_levels,
     .n_steps = ha_n_steps,
     .levels = ha_levels,

@@ -33,8 +33,9 @@ static void sa_destroy(void *self) {
     free(s);
 }
 
-static int sa_create(const hdlm_host *host, const void *opts, void **self, char *err,
-                     size_t err_cap) {
+static int sa_create(const hdlm_create_args *args, void **self, char *err, size_t err_cap) {
+    const hdlm_host *host = args->host;
+    const void *opts = args->opts;
     double w = 0, tau = 0;
     host->opt_number(opts, "width", &w); /* declared with defaults: always present */
     host->opt_number(opts, "tau", &tau);
@@ -136,9 +137,13 @@ static uint32_t sa_growth(void *self, int64_t *block) {
     return HDLM_GROW_TOKENS;
 }
 
+static void sa_info(void *self, hdlm_info *info) {
+    (void)self;
+    info->flags = 0;
+}
+
 static const hdlm_schedule_ops sa_ops = {
-    .struct_size = sizeof(hdlm_schedule_ops),
-    .flags = 0,
+    .head = {.struct_size = sizeof(hdlm_schedule_ops), .info = sa_info},
     .n_levels = sa_n_levels,
     .n_steps = sa_n_steps,
     .levels = sa_levels,

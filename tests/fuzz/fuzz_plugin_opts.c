@@ -129,7 +129,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     plugin_instance *inst = NULL;
     error e = {0};
     /* takes ownership of o, also on failure */
-    int rc = plugin_instance_create(reg, en->desc->kind, en->desc->name, o, &inst, &e);
+    int rc = plugin_instance_create(reg, en->desc->kind, en->desc->name, o, NULL, &inst, &e);
     if (rc == HDLM_OK) {
         FUZZ_REQUIRE(inst != NULL);
         plugin_instance_destroy(inst);

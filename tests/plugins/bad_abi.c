@@ -4,8 +4,7 @@
 
 #include <stddef.h>
 
-static int ba_create(const hdlm_host *host, const void *opts, void **self, char *err,
-                     size_t err_cap) {
+static int ba_create(const hdlm_create_args *args, void **self, char *err, size_t err_cap) {
     *self = NULL;
     return HDLM_OK;
 }
@@ -16,7 +15,13 @@ static int ba_step(void *self, hdlm_sampler_ctx *ctx, char *err, size_t err_cap)
     return HDLM_OK;
 }
 
-static const hdlm_sampler_ops ba_ops = {.struct_size = sizeof(hdlm_sampler_ops), .step = ba_step};
+static void ba_info(void *self, hdlm_info *info) {
+    (void)self;
+    (void)info;
+}
+
+static const hdlm_sampler_ops ba_ops = {
+    .head = {.struct_size = sizeof(hdlm_sampler_ops), .info = ba_info}, .step = ba_step};
 
 static const hdlm_plugin ba_desc = {
     .abi_version = HDLM_ABI_VERSION + 1,

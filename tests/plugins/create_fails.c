@@ -5,8 +5,9 @@
 
 #include <stdio.h>
 
-static int cf_create(const hdlm_host *host, const void *opts, void **self, char *err,
-                     size_t err_cap) {
+static int cf_create(const hdlm_create_args *args, void **self, char *err, size_t err_cap) {
+    const hdlm_host *host = args->host;
+    const void *opts = args->opts;
     double tau = -1;
     host->opt_number(opts, "tau", &tau);
     *self = NULL;
@@ -35,8 +36,13 @@ static uint32_t cf_growth(void *self, int64_t *block) {
     return HDLM_GROW_TOKENS;
 }
 
+static void cf_info(void *self, hdlm_info *info) {
+    (void)self;
+    (void)info;
+}
+
 static const hdlm_schedule_ops cf_ops = {
-    .struct_size = sizeof(hdlm_schedule_ops),
+    .head = {.struct_size = sizeof(hdlm_schedule_ops), .info = cf_info},
     .n_levels = cf_n_levels,
     .n_steps = cf_n_steps,
     .levels = cf_levels,

@@ -4,8 +4,7 @@
 
 #include <stddef.h>
 
-static int dn_create(const hdlm_host *host, const void *opts, void **self, char *err,
-                     size_t err_cap) {
+static int dn_create(const hdlm_create_args *args, void **self, char *err, size_t err_cap) {
     *self = NULL;
     return HDLM_OK;
 }
@@ -33,8 +32,13 @@ static uint32_t dn_growth(void *self, int64_t *block) {
     return HDLM_GROW_TOKENS;
 }
 
+static void dn_info(void *self, hdlm_info *info) {
+    (void)self;
+    (void)info;
+}
+
 static const hdlm_schedule_ops dn_ops = {
-    .struct_size = sizeof(hdlm_schedule_ops),
+    .head = {.struct_size = sizeof(hdlm_schedule_ops), .info = dn_info},
     .n_levels = dn_n_levels,
     .n_steps = dn_n_steps,
     .levels = dn_levels,

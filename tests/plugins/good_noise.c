@@ -14,10 +14,12 @@ typedef struct fixture_noise {
     double eps;
     int geometric; /* process == "geometric" */
     int32_t extra;
+    int32_t V;
 } fixture_noise;
 
-static int fn_create(const hdlm_host *host, const void *opts, void **self, char *err,
-                     size_t err_cap) {
+static int fn_create(const hdlm_create_args *args, void **self, char *err, size_t err_cap) {
+    const hdlm_host *host = args->host;
+    const void *opts = args->opts;
     double eps, extra, conditioned;
     const char *process;
     if (host->opt_number(opts, "eps", &eps) || host->opt_string(opts, "process", &process) ||
@@ -43,16 +45,13 @@ static int fn_create(const hdlm_host *host, const void *opts, void **self, char 
     n->eps = eps;
     n->geometric = strcmp(process, "geometric") == 0;
     n->extra = (int32_t)extra;
+    n->V = args->vocab;
     *self = n;
     return HDLM_OK;
 }
 
 static void fn_destroy(void *self) {
     free(self);
-}
-
-static int32_t fn_n_extra(void *self) {
-    return ((fixture_noise *)self)->extra;
 }
 
 /* Settled positions keep x0, worthless ones are the mask (id V), active ones are masked with
@@ -148,10 +147,15 @@ static int fn_marginal(void *self, int32_t x0, double t, double *probs, char *er
     return HDLM_OK;
 }
 
+static void fn_info(void *self, hdlm_info *info) {
+    const fixture_noise *n = self;
+    info->flags = HDLM_INFO_CONDITIONED;
+    info->n_extra = n->extra;
+    info->mask_id = n->V; /* the first extra symbol */
+}
+
 static const hdlm_noise_ops fn_ops = {
-    .struct_size = sizeof(hdlm_noise_ops),
-    .flags = HDLM_NOISE_CONDITIONED,
-    .n_extra = fn_n_extra,
+    .head = {.struct_size = sizeof(hdlm_noise_ops), .info = fn_info},
     .corrupt = fn_corrupt,
     .conditioning = fn_conditioning,
     .loss = fn_loss,

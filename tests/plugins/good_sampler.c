@@ -10,8 +10,7 @@ typedef struct fixture_sampler {
     int32_t cap;
 } fixture_sampler;
 
-static int fsm_create(const hdlm_host *host, const void *opts, void **self, char *err,
-                      size_t err_cap) {
+static int fsm_create(const hdlm_create_args *args, void **self, char *err, size_t err_cap) {
     fixture_sampler *s = calloc(1, sizeof *s);
     if (!s) return HDLM_ENOMEM;
     *self = s;
@@ -48,8 +47,13 @@ static int fsm_step(void *self, hdlm_sampler_ctx *ctx, char *err, size_t err_cap
     return HDLM_OK;
 }
 
+static void fsm_info(void *self, hdlm_info *info) {
+    (void)self;
+    (void)info;
+}
+
 static const hdlm_sampler_ops fsm_ops = {
-    .struct_size = sizeof(hdlm_sampler_ops),
+    .head = {.struct_size = sizeof(hdlm_sampler_ops), .info = fsm_info},
     .step = fsm_step,
 };
 

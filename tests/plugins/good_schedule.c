@@ -11,8 +11,9 @@ typedef struct fixture_schedule {
     int32_t tau;   /* τ: the worthless level */
 } fixture_schedule;
 
-static int fs_create(const hdlm_host *host, const void *opts, void **self, char *err,
-                     size_t err_cap) {
+static int fs_create(const hdlm_create_args *args, void **self, char *err, size_t err_cap) {
+    const hdlm_host *host = args->host;
+    const void *opts = args->opts;
     double w, tau;
     if (host->opt_number(opts, "width", &w) || host->opt_number(opts, "tau", &tau)) {
         snprintf(err, err_cap, "options width and tau must be present");
@@ -77,8 +78,13 @@ static uint32_t fs_growth(void *self, int64_t *block) {
     return HDLM_GROW_BLOCKS;
 }
 
+static void fs_info(void *self, hdlm_info *info) {
+    (void)self;
+    (void)info;
+}
+
 static const hdlm_schedule_ops fs_ops = {
-    .struct_size = sizeof(hdlm_schedule_ops),
+    .head = {.struct_size = sizeof(hdlm_schedule_ops), .info = fs_info},
     .n_levels = fs_n_levels,
     .n_steps = fs_n_steps,
     .levels = fs_levels,

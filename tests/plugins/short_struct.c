@@ -5,8 +5,7 @@
 
 #include <stddef.h>
 
-static int ss_create(const hdlm_host *host, const void *opts, void **self, char *err,
-                     size_t err_cap) {
+static int ss_create(const hdlm_create_args *args, void **self, char *err, size_t err_cap) {
     *self = NULL;
     return HDLM_OK;
 }
@@ -17,7 +16,13 @@ static int ss_step(void *self, hdlm_sampler_ctx *ctx, char *err, size_t err_cap)
     return HDLM_OK;
 }
 
-static const hdlm_sampler_ops ss_ops = {.struct_size = sizeof(hdlm_sampler_ops), .step = ss_step};
+static void ss_info(void *self, hdlm_info *info) {
+    (void)self;
+    (void)info;
+}
+
+static const hdlm_sampler_ops ss_ops = {
+    .head = {.struct_size = sizeof(hdlm_sampler_ops), .info = ss_info}, .step = ss_step};
 
 static const hdlm_plugin ss_desc = {
     .abi_version = HDLM_ABI_VERSION,

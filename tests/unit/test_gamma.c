@@ -49,7 +49,7 @@ static inst make(int V, double gamma, const char *score, const char *noise, int 
     if (score) plugin_opts_set_string(o, "score", score);
     if (noise) plugin_opts_set_string(o, "noise", noise);
     if (settled_ce >= 0) plugin_opts_set_bool(o, "settled_ce", settled_ce);
-    int rc = plugin_instance_create(registry, HDLM_KIND_NOISE, "gamma_hybrid", o, &r.p, &e);
+    int rc = plugin_instance_create(registry, HDLM_KIND_NOISE, "gamma_hybrid", o, NULL, &r.p, &e);
     CHECK_EQ(rc, HDLM_OK);
     if (rc != HDLM_OK) {
         fprintf(stderr, "create: %s\n", e.msg);
@@ -142,8 +142,10 @@ static void mat_expm(int n, double X[NS_MAX][NS_MAX], double E[NS_MAX][NS_MAX]) 
 
 static void test_descriptor_and_options(void) {
     inst g = make(5, 0.01, NULL, NULL, -1);
-    CHECK_EQ(g.ops->flags, HDLM_NOISE_SCORE | HDLM_NOISE_CONDITIONED);
-    CHECK_EQ(g.ops->n_extra(g.self), 1);
+    CHECK_EQ(g.p->info.flags, HDLM_INFO_SCORE | HDLM_INFO_CONDITIONED | HDLM_INFO_INPUT_MIX);
+    CHECK_EQ(g.p->info.n_extra, 1);
+    CHECK_EQ(g.p->info.mask_id, 5);
+    CHECK(g.p->info.input_mix == 0.01);
     CHECK(g.ops->corrupt && g.ops->conditioning && g.ops->loss && g.ops->reverse && g.ops->limit &&
           g.ops->bound && g.ops->marginal);
     const char *def;
@@ -167,15 +169,16 @@ static void test_descriptor_and_options(void) {
         plugin_opts *o = plugin_opts_new();
         plugin_opts_set_number(o, "vocab", 5);
         plugin_opts_set_text(o, bad[k].key, bad[k].text);
-        CHECK(plugin_instance_create(registry, HDLM_KIND_NOISE, "gamma_hybrid", o, &p, &e) < 0);
+        CHECK(plugin_instance_create(registry, HDLM_KIND_NOISE, "gamma_hybrid", o, NULL, &p, &e) <
+              0);
         CHECK_CONTAINS(e.msg, bad[k].expect);
         CHECK(p == NULL);
     }
     /* without the host-injected vocabulary */
     error e = {0};
     plugin_instance *p = NULL;
-    CHECK(plugin_instance_create(registry, HDLM_KIND_NOISE, "gamma_hybrid", plugin_opts_new(), &p,
-                                 &e) < 0);
+    CHECK(plugin_instance_create(registry, HDLM_KIND_NOISE, "gamma_hybrid", plugin_opts_new(), NULL,
+                                 &p, &e) < 0);
     CHECK_CONTAINS(e.msg, "vocab");
 }
 
@@ -223,7 +226,8 @@ static void test_sigma_tables(void) {
     plugin_opts_set_number(o, "sigma_min", 1e-3);
     plugin_opts_set_number(o, "sigma_max", 10);
     plugin_instance *p = NULL;
-    CHECK_EQ(plugin_instance_create(registry, HDLM_KIND_NOISE, "gamma_hybrid", o, &p, &e), HDLM_OK);
+    CHECK_EQ(plugin_instance_create(registry, HDLM_KIND_NOISE, "gamma_hybrid", o, NULL, &p, &e),
+             HDLM_OK);
     const hdlm_noise_ops *ops = p->ops;
     float tg[3] = {0.0f, 0.25f, 1.0f}, sg[3];
     CHECK_EQ(ops->conditioning(p->self, 3, tg, sg, err, sizeof err), HDLM_OK);

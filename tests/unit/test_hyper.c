@@ -31,7 +31,7 @@ static int sched_open(sched *s, const char *name, const char *opts, error *e) {
         *eq = '\0';
         plugin_opts_set_text(o, tok, eq + 1);
     }
-    int rc = plugin_instance_create(reg, HDLM_KIND_SCHEDULE, name, o, &s->inst, e);
+    int rc = plugin_instance_create(reg, HDLM_KIND_SCHEDULE, name, o, NULL, &s->inst, e);
     if (rc != HDLM_OK) return rc;
     hyper_from_plugin(&s->h, s->inst->self, s->inst->ops, s->inst->entry->desc->name);
     return HDLM_OK;

@@ -38,7 +38,7 @@ static plugin_instance *make(uint32_t kind, const char *name, const char *opts) 
     if (kind == HDLM_KIND_NOISE) plugin_opts_set_number(o, "vocab", V);
     plugin_instance *p = NULL;
     error e = {0};
-    if (plugin_instance_create(reg, kind, name, o, &p, &e) != HDLM_OK) {
+    if (plugin_instance_create(reg, kind, name, o, NULL, &p, &e) != HDLM_OK) {
         fprintf(stderr, "cannot make %s(%s): %s\n", name, opts, e.msg);
         exit(1);
     }

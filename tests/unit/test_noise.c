@@ -47,7 +47,7 @@ static plugin_instance *make(const char *name, int V, const char *const *kv, err
         plugin_opts_set_text(o, key, eq + 1);
     }
     plugin_instance *p = NULL;
-    if (plugin_instance_create(reg, HDLM_KIND_NOISE, name, o, &p, e) != HDLM_OK) return NULL;
+    if (plugin_instance_create(reg, HDLM_KIND_NOISE, name, o, NULL, &p, e) != HDLM_OK) return NULL;
     return p;
 }
 
@@ -128,10 +128,11 @@ static void test_options(void) {
     const int extra[] = {1, 0, 1};
     for (int i = 0; i < 3; i++) {
         plugin_instance *p = make_ok(names[i], 9, NULL);
-        CHECK_EQ(OPS(p)->n_extra(p->self), extra[i]);
-        CHECK_EQ(OPS(p)->flags, 0);
+        CHECK_EQ(p->info.n_extra, extra[i]);
+        CHECK_EQ(p->info.flags, 0);
+        CHECK_EQ(p->info.mask_id, extra[i] ? 9 : -1);
         CHECK(OPS(p)->conditioning == NULL);
-        CHECK(OPS(p)->struct_size == sizeof(hdlm_noise_ops));
+        CHECK(OPS(p)->head.struct_size == sizeof(hdlm_noise_ops));
         plugin_instance_destroy(p);
     }
 }
@@ -212,7 +213,7 @@ static void test_corrupt_stats(void) {
     const char *names[] = {"absorbing", "uniform", "epsilon_hybrid"};
     for (int k = 0; k < 3; k++) {
         plugin_instance *p = make_ok(names[k], V, k == 2 ? eps : NULL);
-        int Vp = V + OPS(p)->n_extra(p->self);
+        int Vp = V + p->info.n_extra;
         for (int annealed = 0; annealed <= 1; annealed++) {
             rng r;
             rng_init(&r, 42 + (uint64_t)annealed);
@@ -266,7 +267,7 @@ static void test_draw_order(void) {
     const char *names[] = {"absorbing", "uniform", "epsilon_hybrid"};
     for (int k = 0; k < 3; k++) {
         plugin_instance *p = make_ok(names[k], V, k == 2 ? eps : NULL);
-        int Vp = V + OPS(p)->n_extra(p->self);
+        int Vp = V + p->info.n_extra;
         for (uint64_t seed = 1; seed <= 20; seed++) {
             for (int annealed = 0; annealed <= 1; annealed++) {
                 rng r, q;
@@ -332,7 +333,14 @@ static void test_worked_example(void) {
     void *self = NULL;
     char err[256] = "";
     const hdlm_plugin *d = inst->entry->desc;
-    CHECK_EQ(d->create(&h, inst->opts, &self, err, sizeof err), HDLM_OK);
+    hdlm_create_args ca = {.struct_size = sizeof ca,
+                           .host = &h,
+                           .opts = inst->opts,
+                           .instance = "scripted",
+                           .vocab = V,
+                           .n_extra = -1,
+                           .mask_id = -1};
+    CHECK_EQ(d->create(&ca, &self, err, sizeof err), HDLM_OK);
     const hdlm_noise_ops *ops = d->ops;
 
     const int32_t x0[L] = {0, 1, 2, 3, 4, 0};
@@ -488,7 +496,7 @@ static double total_of(const plugin_instance *p, hdlm_noise_batch *b) {
 static void grad_check(const char *name, const char *const *opts, int annealed) {
     enum { B = 2, L = 6, V = 5 };
     plugin_instance *p = make_ok(name, V, opts);
-    const int Vp = V + OPS(p)->n_extra(p->self);
+    const int Vp = V + p->info.n_extra;
     int32_t x0[B * L], xt[B * L];
     float t[B * L], lg[B * L * 6], loss[B * L], dl[B * L * 6];
     uint8_t st[B * L];
@@ -758,7 +766,7 @@ static void test_limit(void) {
     const char *names[] = {"absorbing", "uniform", "epsilon_hybrid"};
     for (int k = 0; k < 3; k++) {
         plugin_instance *p = make_ok(names[k], V, NULL);
-        int Vp = V + OPS(p)->n_extra(p->self);
+        int Vp = V + p->info.n_extra;
         rng r;
         rng_init(&r, 3);
         hdlm_noise_batch b = batch(1, N, V, Vp);

@@ -184,8 +184,9 @@ static void test_load_default(void) {
     CHECK_STR(text, "(no plugins found; searched: /nonexistent/hdlm_default)\n");
     free(text);
     plugin_instance *inst = NULL;
-    CHECK_EQ(plugin_instance_create(r, HDLM_KIND_SCHEDULE, "block_annealing", NULL, &inst, &e),
-             HDLM_EINVAL);
+    CHECK_EQ(
+        plugin_instance_create(r, HDLM_KIND_SCHEDULE, "block_annealing", NULL, NULL, &inst, &e),
+        HDLM_EINVAL);
     CHECK_STR(e.msg, "unknown schedule plugin 'block_annealing'; no schedule plugins are loaded "
                      "(searched: /nonexistent/hdlm_default)");
     CHECK(inst == NULL);
@@ -212,7 +213,8 @@ static void test_schedule_levels(plugin_registry *r) {
     CHECK_EQ(plugin_opts_set_text(o, "width", "2"), HDLM_OK); /* replaces */
     CHECK_EQ(plugin_opts_count(o), 1);
     plugin_instance *p = NULL;
-    CHECK_EQ(plugin_instance_create(r, HDLM_KIND_SCHEDULE, "fixture_schedule", o, &p, &e), HDLM_OK);
+    CHECK_EQ(plugin_instance_create(r, HDLM_KIND_SCHEDULE, "fixture_schedule", o, NULL, &p, &e),
+             HDLM_OK);
     if (!p) return;
     CHECK_STR(p->entry->desc->name, "fixture_schedule");
     CHECK_EQ(plugin_opts_count(p->opts), 2); /* tau filled from its default */
@@ -224,7 +226,7 @@ static void test_schedule_levels(plugin_registry *r) {
     free(json);
 
     const hdlm_schedule_ops *ops = p->ops;
-    CHECK_EQ(ops->struct_size, sizeof(hdlm_schedule_ops));
+    CHECK_EQ(ops->head.struct_size, sizeof(hdlm_schedule_ops));
     CHECK_EQ(ops->n_levels(p->self), 4);
     CHECK_EQ(ops->n_steps(p->self, 6), 12); /* 3 blocks x tau */
     CHECK_EQ(ops->n_steps(p->self, 5), 12); /* partial last block still takes tau steps */
@@ -264,7 +266,7 @@ static void test_schedule_levels(plugin_registry *r) {
 static int try_create(plugin_registry *r, uint32_t kind, const char *name, plugin_opts *o,
                       error *e) {
     plugin_instance *p = NULL;
-    int rc = plugin_instance_create(r, kind, name, o, &p, e);
+    int rc = plugin_instance_create(r, kind, name, o, NULL, &p, e);
     CHECK(rc == HDLM_OK ? p != NULL : p == NULL);
     plugin_instance_destroy(p);
     return rc;
@@ -408,7 +410,7 @@ static void test_defaults_and_json(plugin_registry *r) {
     fflush(stderr);
     dup2(logfd, 2);
     plugin_opts_set_number(o, "vocab", 10); /* set by the host for noise */
-    CHECK_EQ(plugin_instance_create(r, HDLM_KIND_NOISE, "fixture_noise", o, &p, &e), HDLM_OK);
+    CHECK_EQ(plugin_instance_create(r, HDLM_KIND_NOISE, "fixture_noise", o, NULL, &p, &e), HDLM_OK);
     fflush(stderr);
     dup2(saved, 2);
     close(saved);
@@ -417,11 +419,14 @@ static void test_defaults_and_json(plugin_registry *r) {
     logtext[nlog > 0 ? nlog : 0] = '\0';
     close(logfd);
     unlink(logpath);
-    CHECK_STR(logtext, "hdlm: warning: fixture_noise: conditioned = true is ignored by this "
+    /* the line names the instance (plugin name # instances made by this registry so far) */
+    CHECK_STR(logtext, "hdlm: warning: fixture_noise#3: conditioned = true is ignored by this "
                        "fixture\n");
     if (p) {
         const hdlm_noise_ops *ops = p->ops;
-        CHECK_EQ(ops->n_extra(p->self), 3);
+        CHECK_EQ(p->info.n_extra, 3);
+        CHECK_EQ(p->info.mask_id, 10);
+        CHECK_EQ(p->info.flags, HDLM_INFO_CONDITIONED);
         float t[2] = {0.5f, 1.0f}, sigma[2] = {0, 0};
         CHECK_EQ(ops->conditioning(p->self, 2, t, sigma, NULL, 0), HDLM_OK);
         CHECK_NEAR(sigma[0], 0.25, 1e-7); /* geometric: eps * t */
@@ -510,7 +515,7 @@ static void test_print(plugin_registry *r) {
     FILE *mem = open_memstream(&text, &len);
     plugin_registry_print(r, mem);
     fclose(mem);
-    CHECK_CONTAINS(text, "4 plugins (plugin ABI 1)\n");
+    CHECK_CONTAINS(text, "4 plugins (plugin ABI 2)\n");
     CHECK_CONTAINS(text, "kind      name ");
     CHECK_CONTAINS(text, "schedule  fixture_schedule      0.1.0    /");
     CHECK_CONTAINS(text, "    test fixture: block annealing levels\n");
@@ -547,12 +552,93 @@ static void test_host_table(void) {
     CHECK_EQ(plugin_kind_from_name("schedules"), 0);
 }
 
+/* ABI 2: the ABI 1 refusal, instance labels and facts, the guarded ops, the extension hook and
+ * the crash guard, with the fixtures of tests/plugins/broken. */
+static void test_abi2(void) {
+    char path[1024], expect[1200];
+    error e = {0};
+    plugin_registry *r = NULL;
+    CHECK_EQ(plugin_registry_open(&r, &e), HDLM_OK);
+    fixture_path("broken/abi1.so", path, sizeof path);
+    CHECK_EQ(plugin_registry_load_file(r, path, &e), HDLM_EPLUGIN);
+    snprintf(expect, sizeof expect,
+             "%s: plugin ABI version 1, this hdlm expects 2; rebuild the plugin against this "
+             "hdlm's hdlm/plugin.h",
+             path);
+    CHECK_CONTAINS(e.msg, expect);
+    CHECK_EQ(plugin_registry_count(r), 0);
+
+    fixture_path("broken/good_mask.so", path, sizeof path);
+    CHECK_EQ(plugin_registry_load_file(r, path, &e), HDLM_OK);
+    fixture_path("broken/segfault.so", path, sizeof path);
+    CHECK_EQ(plugin_registry_load_file(r, path, &e), HDLM_OK);
+
+    /* a noise needs V: from the creation args, or the option "vocab" */
+    plugin_instance *p = NULL;
+    CHECK_EQ(plugin_instance_create(r, HDLM_KIND_NOISE, "fixture_good_mask", NULL, NULL, &p, &e),
+             HDLM_EINVAL);
+    CHECK_STR(e.msg, "fixture_good_mask: option 'vocab' (number of real tokens) must be an "
+                     "integer in 2..16777216, got none");
+    plugin_create_args a = {.vocab = 9, .n_extra = -1, .mask_id = -1};
+    CHECK_EQ(plugin_instance_create(r, HDLM_KIND_NOISE, "fixture_good_mask", NULL, &a, &p, &e),
+             HDLM_OK);
+    if (p) {
+        CHECK_STR(p->label, "fixture_good_mask#1"); /* the refused attempt made no instance */
+        CHECK_EQ(p->info.n_extra, 1);
+        CHECK_EQ(p->info.mask_id, 9);
+        CHECK_EQ(p->info.flags, 0);
+        CHECK(p->self != p->plugin_self);     /* the core gets the guarded handle */
+        CHECK(p->ops != p->entry->desc->ops); /* and the guarded table */
+        const hdlm_noise_ops *ops = p->ops;
+        CHECK(ops->conditioning == NULL && ops->bound == NULL && ops->prior == NULL);
+        hdlm_info in = {.struct_size = sizeof in, .mask_id = -1};
+        ops->head.info(p->self, &in);
+        CHECK_EQ(in.mask_id, 9);
+        CHECK(plugin_instance_extension(p, "hdlm.test/1") == NULL); /* no extension hook */
+        double probs[10];
+        char err[256] = "";
+        CHECK_EQ(ops->marginal(p->self, 2, 0.25, probs, err, sizeof err), HDLM_OK);
+        CHECK(probs[9] == 0.25 && probs[2] == 0.75);
+        char *json = plugin_opts_json(p->opts);
+        CHECK_STR(json, "{\"vocab\": 9}"); /* kept with the options for provenance */
+        free(json);
+        plugin_instance_destroy(p);
+    }
+
+    /* the crash guard: levels segfaults at step 2 */
+    p = NULL;
+    CHECK_EQ(plugin_instance_create(r, HDLM_KIND_SCHEDULE, "broken_segfault", NULL, NULL, &p, &e),
+             HDLM_OK);
+    if (p) {
+        const hdlm_schedule_ops *ops = p->ops;
+        int32_t level[8];
+        int64_t ns = -1;
+        char err[512] = "";
+        CHECK_EQ(ops->levels(p->self, 1, 8, level, &ns, err, sizeof err), HDLM_OK);
+        CHECK_EQ(level[0], 3);
+        CHECK(plugin_instance_crashed(p) == NULL);
+        CHECK_EQ(ops->levels(p->self, 2, 8, level, &ns, err, sizeof err), HDLM_ECRASH);
+        snprintf(expect, sizeof expect,
+                 "plugin broken_segfault#2 (%s) crashed in op levels (SIGSEGV, segmentation "
+                 "fault)",
+                 p->entry->file);
+        CHECK_STR(err, expect);
+        CHECK_STR(plugin_instance_crashed(p), "levels");
+        /* not called again, even for a step that worked */
+        CHECK_EQ(ops->levels(p->self, 1, 8, level, &ns, err, sizeof err), HDLM_ECRASH);
+        CHECK_CONTAINS(err, "; the instance is not used again");
+        plugin_instance_destroy(p); /* skips the plugin's destroy */
+    }
+    plugin_registry_close(r);
+}
+
 int main(void) {
     log_set_level(HDLM_LOG_INFO); /* the log-capture check must not depend on $HDLM_LOG */
     test_load_and_refusals();
     test_not_a_library();
     test_load_default();
     test_host_table();
+    test_abi2();
 
     char refusals[8192];
     int n_dir;

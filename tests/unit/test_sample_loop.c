@@ -54,7 +54,7 @@ static plugin_instance *make(uint32_t kind, const char *name, const char *opts) 
     if (kind == HDLM_KIND_NOISE) plugin_opts_set_number(o, "vocab", V);
     plugin_instance *p = NULL;
     error e = {0};
-    if (plugin_instance_create(reg, kind, name, o, &p, &e) != HDLM_OK) {
+    if (plugin_instance_create(reg, kind, name, o, NULL, &p, &e) != HDLM_OK) {
         fprintf(stderr, "cannot make %s(%s): %s\n", name, opts, e.msg);
         exit(1);
     }
@@ -179,10 +179,10 @@ static int steps_with_active(const sched *s) {
 }
 
 static probe_log *noise_log(plugin_instance *p) {
-    return &((probe_noise_self *)p->self)->reverse;
+    return &((probe_noise_self *)p->plugin_self)->reverse;
 }
 static probe_log *sampler_log(plugin_instance *p) {
-    return &((probe_sampler_self *)p->self)->step;
+    return &((probe_sampler_self *)p->plugin_self)->step;
 }
 
 /* One sample_run with recording on; fixed / ftok: prompt and infill positions (NULL: none). */

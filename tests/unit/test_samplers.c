@@ -130,7 +130,7 @@ static plugin_instance *make_sampler(const char *name, const char *const *kv) {
     }
     plugin_instance *p = NULL;
     error e = {0};
-    if (plugin_instance_create(reg, HDLM_KIND_SAMPLER, name, o, &p, &e) != HDLM_OK) {
+    if (plugin_instance_create(reg, HDLM_KIND_SAMPLER, name, o, NULL, &p, &e) != HDLM_OK) {
         fprintf(stderr, "cannot make sampler %s: %s\n", name, e.msg);
         exit(1);
     }
@@ -152,7 +152,7 @@ static void absorbing_rows(fixture *f) {
     plugin_opts_set_number(o, "vocab", f->V);
     plugin_instance *p = NULL;
     error e = {0};
-    if (plugin_instance_create(reg, HDLM_KIND_NOISE, "absorbing", o, &p, &e) != HDLM_OK) {
+    if (plugin_instance_create(reg, HDLM_KIND_NOISE, "absorbing", o, NULL, &p, &e) != HDLM_OK) {
         fprintf(stderr, "cannot make absorbing: %s\n", e.msg);
         exit(1);
     }
@@ -564,7 +564,7 @@ static void test_acs_corrections(void) {
     plugin_opts_set_number(o, "eta", 1.5);
     plugin_instance *q = NULL;
     error e = {0};
-    CHECK(plugin_instance_create(reg, HDLM_KIND_SAMPLER, "acs", o, &q, &e) < 0);
+    CHECK(plugin_instance_create(reg, HDLM_KIND_SAMPLER, "acs", o, NULL, &q, &e) < 0);
     CHECK_CONTAINS(e.msg, "option 'eta' must be in [0, 1], got 1.5");
 }
 
@@ -664,7 +664,7 @@ static void test_remask(void) {
     plugin_opts_set_string(o, "rule", "loop");
     plugin_instance *q = NULL;
     error e = {0};
-    CHECK(plugin_instance_create(reg, HDLM_KIND_SAMPLER, "remask", o, &q, &e) < 0);
+    CHECK(plugin_instance_create(reg, HDLM_KIND_SAMPLER, "remask", o, NULL, &q, &e) < 0);
     CHECK_CONTAINS(e.msg, "rule");
 }
 
@@ -845,10 +845,9 @@ static void test_analytic(void) {
     enum { N = 50000 };
     char err[256];
     plugin_instance *p = make_sampler("analytic", NULL);
-    const hdlm_sampler_ops *ops = p->ops;
-    CHECK_EQ(ops->needs, HDLM_NOISE_SCORE);
+    CHECK_EQ(p->info.needs, HDLM_INFO_SCORE);
     plugin_instance *an = make_sampler("ancestral", NULL);
-    CHECK_EQ(((const hdlm_sampler_ops *)an->ops)->needs, 0);
+    CHECK_EQ(an->info.needs, 0);
     plugin_instance_destroy(an);
     /* hand-written rows: position 0 masked, 1 visible (x = 2), 2 fixed masked, 3 settled */
     static const double rows[4][6] = {{0.1, 0.2, 0.3, 0.0, 0.1, 0.3},

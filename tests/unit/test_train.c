@@ -215,8 +215,9 @@ static method_pair pair_open(const char *noise, const char *nopt, const char *sc
         *eq = '\0';
         plugin_opts_set_text(so, tok, eq + 1);
     }
-    if (plugin_instance_create(g_reg, HDLM_KIND_NOISE, noise, no, &p.noise, &e) != HDLM_OK ||
-        plugin_instance_create(g_reg, HDLM_KIND_SCHEDULE, sched, so, &p.sched, &e) != HDLM_OK) {
+    if (plugin_instance_create(g_reg, HDLM_KIND_NOISE, noise, no, NULL, &p.noise, &e) != HDLM_OK ||
+        plugin_instance_create(g_reg, HDLM_KIND_SCHEDULE, sched, so, NULL, &p.sched, &e) !=
+            HDLM_OK) {
         fprintf(stderr, "cannot make %s x %s: %s\n", noise, sched, e.msg);
         exit(1);
     }

@@ -1,20 +1,31 @@
-/* hdlm plugin ABI: the only header a plugin includes.
+/* hdlm plugin ABI 2: the only header a plugin includes. docs/writing-plugins.md is the guide.
  *
  * A plugin is a shared object exporting one symbol, hdlm_plugin_entry(), that returns descriptors
- * (index 0, 1, ... until NULL). The host checks abi_version, struct_size, kind and name uniqueness
- * before it uses anything else in a descriptor. Three kinds exist: noise processes, hyperschedules
- * and samplers; each has an ops table whose first field is its own struct_size.
+ * (index 0, 1, ... until NULL). Three kinds exist: noise processes, hyperschedules and samplers.
+ * Each descriptor points to an ops table of its kind; every ops table starts with an
+ * hdlm_ops_head (its own size, the per-instance `info` op and the `extension` hook).
  *
- * Rules (MUST / MUST NOT):
+ * The contract. The host checks what it can when it loads a file and refuses the whole file on
+ * the first violation, with one message naming the file:
+ * - A descriptor MUST set abi_version = HDLM_ABI_VERSION and struct_size = sizeof(hdlm_plugin).
+ *   The host reads only those two fields before checking them.
+ * - Every ops table MUST set head.struct_size = sizeof(its ops struct) as built. The host refuses
+ *   a table shorter than the kind's HDLM_*_OPS_MIN_SIZE and MUST NOT read past head.struct_size.
+ * - Structs only ever grow at the end; a field is never removed, moved or retyped without a new
+ *   HDLM_ABI_VERSION. A host reads an appended field only when the struct_size covers it.
+ * - Required ops (those not marked optional) MUST be non-NULL; optional ops MAY be NULL.
  * - A plugin MUST keep all mutable state in its own `self` (made by create, released by destroy);
- *   no mutable globals.
- * - A plugin MUST NOT exit, abort or print on bad input: it returns a negative status and writes a
- *   message (one line, naming the option or value and what was expected) into the host's buffer.
- * - Buffers passed to a plugin are lent for the duration of one call only.
- * - Random numbers come from the host (host->uniform/host->random_u64 on the rng handle passed in);
- *   a plugin that draws from anything else breaks the run's determinism.
- * - Fields are only ever appended to the structs below; an incompatible change bumps
- *   HDLM_ABI_VERSION.
+ *   it MUST NOT have mutable globals. Different instances MAY be used from different threads; one
+ *   instance is used by one thread at a time.
+ * - A plugin MUST NOT exit, abort, print, or raise signals on bad input: it returns a negative
+ *   status and writes a one-line message (naming the option or value and what was expected) into
+ *   the err buffer it is given. Logging goes through host->log only.
+ * - Buffers passed to an op are lent for the duration of that call only; the plugin MUST NOT
+ *   keep pointers to them. It MUST NOT write any array it is not told to write.
+ * - Random numbers MUST come from the host (host->uniform / host->random_u64 on the rng handle of
+ *   the call); anything else breaks the run's determinism.
+ * - A crash (segfault, bus error, FPE, illegal instruction) inside an op is caught by the host,
+ *   reported as "plugin X crashed in op Y" and fails the run; the instance is not used again.
  */
 #ifndef HDLM_PLUGIN_H
 #define HDLM_PLUGIN_H
@@ -22,7 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HDLM_ABI_VERSION 1u /* bump on any incompatible change; never reuse a value */
+#define HDLM_ABI_VERSION 2u /* bump on any incompatible change; never reuse a value */
 
 #if defined(__GNUC__)
 #define HDLM_EXPORT __attribute__((visibility("default")))
@@ -34,16 +45,14 @@
 extern "C" {
 #endif
 
-/* ---- status codes shared by host and plugins ---- */
+/* ---- status codes a plugin returns (the host has more of its own, never seen by plugins) ---- */
 enum {
     HDLM_OK = 0,
     HDLM_ENOMEM = -1,
     HDLM_EINVAL = -2, /* bad option / argument value */
     HDLM_EIO = -3,
     HDLM_EPLUGIN = -4, /* plugin refused or failed */
-    HDLM_EDB = -5,
-    HDLM_ELUA = -6,
-    HDLM_ESTATE = -7, /* operation not valid in the current state */
+    HDLM_ESTATE = -7,  /* operation not valid in the current state */
 };
 
 /* ---- kinds ---- */
@@ -58,7 +67,7 @@ enum {
 };
 
 /* hdlm_option has no size field: adding a field to it changes the array stride and needs an ABI
- * version bump. */
+ * version bump. Names are 1-64 characters from a-z, 0-9 and _ and MUST be unique. */
 typedef struct hdlm_option {
     const char *name;  /* NULL terminates the array */
     uint32_t type;     /* HDLM_OPT_* */
@@ -70,6 +79,7 @@ typedef struct hdlm_option {
 /* ---- services lent by the host ---- */
 enum { HDLM_LOG_DEBUG = 0, HDLM_LOG_INFO = 1, HDLM_LOG_WARN = 2, HDLM_LOG_ERROR = 3 };
 
+/* One table per instance (log_ctx names the instance), valid from create until destroy. */
 typedef struct hdlm_host {
     uint32_t struct_size; /* a plugin MUST NOT use fields past this size */
     uint32_t abi_version;
@@ -79,9 +89,70 @@ typedef struct hdlm_host {
      * declared key is always found. Both return 0 when found, HDLM_EINVAL otherwise. */
     int (*opt_number)(const void *opts, const char *key, double *out);
     int (*opt_string)(const void *opts, const char *key, const char **out);
+    /* One line, no newline; the host prefixes it with the instance's name. */
     void (*log)(void *log_ctx, int level, const char *msg);
     void *log_ctx;
 } hdlm_host;
+
+/* ---- creation ---- */
+/* What create receives. Everything is lent until destroy (the plugin MAY keep the pointers). */
+typedef struct hdlm_create_args {
+    uint32_t struct_size; /* a plugin MUST NOT read fields past this size */
+    const hdlm_host *host;
+    const void *opts;     /* read with host->opt_number / host->opt_string */
+    const char *instance; /* this instance's name in messages, e.g. "absorbing#1" */
+    /* Noise: V, the number of real tokens (>= 2, checked by the host). Samplers: V of the noise
+     * process they will run with, or 0 when not known yet. Schedules: 0. */
+    int32_t vocab;
+    /* Samplers: the extra symbols of the noise process (ids V .. V+n_extra-1) and its mask id (-1:
+     * none), or n_extra = -1 when not known yet. The step's ctx repeats them. Others: -1, -1. */
+    int32_t n_extra;
+    int32_t mask_id;
+} hdlm_create_args;
+
+/* ---- per-instance facts ---- */
+enum {
+    /* schedule: continuous-time training (MDLM-style): instead of drawing a step, the core draws
+     * one t ~ U[eps, 1) per sequence for every position, all active. Generation still uses
+     * levels. */
+    HDLM_INFO_CONTINUOUS = 1u << 0,
+    /* noise: the model outputs log concrete scores (γ family) */
+    HDLM_INFO_SCORE = 1u << 1,
+    /* noise: the model takes per-token σ conditioning (the `conditioning` op MUST be non-NULL) */
+    HDLM_INFO_CONDITIONED = 1u << 2,
+    /* noise: input_mix below is set (the model mixes the mask embedding in with weight e^{-γσ}) */
+    HDLM_INFO_INPUT_MIX = 1u << 3,
+};
+
+/* Filled by the `info` op. The host zero-fills it and sets struct_size to the size it knows; the
+ * plugin MUST NOT write fields past info->struct_size (HDLM_INFO_HAS tells). The answer MUST NOT
+ * change during the instance's life. */
+typedef struct hdlm_info {
+    uint32_t struct_size;
+    uint32_t flags;   /* HDLM_INFO_* that hold for this instance */
+    int32_t n_extra;  /* noise: extra symbols after the V real ones (ids V ..), 0..1024 */
+    int32_t mask_id;  /* noise: the mask symbol's id (V .. V+n_extra-1), or -1 when none */
+    uint32_t needs;   /* sampler: HDLM_INFO_SCORE / _CONDITIONED the noise process MUST have */
+    double input_mix; /* noise with HDLM_INFO_INPUT_MIX: γ of the input mix weight e^{-γσ} */
+} hdlm_info;
+
+#define HDLM_INFO_HAS(info, field)                                                                 \
+    ((info)->struct_size >= offsetof(hdlm_info, field) + sizeof((info)->field))
+
+/* ---- the head of every ops table ---- */
+typedef struct hdlm_ops_head {
+    uint32_t struct_size; /* sizeof(the whole ops struct) as built */
+    uint32_t reserved;    /* MUST be 0 */
+    /* Required. The instance's facts (see hdlm_info); cheap, called often, MUST NOT fail. */
+    void (*info)(void *self, hdlm_info *info);
+    /* Optional (NULL: none). Optional interfaces added after ABI 2.0 are reached here: returns
+     * the interface for `id` (a string such as "hdlm.noise.something/1", documented with the
+     * interface) or NULL when the plugin does not implement it. MUST NOT fail otherwise. */
+    const void *(*extension)(const char *id);
+} hdlm_ops_head;
+
+/* The minimum size of an ops struct: everything up to and including `last`. */
+#define HDLM_OPS_SIZE_UPTO(type, last) (offsetof(type, last) + sizeof(((type *)0)->last))
 
 /* ---- position states (hyperschedule, docs/method.md "Levels, steps and states") ---- */
 enum { HDLM_SETTLED = 0, HDLM_ACTIVE = 1, HDLM_WORTHLESS = 2 };
@@ -92,33 +163,29 @@ enum {
     HDLM_GROW_BLOCKS = 1, /* settles whole blocks of `block` positions at once */
     HDLM_GROW_TOKENS = 2, /* settles token by token */
 };
-enum {
-    /* Continuous time (MDLM-style training): instead of drawing a step, the core draws one
-     * t ~ U[eps, 1) per sequence for every position, all active. Generation still uses levels. */
-    HDLM_SCHEDULE_CONTINUOUS = 1u << 0,
-};
 
 typedef struct hdlm_schedule_ops {
-    uint32_t struct_size;
-    uint32_t flags; /* HDLM_SCHEDULE_* */
-    /* W: the worthless level (tau). Levels are integers 0 (clean) .. W (fully noised). */
+    hdlm_ops_head head;
+    /* W: the worthless level. Levels are integers 0 (clean) .. W (fully noised); W >= 1. */
     int32_t (*n_levels)(void *self);
-    /* Number of generation steps run for length L (steps are numbered 1 .. n_steps). */
+    /* Number of generation steps run for length L (steps are numbered 1 .. n_steps); >= 1 for
+     * L >= 1. */
     int64_t (*n_steps)(void *self, int64_t L);
     /* Level of every position at `step` (0 <= step <= n_steps) and the settled prefix length
-     * (docs/method.md "Levels, steps and states": positions [0, n_settled) are settled; level W is
-     * worthless; the rest active). */
+     * (docs/method.md "Levels, steps and states": positions [0, n_settled) are settled and MUST
+     * be at level 0; level W is worthless; the rest active). A position's level MUST NOT rise from
+     * one step to the next; at step 0 every position MUST be at W and at step n_steps every
+     * position MUST be at 0. */
     int (*levels)(void *self, int64_t step, int64_t L, int32_t *level /* (L) */, int64_t *n_settled,
                   char *err, size_t err_cap);
-    /* HDLM_GROW_*; *block receives the block size for HDLM_GROW_BLOCKS (else 1). */
+    /* HDLM_GROW_*; *block receives the block size for HDLM_GROW_BLOCKS (else 1). The settled
+     * prefix MUST grow as declared: with blocks, n_settled is a multiple of block (or L). */
     uint32_t (*growth)(void *self, int64_t *block);
 } hdlm_schedule_ops;
 
+#define HDLM_SCHEDULE_OPS_MIN_SIZE HDLM_OPS_SIZE_UPTO(hdlm_schedule_ops, growth)
+
 /* ---- noise kind ---- */
-enum {
-    HDLM_NOISE_SCORE = 1u << 0,       /* model outputs are log concrete scores (γ family) */
-    HDLM_NOISE_CONDITIONED = 1u << 1, /* the model takes per-token σ conditioning */
-};
 
 /* One micro-batch of B sequences of L positions, V real tokens, Vp = V + n_extra model outputs
  * (the extra symbols — the mask — have ids V, V+1, ...). Every op reads the fields it documents
@@ -144,33 +211,30 @@ typedef struct hdlm_noise_batch {
     void *rng;            /* corrupt, limit: draw only through host->uniform(rng) */
 } hdlm_noise_batch;
 
-/* Noise plugins receive one option they do not declare: "vocab" (integer >= 2), the number V of
- * real tokens, set by the host from the corpus (or by the user when inspecting from Lua). */
+/* bound_corrupt and prior are optional ops of ABI 2.0 (NULL allowed) rather than extensions: the
+ * evaluator asks for them on every call, and a NULL has a documented meaning. */
 typedef struct hdlm_noise_ops {
-    uint32_t struct_size;
-    uint32_t flags;                 /* HDLM_NOISE_* */
-    int32_t (*n_extra)(void *self); /* extra symbols after the V real ones (mask: 1) */
+    hdlm_ops_head head;
     /* Forward corruption: b->xt from b->x0, b->t, b->state (docs/method.md "Noise processes"). */
     int (*corrupt)(void *self, hdlm_noise_batch *b, char *err, size_t err_cap);
-    /* Conditioning signal per position (σ of docs/method.md "gamma_hybrid"); NULL when the process
-     * has none. */
+    /* Optional; required when info reports HDLM_INFO_CONDITIONED. The conditioning signal per
+     * position (σ of docs/method.md "gamma_hybrid"). */
     int (*conditioning)(void *self, size_t n, const float *t, float *sigma, char *err,
                         size_t err_cap);
-    /* Training loss and its gradient with respect to the logits (docs/method.md "Noise processes").
-     */
+    /* Training loss and its gradient with respect to the logits (docs/method.md "Noise
+     * processes"): dlogits MUST be the gradient of `total`. */
     int (*loss)(void *self, hdlm_noise_batch *b, char *err, size_t err_cap);
     /* Reverse-step probabilities from time t to s for ACTIVE positions (docs/method.md "Sampling"),
-     * float64. */
+     * float64; every row MUST be a distribution over the Vp symbols. */
     int (*reverse)(void *self, hdlm_noise_batch *b, char *err, size_t err_cap);
     /* Initial (limit) state: fills b->xt with draws from the fully-noised distribution. */
     int (*limit)(void *self, hdlm_noise_batch *b, char *err, size_t err_cap);
-    /* Per-position terms of a valid NLL upper bound for the transition t -> s of every ACTIVE
-     * position given the clean tokens (x0) and the noised input the model saw (xt). */
+    /* Optional. Per-position terms of a valid NLL upper bound for the transition t -> s of every
+     * ACTIVE position given the clean tokens (x0) and the noised input the model saw (xt). */
     int (*bound)(void *self, hdlm_noise_batch *b, char *err, size_t err_cap);
     /* Exact forward marginal q(x_t = y | x_0) over the Vp symbols, float64 (docs/method.md "Noise
-     * processes"). */
+     * processes"); MUST sum to 1 and agree with corrupt. */
     int (*marginal)(void *self, int32_t x0, double t, double *probs, char *err, size_t err_cap);
-    /* ---- appended after ABI 1.0; read only when struct_size covers the field ---- */
     /* Optional (NULL: corrupt is used). x_t ~ q(x_t | x0) of the chain that `reverse` runs
      * backwards, for the bound — when training noises more than generation undoes (ε-hybrid:
      * corrupt also swaps visible tokens, its reverse chain only unmasks). */
@@ -183,14 +247,13 @@ typedef struct hdlm_noise_ops {
     int (*prior)(void *self, int32_t x0, double *kl, char *err, size_t err_cap);
 } hdlm_noise_ops;
 
-/* The size of hdlm_noise_ops before bound_corrupt was appended: what the host requires. */
-#define HDLM_NOISE_OPS_MIN_SIZE offsetof(hdlm_noise_ops, bound_corrupt)
+#define HDLM_NOISE_OPS_MIN_SIZE HDLM_OPS_SIZE_UPTO(hdlm_noise_ops, prior)
 
 /* ---- sampler kind ---- */
 enum { HDLM_EVENT_UNMASK = 1, HDLM_EVENT_CORRECT = 2, HDLM_EVENT_REMASK = 3 };
 
 typedef struct hdlm_sampler_ctx {
-    uint32_t struct_size;
+    uint32_t struct_size; /* a plugin MUST NOT read fields past this size */
     int64_t B, L;
     int32_t V, Vp;
     int32_t mask_id; /* -1 when the process has no mask symbol */
@@ -209,17 +272,19 @@ typedef struct hdlm_sampler_ctx {
     /* Report a change (kind HDLM_EVENT_*). */
     void (*event)(void *core, int64_t b, int64_t i, int32_t old_tok, int32_t new_tok, double p,
                   int kind);
-    /* ---- appended after ABI 1.0; present when struct_size covers the field ---- */
     /* α(t): the probability that a real token is still itself or another real token (not masked)
      * at time t under the noise process's forward marginal; 1 for processes without a mask. */
     double (*alpha)(void *core, double t);
 } hdlm_sampler_ctx;
 
 typedef struct hdlm_sampler_ops {
-    uint32_t struct_size;
-    uint32_t needs; /* HDLM_NOISE_* flags the noise process must have (e.g. SCORE) */
+    hdlm_ops_head head;
+    /* One generation step: x[b, i] of non-fixed positions MAY change, to a value in 0..Vp-1
+     * (a real token, or the mask when remasking); fixed positions MUST NOT change. */
     int (*step)(void *self, hdlm_sampler_ctx *ctx, char *err, size_t err_cap);
 } hdlm_sampler_ops;
+
+#define HDLM_SAMPLER_OPS_MIN_SIZE HDLM_OPS_SIZE_UPTO(hdlm_sampler_ops, step)
 
 /* ---- the descriptor ---- */
 typedef struct hdlm_plugin {
@@ -231,10 +296,12 @@ typedef struct hdlm_plugin {
     const char *summary;        /* one line */
     const hdlm_option *options; /* array terminated by {NULL}; may be NULL for none */
     /* Make an instance. Returns HDLM_OK or a negative status with a message in err. */
-    int (*create)(const hdlm_host *host, const void *opts, void **self, char *err, size_t err_cap);
+    int (*create)(const hdlm_create_args *args, void **self, char *err, size_t err_cap);
     void (*destroy)(void *self); /* MUST accept NULL */
     const void *ops;             /* hdlm_noise_ops / hdlm_schedule_ops / hdlm_sampler_ops */
 } hdlm_plugin;
+
+#define HDLM_PLUGIN_MIN_SIZE HDLM_OPS_SIZE_UPTO(hdlm_plugin, ops)
 
 typedef const hdlm_plugin *(*hdlm_plugin_entry_fn)(uint32_t index);
 

@@ -14,10 +14,12 @@
 typedef struct failing_noise {
     const hdlm_host *host;
     long calls, fail_at;
+    int32_t V;
 } failing_noise;
 
-static int fl_create(const hdlm_host *host, const void *opts, void **self, char *err,
-                     size_t err_cap) {
+static int fl_create(const hdlm_create_args *args, void **self, char *err, size_t err_cap) {
+    const hdlm_host *host = args->host;
+    const void *opts = args->opts;
     double fail_at;
     if (host->opt_number(opts, "fail_at", &fail_at) || fail_at < 1) {
         snprintf(err, err_cap, "fail_at must be a positive integer");
@@ -27,6 +29,7 @@ static int fl_create(const hdlm_host *host, const void *opts, void **self, char 
     if (!n) return HDLM_ENOMEM;
     n->host = host;
     n->fail_at = (long)fail_at;
+    n->V = args->vocab;
     *self = n;
     return HDLM_OK;
 }
@@ -105,9 +108,13 @@ static int fl_marginal(void *self, int32_t x0, double t, double *probs, char *er
     return HDLM_EPLUGIN;
 }
 
+static void fl_info(void *self, hdlm_info *info) {
+    info->n_extra = fl_n_extra(self);
+    info->mask_id = ((const failing_noise *)self)->V;
+}
+
 static const hdlm_noise_ops fl_ops = {
-    .struct_size = sizeof(hdlm_noise_ops),
-    .n_extra = fl_n_extra,
+    .head = {.struct_size = sizeof(hdlm_noise_ops), .info = fl_info},
     .corrupt = fl_corrupt,
     .loss = fl_loss,
     .reverse = fl_reverse,

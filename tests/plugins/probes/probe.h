@@ -4,8 +4,9 @@
  *
  * A probe records what the core hands to one of its ops — times, states, tokens, logits — call by
  * call, in a probe_log that is the first member of the instance's `self`: a test that made the
- * instance through the plugin host (real dlopen) reads it as ((probe_self *)inst->self)->log.
- * Recording is off until the test sets log.on = 1. All state lives in `self` (no globals). */
+ * instance through the plugin host (real dlopen) reads it as ((probe_self *)inst->plugin_self)->log
+ * (inst->self is the host's guarded handle). Recording is off until the test sets log.on = 1. All
+ * state lives in `self` (no globals). */
 #ifndef HDLM_TEST_PROBE_H
 #define HDLM_TEST_PROBE_H
 

@@ -21,13 +21,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int pn_create(const hdlm_host *host, const void *opts, void **self, char *err,
-                     size_t err_cap) {
+static int pn_create(const hdlm_create_args *args, void **self, char *err, size_t err_cap) {
+    const hdlm_host *host = args->host;
+    const void *opts = args->opts;
     double vocab, value;
     const char *mode;
-    if (host->opt_number(opts, "vocab", &vocab) || host->opt_number(opts, "value", &value) ||
-        host->opt_string(opts, "bound", &mode)) {
-        snprintf(err, err_cap, "option vocab, value or bound is missing");
+    vocab = args->vocab;
+    if (host->opt_number(opts, "value", &value) || host->opt_string(opts, "bound", &mode)) {
+        snprintf(err, err_cap, "option value or bound is missing");
         return HDLM_EINVAL;
     }
     probe_noise_self *p = calloc(1, sizeof *p);
@@ -159,10 +160,18 @@ static int pn_marginal(void *self, int32_t x0, double t, double *probs, char *er
     return HDLM_OK;
 }
 
+static void pn_info(void *self, hdlm_info *info) {
+    info->n_extra = pn_n_extra(self);
+    info->mask_id = ((const probe_noise_self *)self)->V;
+}
+
+static void pn_cond_info(void *self, hdlm_info *info) {
+    pn_info(self, info);
+    info->flags = HDLM_INFO_CONDITIONED;
+}
+
 static const hdlm_noise_ops pn_ops = {
-    .struct_size = sizeof(hdlm_noise_ops),
-    .flags = 0,
-    .n_extra = pn_n_extra,
+    .head = {.struct_size = sizeof(hdlm_noise_ops), .info = pn_info},
     .corrupt = pn_corrupt,
     .conditioning = NULL,
     .loss = pn_loss,
@@ -173,9 +182,7 @@ static const hdlm_noise_ops pn_ops = {
 };
 
 static const hdlm_noise_ops pn_cond_ops = {
-    .struct_size = sizeof(hdlm_noise_ops),
-    .flags = HDLM_NOISE_CONDITIONED,
-    .n_extra = pn_n_extra,
+    .head = {.struct_size = sizeof(hdlm_noise_ops), .info = pn_cond_info},
     .corrupt = pn_corrupt,
     .conditioning = pn_conditioning,
     .loss = pn_loss,

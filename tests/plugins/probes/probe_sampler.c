@@ -10,8 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static int ps_create(const hdlm_host *host, const void *opts, void **self, char *err,
-                     size_t err_cap) {
+static int ps_create(const hdlm_create_args *args, void **self, char *err, size_t err_cap) {
+    const hdlm_host *host = args->host;
+    const void *opts = args->opts;
     (void)opts;
     probe_sampler_self *p = calloc(1, sizeof *p);
     if (!p) {
@@ -55,9 +56,13 @@ static int ps_step(void *self, hdlm_sampler_ctx *ctx, char *err, size_t err_cap)
     return HDLM_OK;
 }
 
+static void ps_info(void *self, hdlm_info *info) {
+    (void)self;
+    (void)info;
+}
+
 static const hdlm_sampler_ops ps_ops = {
-    .struct_size = sizeof(hdlm_sampler_ops),
-    .needs = 0,
+    .head = {.struct_size = sizeof(hdlm_sampler_ops), .info = ps_info},
     .step = ps_step,
 };
 
