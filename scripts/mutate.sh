@@ -46,8 +46,8 @@ mutant() { M_ID+=("$1") M_FILE+=("$2") M_FROM+=("$3") M_TO+=("$4") M_WHAT+=("$5"
 
 # issue #18's four bugs
 mutant eval-mc-weight core/diffusion/eval.c \
-    'mc == 0 ? 1.0 : (double)v.K / mc,' \
-    'mc == 0 ? 1.0 : (double)(v.K - 1) / mc,' \
+    'mc == 0 ? 1.0 : (double)v.p.K / mc,' \
+    'mc == 0 ? 1.0 : (double)(v.p.K - 1) / mc,' \
     'MC step weight (K-1)/mc instead of K/mc (per-step passes): bound too low'
 mutant eval-mc-weight-2l core/diffusion/eval.c \
     'mc == 0 ? 1.0 : (double)cnt / mc,' \
@@ -62,14 +62,14 @@ mutant eval-se-no-1/n core/diffusion/eval.c \
     'sqrt(sq / (double)(r->n_seq - 1))' \
     'standard error without the 1/n: the standard deviation reported as the error'
 mutant sample-first-t core/diffusion/sample.c \
-    'tr[i] = st[i] == HDLM_ACTIVE && was_worthless[i] ? 1.0f : tn[i];' \
-    'tr[i] = tn[i];' \
+    'st[i] = mv.state, tn[i] = mv.t, tr[i] = mv.t_now, tx[i] = mv.t_next;' \
+    'st[i] = mv.state, tn[i] = mv.t, tr[i] = mv.t, tx[i] = mv.t_next;' \
     'first active step of a position starts from its level time, not t = 1'
 
 # the sampling loop
 mutant sample-settle-s core/diffusion/sample.c \
-    'tx[i] = st1[i] == HDLM_SETTLED ? 0.0f : t1[i];' \
-    'tx[i] = t1[i];' \
+    'st[i] = mv.state, tn[i] = mv.t, tr[i] = mv.t_now, tx[i] = mv.t_next;' \
+    'st[i] = mv.state, tn[i] = mv.t, tr[i] = mv.t_now, tx[i] = s == n_steps ? 0.0f : plan_times(&pl, s + 1)[i];' \
     'a position settling at the next step is not denoised fully (s = eps, not 0)'
 mutant sample-cache-offset core/diffusion/sample.c \
     'lg + ((size_t)b * n + nc) * Vp,' \
@@ -91,21 +91,39 @@ mutant hyper-width-L core/diffusion/hyper.c \
 
 # the evaluator
 mutant eval-first-t core/diffusion/eval.c \
-    'v->tnow[j] = st == HDLM_ACTIVE ? (first ? 1.0f : v->ts[i]) : v->ts[i];' \
-    'v->tnow[j] = v->ts[i];' \
+    'v->tnow[j] = mv.t_now;' \
+    'v->tnow[j] = mv.t;' \
     'bound terms start a first active step from the level time, not 1'
 mutant eval-settle-s core/diffusion/eval.c \
-    'if (s == v->K || v->st_next[i] == HDLM_SETTLED)' \
-    'if (s == v->K)' \
+    'v->tnext[j] = mv.t_next;' \
+    'v->tnext[j] = s == v->p.K ? 0.0f : plan_times(&v->p, s + 1)[i];' \
     'bound terms end a settling position at its next time, not 0'
 mutant eval-limit-input core/diffusion/eval.c \
-    'v->from_limit[j] = st == HDLM_WORTHLESS || (st == HDLM_ACTIVE && first);' \
+    'v->from_limit[j] = st == HDLM_WORTHLESS || mv.first;' \
     'v->from_limit[j] = st == HDLM_WORTHLESS;' \
     'first active step scored on x ~ q(x_t | x0) instead of the limit (masked) input'
 mutant eval-strata core/diffusion/eval.c \
-    '1 + (int64_t)(frac(u0[0] + (double)j / mc) * (double)v.K);' \
-    '1 + (int64_t)(frac(u0[0] + (double)j / mc) * (double)(v.K - 1));' \
+    'plan_step_of(&v.p, frac(u0[0] + (double)j / mc));' \
+    'plan_step_of(&v.p, frac(u0[0] + (double)j / mc) * (1.0 - 1.0 / (double)v.p.K));' \
     'stratified step draw never reaches the last step'
+
+# the schedule plan (the rules all three consumers read)
+mutant plan-first-t core/diffusion/plan.h \
+    'm.t_now = m.first ? 1.0f : m.t;' \
+    'm.t_now = m.t;' \
+    'plan: a first active step starts from the level time, not 1 (sampling and the bound)'
+mutant plan-settle-s core/diffusion/plan.h \
+    'm.t_next = s == p->K || p->state[j + L] == HDLM_SETTLED ? 0.0f : p->t[j + L];' \
+    'm.t_next = s == p->K ? 0.0f : p->t[j + L];' \
+    'plan: a position settling at the next step ends at its settled time, not 0'
+mutant plan-block-steps core/diffusion/plan.c \
+    'if (live) p->block_steps[n++] = s;' \
+    'if (live && s % 2) p->block_steps[n++] = s;' \
+    'plan: the 2L layout drops every other step of a block (training and the bound)'
+mutant plan-rise core/diffusion/plan.c \
+    'if (lv[i] > prev[i])' \
+    'if (lv[i] > prev[i] + 1)' \
+    'plan: a level rising by one step is not refused'
 
 # hyperschedule times and masks
 mutant hyper-delta core/diffusion/hyper.c \
@@ -173,12 +191,12 @@ mutant ema-warmup core/nn/optim.c \
 
 # the training objective
 mutant method-step0 core/diffusion/method.c \
-    'int64_t s = 1 + (int64_t)(draw_u(m, r, u0, g0 + b, G) * (double)m->n_steps);' \
-    'int64_t s = (int64_t)(draw_u(m, r, u0, g0 + b, G) * (double)m->n_steps);' \
+    'int64_t s = plan_step_of(p, draw_u(m, r, u0, g0 + b, G));' \
+    'int64_t s = plan_step_of(p, draw_u(m, r, u0, g0 + b, G)) - 1;' \
     'training draws step 0 (all worthless) and never the last step'
 mutant method-2l-times core/diffusion/method.c \
-    'hyper_times(m->levels + (size_t)s * L + lo, 0, hi - lo, m->W, HYPER_SAMPLING_EPS,' \
-    'hyper_times(m->levels + (size_t)s * L, 0, hi - lo, m->W, HYPER_SAMPLING_EPS,' \
+    'memcpy(t + L + lo, plan_times(p, s) + lo, (size_t)(hi - lo) * sizeof *t);' \
+    'memcpy(t + L + lo, plan_times(p, s), (size_t)(hi - lo) * sizeof *t);' \
     '2L layout: every block gets the levels of the first block'
 
 # schedules

@@ -6,6 +6,7 @@
 #include "base/progress.h"
 #include "base/rng.h"
 #include "diffusion/facts.h"
+#include "diffusion/plan.h"
 #include "nn/mask.h"
 
 #include <assert.h>
@@ -13,8 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define EVAL_MAX_LEVEL_TABLE (1LL << 26) /* cached levels (entries) before we give up */
-#define EVAL_CONT_H          1e-4        /* continuous time: the bound's t -> t - h slope */
+#define EVAL_CONT_H 1e-4 /* continuous time: the bound's t -> t - h slope */
 
 void eval_result_free(eval_result *r) {
     if (!r) return;
@@ -40,23 +40,13 @@ void eval_summarise(eval_result *r, int64_t tokens_per_seq) {
 
 typedef struct ev {
     model *m;
-    const hyper *h;
     void *ns;
     const hdlm_noise_ops *noise;
     eval_config cfg;
-    int L, T, W, mw, conditioned, vectorised, continuous;
+    plan p; /* the schedule for L and the layout: steps, times, blocks, mask width */
+    int L, T, conditioned, vectorised, continuous;
     int score; /* score-based process: its bound is the continuous-time DWDSE integrand */
     int32_t V, Vp;
-    int64_t K;          /* schedule steps for L */
-    int32_t *levels;    /* (K + 1, L) */
-    int64_t *settled;   /* (K + 1) */
-    int n_blocks;       /* vectorised */
-    int64_t *blk_steps; /* steps at which block k is the active one */
-    int64_t *blk_off;   /* (n_blocks + 1) */
-    int32_t *blk_start; /* (n_blocks) */
-    /* per step scratch (L) */
-    float *ts, *ts_prev, *ts_next;
-    uint8_t *st, *st_prev, *st_next;
     /* batch (cap, T) */
     int cap;
     int32_t *x0, *xt, *lim, *pos;
@@ -68,71 +58,15 @@ typedef struct ev {
 } ev;
 
 static void ev_free(ev *v) {
-    free(v->levels), free(v->settled), free(v->blk_steps), free(v->blk_off), free(v->blk_start);
-    free(v->ts), free(v->ts_prev), free(v->ts_next), free(v->st), free(v->st_prev);
-    free(v->st_next), free(v->x0), free(v->xt), free(v->lim), free(v->pos), free(v->tspec);
+    plan_free(&v->p);
+    free(v->x0), free(v->xt), free(v->lim), free(v->pos), free(v->tspec);
     free(v->tnow), free(v->tnext), free(v->sigma), free(v->state), free(v->cstate);
     free(v->from_limit), free(v->w), free(v->bound), free(v->rows), free(v->owner);
 }
 
-/* States and spec times (docs/method.md "From levels to times") of step s (0 <= s <= K) from the
- * cached levels. */
-static void ev_times(const ev *v, int64_t s, float *t, uint8_t *st) {
-    hyper_times(v->levels + (size_t)s * v->L, v->settled[s], v->L, v->W, HYPER_SAMPLING_EPS, t, st);
-}
-
-/* Whether the 2L layout computes exactly what the sampler's per-step passes compute: whole
- * blocks settle, every step's active positions lie in the block right after the settled prefix
- * (with no worthless position inside it), and settled rows do not see later settled positions. */
-static int ev_vectorisable(const ev *v, int64_t block) {
-    if (block < 1 || block >= v->L || v->cfg.context == MASK_CTX_FULL) return 0;
-    for (int64_t s = 1; s <= v->K; s++) {
-        int64_t lo = v->settled[s], hi = lo + block < v->L ? lo + block : v->L;
-        if (lo % block) return 0;
-        const int32_t *lv = v->levels + (size_t)s * v->L;
-        int any_active = 0, any_worthless = 0;
-        for (int64_t i = lo; i < v->L; i++) {
-            int active = lv[i] < v->W;
-            if (active && i >= hi) return 0;
-            if (i < hi) any_active |= active, any_worthless |= !active;
-        }
-        if (any_active && any_worthless) return 0;
-    }
-    return 1;
-}
-
-static int ev_build_blocks(ev *v, int64_t block, error *e) {
-    v->n_blocks = (int)((v->L + block - 1) / block);
-    v->blk_off = calloc((size_t)v->n_blocks + 1, sizeof *v->blk_off);
-    v->blk_steps = malloc(((size_t)v->K + 1) * sizeof *v->blk_steps);
-    v->blk_start = malloc((size_t)v->n_blocks * sizeof *v->blk_start);
-    if (!v->blk_off || !v->blk_steps || !v->blk_start)
-        return error_set(e, HDLM_ENOMEM, "eval: out of memory for %d blocks", v->n_blocks);
-    int64_t n = 0;
-    for (int k = 0; k < v->n_blocks; k++) {
-        int64_t lo = k * block, hi = lo + block < v->L ? lo + block : v->L;
-        v->blk_start[k] = (int32_t)lo;
-        v->blk_off[k] = n;
-        for (int64_t s = 1; s <= v->K; s++) {
-            if (v->settled[s] != lo) continue;
-            const int32_t *lv = v->levels + (size_t)s * v->L;
-            int live = 0;
-            for (int64_t i = lo; i < hi; i++)
-                live |= lv[i] < v->W;
-            if (live) v->blk_steps[n++] = s;
-        }
-        if (v->blk_off[k] == n) return HDLM_EINVAL; /* not vectorisable after all */
-    }
-    v->blk_off[v->n_blocks] = n;
-    return HDLM_OK;
-}
-
 static int ev_alloc_batch(ev *v, int cap, error *e) {
-    size_t n = (size_t)cap * v->T, L = (size_t)v->L;
+    size_t n = (size_t)cap * v->T;
     v->cap = cap;
-    v->ts = malloc(L * sizeof(float)), v->ts_prev = malloc(L * sizeof(float));
-    v->ts_next = malloc(L * sizeof(float));
-    v->st = malloc(L), v->st_prev = malloc(L), v->st_next = malloc(L);
     v->x0 = malloc(n * sizeof *v->x0), v->xt = malloc(n * sizeof *v->xt);
     v->lim = malloc(n * sizeof *v->lim), v->pos = malloc(n * sizeof *v->pos);
     v->tspec = malloc(n * sizeof *v->tspec), v->tnow = malloc(n * sizeof *v->tnow);
@@ -140,35 +74,27 @@ static int ev_alloc_batch(ev *v, int cap, error *e) {
     v->state = malloc(n), v->cstate = malloc(n), v->from_limit = malloc(n);
     v->w = malloc(n * sizeof *v->w), v->bound = malloc(n * sizeof *v->bound);
     v->rows = malloc(n * sizeof *v->rows), v->owner = malloc((size_t)cap * sizeof *v->owner);
-    if (!v->ts || !v->ts_prev || !v->ts_next || !v->st || !v->st_prev || !v->st_next || !v->x0 ||
-        !v->xt || !v->lim || !v->pos || !v->tspec || !v->tnow || !v->tnext || !v->sigma ||
+    if (!v->x0 || !v->xt || !v->lim || !v->pos || !v->tspec || !v->tnow || !v->tnext || !v->sigma ||
         !v->state || !v->cstate || !v->from_limit || !v->w || !v->bound || !v->rows || !v->owner)
         return error_set(e, HDLM_ENOMEM, "eval: out of memory for a batch of %d x %d", cap, v->T);
     return HDLM_OK;
 }
 
 /* Fills positions [lo, hi) of batch row r (offset off into the row) from schedule step s: the
- * sampler's state at s, the chain's times (first active step and worthless: 1, from the limit;
- * settled: 0) and the next times, with term weight w. */
+ * sampler's state at s and the chain's reverse step (plan_move_at: from the limit at the first
+ * active step, to 0 once settled), worthless positions from the limit, with term weight w. */
 static void ev_fill_step(ev *v, int r, int off, int lo, int hi, int64_t s, double w, double phi) {
-    ev_times(v, s, v->ts, v->st);
-    ev_times(v, s - 1, v->ts_prev, v->st_prev);
-    if (s < v->K) ev_times(v, s + 1, v->ts_next, v->st_next);
     size_t base = (size_t)r * v->T + off;
     for (int i = lo; i < hi; i++) {
         size_t j = base + (i - lo);
-        uint8_t st = v->st[i];
-        int first = s == 1 || v->st_prev[i] == HDLM_WORTHLESS;
+        plan_move mv = plan_move_at(&v->p, s, i);
+        uint8_t st = mv.state;
         v->state[j] = st;
-        v->tspec[j] = v->ts[i];
-        v->from_limit[j] = st == HDLM_WORTHLESS || (st == HDLM_ACTIVE && first);
-        v->cstate[j] = st == HDLM_ACTIVE && !first ? HDLM_ACTIVE : HDLM_SETTLED;
-        v->tnow[j] = st == HDLM_ACTIVE ? (first ? 1.0f : v->ts[i]) : v->ts[i];
-        if (s == v->K || v->st_next[i] == HDLM_SETTLED)
-            v->tnext[j] = 0.0f;
-        else
-            v->tnext[j] = v->st_next[i] == HDLM_WORTHLESS ? 1.0f : v->ts_next[i];
-        if (v->tnext[j] > v->tnow[j]) v->tnext[j] = v->tnow[j]; /* levels never rise; guard */
+        v->tspec[j] = mv.t;
+        v->from_limit[j] = st == HDLM_WORTHLESS || mv.first;
+        v->cstate[j] = st == HDLM_ACTIVE && !mv.first ? HDLM_ACTIVE : HDLM_SETTLED;
+        v->tnow[j] = mv.t_now;
+        v->tnext[j] = mv.t_next;
         v->w[j] = w;
         if (v->score && st == HDLM_ACTIVE) {
             /* the step's integral ∫_s^t σ'(u) DSE_u du by one uniform point u: x_u ~ q(x_u | x0)
@@ -212,7 +138,7 @@ static int ev_run_batch(ev *v, int B, rng *r, double *acc, error *e) {
     memset(&nb, 0, sizeof nb);
     nb.struct_size = sizeof nb;
     nb.B = B, nb.L = v->T, nb.V = v->V, nb.Vp = v->Vp;
-    nb.block = v->mw, nb.annealed = 1;
+    nb.block = v->p.mask_w, nb.annealed = 1;
     nb.x0 = v->x0, nb.xt = v->xt, nb.t = v->tspec, nb.state = v->cstate, nb.rng = r;
     char perr[512] = "";
     int (*draw)(void *, hdlm_noise_batch *, char *, size_t) = v->noise->corrupt;
@@ -303,7 +229,7 @@ int eval_bound(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
                          m->cfg.seq_len, (long long)n_seq, L);
     ev v;
     memset(&v, 0, sizeof v);
-    v.m = m, v.h = h, v.ns = noise_self, v.noise = noise, v.cfg = *cfg, v.L = L, v.V = V;
+    v.m = m, v.ns = noise_self, v.noise = noise, v.cfg = *cfg, v.L = L, v.V = V;
     const hdlm_info ni = facts_of(noise, noise_self);
     v.Vp = V + ni.n_extra;
     if (v.Vp != m->cfg.vocab)
@@ -317,55 +243,32 @@ int eval_bound(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
         return error_set(
             e, HDLM_EINVAL, "eval: the noise process %s σ conditioning but the model %s",
             v.conditioned ? "needs" : "has no", m->cfg.cond ? "is conditioned" : "is not");
-    v.W = h->n_levels(h->ctx);
-    v.K = h->n_steps(h->ctx, L);
-    int64_t block = 1;
-    uint32_t growth = h->growth(h->ctx, &block);
-    if (growth != HDLM_GROW_BLOCKS || block < 1) block = 1;
-    v.mw = hyper_mask_width(h, L, cfg->context_width);
-    v.continuous = cfg->continuous >= 0 ? cfg->continuous : (h->flags & HDLM_INFO_CONTINUOUS) != 0;
     int mc = cfg->mc;
-    if (mc < 0 || (mc == 0 && v.continuous))
+    int continuous =
+        cfg->continuous >= 0 ? cfg->continuous : (h->flags & HDLM_INFO_CONTINUOUS) != 0;
+    if (mc < 0 || (mc == 0 && continuous))
         return error_set(e, HDLM_EINVAL,
                          "eval: mc = %d; need >= 1 draws per sequence (0 = exact, discrete only)",
                          mc);
-    int rc = HDLM_OK;
+    plan_layout lay = {.context = cfg->context, .context_width = cfg->context_width};
+    int rc = plan_compile(&v.p, h, L, &lay, e);
+    if (rc != HDLM_OK) return rc;
+    v.continuous = continuous;
     double *acc = calloc((size_t)n_seq, sizeof *acc);
-    if (!acc) return error_set(e, HDLM_ENOMEM, "eval: out of memory");
+    if (!acc) {
+        ev_free(&v);
+        return error_set(e, HDLM_ENOMEM, "eval: out of memory");
+    }
     if (!v.continuous) {
-        if (v.W < 1 || v.K < 1 || (v.K + 1) * (int64_t)L > EVAL_MAX_LEVEL_TABLE) {
-            free(acc);
-            return error_set(e, HDLM_EINVAL,
-                             "eval: schedule %s has %d levels and %lld steps for "
-                             "length %d; expected >= 1 and a table of at most %lld entries",
-                             h->name, v.W, (long long)v.K, L, (long long)EVAL_MAX_LEVEL_TABLE);
-        }
-        v.levels = malloc(((size_t)v.K + 1) * L * sizeof *v.levels);
-        v.settled = malloc(((size_t)v.K + 1) * sizeof *v.settled);
-        if (!v.levels || !v.settled) {
-            rc = error_set(e, HDLM_ENOMEM, "eval: out of memory for the level table");
-            goto done;
-        }
-        for (int64_t s = 0; s <= v.K; s++)
-            if ((rc = hyper_levels(h, s, L, v.levels + (size_t)s * L, &v.settled[s], e))) goto done;
-        int can = growth == HDLM_GROW_BLOCKS && ev_vectorisable(&v, block);
-        if (cfg->vectorised == 1 && !can) {
+        if (cfg->vectorised == 1 && !v.p.vectorisable) {
             rc = error_set(e, HDLM_EINVAL,
                            "eval: vectorised = true, but schedule %s (with this context) does not "
-                           "activate one whole block at a time right after the settled prefix",
-                           h->name);
+                           "activate one whole block at a time right after the settled prefix "
+                           "(the 2L layout %s)",
+                           h->name, v.p.why_not);
             goto done;
         }
-        v.vectorised = cfg->vectorised != 0 && can;
-        if (v.vectorised && ev_build_blocks(&v, block, e) != HDLM_OK) {
-            if (e->code == HDLM_ENOMEM) {
-                rc = e->code;
-                goto done;
-            }
-            free(v.blk_off), free(v.blk_steps), free(v.blk_start);
-            v.blk_off = NULL, v.blk_steps = NULL, v.blk_start = NULL;
-            v.vectorised = 0;
-        }
+        v.vectorised = cfg->vectorised != 0 && v.p.vectorisable;
     }
     v.T = v.vectorised ? 2 * L : L;
     int cap = cfg->batch > 0 ? cfg->batch : 8;
@@ -374,18 +277,20 @@ int eval_bound(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
     /* draws per sequence: mc, or every step / the longest block's steps when exact */
     int64_t draws = mc;
     if (mc == 0) {
-        draws = v.K;
+        draws = v.p.K;
         if (v.vectorised) {
             draws = 0;
-            for (int k = 0; k < v.n_blocks; k++)
-                if (v.blk_off[k + 1] - v.blk_off[k] > draws)
-                    draws = v.blk_off[k + 1] - v.blk_off[k];
+            for (int k = 0; k < v.p.n_blocks; k++) {
+                int64_t cnt;
+                plan_block_steps(&v.p, k, &cnt);
+                if (cnt > draws) draws = cnt;
+            }
         }
     }
     rng base, noise_rng;
     rng_init(&base, cfg->seed);
     noise_rng = rng_split(&base, UINT64_MAX);
-    double *u0 = malloc(((size_t)(v.vectorised ? v.n_blocks : 1)) * sizeof *u0);
+    double *u0 = malloc(((size_t)(v.vectorised ? v.p.n_blocks : 1)) * sizeof *u0);
     if (!u0) {
         rc = error_set(e, HDLM_ENOMEM, "eval: out of memory");
         goto done;
@@ -396,7 +301,7 @@ int eval_bound(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
     int B = 0;
     for (int64_t b = 0; b < n_seq && rc == HDLM_OK; b++) {
         rng rb = rng_split(&base, (uint64_t)b);
-        for (int k = 0; k < (v.vectorised ? v.n_blocks : 1); k++)
+        for (int k = 0; k < (v.vectorised ? v.p.n_blocks : 1); k++)
             u0[k] = rng_uniform(&rb);
         const int32_t *x = seqs + (size_t)b * L;
         for (int64_t j = 0; j < draws && rc == HDLM_OK; j++) {
@@ -406,16 +311,14 @@ int eval_bound(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
                 v.x0[base_j + i] = x[i % L], v.pos[base_j + i] = i % L;
             if (v.continuous) {
                 ev_fill_cont(&v, r, 1.0 - frac(u0[0] + (double)j / (double)draws), draws);
-                mask_rows_from_states(v.rows + base_j, v.state + base_j, L, cfg->context, v.mw,
-                                      cfg->block_type);
+                mask_rows_from_states(v.rows + base_j, v.state + base_j, L, cfg->context,
+                                      v.p.mask_w, cfg->block_type);
             } else if (!v.vectorised) {
-                int64_t s =
-                    mc == 0 ? j + 1 : 1 + (int64_t)(frac(u0[0] + (double)j / mc) * (double)v.K);
-                if (s > v.K) s = v.K;
-                ev_fill_step(&v, r, 0, 0, L, s, mc == 0 ? 1.0 : (double)v.K / mc,
+                int64_t s = mc == 0 ? j + 1 : plan_step_of(&v.p, frac(u0[0] + (double)j / mc));
+                ev_fill_step(&v, r, 0, 0, L, s, mc == 0 ? 1.0 : (double)v.p.K / mc,
                              v.score ? rng_uniform(&rb) : 0);
-                mask_rows_from_states(v.rows + base_j, v.state + base_j, L, cfg->context, v.mw,
-                                      cfg->block_type);
+                mask_rows_from_states(v.rows + base_j, v.state + base_j, L, cfg->context,
+                                      v.p.mask_w, cfg->block_type);
             } else {
                 /* clean copy: settled context for every block */
                 for (int i = 0; i < L; i++) {
@@ -424,9 +327,10 @@ int eval_bound(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
                     v.tspec[base_j + i] = v.tnow[base_j + i] = HYPER_SAMPLING_EPS;
                     v.tnext[base_j + i] = 0, v.w[base_j + i] = 0;
                 }
-                for (int k = 0; k < v.n_blocks; k++) {
-                    int64_t cnt = v.blk_off[k + 1] - v.blk_off[k];
-                    int lo = v.blk_start[k], hi = lo + (int)block < L ? lo + (int)block : L;
+                for (int k = 0; k < v.p.n_blocks; k++) {
+                    int64_t cnt;
+                    const int64_t *steps = plan_block_steps(&v.p, k, &cnt);
+                    int lo = v.p.block_start[k], hi = plan_block_end(&v.p, k);
                     if (mc == 0 && j >= cnt) { /* this block has no step left: inert */
                         for (int i = lo; i < hi; i++) {
                             size_t q = base_j + L + i;
@@ -438,14 +342,14 @@ int eval_bound(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
                     }
                     int64_t idx = mc == 0 ? j : (int64_t)(frac(u0[k] + (double)j / mc) * cnt);
                     if (idx >= cnt) idx = cnt - 1;
-                    int64_t s = v.blk_steps[v.blk_off[k] + idx];
+                    int64_t s = steps[idx];
                     /* the block's positions as the sampler sees them at step s (settled prefix =
                      * the blocks before it, which the clean copy stands for) */
                     ev_fill_step(&v, r, L + lo, lo, hi, s, mc == 0 ? 1.0 : (double)cnt / mc,
                                  v.score ? rng_uniform(&rb) : 0);
                 }
-                mask_rows_vectorised(v.rows + base_j, L, v.blk_start, v.n_blocks, cfg->context,
-                                     v.mw, cfg->block_type);
+                mask_rows_vectorised(v.rows + base_j, L, v.p.block_start, v.p.n_blocks,
+                                     cfg->context, v.p.mask_w, cfg->block_type);
             }
             v.owner[r] = (int)b;
             if (++B == cap) {
@@ -474,7 +378,7 @@ int eval_bound(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
     out->n_seq = n_seq, out->L = L, out->per_seq = acc, acc = NULL;
     out->exact = mc == 0 && !v.score, out->vectorised = v.vectorised,
     out->continuous = v.continuous;
-    out->n_steps = v.K, out->mc = draws;
+    out->n_steps = v.p.K, out->mc = draws;
     out->wall = progress_now() - t0;
     eval_summarise(out, L);
 done:

@@ -1,8 +1,7 @@
-/* Hyperschedules seen from the core: the adapter over schedule plugins, the checked level
- * lookup, and the level -> (t, state) conversion of docs/method.md "From levels to times" in
- * float32, operation by operation as the reference's PyTorch code does, so that times are
- * bit-identical. Knows no schedule by name; does not build masks (nn/mask.c) nor draw training
- * steps (the trainer). */
+/* Hyperschedules seen from the core: a schedule instance and its ops, the checked level lookup, and
+ * the level -> (t, state) conversion of docs/method.md "From levels to times" in float32, operation
+ * by operation as the reference's PyTorch code does, so that times are bit-identical. Knows no
+ * schedule by name; does not build masks (nn/mask.c) nor draw training steps (the trainer). */
 #include "hyper.h"
 
 #include "diffusion/facts.h"
@@ -11,32 +10,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- plugin adapter ---- */
-
-/* h->levels of a plugin hyper: the plugin's op needs its ops table, which ctx (= self) cannot
- * reach, so hyper_levels calls it directly and this stub only explains the mistake. */
-static int plugin_levels_stub(void *ctx, int64_t step, int64_t L, int32_t *level,
-                              int64_t *n_settled, error *e) {
-    (void)ctx;
-    (void)step;
-    (void)L;
-    (void)level;
-    (void)n_settled;
-    return error_set(e, HDLM_ESTATE, "a plugin hyper's levels must be read with hyper_levels");
-}
+/* ---- the source ---- */
 
 void hyper_from_plugin(hyper *h, void *self, const hdlm_schedule_ops *ops, const char *name) {
     HDLM_ASSERT(h && ops && ops->n_levels && ops->n_steps && ops->levels && ops->growth);
     memset(h, 0, sizeof *h);
-    h->ctx = self;
+    h->self = self;
+    h->ops = ops;
     h->flags = facts_of(ops, self).flags & HDLM_INFO_CONTINUOUS;
-    /* same signatures as the ABI's ops, so they are used as they are */
-    h->n_levels = ops->n_levels;
-    h->n_steps = ops->n_steps;
-    h->growth = ops->growth;
-    h->levels = plugin_levels_stub;
     h->name = name ? name : "(unnamed schedule)";
-    h->plugin_ops = ops;
+}
+
+uint32_t hyper_growth(const hyper *h, int64_t *block) {
+    int64_t b = 1;
+    uint32_t g = h->ops->growth(h->self, &b);
+    *block = g == HDLM_GROW_BLOCKS && b >= 1 ? b : 1;
+    return g;
 }
 
 /* ---- checked levels ---- */
@@ -51,27 +40,26 @@ int hyper_levels(const hyper *h, int64_t step, int64_t L, int32_t *level, int64_
     if (step < 0)
         return error_set(e, HDLM_EINVAL, "schedule '%s': step %lld is negative", name,
                          (long long)step);
-    /* a source whose n_steps failed (< 0, e.g. a Lua error) reports its own message below */
-    int64_t n = h->n_steps(h->ctx, L);
+    /* a source whose n_steps failed (< 0, e.g. a Lua error) says why from its levels op */
+    int64_t n = hyper_n_steps(h, L);
     if (n >= 0 && step > n)
         return error_set(e, HDLM_EINVAL,
                          "schedule '%s': step %lld is beyond the last step %lld for L = %lld", name,
                          (long long)step, (long long)n, (long long)L);
     *n_settled = -1;
-    int rc;
-    if (h->plugin_ops) {
-        char err[512] = "";
-        rc = h->plugin_ops->levels(h->ctx, step, L, level, n_settled, err, sizeof err);
-        err[sizeof err - 1] = '\0'; /* do not trust the plugin to terminate it */
-        if (rc != HDLM_OK)
-            return error_set(e, rc == HDLM_ENOMEM ? HDLM_ENOMEM : HDLM_EPLUGIN,
-                             "schedule '%s' step %lld: %s", name, (long long)step,
-                             err[0] ? err : "levels failed with no message");
-    } else {
-        rc = h->levels(h->ctx, step, L, level, n_settled, e);
-        if (rc != HDLM_OK) return rc;
+    char err[700] = "";
+    int rc = h->ops->levels(h->self, step, L, level, n_settled, err, sizeof err);
+    err[sizeof err - 1] = '\0'; /* do not trust the source to terminate it */
+    if (rc != HDLM_OK) {
+        int code = rc == HDLM_ENOMEM ? HDLM_ENOMEM : HDLM_EPLUGIN;
+        const char *why = err[0] ? err : "levels failed with no message";
+        if (n < 0) return error_set(e, code, "schedule '%s': %s", name, why);
+        return error_set(e, code, "schedule '%s' step %lld: %s", name, (long long)step, why);
     }
-    int32_t W = h->n_levels(h->ctx);
+    if (n < 0)
+        return error_set(e, HDLM_EPLUGIN, "schedule '%s': n_steps(%lld) failed (returned %lld)",
+                         name, (long long)L, (long long)n);
+    int32_t W = hyper_n_levels(h);
     if (W < 1)
         return error_set(e, HDLM_EPLUGIN, "schedule '%s': n_levels (W) is %d, expected >= 1", name,
                          (int)W);
@@ -147,9 +135,8 @@ void hyper_times(const int32_t *level, int64_t n_settled, int64_t L, int32_t W, 
 /* ---- the settled layout shared by training, sampling and evaluation ---- */
 
 int hyper_mask_width(const hyper *h, int L, int context_width) {
-    int64_t block = 1;
-    uint32_t g = h->growth(h->ctx, &block);
-    if (g != HDLM_GROW_BLOCKS || block < 1) block = 1;
+    int64_t block;
+    hyper_growth(h, &block);
     int64_t w = context_width > 0 ? context_width : block;
     return (int)(w < 1 ? 1 : w < L ? w : L);
 }
@@ -159,8 +146,8 @@ int hyper_cache_exact(const hyper *h, int L, int context, int context_width) {
     if (context == MASK_CTX_FULL) return 0; /* a newly settled token changes every earlier one */
     int w = hyper_mask_width(h, L, context_width);
     if (w == 1) return 1;
-    int64_t block = 1;
-    uint32_t g = h->growth(h->ctx, &block);
+    int64_t block;
+    uint32_t g = hyper_growth(h, &block);
     /* a settled position sees its own width-w block: exact when such blocks settle all at once */
-    return g == HDLM_GROW_BLOCKS && block >= 1 && (block % w == 0 || block >= L);
+    return g == HDLM_GROW_BLOCKS && (block % w == 0 || block >= L);
 }

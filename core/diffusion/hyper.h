@@ -13,23 +13,30 @@
 #define HYPER_SAMPLING_EPS                                                                         \
     1e-4f /* ε_s of docs/method.md "From levels to times" (annealing.sampling_eps) */
 
-/* Where levels come from. Both a plugin instance and a Lua schedule fill one of these. */
+/* A schedule as the core sees it: an instance (self) and the schedule ops of docs/method.md
+ * "Levels, steps and states" (hdlm/plugin.h), whether they come from a plugin or from a schedule
+ * written in Lua (which fills an hdlm_schedule_ops table of its own). flags are the instance's:
+ * the ops' flags plus what the instance's options add (`continuous`). Read levels through
+ * hyper_levels (checked) or, for a whole run, through a compiled plan (diffusion/plan.h). */
 typedef struct hyper {
-    void *ctx;
-    uint32_t flags; /* HDLM_INFO_CONTINUOUS or 0 */
-    int32_t (*n_levels)(void *ctx);
-    int64_t (*n_steps)(void *ctx, int64_t L);
-    int (*levels)(void *ctx, int64_t step, int64_t L, int32_t *level, int64_t *n_settled, error *e);
-    uint32_t (*growth)(void *ctx, int64_t *block);
+    void *self;
+    const hdlm_schedule_ops *ops;
+    uint32_t flags;   /* HDLM_SCHEDULE_* */
     const char *name; /* for messages */
-    /* Set by hyper_from_plugin (ctx is then the plugin's self), NULL for other sources: the
-     * callbacks receive ctx only, so the plugin's levels op (err buffer, not error) can only be
-     * reached from here; h->levels of a plugin hyper only reports that. Use hyper_levels. */
-    const hdlm_schedule_ops *plugin_ops;
 } hyper;
 
-/* A hyper over a schedule plugin instance (ops = hdlm_schedule_ops of the instance). */
+/* A hyper over a schedule instance (a plugin's, or a Lua schedule's own ops). */
 void hyper_from_plugin(hyper *h, void *self, const hdlm_schedule_ops *ops, const char *name);
+
+static inline int32_t hyper_n_levels(const hyper *h) {
+    return h->ops->n_levels(h->self);
+}
+/* < 0 when the source failed (a Lua error); hyper_levels then reports why */
+static inline int64_t hyper_n_steps(const hyper *h, int64_t L) {
+    return h->ops->n_steps(h->self, L);
+}
+/* HDLM_GROW_*; *block = the growth block, 1 for token growth (or a block < 1) */
+uint32_t hyper_growth(const hyper *h, int64_t *block);
 
 /* Levels of step (0 <= step <= n_steps(L)), checked: every level in 0..W, settled prefix levels
  * 0, n_settled in 0..L. A schedule that breaks these is reported with its name and the step. */

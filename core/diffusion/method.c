@@ -15,11 +15,7 @@
 
 void method_free(method *m) {
     if (!m) return;
-    free(m->levels);
-    free(m->settled);
-    free(m->block_steps);
-    free(m->block_off);
-    free(m->bucket_start);
+    plan_free(&m->plan);
     free(m->x0);
     free(m->xt);
     free(m->pos);
@@ -42,90 +38,24 @@ int method_init(method *m, const method_config *cfg, const hyper *sched, void *n
     const hdlm_info ni = facts_of(noise, noise_self);
     m->Vp = V + ni.n_extra;
     m->L = L;
-    m->W = sched->n_levels(sched->ctx);
-    m->n_steps = sched->n_steps(sched->ctx, L);
-    m->growth = sched->growth(sched->ctx, &m->block);
     m->conditioned = (ni.flags & HDLM_INFO_CONDITIONED) != 0;
-    m->continuous = (sched->flags & HDLM_INFO_CONTINUOUS) != 0;
-    if (m->W < 1 || m->n_steps < 1 || m->n_steps > (1 << 24))
-        return error_set(e, HDLM_EINVAL,
-                         "schedule %s: %d levels and %lld steps for length %d; expected >= 1",
-                         sched->name, m->W, (long long)m->n_steps, L);
-    if (m->growth != HDLM_GROW_BLOCKS || m->block < 1) m->block = 1;
-    m->mask_w = hyper_mask_width(sched, L, cfg->context_width);
     if (m->conditioned && !noise->conditioning)
         return error_set(e, HDLM_EPLUGIN,
                          "noise plugin is flagged conditioned but has no conditioning function");
-    size_t rows = (size_t)m->n_steps + 1;
-    m->levels = malloc(rows * (size_t)L * sizeof *m->levels);
-    m->settled = malloc(rows * sizeof *m->settled);
-    if (!m->levels || !m->settled) {
-        method_free(m);
-        return error_set(e, HDLM_ENOMEM, "schedule %s: no memory for %lld x %d levels", sched->name,
-                         (long long)rows, L);
-    }
-    for (int64_t s = 0; s <= m->n_steps; s++) {
-        int rc = hyper_levels(sched, s, L, m->levels + (size_t)s * L, &m->settled[s], e);
-        if (rc != HDLM_OK) {
-            method_free(m);
-            return rc;
-        }
-    }
+    plan_layout lay = {.context = cfg->context, .context_width = cfg->context_width};
+    int rc = plan_compile(&m->plan, sched, L, &lay, e);
+    if (rc != HDLM_OK) return rc;
     m->T = L;
     if (cfg->vectorised) {
-        /* the clean copy's rows would see the whole clean copy, so the clean tokens of the block
-         * being denoised would reach its noisy copy through the deeper layers */
-        if (cfg->context == MASK_CTX_FULL)
-            return method_free(m),
-                   error_set(e, HDLM_EINVAL,
-                             "vectorised training with context 'full' leaks each block's clean "
-                             "tokens into its prediction; use context 'block_causal' or 'causal' "
-                             "(or vectorised = false)");
-        if (m->growth != HDLM_GROW_BLOCKS)
-            return method_free(m),
-                   error_set(e, HDLM_EINVAL,
-                             "vectorised training needs a schedule that settles whole blocks; "
-                             "schedule %s settles token by token (set vectorised = false)",
-                             sched->name);
-        if (m->block >= L)
-            return method_free(m),
-                   error_set(e, HDLM_EINVAL,
-                             "vectorised training: schedule %s has one block of %lld >= length "
-                             "%d, so the clean copy would serve no block (set vectorised = false)",
-                             sched->name, (long long)m->block, L);
-        m->n_blocks = (int)((L + m->block - 1) / m->block);
-        m->block_off = calloc((size_t)m->n_blocks + 1, sizeof *m->block_off);
-        m->block_steps = malloc(rows * sizeof *m->block_steps);
-        m->bucket_start = malloc((size_t)m->n_blocks * sizeof *m->bucket_start);
-        if (!m->block_off || !m->block_steps || !m->bucket_start) {
+        /* the 2L layout is the per-step computation only where plan.h says so; with context
+         * 'full' the clean copy's rows would see the whole clean copy, so the clean tokens of the
+         * block being denoised would reach its noisy copy through the deeper layers */
+        if (!m->plan.vectorisable) {
+            error_set(e, HDLM_EINVAL, "vectorised training %s (set vectorised = false)",
+                      m->plan.why_not);
             method_free(m);
-            return error_set(e, HDLM_ENOMEM, "vectorised training: out of memory");
+            return e->code;
         }
-        /* step s trains block k when the settled prefix is exactly k blocks and block k is not
-         * all worthless (docs/method.md "Training": for block annealing, the steps [1 + kτ, 1 +
-         * (k+1)τ)) */
-        int64_t n = 0;
-        for (int k = 0; k < m->n_blocks; k++) {
-            m->bucket_start[k] = (int32_t)(k * m->block);
-            m->block_off[k] = n;
-            int64_t lo = k * m->block, hi = lo + m->block < L ? lo + m->block : L;
-            for (int64_t s = 1; s <= m->n_steps; s++) {
-                if (m->settled[s] != lo) continue;
-                const int32_t *lv = m->levels + (size_t)s * L;
-                int live = 0;
-                for (int64_t i = lo; i < hi; i++)
-                    live |= lv[i] < m->W;
-                if (live) m->block_steps[n++] = s;
-            }
-            if (m->block_off[k] == n)
-                return method_free(m),
-                       error_set(e, HDLM_EINVAL,
-                                 "vectorised training: schedule %s never has block %d "
-                                 "(positions %lld..%lld) active right after the blocks before "
-                                 "it settle",
-                                 sched->name, k, (long long)lo, (long long)hi - 1);
-        }
-        m->block_off[m->n_blocks] = n;
         m->T = 2 * L;
     }
     return HDLM_OK;
@@ -171,8 +101,9 @@ static void fill_seq(const method *m, hdlm_noise_batch *nb, int b) {
     nb->Vp = m->Vp;
     /* settled-CE block weighting (γ): the blocks of the settled context (one block when they are
      * single tokens); the vectorised clean copy counts as one block */
-    nb->block = m->cfg.vectorised ? 2 * (int64_t)m->L : (m->mask_w > 1 ? m->mask_w : m->L);
-    nb->annealed = !m->continuous;
+    nb->block =
+        m->cfg.vectorised ? 2 * (int64_t)m->L : (m->plan.mask_w > 1 ? m->plan.mask_w : m->L);
+    nb->annealed = !m->plan.continuous;
     nb->x0 = m->x0 + off;
     nb->xt = m->xt + off;
     nb->t = m->t + off;
@@ -182,8 +113,8 @@ static void fill_seq(const method *m, hdlm_noise_batch *nb, int b) {
 int method_prepare(method *m, const int32_t *windows, int B, rng *streams, double u0, int64_t g0,
                    int64_t G, error *e) {
     if (ensure_buffers(m, B, e) != HDLM_OK) return e->code;
+    const plan *p = &m->plan;
     int L = m->L, T = m->T;
-    int mask_w = m->mask_w;
     char err[512] = "";
     for (int b = 0; b < B; b++) {
         rng *r = &streams[b];
@@ -195,19 +126,18 @@ int method_prepare(method *m, const int32_t *windows, int B, rng *streams, doubl
         for (int i = 0; i < L; i++)
             x0[i] = w[i], pos[i] = i;
         if (!m->cfg.vectorised) {
-            if (m->continuous) {
+            if (p->continuous) {
                 /* MDLM-style continuous time: one t per sequence, every position active */
                 float tt = (1.0f - HYPER_SAMPLING_EPS) * (float)draw_u(m, r, u0, g0 + b, G) +
                            HYPER_SAMPLING_EPS;
                 for (int i = 0; i < L; i++)
                     t[i] = tt, st[i] = HDLM_ACTIVE;
             } else {
-                int64_t s = 1 + (int64_t)(draw_u(m, r, u0, g0 + b, G) * (double)m->n_steps);
-                if (s > m->n_steps) s = m->n_steps;
-                hyper_times(m->levels + (size_t)s * L, m->settled[s], L, m->W, HYPER_SAMPLING_EPS,
-                            t, st);
+                int64_t s = plan_step_of(p, draw_u(m, r, u0, g0 + b, G));
+                memcpy(t, plan_times(p, s), (size_t)L * sizeof *t);
+                memcpy(st, plan_states(p, s), (size_t)L);
             }
-            mask_rows_from_states(rows, st, L, m->cfg.context, mask_w, m->cfg.block_type);
+            mask_rows_from_states(rows, st, L, m->cfg.context, p->mask_w, m->cfg.block_type);
         } else {
             /* vectorised: clean copy [0, L), noisy copy [L, 2L) with one drawn step per block */
             for (int i = 0; i < L; i++) {
@@ -216,15 +146,16 @@ int method_prepare(method *m, const int32_t *windows, int B, rng *streams, doubl
                 t[i] = HYPER_SAMPLING_EPS;
                 st[i] = HDLM_SETTLED;
             }
-            for (int k = 0; k < m->n_blocks; k++) {
-                int64_t cnt = m->block_off[k + 1] - m->block_off[k];
-                int64_t s = m->block_steps[m->block_off[k] + (int64_t)rng_below(r, (uint64_t)cnt)];
-                int lo = m->bucket_start[k], hi = lo + (int)m->block < L ? lo + (int)m->block : L;
-                /* times of the block's levels as active positions (n_settled 0 in the block) */
-                hyper_times(m->levels + (size_t)s * L + lo, 0, hi - lo, m->W, HYPER_SAMPLING_EPS,
-                            t + L + lo, st + L + lo);
+            for (int k = 0; k < p->n_blocks; k++) {
+                int64_t cnt;
+                const int64_t *steps = plan_block_steps(p, k, &cnt);
+                int64_t s = steps[rng_below(r, (uint64_t)cnt)];
+                int lo = p->block_start[k], hi = plan_block_end(p, k);
+                /* the block as it is at step s: right after the settled prefix */
+                memcpy(t + L + lo, plan_times(p, s) + lo, (size_t)(hi - lo) * sizeof *t);
+                memcpy(st + L + lo, plan_states(p, s) + lo, (size_t)(hi - lo));
             }
-            mask_rows_vectorised(rows, L, m->bucket_start, m->n_blocks, m->cfg.context, mask_w,
+            mask_rows_vectorised(rows, L, p->block_start, p->n_blocks, m->cfg.context, p->mask_w,
                                  m->cfg.block_type);
         }
         /* the corruption continues the sequence's stream after its step draws */

@@ -12,6 +12,7 @@
 #include "base/error.h"
 #include "base/rng.h"
 #include "diffusion/hyper.h"
+#include "diffusion/plan.h"
 #include "hdlm/plugin.h"
 #include "nn/layers.h"
 
@@ -22,8 +23,8 @@ typedef struct method_config {
     int block_type;      /* MASK_BLOCK_* inside the active region (default full) */
     int vectorised;      /* 2L layout (block-growth schedules only) */
     int low_discrepancy; /* steps (t for continuous) stratified over the batch */
-    int context_width;   /* block width of block_causal settled context; 0 = hyper_mask_width's
-                            default (the schedule's block, 1 for token growth) */
+    int context_width;   /* block width of block_causal settled context; 0 = the plan's default
+                            (the schedule's block, 1 for token growth) */
 } method_config;
 
 typedef struct method {
@@ -31,18 +32,10 @@ typedef struct method {
     const hyper *sched;          /* borrowed */
     void *noise_self;            /* borrowed */
     const hdlm_noise_ops *noise; /* borrowed */
-    int32_t V, Vp, W;
-    int L, T;               /* sequence length, positions the model sees (L or 2L) */
-    int64_t n_steps, block; /* schedule steps for L; growth block (1 = tokens) */
-    uint32_t growth;
-    int mask_w; /* block width of block_causal settled context (hyper_mask_width) */
-    int conditioned, continuous;
-    int32_t *levels;       /* (n_steps + 1, L) level table */
-    int64_t *settled;      /* (n_steps + 1) settled prefix per step */
-    int n_blocks;          /* vectorised: blocks of the sequence */
-    int64_t *block_steps;  /* vectorised: steps where block k is the active one */
-    int64_t *block_off;    /* (n_blocks + 1) offsets into block_steps */
-    int32_t *bucket_start; /* (n_blocks) */
+    int32_t V, Vp;
+    int L, T;  /* sequence length, positions the model sees (L or 2L) */
+    plan plan; /* the schedule for L and the layout: steps, times, mask width, blocks */
+    int conditioned;
     /* per micro-batch buffers, (B, T) unless noted */
     int cap_B;
     int32_t *x0, *xt, *pos;
@@ -51,8 +44,9 @@ typedef struct method {
     attn_row *rows;
 } method;
 
-/* Builds the level tables for length L; checks the pairing (vectorised needs block growth).
- * Errors name the schedule/noise and the numbers. */
+/* Compiles the schedule's plan for length L (which checks the schedule's invariants) and checks
+ * the pairing (vectorised needs a schedule the 2L layout fits, plan.h). Errors name the
+ * schedule/noise and the numbers. */
 int method_init(method *m, const method_config *cfg, const hyper *sched, void *noise_self,
                 const hdlm_noise_ops *noise, int32_t V, int L, error *e);
 void method_free(method *m);

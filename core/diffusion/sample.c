@@ -8,6 +8,7 @@
 #include "base/rng.h"
 #include "base/threads.h"
 #include "diffusion/facts.h"
+#include "diffusion/plan.h"
 #include "nn/layers.h"
 #include "nn/mask.h"
 #include "tensor/blas.h"
@@ -165,12 +166,15 @@ int sample_run(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
                          "sample: noise process %s %s σ conditioning but the model %s", noise_name,
                          conditioned ? "needs" : "has no",
                          m->cfg.cond ? "is conditioned" : "is not");
-    int32_t W = h->n_levels(h->ctx);
-    int64_t n_steps = h->n_steps(h->ctx, L);
-    int mw = hyper_mask_width(h, L, cfg->context_width);
+    plan pl;
+    plan_layout lay = {.context = cfg->context, .context_width = cfg->context_width};
+    int rc = plan_compile(&pl, h, L, &lay, e);
+    if (rc != HDLM_OK) return rc;
+    int64_t n_steps = pl.K;
+    int mw = pl.mask_w;
     /* settled K/V are functions of settled tokens only unless a settled row sees positions that
      * settle later (context full, or blocks wider than what settles at once) */
-    int use_cache = cfg->cache && hyper_cache_exact(h, L, cfg->context, cfg->context_width);
+    int use_cache = cfg->cache && pl.cache_exact;
     size_t BL = (size_t)B * L;
 
     loop lp = {.cfg = cfg,
@@ -181,12 +185,10 @@ int sample_run(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
                .n_extra = n_extra};
     rng_init(&lp.r, cfg->seed);
     int32_t *x = malloc(BL * sizeof *x);
-    int32_t *lev = malloc((size_t)L * sizeof *lev), *lev2 = malloc((size_t)L * sizeof *lev2);
     float *tn = malloc(BL * sizeof *tn), *tx = malloc(BL * sizeof *tx),
           *tr = malloc(BL * sizeof *tr);
-    uint8_t *was_worthless = malloc((size_t)L); /* state at the previous step (limit at step 0) */
-    float *t1 = malloc((size_t)L * sizeof *t1), *sigma = calloc(BL, sizeof *sigma);
-    uint8_t *st = malloc(BL), *st1 = malloc((size_t)L), *fixed = calloc(BL, 1);
+    float *sigma = calloc(BL, sizeof *sigma);
+    uint8_t *st = malloc(BL), *fixed = calloc(BL, 1);
     uint8_t *filled = calloc((size_t)L, 1); /* logits rows that hold values */
     float *logits = calloc(BL * (size_t)Vp, sizeof *logits);
     double *probs = calloc(BL * (size_t)Vp, sizeof *probs);
@@ -196,15 +198,13 @@ int sample_run(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
     attn_row *crow = malloc(BL * sizeof *crow);
     lp.scratch = malloc((size_t)Vp * 3 * sizeof *lp.scratch);
     kv_cache kc = {0};
-    int rc = HDLM_OK;
     /* decoding is a few dozen small products per token, each a parallel region: fewer threads
      * for them while another process takes a core (base/threads.h); their values do not depend
      * on the thread count (nn/layers.h linear_set_gemv_threads) */
     threads_adapt ta;
     threads_adapt_init(&ta, blas_get_threads());
-    if (!x || !lev || !lev2 || !tn || !tx || !tr || !was_worthless || !t1 || !sigma || !st ||
-        !st1 || !fixed || !filled || !logits || !probs || !rows || !pos || !ctok || !csig ||
-        !crow || !lp.scratch) {
+    if (!x || !tn || !tx || !tr || !sigma || !st || !fixed || !filled || !logits || !probs ||
+        !rows || !pos || !ctok || !csig || !crow || !lp.scratch) {
         rc = error_set(e, HDLM_ENOMEM, "sample: out of memory for %d x %d samples", B, L);
         goto done;
     }
@@ -236,33 +236,18 @@ int sample_run(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
             }
         }
 
-    memset(was_worthless, 1, (size_t)L);
     progress pg;
     progress_init(&pg, NULL, "sample", n_steps);
     for (int64_t s = 1; s <= n_steps; s++) {
         lp.step = s;
         linear_set_gemv_threads(threads_adapt_next(&ta));
-        int64_t ns;
-        if ((rc = hyper_levels(h, s, L, lev, &ns, e)) != HDLM_OK) goto done;
-        hyper_times(lev, ns, L, W, HYPER_SAMPLING_EPS, tn, st);
-        /* next times: positions settled at the next step (or at the end) are denoised fully */
-        if (s < n_steps) {
-            int64_t ns1;
-            if ((rc = hyper_levels(h, s + 1, L, lev2, &ns1, e)) != HDLM_OK) goto done;
-            hyper_times(lev2, ns1, L, W, HYPER_SAMPLING_EPS, t1, st1);
-            for (int i = 0; i < L; i++)
-                tx[i] = st1[i] == HDLM_SETTLED ? 0.0f : t1[i];
-        } else {
-            for (int i = 0; i < L; i++)
-                tx[i] = 0.0f;
-        }
-        /* the reverse step starts a position's first active step from time 1, not from its
-         * level's time: the position comes from the limit state, which is fully noised (this is
-         * what makes eval.c's bound the NELBO of this loop). σ conditioning keeps the level's time,
-         * the one the model was trained with. */
+        int64_t ns = pl.settled[s];
+        /* states, level times (σ conditioning) and the reverse step's t_now / t_next (plan.h:
+         * a position's first active step starts from 1, it comes from the limit state; the step
+         * ends at 0 for positions settled next and at the last step) */
         for (int i = 0; i < L; i++) {
-            tr[i] = st[i] == HDLM_ACTIVE && was_worthless[i] ? 1.0f : tn[i];
-            was_worthless[i] = st[i] == HDLM_WORTHLESS;
+            plan_move mv = plan_move_at(&pl, s, i);
+            st[i] = mv.state, tn[i] = mv.t, tr[i] = mv.t_now, tx[i] = mv.t_next;
         }
         for (int b = 1; b < B; b++) {
             memcpy(tr + (size_t)b * L, tr, (size_t)L * sizeof *tr);
@@ -383,8 +368,8 @@ int sample_run(model *m, const hyper *h, void *noise_self, const hdlm_noise_ops 
 done:
     linear_set_gemv_threads(0);
     kv_cache_free(&kc);
-    free(x), free(lev), free(lev2), free(tn), free(tx), free(tr), free(was_worthless), free(t1),
-        free(sigma), free(st), free(st1);
+    plan_free(&pl);
+    free(x), free(tn), free(tx), free(tr), free(sigma), free(st);
     free(fixed), free(filled), free(logits), free(probs), free(rows), free(pos), free(ctok),
         free(csig);
     free(crow), free(lp.scratch);

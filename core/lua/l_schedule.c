@@ -3,8 +3,9 @@
  *   hdlm.schedule{levels=function(step, L) ... end, n_steps=..., n_levels=W, ...}
  *   hdlm.schedule{levels={{...}, {...}}, n_levels=W, ...} -> Schedule written in Lua
  *   s:n_steps(L), s:levels(step, L), s:times(step, L, {eps=}), s:mask(step, L, {...})
- * Either kind is a `hyper` (diffusion/hyper.h) owned by the userdata, so a Lua schedule works
- * wherever a plugin does; l_check_schedule/l_to_schedule hand it to other bindings. */
+ * Either kind is a `hyper` (diffusion/hyper.h) owned by the userdata: a plugin instance and its
+ * ops, or this file's own schedule ops (lua_sched_ops) over the Lua callbacks, so a Lua schedule
+ * works wherever a plugin does; l_check_schedule/l_to_schedule hand it to other bindings. */
 #include "diffusion/hyper.h"
 #include "l_internal.h"
 #include "nn/mask.h"
@@ -33,8 +34,9 @@ typedef struct l_schedule {
     int32_t W;
     uint32_t growth;
     int64_t block;
+    int continuous; /* trains in continuous time (HDLM_INFO_CONTINUOUS) */
     char name[128];
-    char err[700]; /* last n_steps failure, reported by the callers that see n_steps < 0 */
+    char err[600]; /* last n_steps failure, reported by the callers that see n_steps < 0 */
 } l_schedule;
 
 /* luaL_error with printf formats (lua_pushfstring knows neither %lld nor %g). */
@@ -48,27 +50,27 @@ static int fail(lua_State *L, const char *fmt, ...) {
     return luaL_error(L, "%s", msg);
 }
 
-/* ---- hyper callbacks of a Lua schedule ---- */
+/* ---- the schedule ops of a Lua schedule (hdlm/plugin.h; self = the l_schedule) ---- */
 
-static int32_t lua_sched_n_levels(void *ctx) {
-    return ((l_schedule *)ctx)->W;
+static int32_t lua_sched_n_levels(void *self) {
+    return ((l_schedule *)self)->W;
 }
 
-static uint32_t lua_sched_growth(void *ctx, int64_t *block) {
-    const l_schedule *s = ctx;
+static uint32_t lua_sched_growth(void *self, int64_t *block) {
+    const l_schedule *s = self;
     *block = s->block;
     return s->growth;
 }
 
 /* The number of steps, or -1 with the reason in s->err. Never raises: it runs under C callers
  * (hyper_levels, the trainer) that must not be unwound by a Lua error. */
-static int64_t lua_sched_n_steps(void *ctx, int64_t len) {
-    l_schedule *s = ctx;
+static int64_t lua_sched_n_steps(void *self, int64_t len) {
+    l_schedule *s = self;
     if (s->rows) {
         if (len > s->row_len) {
             snprintf(s->err, sizeof s->err,
-                     "schedule '%s': its level rows have %lld positions, L = %lld is longer",
-                     s->name, (long long)s->row_len, (long long)len);
+                     "its level rows have %lld positions, L = %lld is longer",
+                     (long long)s->row_len, (long long)len);
             return -1;
         }
         return s->n_steps_const;
@@ -76,7 +78,7 @@ static int64_t lua_sched_n_steps(void *ctx, int64_t len) {
     if (s->n_steps_ref == LUA_NOREF) return s->n_steps_const;
     lua_State *L = s->L;
     if (!lua_checkstack(L, 4)) {
-        snprintf(s->err, sizeof s->err, "schedule '%s': Lua stack overflow", s->name);
+        snprintf(s->err, sizeof s->err, "Lua stack overflow");
         return -1;
     }
     int top = lua_gettop(L);
@@ -85,15 +87,14 @@ static int64_t lua_sched_n_steps(void *ctx, int64_t len) {
     int64_t n = -1;
     if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
         const char *msg = lua_tostring(L, -1);
-        snprintf(s->err, sizeof s->err, "schedule '%s': n_steps(%lld) raised: %s", s->name,
-                 (long long)len, msg ? msg : "(error object is not a string)");
+        snprintf(s->err, sizeof s->err, "n_steps(%lld) raised: %s", (long long)len,
+                 msg ? msg : "(error object is not a string)");
     } else {
         int isint = 0;
         lua_Integer v = lua_tointegerx(L, -1, &isint);
         if (!isint || v < 0)
             snprintf(s->err, sizeof s->err,
-                     "schedule '%s': n_steps(%lld) returned %s, expected a non-negative integer",
-                     s->name, (long long)len,
+                     "n_steps(%lld) returned %s, expected a non-negative integer", (long long)len,
                      lua_type(L, -1) == LUA_TNUMBER ? "a negative or "
                                                       "non-integral number"
                                                     : luaL_typename(L, -1));
@@ -105,28 +106,29 @@ static int64_t lua_sched_n_steps(void *ctx, int64_t len) {
 }
 
 /* Reads the levels table at the top of the stack (raw access only: nothing here can raise). */
-static int read_levels(lua_State *L, const l_schedule *s, int64_t step, int64_t len, int32_t *level,
-                       error *e) {
-    if (!lua_istable(L, -1))
-        return error_set(e, HDLM_ELUA,
-                         "schedule '%s' step %lld: levels() returned %s, expected a table of %lld "
-                         "levels",
-                         s->name, (long long)step, luaL_typename(L, -1), (long long)len);
+static int read_levels(lua_State *L, const l_schedule *s, int64_t len, int32_t *level, char *err,
+                       size_t cap) {
+    if (!lua_istable(L, -1)) {
+        snprintf(err, cap, "levels() returned %s, expected a table of %lld levels",
+                 luaL_typename(L, -1), (long long)len);
+        return HDLM_ELUA;
+    }
     lua_Unsigned n = lua_rawlen(L, -1);
-    if ((int64_t)n != len)
-        return error_set(e, HDLM_ELUA,
-                         "schedule '%s' step %lld: levels() returned %llu levels, expected L = "
-                         "%lld",
-                         s->name, (long long)step, (unsigned long long)n, (long long)len);
+    if ((int64_t)n != len) {
+        snprintf(err, cap, "levels() returned %llu levels, expected L = %lld",
+                 (unsigned long long)n, (long long)len);
+        return HDLM_ELUA;
+    }
     for (int64_t i = 0; i < len; i++) {
         lua_rawgeti(L, -1, (lua_Integer)(i + 1));
         int isint = 0;
         lua_Integer v = lua_tointegerx(L, -1, &isint);
         lua_pop(L, 1);
-        if (!isint || v < 0 || v > s->W)
-            return error_set(e, HDLM_ELUA,
-                             "schedule '%s' step %lld: level [%lld] must be an integer in 0..%d",
-                             s->name, (long long)step, (long long)(i + 1), (int)s->W);
+        if (!isint || v < 0 || v > s->W) {
+            snprintf(err, cap, "level [%lld] must be an integer in 0..%d", (long long)(i + 1),
+                     (int)s->W);
+            return HDLM_ELUA;
+        }
         level[i] = (int32_t)v;
     }
     return HDLM_OK;
@@ -139,14 +141,20 @@ static int64_t zero_prefix(const int32_t *row, int64_t len) {
     return z;
 }
 
-static int lua_sched_levels(void *ctx, int64_t step, int64_t len, int32_t *level,
-                            int64_t *n_settled, error *e) {
-    l_schedule *s = ctx;
+/* Errors go to err without the schedule's name and step: hyper_levels puts them in front. */
+static int lua_sched_levels(void *self, int64_t step, int64_t len, int32_t *level,
+                            int64_t *n_settled, char *err, size_t cap) {
+    l_schedule *s = self;
     int64_t n = lua_sched_n_steps(s, len);
-    if (n < 0) return error_set(e, HDLM_ELUA, "%s", s->err);
-    if (step < 0 || step > n)
-        return error_set(e, HDLM_EINVAL, "schedule '%s': step %lld is outside 0..%lld for L = %lld",
-                         s->name, (long long)step, (long long)n, (long long)len);
+    if (n < 0) {
+        snprintf(err, cap, "%s", s->err);
+        return HDLM_ELUA;
+    }
+    if (step < 0 || step > n) {
+        snprintf(err, cap, "step %lld is outside 0..%lld for L = %lld", (long long)step,
+                 (long long)n, (long long)len);
+        return HDLM_EINVAL;
+    }
     if (step == 0) { /* the initial state is implied: everything fully noised */
         for (int64_t i = 0; i < len; i++)
             level[i] = s->W;
@@ -165,33 +173,48 @@ static int lua_sched_levels(void *ctx, int64_t step, int64_t len, int32_t *level
         return HDLM_OK;
     }
     lua_State *L = s->L;
-    if (!lua_checkstack(L, 6))
-        return error_set(e, HDLM_ELUA, "schedule '%s': Lua stack overflow", s->name);
+    if (!lua_checkstack(L, 6)) {
+        snprintf(err, cap, "Lua stack overflow");
+        return HDLM_ELUA;
+    }
     int top = lua_gettop(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->levels_ref);
     lua_pushinteger(L, (lua_Integer)step);
     lua_pushinteger(L, (lua_Integer)len);
     if (lua_pcall(L, 2, 2, 0) != LUA_OK) {
         const char *msg = lua_tostring(L, -1);
-        int rc = error_set(e, HDLM_ELUA, "schedule '%s' step %lld: levels() raised: %s", s->name,
-                           (long long)step, msg ? msg : "(error object is not a string)");
+        snprintf(err, cap, "levels() raised: %s", msg ? msg : "(error object is not a string)");
         lua_settop(L, top);
-        return rc;
+        return HDLM_ELUA;
     }
     int isint = 0;
     lua_Integer ns = lua_tointegerx(L, -1, &isint);
     int rc = HDLM_OK;
-    if (!isint)
-        rc = error_set(e, HDLM_ELUA,
-                       "schedule '%s' step %lld: levels() must return (levels, n_settled); "
-                       "n_settled is %s, expected an integer",
-                       s->name, (long long)step, luaL_typename(L, -1));
+    if (!isint) {
+        snprintf(err, cap,
+                 "levels() must return (levels, n_settled); n_settled is %s, expected an integer",
+                 luaL_typename(L, -1));
+        rc = HDLM_ELUA;
+    }
     lua_pop(L, 1);
-    if (rc == HDLM_OK) rc = read_levels(L, s, step, len, level, e);
+    if (rc == HDLM_OK) rc = read_levels(L, s, len, level, err, cap);
     lua_settop(L, top);
     if (rc == HDLM_OK) *n_settled = (int64_t)ns; /* range checked by hyper_levels */
     return rc;
 }
+
+/* The instance's facts: continuous time when the schedule says so (`continuous = true`). */
+static void lua_sched_info(void *self, hdlm_info *info) {
+    info->flags = ((const l_schedule *)self)->continuous ? HDLM_INFO_CONTINUOUS : 0;
+}
+
+static const hdlm_schedule_ops lua_sched_ops = {
+    .head = {.struct_size = sizeof(hdlm_schedule_ops), .info = lua_sched_info},
+    .n_levels = lua_sched_n_levels,
+    .n_steps = lua_sched_n_steps,
+    .levels = lua_sched_levels,
+    .growth = lua_sched_growth,
+};
 
 /* ---- userdata ---- */
 
@@ -400,14 +423,8 @@ static void new_lua_sched(lua_State *L, int t) {
             }
         }
     }
-    s->h.ctx = s;
-    s->h.flags = continuous ? HDLM_INFO_CONTINUOUS : 0;
-    s->h.n_levels = lua_sched_n_levels;
-    s->h.n_steps = lua_sched_n_steps;
-    s->h.levels = lua_sched_levels;
-    s->h.growth = lua_sched_growth;
-    s->h.name = s->name;
-    s->h.plugin_ops = NULL;
+    s->continuous = continuous;
+    hyper_from_plugin(&s->h, s, &lua_sched_ops, s->name); /* flags from lua_sched_info */
     lua_replace(L, lv); /* leave the userdata where 'levels' was, drop the rest */
     lua_settop(L, lv);
 }
@@ -478,8 +495,8 @@ static int32_t *get_levels(lua_State *L, l_schedule *s, int64_t step, int64_t le
 static int m_n_steps(lua_State *L) {
     l_schedule *s = check_sched(L, 1);
     int64_t len = check_len(L, 2, L_MAX_LEN);
-    int64_t n = s->h.n_steps(s->h.ctx, len);
-    if (n < 0) return fail(L, "%s", s->err);
+    int64_t n = hyper_n_steps(&s->h, len);
+    if (n < 0) return fail(L, "schedule '%s': %s", s->name, s->err);
     lua_pushinteger(L, (lua_Integer)n);
     return 1;
 }
@@ -520,7 +537,7 @@ static void get_times(lua_State *L, l_schedule *s, int64_t step, int64_t len, in
     size_t n = (size_t)(len ? len : 1);
     *t = lua_newuserdatauv(L, n * sizeof **t, 0);
     *state = lua_newuserdatauv(L, n, 0);
-    hyper_times(level, ns, len, s->h.n_levels(s->h.ctx), (float)eps, *t, *state);
+    hyper_times(level, ns, len, hyper_n_levels(&s->h), (float)eps, *t, *state);
 }
 
 static int m_times(lua_State *L) {
@@ -548,9 +565,9 @@ static int m_mask(lua_State *L) {
     lua_Integer step = luaL_checkinteger(L, 2);
     int64_t len = check_len(L, 3, L_MAX_MASK);
     const char *ctx = "block_causal", *blk = "full";
-    int64_t gblock = 1;
-    uint32_t g = s->h.growth(s->h.ctx, &gblock);
-    long long width = g == HDLM_GROW_BLOCKS ? gblock : 1;
+    int64_t gblock;
+    hyper_growth(&s->h, &gblock);
+    long long width = gblock;
     if (!lua_isnoneornil(L, 4)) {
         luaL_checktype(L, 4, LUA_TTABLE);
         l_check_keys(L, 4, what, keys);
@@ -590,12 +607,12 @@ static int sched_index(lua_State *L) {
     if (!strcmp(k, "name")) {
         lua_pushstring(L, s->h.name);
     } else if (!strcmp(k, "n_levels")) {
-        lua_pushinteger(L, s->h.n_levels(s->h.ctx));
+        lua_pushinteger(L, hyper_n_levels(&s->h));
     } else if (!strcmp(k, "growth") || !strcmp(k, "block")) {
-        int64_t block = 1;
-        uint32_t g = s->h.growth(s->h.ctx, &block);
+        int64_t block;
+        uint32_t g = hyper_growth(&s->h, &block);
         if (!strcmp(k, "block"))
-            lua_pushinteger(L, (lua_Integer)(g == HDLM_GROW_BLOCKS ? block : 1));
+            lua_pushinteger(L, (lua_Integer)block);
         else
             lua_pushstring(L, g == HDLM_GROW_BLOCKS ? "blocks" : "tokens");
     } else if (!strcmp(k, "continuous")) {

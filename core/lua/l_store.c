@@ -215,33 +215,33 @@ static int store_train(lua_State *L) {
     l_train_prepare(L, 2, corpus_idx, data);
     int prep_idx = lua_gettop(L);
     const run_train_info *ti = l_train_info_of(L, prep_idx);
-    run_train_target plan;
+    run_train_target target;
     error e = {0};
-    if (run_train_choose(s->st, ti, name, &plan, &e) != HDLM_OK) return l_raise(L, &e);
-    if (plan.mode == RUN_TRAIN_EXISTING) {
-        push_run(L, 1, plan.id, 0);
-        l_train_execute(L, prep_idx, lua_gettop(L), 0, plan.id);
+    if (run_train_choose(s->st, ti, name, &target, &e) != HDLM_OK) return l_raise(L, &e);
+    if (target.mode == RUN_TRAIN_EXISTING) {
+        push_run(L, 1, target.id, 0);
+        l_train_execute(L, prep_idx, lua_gettop(L), 0, target.id);
         if (dist_rank() == 0)
             fprintf(stderr,
                     "hdlm: run %lld already trained to step %lld in %s; returning it (no new "
                     "run)\n",
-                    (long long)plan.id, (long long)ti->step, ti->ckpt_dir);
+                    (long long)target.id, (long long)ti->step, ti->ckpt_dir);
         return 1;
     }
     l_run *r;
-    if (plan.mode == RUN_TRAIN_CONTINUE) {
-        r = push_run(L, 1, plan.id, 1);
+    if (target.mode == RUN_TRAIN_CONTINUE) {
+        r = push_run(L, 1, target.id, 1);
         if (dist_rank() == 0)
-            fprintf(stderr, "hdlm: continuing run %lld from step %lld\n", (long long)plan.id,
+            fprintf(stderr, "hdlm: continuing run %lld from step %lld\n", (long long)target.id,
                     (long long)ti->step);
     } else {
-        r = begin_run(L, 1, name, "train", seed, ti->config_json, plan.from);
+        r = begin_run(L, 1, name, "train", seed, ti->config_json, target.from);
     }
     int run_idx = lua_gettop(L);
     lua_pushcfunction(L, train_protected);
     lua_pushvalue(L, prep_idx);
     lua_pushvalue(L, run_idx);
-    lua_pushinteger(L, (lua_Integer)(plan.from ? plan.from : r->r.id));
+    lua_pushinteger(L, (lua_Integer)(target.from ? target.from : r->r.id));
     if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
         /* a graceful stop (interrupt.h) is not a failure: the run resumes from its checkpoint */
         run_end(r, interrupt_signal() ? "interrupted" : "failed", lua_tostring(L, -1), &e);

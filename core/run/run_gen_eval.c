@@ -62,8 +62,8 @@ static double unigram_entropy(const int32_t *tok, int64_t len, uint64_t *scratch
  * < s-1, makes position s-1 the one active position and leaves the rest worthless (level W), so
  * that the bound is the model's exact left-to-right NLL. 0 also when the levels cannot be read. */
 static int schedule_is_autoregressive(const hyper *h, int64_t L) {
-    if ((h->flags & HDLM_INFO_CONTINUOUS) || L < 1 || h->n_steps(h->ctx, L) != L) return 0;
-    int32_t Wl = h->n_levels(h->ctx);
+    if ((h->flags & HDLM_INFO_CONTINUOUS) || L < 1 || hyper_n_steps(h, L) != L) return 0;
+    int32_t Wl = hyper_n_levels(h);
     int32_t *level = malloc((size_t)L * sizeof *level);
     int ar = level != NULL;
     for (int64_t s = 1; s <= L && ar; s++) {

@@ -153,18 +153,18 @@ int run_train_choose(store *st, const run_train_info *ti, const char *name, run_
         int rc;
         run_train_target t;
         error e;
-    } plan = {HDLM_OK, {RUN_TRAIN_NEW, 0, 0}, {0}};
+    } chosen = {HDLM_OK, {RUN_TRAIN_NEW, 0, 0}, {0}};
     if (dist_rank() == 0) {
-        plan.rc = plan_target(st, ti, name, &plan.t, &plan.e);
-        if (plan.rc == HDLM_OK && plan.t.mode == RUN_TRAIN_CONTINUE)
-            plan.rc = store_run_continue(st, plan.t.id, ti->step, &plan.e);
+        chosen.rc = plan_target(st, ti, name, &chosen.t, &chosen.e);
+        if (chosen.rc == HDLM_OK && chosen.t.mode == RUN_TRAIN_CONTINUE)
+            chosen.rc = store_run_continue(st, chosen.t.id, ti->step, &chosen.e);
     }
-    if (dist_broadcast(&plan, sizeof plan, 0, e) != HDLM_OK) return e->code;
-    if (plan.rc != HDLM_OK) {
-        *e = plan.e;
-        return plan.rc;
+    if (dist_broadcast(&chosen, sizeof chosen, 0, e) != HDLM_OK) return e->code;
+    if (chosen.rc != HDLM_OK) {
+        *e = chosen.e;
+        return chosen.rc;
     }
-    *out = plan.t;
+    *out = chosen.t;
     return HDLM_OK;
 }
 

@@ -118,8 +118,8 @@ static sched sched_open(const scase *c) {
     s.inst = make(HDLM_KIND_SCHEDULE, c->name, c->opts);
     hyper_from_plugin(&s.h, s.inst->self, s.inst->ops, c->name);
     s.L = c->L;
-    s.K = s.h.n_steps(s.h.ctx, s.L);
-    s.W = s.h.n_levels(s.h.ctx);
+    s.K = hyper_n_steps(&s.h, s.L);
+    s.W = hyper_n_levels(&s.h);
     s.tl = xcalloc((size_t)(s.K + 1) * s.L, sizeof *s.tl);
     s.st = xcalloc((size_t)(s.K + 1) * s.L, 1);
     s.first = xcalloc((size_t)s.L, sizeof *s.first);
@@ -331,7 +331,7 @@ static void test_logits(model *m, plugin_instance *dt, const int32_t *seqs) {
     for (int ci = 0; ci < N_CASES; ci++) {
         sched s = sched_open(&CASES[ci]);
         int64_t block = 1;
-        uint32_t g = s.h.growth(s.h.ctx, &block);
+        uint32_t g = s.h.ops->growth(s.h.self, &block);
         int w = g == HDLM_GROW_BLOCKS ? (int)(block < s.L ? block : s.L) : 1, L = s.L;
         for (int vect = 0; vect <= CASES[ci].vectorisable; vect++) {
             probe_log *lg = bound_log(dt);

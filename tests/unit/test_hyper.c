@@ -215,8 +215,8 @@ static int cmp_levels(const hyper *h, int64_t step, int64_t L, const int32_t *wa
 static void test_simple_examples(void) {
     sched s = must_open("simple_annealing", "width=4,tau=4");
     const hyper *h = &s.h;
-    CHECK_EQ(h->n_levels(h->ctx), 4);
-    CHECK_EQ(h->n_steps(h->ctx, 8), 11); /* max_step 12 */
+    CHECK_EQ(hyper_n_levels(h), 4);
+    CHECK_EQ(hyper_n_steps(h, 8), 11); /* max_step 12 */
     CHECK_ROW(h, 0, 8, 0, "4 4 4 4 4 4 4 4");
     CHECK_ROW(h, 1, 8, 0, "3 4 4 4 4 4 4 4");
     CHECK_ROW(h, 2, 8, 0, "2 3 4 4 4 4 4 4");
@@ -228,7 +228,7 @@ static void test_simple_examples(void) {
     CHECK_ROW(h, 11, 8, 7, "0 0 0 0 0 0 0 0");
     CHECK_CONTAINS(levels_str(h, 12, 8, NULL), "step 12 is beyond the last step 11");
     int64_t block = 0;
-    CHECK_EQ(h->growth(h->ctx, &block), HDLM_GROW_TOKENS);
+    CHECK_EQ(h->ops->growth(h->self, &block), HDLM_GROW_TOKENS);
     CHECK_EQ(block, 1);
     sched_close(&s);
 
@@ -256,11 +256,11 @@ static void test_simple_examples(void) {
 
     /* w=4, τ=2, L=8: S_0 = (0,0,1,1), z = 2 -> 7 steps */
     s = must_open("simple_annealing", "width=4,tau=2");
-    CHECK_EQ(s.h.n_steps(s.h.ctx, 8), 7);
+    CHECK_EQ(hyper_n_steps(&s.h, 8), 7);
     CHECK_ROW(&s.h, 4, 8, 0, "0 0 1 1 2 2 2 2");
     CHECK_ROW(&s.h, 7, 8, 6, "0 0 0 0 0 0 0 0");
     /* tiny L: the bootstrap window is already all zero (brute force finds step 3, not 4) */
-    CHECK_EQ(s.h.n_steps(s.h.ctx, 1), 3);
+    CHECK_EQ(hyper_n_steps(&s.h, 1), 3);
     CHECK_ROW(&s.h, 3, 1, 0, "0");
     sched_close(&s);
 }
@@ -268,7 +268,7 @@ static void test_simple_examples(void) {
 static void test_block_examples(void) {
     sched s = must_open("block_annealing", "width=4,tau=4");
     const hyper *h = &s.h;
-    CHECK_EQ(h->n_steps(h->ctx, 12), 12); /* max_step 13 */
+    CHECK_EQ(hyper_n_steps(h, 12), 12); /* max_step 13 */
     CHECK_ROW(h, 1, 12, 0, "3 3 3 3 4 4 4 4 4 4 4 4");
     CHECK_ROW(h, 4, 12, 0, "0 0 0 0 4 4 4 4 4 4 4 4");
     CHECK_ROW(h, 5, 12, 4, "0 0 0 0 3 3 3 3 4 4 4 4");
@@ -276,26 +276,26 @@ static void test_block_examples(void) {
     CHECK_ROW(h, 9, 12, 8, "0 0 0 0 0 0 0 0 3 3 3 3");
     CHECK_ROW(h, 12, 12, 8, "0 0 0 0 0 0 0 0 0 0 0 0");
     int64_t block = 0;
-    CHECK_EQ(h->growth(h->ctx, &block), HDLM_GROW_BLOCKS);
+    CHECK_EQ(h->ops->growth(h->self, &block), HDLM_GROW_BLOCKS);
     CHECK_EQ(block, 4);
     /* a partial last block is truncated: L = 10 -> blocks 4, 4, 2 and still 12 steps */
-    CHECK_EQ(h->n_steps(h->ctx, 10), 12);
+    CHECK_EQ(hyper_n_steps(h, 10), 12);
     CHECK_ROW(h, 9, 10, 8, "0 0 0 0 0 0 0 0 3 3");
     sched_close(&s);
     /* tau absent (0) means tau = width */
     s = must_open("block_annealing", "width=3");
-    CHECK_EQ(s.h.n_levels(s.h.ctx), 3);
-    CHECK_EQ(s.h.n_steps(s.h.ctx, 7), 9);
+    CHECK_EQ(hyper_n_levels(&s.h), 3);
+    CHECK_EQ(hyper_n_steps(&s.h, 7), 9);
     sched_close(&s);
     s = must_open("block_annealing", "");
-    CHECK_EQ(s.h.n_levels(s.h.ctx), 16);
+    CHECK_EQ(hyper_n_levels(&s.h), 16);
     sched_close(&s);
 }
 
 static void test_hybrid_examples(void) {
     sched s = must_open("hybrid_annealing", "width=3,tau=3");
     const hyper *h = &s.h;
-    CHECK_EQ(h->n_steps(h->ctx, 7), 15); /* steps per block 5, max_step 16 */
+    CHECK_EQ(hyper_n_steps(h, 7), 15); /* steps per block 5, max_step 16 */
     CHECK_ROW(h, 1, 7, 0, "2 2 2 3 3 3 3");
     CHECK_ROW(h, 2, 7, 0, "1 2 2 3 3 3 3");
     CHECK_ROW(h, 3, 7, 0, "0 1 2 3 3 3 3");
@@ -304,7 +304,7 @@ static void test_hybrid_examples(void) {
     CHECK_ROW(h, 13, 7, 6, "0 0 0 0 0 0 0");
     CHECK_ROW(h, 15, 7, 6, "0 0 0 0 0 0 0");
     int64_t block = 0;
-    CHECK_EQ(h->growth(h->ctx, &block), HDLM_GROW_BLOCKS);
+    CHECK_EQ(h->ops->growth(h->self, &block), HDLM_GROW_BLOCKS);
     CHECK_EQ(block, 3);
     sched_close(&s);
 }
@@ -330,7 +330,7 @@ static void test_against_reference_objects(void) {
                 int64_t L = Ls[c], ns;
                 /* simple */
                 int64_t n = em_simple_steps(&ms, w, tau, L);
-                bad += ss.h.n_steps(ss.h.ctx, L) != n;
+                bad += hyper_n_steps(&ss.h, L) != n;
                 for (int64_t st = 0; st <= n; st++) {
                     em_levels(&ms, st, L, want, &ns);
                     bad += !cmp_levels(&ss.h, st, L, want, ns);
@@ -338,7 +338,7 @@ static void test_against_reference_objects(void) {
                 }
                 /* block: max_step = W·⌈L/w⌉ + 1 */
                 n = (int64_t)mb.W * ((L + w - 1) / w);
-                bad += sb.h.n_steps(sb.h.ctx, L) != n;
+                bad += hyper_n_steps(&sb.h, L) != n;
                 for (int64_t st = 0; st <= n; st++) {
                     em_levels(&mb, st, L, want, &ns);
                     bad += !cmp_levels(&sb.h, st, L, want, ns);
@@ -346,7 +346,7 @@ static void test_against_reference_objects(void) {
                 }
                 /* hybrid: the stored table; settled = whole blocks before the current one */
                 n = em_hybrid(w, tau, (int)L, table);
-                bad += sh.h.n_steps(sh.h.ctx, L) != n;
+                bad += hyper_n_steps(&sh.h, L) != n;
                 for (int64_t st = 1; st <= n; st++) {
                     int64_t nsh = (st - 1) / (tau + w - 1) * w;
                     bad += !cmp_levels(&sh.h, st, L, table + (st - 1) * L, nsh);
@@ -364,26 +364,26 @@ static void test_against_reference_objects(void) {
 static void test_step_counts(void) {
     /* §1.7: block τ·⌈L/w⌉, simple w − 1 + ⌈L/z⌉, hybrid ⌈L/w⌉·(τ + w − 1); shipped configs */
     sched s = must_open("block_annealing", "width=1024,tau=1024");
-    CHECK_EQ(s.h.n_steps(s.h.ctx, 1024), 1024); /* ε config */
+    CHECK_EQ(hyper_n_steps(&s.h, 1024), 1024); /* ε config */
     sched_close(&s);
     s = must_open("block_annealing", "width=1024,tau=2048");
-    CHECK_EQ(s.h.n_steps(s.h.ctx, 1024), 2048); /* γ config */
+    CHECK_EQ(hyper_n_steps(&s.h, 1024), 2048); /* γ config */
     sched_close(&s);
     s = must_open("block_annealing", "width=16,tau=8");
-    CHECK_EQ(s.h.n_steps(s.h.ctx, 100), 8 * 7);
+    CHECK_EQ(hyper_n_steps(&s.h, 100), 8 * 7);
     sched_close(&s);
     s = must_open("simple_annealing", "width=16,tau=16"); /* z = 1: L + w − 1 */
-    CHECK_EQ(s.h.n_steps(s.h.ctx, 100), 115);
+    CHECK_EQ(hyper_n_steps(&s.h, 100), 115);
     sched_close(&s);
     s = must_open("simple_annealing", "width=16,tau=4"); /* S_0 = round(j/5): z = 3 */
-    CHECK_EQ(s.h.n_steps(s.h.ctx, 100), 15 + 34);
+    CHECK_EQ(hyper_n_steps(&s.h, 100), 15 + 34);
     sched_close(&s);
     s = must_open("hybrid_annealing", "width=16,tau=8");
-    CHECK_EQ(s.h.n_steps(s.h.ctx, 100), 7 * 23);
+    CHECK_EQ(hyper_n_steps(&s.h, 100), 7 * 23);
     sched_close(&s);
     s = must_open("hybrid_annealing", "width=1,tau=4"); /* w = 1: block annealing with w = 1 */
     sched sb = must_open("block_annealing", "width=1,tau=4");
-    CHECK_EQ(s.h.n_steps(s.h.ctx, 5), sb.h.n_steps(sb.h.ctx, 5));
+    CHECK_EQ(hyper_n_steps(&s.h, 5), hyper_n_steps(&sb.h, 5));
     int same = 1;
     for (int st = 0; st <= 20; st++) {
         int64_t a, b;
@@ -473,15 +473,15 @@ static void test_times(void) {
 static void test_autoregressive(void) {
     sched s = must_open("autoregressive", "");
     const hyper *h = &s.h;
-    CHECK_EQ(h->n_levels(h->ctx), 2);
-    CHECK_EQ(h->n_steps(h->ctx, 5), 5);
+    CHECK_EQ(hyper_n_levels(h), 2);
+    CHECK_EQ(hyper_n_steps(h, 5), 5);
     CHECK_ROW(h, 0, 5, 0, "2 2 2 2 2");
     CHECK_ROW(h, 1, 5, 0, "1 2 2 2 2");
     CHECK_ROW(h, 3, 5, 2, "0 0 1 2 2");
     CHECK_ROW(h, 5, 5, 4, "0 0 0 0 1");
     CHECK_CONTAINS(levels_str(h, 6, 5, NULL), "beyond the last step 5");
     int64_t block = 0;
-    CHECK_EQ(h->growth(h->ctx, &block), HDLM_GROW_BLOCKS);
+    CHECK_EQ(h->ops->growth(h->self, &block), HDLM_GROW_BLOCKS);
     CHECK_EQ(block, 1);
     /* the active token is fully masked in practice: t = 1 − a */
     int32_t lv[5];
@@ -501,14 +501,14 @@ static void test_autoregressive(void) {
 static void test_diffusion(void) {
     sched s = must_open("diffusion", "tau=5");
     const hyper *h = &s.h;
-    CHECK_EQ(h->n_levels(h->ctx), 5);
-    CHECK_EQ(h->n_steps(h->ctx, 6), 5);
+    CHECK_EQ(hyper_n_levels(h), 5);
+    CHECK_EQ(hyper_n_steps(h, 6), 5);
     CHECK_ROW(h, 0, 6, 0, "5 5 5 5 5 5");
     CHECK_ROW(h, 1, 6, 0, "4 4 4 4 4 4");
     CHECK_ROW(h, 5, 6, 0, "0 0 0 0 0 0");
     CHECK_EQ(h->flags, 0); /* continuous is per instance: applied by the Lua binding */
     int64_t block = 0;
-    CHECK_EQ(h->growth(h->ctx, &block), HDLM_GROW_BLOCKS);
+    CHECK_EQ(h->ops->growth(h->self, &block), HDLM_GROW_BLOCKS);
     CHECK(block >= (1 << 30));
     /* = block annealing with w >= L */
     sched b = must_open("block_annealing", "width=64,tau=5");
@@ -523,7 +523,7 @@ static void test_diffusion(void) {
     sched_close(&b);
     sched_close(&s);
     s = must_open("diffusion", "tau=8,continuous=true");
-    CHECK_EQ(s.h.n_steps(s.h.ctx, 3), 8);
+    CHECK_EQ(hyper_n_steps(&s.h, 3), 8);
     sched_close(&s);
 }
 
@@ -550,7 +550,7 @@ static void test_refusals(void) {
                                         "simple_annealing", "hybrid_annealing"};
     for (size_t i = 0; i < 5; i++) {
         s = must_open(names[i], "");
-        int64_t n = s.h.n_steps(s.h.ctx, 9), ns;
+        int64_t n = hyper_n_steps(&s.h, 9), ns;
         int32_t lv[9];
         char err[256] = "";
         CHECK(s.inst->ops != NULL);
@@ -562,10 +562,9 @@ static void test_refusals(void) {
         CHECK_CONTAINS(e.msg, names[i]);
         CHECK(hyper_levels(&s.h, -1, 9, lv, &ns, &e) != HDLM_OK);
         CHECK(hyper_levels(&s.h, 0, -1, lv, &ns, &e) != HDLM_OK);
-        CHECK_EQ(s.h.n_steps(s.h.ctx, 0), 0);
-        /* calling h->levels directly on a plugin hyper is refused with a pointer to the API */
-        CHECK(s.h.levels(s.h.ctx, 0, 9, lv, &ns, &e) == HDLM_ESTATE);
-        CHECK_CONTAINS(e.msg, "hyper_levels");
+        CHECK_EQ(hyper_n_steps(&s.h, 0), 0);
+        /* the hyper is the instance and its ops, nothing in between */
+        CHECK(s.h.ops == s.inst->ops && s.h.self == s.inst->self);
         sched_close(&s);
     }
 }
@@ -576,21 +575,22 @@ typedef struct fake {
     int mode;
 } fake;
 
-static int32_t fake_W(void *ctx) {
-    (void)ctx;
+static int32_t fake_W(void *self) {
+    (void)self;
     return 3;
 }
-static int64_t fake_steps(void *ctx, int64_t L) {
-    (void)ctx;
+static int64_t fake_steps(void *self, int64_t L) {
+    (void)self;
     return L;
 }
-static uint32_t fake_growth(void *ctx, int64_t *block) {
-    (void)ctx;
+static uint32_t fake_growth(void *self, int64_t *block) {
+    (void)self;
     *block = 1;
     return HDLM_GROW_TOKENS;
 }
-static int fake_levels(void *ctx, int64_t step, int64_t L, int32_t *level, int64_t *ns, error *e) {
-    const fake *f = ctx;
+static int fake_levels(void *self, int64_t step, int64_t L, int32_t *level, int64_t *ns, char *err,
+                       size_t err_cap) {
+    const fake *f = self;
     (void)step;
     for (int64_t i = 0; i < L; i++)
         level[i] = 1;
@@ -609,21 +609,28 @@ static int fake_levels(void *ctx, int64_t step, int64_t L, int32_t *level, int64
         *ns = L + 1;
         break; /* more settled than positions */
     case 5:
-        return error_set(e, HDLM_EINVAL, "fake refuses");
+        snprintf(err, err_cap, "fake refuses");
+        return HDLM_EINVAL;
     default:
         break;
     }
     return HDLM_OK;
 }
 
+static void fake_info(void *self, hdlm_info *info) {
+    (void)self, (void)info;
+}
+
 static void test_checks(void) {
     fake f = {0};
-    hyper h = {.ctx = &f,
-               .n_levels = fake_W,
-               .n_steps = fake_steps,
-               .levels = fake_levels,
-               .growth = fake_growth,
-               .name = "fake"};
+    static const hdlm_schedule_ops fake_ops = {
+        .head = {.struct_size = sizeof fake_ops, .info = fake_info},
+        .n_levels = fake_W,
+        .n_steps = fake_steps,
+        .levels = fake_levels,
+        .growth = fake_growth};
+    hyper h;
+    hyper_from_plugin(&h, &f, &fake_ops, "fake");
     int32_t lv[4];
     int64_t ns;
     error e = {0};
@@ -650,8 +657,8 @@ static void test_checks(void) {
 static void check_properties(const char *name, const char *opts, int64_t L) {
     sched s = must_open(name, opts);
     const hyper *h = &s.h;
-    int32_t W = h->n_levels(h->ctx);
-    int64_t n = h->n_steps(h->ctx, L);
+    int32_t W = hyper_n_levels(h);
+    int64_t n = hyper_n_steps(h, L);
     int32_t *prev = malloc((size_t)L * sizeof *prev), *cur = malloc((size_t)L * sizeof *cur);
     int64_t prev_ns = 0, ns = 0;
     int ok_mono = 1, ok_prefix = 1, ok_suffix = 1, ok_final = 1, ok_all = 1;
@@ -748,7 +755,7 @@ static void test_mask_width(void) {
     error e = {0};
     CHECK_EQ(hyper_levels(&s.h, 6, 8, lv, &ns, &e), HDLM_OK);
     CHECK_EQ(ns, 2);
-    hyper_times(lv, ns, 8, s.h.n_levels(s.h.ctx), HYPER_SAMPLING_EPS, t, st);
+    hyper_times(lv, ns, 8, hyper_n_levels(&s.h), HYPER_SAMPLING_EPS, t, st);
     CHECK_EQ(hyper_mask_width(&s.h, 8, 0), 1);
     CHECK_EQ(hyper_mask_width(&s.h, 8, 4), 4);
     CHECK_EQ(hyper_mask_width(&s.h, 8, 99), 8); /* clamped to L */

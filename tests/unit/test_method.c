@@ -61,8 +61,8 @@ static void sched_open(sched *s, const char *name, const char *opts, int L) {
     s->inst = make(HDLM_KIND_SCHEDULE, name, opts);
     hyper_from_plugin(&s->h, s->inst->self, s->inst->ops, name);
     s->L = L;
-    s->K = s->h.n_steps(s->h.ctx, L);
-    s->W = s->h.n_levels(s->h.ctx);
+    s->K = hyper_n_steps(&s->h, L);
+    s->W = hyper_n_levels(&s->h);
     HDLM_ASSERT(s->K < 64 && L <= L_MAX);
     for (int64_t k = 0; k <= s->K; k++) {
         int64_t ns;
@@ -101,7 +101,7 @@ static void draw_steps(method *m, const sched *s, int ld, long *counts, long *ba
                     found = (int)k;
             counts[found]++;
             attn_row rows[L_MAX];
-            mask_rows_from_states(rows, st, s->L, MASK_CTX_BLOCK_CAUSAL, (int)m->block,
+            mask_rows_from_states(rows, st, s->L, MASK_CTX_BLOCK_CAUSAL, (int)m->plan.block,
                                   MASK_BLOCK_FULL);
             for (int i = 0; i < s->L; i++) {
                 const attn_row *r = &m->rows[(size_t)b * s->L + i];

@@ -129,10 +129,10 @@ static sched sched_open(const scase *c) {
     s.inst = make(HDLM_KIND_SCHEDULE, c->name, c->opts);
     hyper_from_plugin(&s.h, s.inst->self, s.inst->ops, c->name);
     s.L = c->L;
-    s.K = s.h.n_steps(s.h.ctx, s.L);
-    s.W = s.h.n_levels(s.h.ctx);
+    s.K = hyper_n_steps(&s.h, s.L);
+    s.W = hyper_n_levels(&s.h);
     int64_t block = 1;
-    uint32_t g = s.h.growth(s.h.ctx, &block);
+    uint32_t g = s.h.ops->growth(s.h.self, &block);
     s.mw = g == HDLM_GROW_BLOCKS && block >= 1 ? (int)(block < s.L ? block : s.L) : 1;
     s.tl = xcalloc((size_t)(s.K + 2) * s.L, sizeof *s.tl);
     s.st = xcalloc((size_t)(s.K + 2) * s.L, 1);
