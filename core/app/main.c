@@ -5,6 +5,7 @@
 #include "app/run_cmds.h"
 #include "app/store_cmds.h"
 #include "app/sweep.h"
+#include "base/cpu.h"
 #include "base/error.h"
 #include "base/interrupt.h"
 #include "base/json.h"
@@ -785,7 +786,8 @@ static const command commands[] = {
      "echo 'print(require(\"hdlm\").version)' | hdlm run -"},
     {"plugins", cmd_plugins, "plugins",
      "list every plugin found: kind, name, version, file, options",
-     "  (none)       the build's plugin folder and HDLM_PLUGIN_PATH (colon-separated) are "
+     "  (none)       the shipped plugins (PREFIX/lib/hdlm/plugins next to an installed hdlm, "
+     "plugins/ of\n               the build tree) and HDLM_PLUGIN_PATH (colon-separated) are "
      "searched\n",
      "HDLM_PLUGIN_PATH=$HOME/my-plugins hdlm plugins"},
     {"plugins", cmd_plugins, "plugins check FILE.so|NAME",
@@ -1011,20 +1013,25 @@ static int cmd_help(int argc, char **argv) {
     printf("usage: hdlm COMMAND [ARGS]\n\ncommands:\n");
     for (size_t i = 0; i < N_COMMANDS; i++)
         printf("  hdlm %s\n      %s\n", commands[i].usage, commands[i].help);
-    printf("\nhdlm help COMMAND or hdlm COMMAND --help: its options and an example.\n"
-           "\nenvironment:\n"
-           "  HDLM_PLUGIN_PATH  extra plugin folders (colon-separated)\n"
-           "  HDLM_PROGRESS     tty | plain | off (progress output)\n"
-           "  HDLM_LOG          debug | info | warn | error (debug: tracebacks of command errors)\n"
-           "  OMP_NUM_THREADS   threads for training and sampling (default: all cores)\n");
+    printf(
+        "\nhdlm help COMMAND or hdlm COMMAND --help: its options and an example.\n"
+        "\nenvironment:\n"
+        "  HDLM_PLUGIN_PATH  extra plugin folders (colon-separated), after the shipped ones\n"
+        "  HDLM_GPT2_DIR     folder with GPT-2's encoder.json + vocab.bpe (default: ./data/gpt2,\n"
+        "                    then gpt2/ in the data folder, e.g. PREFIX/share/hdlm/gpt2)\n"
+        "  HDLM_KERNELS      generic | avx2 | avx512: force a kernel variant (default: the best\n"
+        "                    this CPU runs; hdlm --version shows the one in use)\n"
+        "  HDLM_PROGRESS     tty | plain | off (progress output)\n"
+        "  HDLM_LOG          debug | info | warn | error (debug: tracebacks of command errors)\n"
+        "  OMP_NUM_THREADS   threads for training and sampling (default: all cores)\n");
     return 0;
 }
 
 static int dispatch(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) return cmd_help(0, NULL);
     if (!strcmp(argv[1], "--version")) {
-        printf("hdlm %s (plugin ABI %u, %s, %s)\n", HDLM_VERSION, HDLM_ABI_VERSION, blas_info(),
-               dist_info());
+        printf("hdlm %s (plugin ABI %u, %s, %s, kernels %s)\n", HDLM_VERSION, HDLM_ABI_VERSION,
+               blas_info(), dist_info(), cpu_variant_name(cpu_variant_active()));
         return 0;
     }
     for (size_t i = 0; i < N_COMMANDS; i++) {
@@ -1051,6 +1058,7 @@ int main(int argc, char **argv) {
     /* under mpirun every rank runs this same command; rank 0 speaks for the job on stdout (set
      * HDLM_ALL_RANKS=1 to see every rank's); errors stay on every rank's stderr */
     error e = {0};
+    if (cpu_variant_from_env(&e) != HDLM_OK) return die(&e); /* HDLM_KERNELS, base/cpu.h */
     if (dist_init(&argc, &argv, &e) != HDLM_OK) return die(&e);
     if (dist_size() > 1 && (argc < 2 || strcmp(argv[1], "run"))) { /* the others write alone */
         error_set(&e, HDLM_EINVAL,

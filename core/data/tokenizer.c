@@ -5,6 +5,7 @@
  * (models, corpora and samplers keep copies). */
 #include "data/tokenizer.h"
 
+#include "base/paths.h"
 #include "base/sha256.h"
 #include "data/bpe.h"
 
@@ -34,30 +35,38 @@ static int file_exists(const char *dir, const char *name) {
     return stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-/* GPT-2's directory: $HDLM_GPT2_DIR, ./data/gpt2, <source>/data/gpt2 (the first holding both). */
+/* GPT-2's directory: $HDLM_GPT2_DIR, ./data/gpt2, then gpt2/ in hdlm's data folder (installed:
+ * P/share/hdlm/gpt2; in the build tree: the checkout's data/gpt2; base/paths.h); the first
+ * holding both files. */
 static int gpt2_dir(char *out, size_t cap, error *e) {
     const char *env = getenv("HDLM_GPT2_DIR");
-    const char *cands[3] = {env && *env ? env : NULL, "data/gpt2",
-#ifdef HDLM_SOURCE_DIR
-                            HDLM_SOURCE_DIR "/data/gpt2"
-#else
-                            NULL
-#endif
-    };
-    for (int i = 0; i < 3; i++) {
-        if (!cands[i]) continue;
-        if (file_exists(cands[i], "encoder.json") && file_exists(cands[i], "vocab.bpe")) {
+    if (env && *env) {
+        if (file_exists(env, "encoder.json") && file_exists(env, "vocab.bpe")) {
+            if (!realpath(env, out)) snprintf(out, cap, "%s", env);
+            return HDLM_OK;
+        }
+        return error_set(e, HDLM_EIO,
+                         "tokenizer gpt2: HDLM_GPT2_DIR=%s holds no encoder.json + vocab.bpe", env);
+    }
+    char data[PATH_MAX], expected[PATH_MAX], shipped[PATH_MAX + 8] = "";
+    if (paths_data_dir(data, sizeof data, expected, sizeof expected) == 0)
+        snprintf(shipped, sizeof shipped, "%s/gpt2", data);
+    const char *cands[2] = {"data/gpt2", shipped[0] ? shipped : NULL};
+    for (int i = 0; i < 2; i++) {
+        if (cands[i] && file_exists(cands[i], "encoder.json") &&
+            file_exists(cands[i], "vocab.bpe")) {
             if (!realpath(cands[i], out)) snprintf(out, cap, "%s", cands[i]);
             return HDLM_OK;
         }
-        if (i == 0)
-            return error_set(e, HDLM_EIO,
-                             "tokenizer gpt2: HDLM_GPT2_DIR=%s holds no encoder.json + vocab.bpe",
-                             env);
     }
+    /* name every place looked in and the command that puts the files where this hdlm looks */
+    const char *dest = shipped[0] ? data : expected;
     return error_set(e, HDLM_EIO,
-                     "tokenizer gpt2: encoder.json and vocab.bpe not found in data/gpt2 (or "
-                     "$HDLM_GPT2_DIR); fetch them with scripts/get-data.sh gpt2");
+                     "tokenizer gpt2: encoder.json and vocab.bpe not found in ./data/gpt2 or "
+                     "%s/gpt2; fetch them with scripts/get-data.sh gpt2 %s (an installed hdlm has "
+                     "that script as share/hdlm/get-data.sh), or set HDLM_GPT2_DIR to a folder "
+                     "holding them",
+                     dest, dest);
 }
 
 static int check_pinned(const char *dir, const char *file, const char *want, error *e) {

@@ -5,13 +5,14 @@
  * separator), drops a leading space and keeps one trailing space, so published text8
  * bits-per-character numbers are comparable.
  * `gpt2`: GPT-2's byte-level BPE (50257 tokens, data/bpe.h) from GPT-2's own encoder.json and
- * vocab.bpe, looked for in $HDLM_GPT2_DIR, data/gpt2 under the working directory, then data/gpt2
- * under the source tree (scripts/get-data.sh gpt2 fetches them); their SHA-256 must be the pinned
- * values. `bpe:DIR`: a byte-level BPE in the same two-file format, e.g. one trained with
- * `hdlm data tokenizer train`. Both round-trip any byte string exactly (invalid UTF-8 included).
- * A BPE vocabulary is loaded once per process and kept until exit, so tokenizer values can be
- * copied freely. Extra symbols (mask) are appended after the base vocabulary by the component that
- * needs them. */
+ * vocab.bpe, looked for in $HDLM_GPT2_DIR, data/gpt2 under the working directory, then gpt2/ in
+ * hdlm's data folder (P/share/hdlm/gpt2 when installed, the checkout's data/gpt2 for the build
+ * tree's binary; scripts/get-data.sh gpt2 fetches them); their SHA-256 must be the pinned values.
+ * `bpe:DIR`: a byte-level BPE in the same two-file format, e.g. one trained with `hdlm data
+ * tokenizer train`. Both round-trip any byte string exactly (invalid UTF-8 included). A BPE
+ * vocabulary is loaded once per process and kept until exit, so tokenizer values can be copied
+ * freely. Extra symbols (mask) are appended after the base vocabulary by the component that needs
+ * them. */
 #ifndef HDLM_TOKENIZER_H
 #define HDLM_TOKENIZER_H
 

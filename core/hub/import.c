@@ -629,7 +629,7 @@ int hub_import(const hub_import_opts *o, hub_import_result *r, error *e) {
         goto out;
     }
     provenance p;
-    provenance_collect(&p, HDLM_SOURCE_DIR);
+    provenance_collect(&p);
     const char *base = strrchr(abs_src, '/');
     base = base && base[1] ? base + 1 : abs_src;
     store_run_info info = {

@@ -71,8 +71,10 @@ static int luaopen_hdlm(lua_State *L) {
     l_ctx *c = lua_touserdata(L, ctx_idx);
     lua_pushstring(L, c->db_path);
     lua_setfield(L, mod, "db_path");
-    lua_pushstring(L, HDLM_SOURCE_DIR);
-    lua_setfield(L, mod, "source_dir");
+    /* the folder of the running script file (nil for stdin and the built-in commands), for
+     * scripts that find files next to themselves */
+    lua_getfield(L, LUA_REGISTRYINDEX, "hdlm.script_dir");
+    lua_setfield(L, mod, "script_dir");
     char exe[4096];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     exe[n > 0 ? n : 0] = '\0';
@@ -355,8 +357,18 @@ int lua_host_run(const lua_host_opts *o, error *e) {
     const char *shown = o->script[0] == '=' ? o->script + 1 : o->script; /* "=stdin": stdin */
     c->script = shown;
     /* runs record the script by absolute path, so that it can be found from another directory */
-    char abs[PATH_MAX];
-    if (!o->chunk && realpath(o->script, abs)) c->script = abs;
+    char abs[PATH_MAX], script_dir[PATH_MAX] = "";
+    if (!o->chunk && realpath(o->script, abs)) {
+        c->script = abs;
+        snprintf(script_dir, sizeof script_dir, "%s", abs);
+        char *slash = strrchr(script_dir, '/');
+        if (slash) slash[slash == script_dir ? 1 : 0] = '\0'; /* "/x.lua" keeps "/" */
+    }
+    if (script_dir[0])
+        lua_pushstring(L, script_dir);
+    else
+        lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "hdlm.script_dir");
     if (o->chunk && !strcmp(o->script, "=stdin")) { /* its text and hash are recorded too */
         size_t len = strlen(o->chunk);
         char *copy = malloc(len + 1);
@@ -371,7 +383,9 @@ int lua_host_run(const lua_host_opts *o, error *e) {
 
     int rc = push_args(L, o->n_args, o->args, e);
     if (rc == HDLM_OK) {
-        /* package.preload.hdlm with the ctx as upvalue; scripts/ and experiments/ on the path */
+        /* package.preload.hdlm (and hdlm_run) with the ctx as upvalue, and the script's own
+         * folder first on the path (modules next to the script, like the script itself;
+         * nothing is looked up in a source tree) */
         lua_getglobal(L, "package");
         lua_getfield(L, -1, "preload");
         lua_pushlightuserdata(L, c);
@@ -381,11 +395,12 @@ int lua_host_run(const lua_host_opts *o, error *e) {
         lua_pushcclosure(L, l_open_hdlm_run, 1);
         lua_setfield(L, -2, "hdlm_run");
         lua_pop(L, 1);
-        lua_pushfstring(L, "%s/scripts/?.lua;%s/experiments/?.lua;", HDLM_SOURCE_DIR,
-                        HDLM_SOURCE_DIR);
-        lua_getfield(L, -2, "path");
-        lua_concat(L, 2);
-        lua_setfield(L, -2, "path");
+        if (script_dir[0]) {
+            lua_pushfstring(L, "%s/?.lua;", script_dir);
+            lua_getfield(L, -2, "path");
+            lua_concat(L, 2);
+            lua_setfield(L, -2, "path");
+        }
         lua_pop(L, 1);
 
         /* a plugin crash that ends the process still marks this script's open runs failed */

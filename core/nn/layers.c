@@ -1,18 +1,21 @@
 /* Forward/backward kernels of the DDiT transformer (docs/method.md "The model"): linear (through
  * blas_sgemm), embeddings, LayerNorm without bias, adaLN modulation, gated residuals, tanh-GELU,
  * SiLU, sinusoidal σ features, NeoX rotary, attention with range masks, cross-entropy. Plain loops
- * written so that gcc -O3 -march=native vectorises them (our own expf, no libm calls in hot loops),
- * rows/heads in parallel with OpenMP. No model layout, no allocation visible to callers, no
- * dropout. */
+ * written so that gcc -O3 vectorises them (our own expf, no libm calls in hot loops), rows/heads in
+ * parallel with OpenMP. The loops that dominate a step when they are not vectorised for the CPU
+ * (GELU, SiLU, softmax rows, cross-entropy rows, the GEMV) are CPU_KERNELs: compiled per
+ * instruction set and chosen at run time (base/cpu.h); the parallel split stays outside them. No
+ * model layout, no allocation visible to callers, no dropout. */
 #include "nn/layers.h"
 
+#include "base/cpu.h"
 #include "base/error.h"
 #include "tensor/bf16.h"
 #include "tensor/blas.h"
 
 #include <math.h>
 #include <omp.h>
-#if defined(__AVX512F__)
+#if HDLM_DISPATCH || defined(__AVX512F__)
 #include <immintrin.h>
 #endif
 #include <stdlib.h>
@@ -24,7 +27,7 @@
 /* ---------------------------------------------------------------------------------------------- */
 /* vectorisable exp                                                                               */
 
-static inline float f32_from_bits(int32_t b) {
+static inline CPU_INLINE float f32_from_bits(int32_t b) {
     float f;
     memcpy(&f, &b, sizeof f);
     return f;
@@ -35,7 +38,7 @@ static inline float f32_from_bits(int32_t b) {
  * exact), then a degree-7 Taylor polynomial for e^r (truncation 5e-9 at |r| = 0.347) and 2^n built
  * in the exponent bits. Inline and branch-free so the callers' loops vectorise; libm's expf would
  * not. */
-static inline float fast_expf(float xin) {
+static inline CPU_INLINE float fast_expf(float xin) {
     /* NaN must not reach the float->int conversion below (undefined behaviour): compute on a
      * NaN-free copy and hand NaN back at the end (a select, so the loops still vectorise) */
     float x = xin != xin ? 0.0f : xin;
@@ -60,7 +63,7 @@ static inline float fast_expf(float xin) {
 /* sigmoid(a) = 1/(1+z), z = exp(-a), for a clamped to [-40, 40]; also returns z for derivatives.
  * The clamp keeps (1+z)^2 finite and results away from denormals (slow on some cores); below -40
  * the sigmoid is flushed to 0 (true value < 5e-18) so x·sigmoid stays 0 for huge negative x. */
-static inline float fast_sigmoid(float a, float *z_out) {
+static inline CPU_INLINE float fast_sigmoid(float a, float *z_out) {
     float ac = a < -40.0f ? -40.0f : a;
     ac = ac > 40.0f ? 40.0f : ac;
     float z = fast_expf(-ac);
@@ -83,10 +86,10 @@ static inline float fast_sigmoid(float a, float *z_out) {
  * rows side by side, or a row's two halves, makes several streams inside one page and got 16-20
  * GB/s from memory. */
 #define LINEAR_GEMV_MAX_N 8
-static inline float gemv_dot(const float *x, const float *w, int C) {
-    int c = 0;
+static inline CPU_INLINE float gemv_dot(const float *x, const float *w, int C) {
     float s = 0.0f;
 #if defined(__AVX512F__)
+    int c = 0;
     __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
     for (; c + 32 <= C; c += 32) {
         a = _mm512_fmadd_ps(_mm512_loadu_ps(w + c), _mm512_loadu_ps(x + c), a);
@@ -102,6 +105,66 @@ static inline float gemv_dot(const float *x, const float *w, int C) {
 #endif
     return s;
 }
+
+/* out rows lo..hi of the GEMV (one thread's share) */
+static inline CPU_INLINE void gemv_rows_body(float *out, const float *inp, const float *w,
+                                             const float *bias, int N, int C, int OC, int lo,
+                                             int hi) {
+    for (int o = lo; o < hi; o++) {
+        const float *wo = w + (size_t)o * C;
+        for (int n = 0; n < N; n++)
+            out[(size_t)n * OC + o] =
+                gemv_dot(inp + (size_t)n * C, wo, C) + (bias ? bias[o] : 0.0f);
+    }
+}
+
+#if HDLM_DISPATCH
+/* The AVX-512 variant keeps the intrinsic form measured above; the others are gemv_rows_body
+ * compiled for their instruction set (CPU_KERNEL spelled out, to swap in this one). */
+__attribute__((target("arch=x86-64-v4"))) static void
+gemv_rows_avx512(float *out, const float *inp, const float *w, const float *bias, int N, int C,
+                 int OC, int lo, int hi) {
+    for (int o = lo; o < hi; o++) {
+        const float *wo = w + (size_t)o * C;
+        for (int n = 0; n < N; n++) {
+            const float *x = inp + (size_t)n * C;
+            int c = 0;
+            __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
+            for (; c + 32 <= C; c += 32) {
+                a = _mm512_fmadd_ps(_mm512_loadu_ps(wo + c), _mm512_loadu_ps(x + c), a);
+                b = _mm512_fmadd_ps(_mm512_loadu_ps(wo + c + 16), _mm512_loadu_ps(x + c + 16), b);
+            }
+            float s = _mm512_reduce_add_ps(_mm512_add_ps(a, b));
+            for (; c < C; c++)
+                s += x[c] * wo[c];
+            out[(size_t)n * OC + o] = s + (bias ? bias[o] : 0.0f);
+        }
+    }
+}
+__attribute__((target("arch=x86-64-v3"))) static void
+gemv_rows_avx2(float *out, const float *inp, const float *w, const float *bias, int N, int C,
+               int OC, int lo, int hi) {
+    gemv_rows_body(out, inp, w, bias, N, C, OC, lo, hi);
+}
+static void gemv_rows_generic(float *out, const float *inp, const float *w, const float *bias,
+                              int N, int C, int OC, int lo, int hi) {
+    gemv_rows_body(out, inp, w, bias, N, C, OC, lo, hi);
+}
+static void (*const gemv_rows_variants[CPU_N_VARIANTS])(float *, const float *, const float *,
+                                                        const float *, int, int, int, int,
+                                                        int) = {[CPU_GENERIC] = gemv_rows_generic,
+                                                                [CPU_AVX2] = gemv_rows_avx2,
+                                                                [CPU_AVX512] = gemv_rows_avx512};
+static void gemv_rows_f32(float *out, const float *inp, const float *w, const float *bias, int N,
+                          int C, int OC, int lo, int hi) {
+    gemv_rows_variants[cpu_variant_active()](out, inp, w, bias, N, C, OC, lo, hi);
+}
+#else
+CPU_KERNEL(gemv_rows_f32, gemv_rows_body,
+           (float *out, const float *inp, const float *w, const float *bias, int N, int C, int OC,
+            int lo, int hi),
+           (out, inp, w, bias, N, C, OC, lo, hi))
+#endif
 
 /* The two vCPUs of this VM do not stream memory equally fast: timed inside a 2-thread GEMV over
  * 128 MB of weights, the second thread took 3.5 ms for its half where the first took 2.8 ms, so a
@@ -126,12 +189,7 @@ static void gemv_rows(float *out, const float *inp, const float *w, const uint16
         bf16_gemv_rows(out, x16, w16, bias, N, C, OC, lo, hi);
         return;
     }
-    for (int o = lo; o < hi; o++) {
-        const float *wo = w + (size_t)o * C;
-        for (int n = 0; n < N; n++)
-            out[(size_t)n * OC + o] =
-                gemv_dot(inp + (size_t)n * C, wo, C) + (bias ? bias[o] : 0.0f);
-    }
+    gemv_rows_f32(out, inp, w, bias, N, C, OC, lo, hi);
 }
 
 static void linear_forward_gemv(float *out, const float *inp, const float *w, const uint16_t *x16,
@@ -193,17 +251,24 @@ void linear_forward(float *out, const float *inp, const float *w, const float *b
 
 /* Column sums of a (N, C) matrix added into acc (C): each thread owns a slice of columns so the
  * result is race-free and does not depend on the thread count. */
+static inline CPU_INLINE void colsum_body(float *acc, const float *x, int N, int C, int c0,
+                                          int c1) {
+    for (int n = 0; n < N; n++) {
+        const float *xn = x + (size_t)n * C;
+#pragma omp simd
+        for (int c = c0; c < c1; c++)
+            acc[c] += xn[c];
+    }
+}
+CPU_KERNEL(colsum_k, colsum_body, (float *acc, const float *x, int N, int C, int c0, int c1),
+           (acc, x, N, C, c0, c1))
+
 static void colsum_accumulate(float *acc, const float *x, int N, int C) {
 #pragma omp parallel if ((int64_t)N * C >= PAR_MIN)
     {
         int tid = omp_get_thread_num(), nt = omp_get_num_threads();
         int c0 = (int)((int64_t)C * tid / nt), c1 = (int)((int64_t)C * (tid + 1) / nt);
-        for (int n = 0; n < N; n++) {
-            const float *xn = x + (size_t)n * C;
-#pragma omp simd
-            for (int c = c0; c < c1; c++)
-                acc[c] += xn[c];
-        }
+        colsum_k(acc, x, N, C, c0, c1);
     }
 }
 
@@ -444,12 +509,11 @@ void modulate_forward(float *out, const float *inp, const float *shift, const fl
 
 /* Several tokens may share a shift/scale row, so threads split the columns, not the tokens: no
  * races, and every sum runs in token order whatever the thread count. */
-void modulate_backward(float *dinp, float *dshift, float *dscale, const float *dout,
-                       const float *inp, const float *scale, int ld, const int32_t *row, int N,
-                       int C) {
-#pragma omp parallel if ((int64_t)N * C >= PAR_MIN)
+static inline CPU_INLINE void modulate_backward_body(float *dinp, float *dshift, float *dscale,
+                                                     const float *dout, const float *inp,
+                                                     const float *scale, int ld, const int32_t *row,
+                                                     int N, int C, int c0, int c1) {
     {
-        int c0, c1 = col_slice(C, &c0);
         for (int n = 0; n < N; n++) {
             size_t r = (size_t)(row ? row[n] : n);
             const float *g = dout + (size_t)n * C, *x = inp + (size_t)n * C;
@@ -475,6 +539,20 @@ void modulate_backward(float *dinp, float *dshift, float *dscale, const float *d
         }
     }
 }
+CPU_KERNEL(modulate_backward_k, modulate_backward_body,
+           (float *dinp, float *dshift, float *dscale, const float *dout, const float *inp,
+            const float *scale, int ld, const int32_t *row, int N, int C, int c0, int c1),
+           (dinp, dshift, dscale, dout, inp, scale, ld, row, N, C, c0, c1))
+
+void modulate_backward(float *dinp, float *dshift, float *dscale, const float *dout,
+                       const float *inp, const float *scale, int ld, const int32_t *row, int N,
+                       int C) {
+#pragma omp parallel if ((int64_t)N * C >= PAR_MIN)
+    {
+        int c0, c1 = col_slice(C, &c0);
+        modulate_backward_k(dinp, dshift, dscale, dout, inp, scale, ld, row, N, C, c0, c1);
+    }
+}
 
 void residual_forward(float *out, const float *res, const float *x, const float *gate, int ld,
                       const int32_t *row, int N, int C) {
@@ -496,11 +574,11 @@ void residual_forward(float *out, const float *res, const float *x, const float 
 }
 
 /* Column slices per thread, as in modulate_backward (gate rows may be shared). */
-void residual_backward(float *dres, float *dx, float *dgate, const float *dout, const float *x,
-                       const float *gate, int ld, const int32_t *row, int N, int C) {
-#pragma omp parallel if ((int64_t)N * C >= PAR_MIN)
+static inline CPU_INLINE void residual_backward_body(float *dres, float *dx, float *dgate,
+                                                     const float *dout, const float *x,
+                                                     const float *gate, int ld, const int32_t *row,
+                                                     int N, int C, int c0, int c1) {
     {
-        int c0, c1 = col_slice(C, &c0);
         for (int n = 0; n < N; n++) {
             size_t r = (size_t)(row ? row[n] : n);
             const float *g = dout + (size_t)n * C, *xn = x + (size_t)n * C;
@@ -532,6 +610,19 @@ void residual_backward(float *dres, float *dx, float *dgate, const float *dout, 
         }
     }
 }
+CPU_KERNEL(residual_backward_k, residual_backward_body,
+           (float *dres, float *dx, float *dgate, const float *dout, const float *x,
+            const float *gate, int ld, const int32_t *row, int N, int C, int c0, int c1),
+           (dres, dx, dgate, dout, x, gate, ld, row, N, C, c0, c1))
+
+void residual_backward(float *dres, float *dx, float *dgate, const float *dout, const float *x,
+                       const float *gate, int ld, const int32_t *row, int N, int C) {
+#pragma omp parallel if ((int64_t)N * C >= PAR_MIN)
+    {
+        int c0, c1 = col_slice(C, &c0);
+        residual_backward_k(dres, dx, dgate, dout, x, gate, ld, row, N, C, c0, c1);
+    }
+}
 
 /* ---------------------------------------------------------------------------------------------- */
 /* activations                                                                                    */
@@ -542,19 +633,21 @@ void residual_backward(float *dres, float *dx, float *dgate, const float *dout, 
 /* 0.5x(1 + tanh(u)) == x·sigmoid(2u), u = K(x + A x^3). The sigmoid form is the same function
  * without the cancellation in 1 + tanh(u) for negative x or 1 - tanh^2 in the derivative, so the
  * fast exp alone sets the error (< 1e-6 absolute against libm tanh over [-10, 10]). */
-void gelu_forward(float *out, const float *inp, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+static inline CPU_INLINE void gelu_forward_body(float *out, const float *inp, int64_t n) {
+#pragma omp simd
     for (int64_t i = 0; i < n; i++) {
         float x = inp[i];
         float u = GELU_K * (x + GELU_A * x * x * x), z;
         out[i] = x * fast_sigmoid(2.0f * u, &z);
     }
 }
+CPU_KERNEL(gelu_forward_k, gelu_forward_body, (float *out, const float *inp, int64_t n),
+           (out, inp, n))
 
 /* GELU'(x) in the sigmoid form: s + x·sigmoid'(2u)·2u' with sigmoid' = s(1-s) = z·s² (no 1-s
  * cancellation); the second term is dropped once |2u| > 40, where it is < 1e-15 but x·u' may
  * overflow. */
-static inline float gelu_grad(float x) {
+static inline CPU_INLINE float gelu_grad(float x) {
     float u = GELU_K * (x + GELU_A * x * x * x);
     float z, s = fast_sigmoid(2.0f * u, &z); /* sigmoid(2u) */
     float du = GELU_K * (1.0f + 3.0f * GELU_A * x * x);
@@ -562,28 +655,36 @@ static inline float gelu_grad(float x) {
     return s + (fabsf(2.0f * u) > 40.0f ? 0.0f : slope);
 }
 
-void gelu_backward(float *dinp, const float *inp, const float *dout, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+static inline CPU_INLINE void gelu_backward_body(float *dinp, const float *inp, const float *dout,
+                                                 int64_t n) {
+#pragma omp simd
     for (int64_t i = 0; i < n; i++)
         dinp[i] += gelu_grad(inp[i]) * dout[i];
 }
+CPU_KERNEL(gelu_backward_k, gelu_backward_body,
+           (float *dinp, const float *inp, const float *dout, int64_t n), (dinp, inp, dout, n))
 
-void gelu_backward_inplace(float *d, const float *inp, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+static inline CPU_INLINE void gelu_backward_inplace_body(float *d, const float *inp, int64_t n) {
+#pragma omp simd
     for (int64_t i = 0; i < n; i++)
         d[i] *= gelu_grad(inp[i]);
 }
+CPU_KERNEL(gelu_backward_inplace_k, gelu_backward_inplace_body,
+           (float *d, const float *inp, int64_t n), (d, inp, n))
 
-void silu_forward(float *out, const float *inp, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+static inline CPU_INLINE void silu_forward_body(float *out, const float *inp, int64_t n) {
+#pragma omp simd
     for (int64_t i = 0; i < n; i++) {
         float x = inp[i], z;
         out[i] = x * fast_sigmoid(x, &z);
     }
 }
+CPU_KERNEL(silu_forward_k, silu_forward_body, (float *out, const float *inp, int64_t n),
+           (out, inp, n))
 
-void silu_backward(float *dinp, const float *inp, const float *dout, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+static inline CPU_INLINE void silu_backward_body(float *dinp, const float *inp, const float *dout,
+                                                 int64_t n) {
+#pragma omp simd
     for (int64_t i = 0; i < n; i++) {
         float x = inp[i];
         float z, s = fast_sigmoid(x, &z);
@@ -591,6 +692,40 @@ void silu_backward(float *dinp, const float *inp, const float *dout, int64_t n) 
         float slope = x * z * s * s;
         dinp[i] += (s + (fabsf(x) > 40.0f ? 0.0f : slope)) * dout[i];
     }
+}
+CPU_KERNEL(silu_backward_k, silu_backward_body,
+           (float *dinp, const float *inp, const float *dout, int64_t n), (dinp, inp, dout, n))
+
+/* Element-wise kernels over n values: each thread takes one contiguous share (as a static
+ * schedule would), the kernel variant runs on it. */
+#define PAR_SHARES(n, CALL)                                                                        \
+    do {                                                                                           \
+        int64_t n_ = (n);                                                                          \
+        _Pragma("omp parallel if (n_ >= PAR_MIN)") {                                               \
+            int t_ = omp_get_thread_num(), nt_ = omp_get_num_threads();                            \
+            int64_t lo = n_ * t_ / nt_, hi = n_ * (t_ + 1) / nt_;                                  \
+            if (hi > lo) CALL;                                                                     \
+        }                                                                                          \
+    } while (0)
+
+void gelu_forward(float *out, const float *inp, int64_t n) {
+    PAR_SHARES(n, gelu_forward_k(out + lo, inp + lo, hi - lo));
+}
+
+void gelu_backward(float *dinp, const float *inp, const float *dout, int64_t n) {
+    PAR_SHARES(n, gelu_backward_k(dinp + lo, inp + lo, dout + lo, hi - lo));
+}
+
+void gelu_backward_inplace(float *d, const float *inp, int64_t n) {
+    PAR_SHARES(n, gelu_backward_inplace_k(d + lo, inp + lo, hi - lo));
+}
+
+void silu_forward(float *out, const float *inp, int64_t n) {
+    PAR_SHARES(n, silu_forward_k(out + lo, inp + lo, hi - lo));
+}
+
+void silu_backward(float *dinp, const float *inp, const float *dout, int64_t n) {
+    PAR_SHARES(n, silu_backward_k(dinp + lo, inp + lo, dout + lo, hi - lo));
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -619,6 +754,30 @@ void timestep_features(float *out, const float *sigma, int N, int dim) {
 /* Rotates pairs (x[k], x[k+hd/2]) by theta_{p,k}; sign -1 applies the inverse rotation.
  * cos/sin are tabulated once per call: per distinct position when the positions span at most N
  * values (the usual 0..T-1 repeated over the batch), otherwise per row. */
+/* rows lo..hi of x rotated by the cos/sin tables (one thread's share) */
+static inline CPU_INLINE void rope_rotate_body(float *x, int ld, const int32_t *pos, int32_t pmin,
+                                               int by_pos, const float *ctab, const float *stab,
+                                               int H, int hd, int lo, int hi) {
+    int half = hd / 2;
+    for (int n = lo; n < hi; n++) {
+        size_t r = by_pos ? (size_t)(pos[n] - pmin) : (size_t)n;
+        const float *cs = ctab + r * half, *sn = stab + r * half;
+        for (int h = 0; h < H; h++) {
+            float *x1 = x + (size_t)n * ld + (size_t)h * hd, *x2 = x1 + half;
+#pragma omp simd
+            for (int k = 0; k < half; k++) {
+                float a = x1[k], b = x2[k];
+                x1[k] = a * cs[k] - b * sn[k];
+                x2[k] = b * cs[k] + a * sn[k];
+            }
+        }
+    }
+}
+CPU_KERNEL(rope_rotate_k, rope_rotate_body,
+           (float *x, int ld, const int32_t *pos, int32_t pmin, int by_pos, const float *ctab,
+            const float *stab, int H, int hd, int lo, int hi),
+           (x, ld, pos, pmin, by_pos, ctab, stab, H, hd, lo, hi))
+
 static void rope_apply(float *x, int ld, const int32_t *pos, int N, int H, int hd, float sign) {
     HDLM_ASSERT(hd % 2 == 0 && hd > 0);
     if (N <= 0) return;
@@ -646,19 +805,11 @@ static void rope_apply(float *x, int ld, const int32_t *pos, int N, int H, int h
             stab[(size_t)r * half + k] = sign * sinf(th);
         }
     }
-#pragma omp parallel for schedule(static) if ((int64_t)N * H * hd >= PAR_MIN)
-    for (int n = 0; n < N; n++) {
-        size_t r = by_pos ? (size_t)(pos[n] - pmin) : (size_t)n;
-        const float *cs = ctab + r * half, *sn = stab + r * half;
-        for (int h = 0; h < H; h++) {
-            float *x1 = x + (size_t)n * ld + (size_t)h * hd, *x2 = x1 + half;
-#pragma omp simd
-            for (int k = 0; k < half; k++) {
-                float a = x1[k], b = x2[k];
-                x1[k] = a * cs[k] - b * sn[k];
-                x2[k] = b * cs[k] + a * sn[k];
-            }
-        }
+#pragma omp parallel if ((int64_t)N * H * hd >= PAR_MIN)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        int lo = (int)((int64_t)N * t / nt), hi = (int)((int64_t)N * (t + 1) / nt);
+        if (hi > lo) rope_rotate_k(x, ld, pos, pmin, by_pos, ctab, stab, H, hd, lo, hi);
     }
     free(tab);
 }
@@ -702,7 +853,7 @@ static int attn_segments(const attn_row *r, int Tk, int seg[4]) {
 /* Masked softmax in place over one row of scores p (Tk): allowed keys get probabilities, blocked
  * keys 0; a fully blocked row becomes uniform over all Tk keys (docs/method.md "Attention masks").
  */
-static void attn_softmax_row(float *p, const attn_row *r, int Tk) {
+static inline CPU_INLINE void attn_softmax_row_body(float *p, const attn_row *r, int Tk) {
     int seg[4];
     int ns = attn_segments(r, Tk, seg);
     if (ns == 0) {
@@ -738,6 +889,8 @@ static void attn_softmax_row(float *p, const attn_row *r, int Tk) {
     for (int j = prev; j < Tk; j++)
         p[j] = 0.0f;
 }
+CPU_KERNEL(attn_softmax_row, attn_softmax_row_body, (float *p, const attn_row *r, int Tk),
+           (p, r, Tk))
 
 /* Inverted dropout on one (T,Tk) probability block: dst = src * keep / (1 - p). */
 static void attn_dropout_block(float *dst, const float *src, const uint8_t *keep, float pdrop,
@@ -940,7 +1093,8 @@ void attention_forward_naive(float *out, float *att, const float *q, int ldq, co
 /* cross-entropy                                                                                  */
 
 /* max and Σ exp(x - max) of one row of logits */
-static void softmax_stats(const float *x, int V, float *max_out, float *sum_out) {
+static inline CPU_INLINE void softmax_stats_body(const float *x, int V, float *max_out,
+                                                 float *sum_out) {
     float m = -INFINITY;
 #pragma omp simd reduction(max : m)
     for (int j = 0; j < V; j++)
@@ -952,6 +1106,29 @@ static void softmax_stats(const float *x, int V, float *max_out, float *sum_out)
     *max_out = m;
     *sum_out = s;
 }
+CPU_KERNEL(softmax_stats, softmax_stats_body,
+           (const float *x, int V, float *max_out, float *sum_out), (x, V, max_out, sum_out))
+
+/* d += w·softmax(x) over one row of V logits (e: scratch for the exps) */
+static inline CPU_INLINE void xent_backward_row_body(float *d, float *e, const float *x, int V,
+                                                     float w) {
+    float m = -INFINITY, s = 0.0f;
+#pragma omp simd reduction(max : m)
+    for (int j = 0; j < V; j++)
+        m = x[j] > m ? x[j] : m;
+        /* one exp per logit: kept in e (L1/L2-resident) between the sum and the update */
+#pragma omp simd reduction(+ : s)
+    for (int j = 0; j < V; j++) {
+        e[j] = fast_expf(x[j] - m);
+        s += e[j];
+    }
+    float c = w / s;
+#pragma omp simd
+    for (int j = 0; j < V; j++)
+        d[j] += e[j] * c;
+}
+CPU_KERNEL(xent_backward_row, xent_backward_row_body,
+           (float *d, float *e, const float *x, int V, float w), (d, e, x, V, w))
 
 void crossentropy_forward(float *loss, const float *logits, const int32_t *target, int N, int V) {
 #pragma omp parallel for schedule(static) if ((int64_t)N * V >= PAR_MIN)
@@ -980,21 +1157,8 @@ void crossentropy_backward(float *dlogits, const float *logits, const int32_t *t
             HDLM_ASSERT(target[n] < V);
             const float *x = logits + (size_t)n * V;
             float *d = dlogits + (size_t)n * V;
-            float m = -INFINITY, s = 0.0f;
-#pragma omp simd reduction(max : m)
-            for (int j = 0; j < V; j++)
-                m = x[j] > m ? x[j] : m;
-                /* one exp per logit: kept in e (L1/L2-resident) between the sum and the update */
-#pragma omp simd reduction(+ : s)
-            for (int j = 0; j < V; j++) {
-                e[j] = fast_expf(x[j] - m);
-                s += e[j];
-            }
             float w = dloss ? dloss[n] : 1.0f;
-            float c = w / s;
-#pragma omp simd
-            for (int j = 0; j < V; j++)
-                d[j] += e[j] * c;
+            xent_backward_row(d, e, x, V, w);
             d[target[n]] -= w;
         }
         free(e);

@@ -2,9 +2,11 @@
  * float64 sum in a fixed order whatever the thread count, so runs are deterministic. */
 #include "optim.h"
 
+#include "base/cpu.h"
 #include "base/mem.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -94,14 +96,15 @@ typedef struct adamw_args {
 
 /* One AdamW step over n parameters (and the EMA when with_ema): branch-free, so it vectorises;
  * sqrtf is inlined because the project builds with -fno-math-errno. */
-static inline void adamw_update(const adamw_args *w, size_t n, int with_ema) {
+static inline CPU_INLINE void adamw_update(const adamw_args *w, size_t lo, size_t hi,
+                                           int with_ema) {
     float *m = w->m, *v = w->v, *ew = w->ema_w, *params = w->params;
     const float *grads = w->grads;
     const uint8_t *dec = w->decay;
     float scale = w->scale, b1 = w->b1, b2 = w->b2, bc1 = w->bc1, bc2 = w->bc2;
     float alpha = w->alpha, wd = w->wd, ema = w->ema, eps = w->eps;
-#pragma omp parallel for simd schedule(static)
-    for (size_t i = 0; i < n; i++) {
+#pragma omp simd
+    for (size_t i = lo; i < hi; i++) {
         float g = grads[i] * scale;
         float mi = b1 * m[i] + (1.0f - b1) * g;
         float vi = b2 * v[i] + (1.0f - b2) * g * g;
@@ -113,6 +116,30 @@ static inline void adamw_update(const adamw_args *w, size_t n, int with_ema) {
         p -= alpha * mh / (sqrtf(vh) + eps);
         params[i] = p;
         if (with_ema) ew[i] = ema * ew[i] + (1.0f - ema) * p;
+    }
+}
+static inline CPU_INLINE void adamw_ema_body(const adamw_args *w, size_t lo, size_t hi) {
+    adamw_update(w, lo, hi, 1);
+}
+static inline CPU_INLINE void adamw_plain_body(const adamw_args *w, size_t lo, size_t hi) {
+    adamw_update(w, lo, hi, 0);
+}
+CPU_KERNEL(adamw_ema_k, adamw_ema_body, (const adamw_args *w, size_t lo, size_t hi), (w, lo, hi))
+CPU_KERNEL(adamw_plain_k, adamw_plain_body, (const adamw_args *w, size_t lo, size_t hi),
+           (w, lo, hi))
+
+/* each thread one contiguous share (as schedule(static) did), in the CPU's kernel variant */
+static void adamw_run(const adamw_args *w, size_t n) {
+#pragma omp parallel
+    {
+        size_t t = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
+        size_t lo = n * t / nt, hi = n * (t + 1) / nt;
+        if (hi > lo) {
+            if (w->ema_w)
+                adamw_ema_k(w, lo, hi);
+            else
+                adamw_plain_k(w, lo, hi);
+        }
     }
 }
 
@@ -135,10 +162,7 @@ void optim_step(optim *o, float *params, float *grads, double *gnorm, double *lr
                     b2,   bc1,  bc2,    alpha,    wd,     ema,   eps};
     /* two instances of one inlined body, so that neither carries a branch on the EMA and both
      * vectorise */
-    if (w.ema_w)
-        adamw_update(&w, o->n, 1);
-    else
-        adamw_update(&w, o->n, 0);
+    adamw_run(&w, o->n);
     if (gnorm) *gnorm = norm;
     if (lr) *lr = a;
 }

@@ -8,6 +8,7 @@
 
 #include "base/json.h"
 #include "base/log.h"
+#include "base/paths.h"
 #include "base/rng.h"
 #include "base/sha256.h"
 #include "base/text.h"
@@ -22,10 +23,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#ifndef HDLM_PLUGIN_DIR /* CMake defines it for hdlmcore; this keeps ad-hoc builds working */
-#define HDLM_PLUGIN_DIR "plugins"
-#endif
 
 enum {
     MAX_DESCRIPTORS = 64, /* per file; more means a missing NULL terminator */
@@ -886,16 +883,18 @@ int plugin_registry_load_dir(plugin_registry *r, const char *dir, char *refusals
 }
 
 int plugin_registry_load_default(plugin_registry *r, char *refusals, size_t cap, error *e) {
-    const char *dir = getenv("HDLM_PLUGIN_DIR");
-    if (!dir || !*dir) dir = HDLM_PLUGIN_DIR;
-    int total = 0;
+    /* the shipped plugins: next to the installed binary, or the build tree's (base/paths.h) */
+    char dir[4096];
+    int total = 0, rc = 0;
     error le = {0};
-    int rc = load_dir_impl(r, dir, refusals, cap, 1, &le);
-    if (rc == HDLM_ENOMEM) return error_set(e, rc, "%s", le.msg);
-    if (rc < 0)
-        append_line(refusals, cap, le.msg);
-    else
-        total += rc;
+    if (paths_plugin_dir(dir, sizeof dir) == 0) {
+        rc = load_dir_impl(r, dir, refusals, cap, 1, &le);
+        if (rc == HDLM_ENOMEM) return error_set(e, rc, "%s", le.msg);
+        if (rc < 0)
+            append_line(refusals, cap, le.msg);
+        else
+            total += rc;
+    }
 
     /* HDLM_PLUGIN_PATH: folders the user named, so a missing one is reported, not ignored */
     const char *path = getenv("HDLM_PLUGIN_PATH");

@@ -1,4 +1,4 @@
-/* The plugin host: finds shared objects (the build's plugin folder, then HDLM_PLUGIN_PATH),
+/* The plugin host: finds shared objects (the shipped plugin folder, then HDLM_PLUGIN_PATH),
  * loads them with dlopen, checks ABI version, descriptor size, kind and unique name, and keeps a
  * registry. The only module that calls dlopen. Also validates option sets against a plugin's
  * declared options and makes instances. */
@@ -54,8 +54,8 @@ int plugin_registry_load_file(plugin_registry *r, const char *path, error *e);
  * negative status when dir cannot be read. */
 int plugin_registry_load_dir(plugin_registry *r, const char *dir, char *refusals, size_t cap,
                              error *e);
-/* The build's plugin folder (HDLM_PLUGIN_DIR, or $HDLM_PLUGIN_DIR at run time) then each folder
- * of HDLM_PLUGIN_PATH (colon-separated). */
+/* The shipped plugins (base/paths.h: $HDLM_PLUGIN_DIR, else the installed folder next to the
+ * binary, else the build tree's) then each folder of HDLM_PLUGIN_PATH (colon-separated). */
 int plugin_registry_load_default(plugin_registry *r, char *refusals, size_t cap, error *e);
 size_t plugin_registry_count(const plugin_registry *r);
 const plugin_entry *plugin_registry_at(const plugin_registry *r, size_t i);

@@ -19,7 +19,7 @@
 int run_begin(store *st, const run_script *scr, const char *name, const char *kind, int64_t seed,
               const char *config, int64_t resumed_from, int64_t *id, error *e) {
     provenance p;
-    provenance_collect(&p, HDLM_SOURCE_DIR);
+    provenance_collect(&p);
     store_run_info info = {
         .name = name,
         .kind = kind,
@@ -118,7 +118,7 @@ static int plan_target(store *st, const run_train_info *ti, const char *name, ru
     int rc = resumed_run(st, ti, &r, e);
     if (rc != HDLM_OK || !r) return rc;
     provenance p;
-    provenance_collect(&p, HDLM_SOURCE_DIR);
+    provenance_collect(&p);
     run_match m = {0};
     store_value q[5] = {{.type = STORE_INT, .i = r},
                         text_value(name),

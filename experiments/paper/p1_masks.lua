@@ -6,7 +6,7 @@
 -- recomputation, for causal and block-causal contexts.
 --   build/hdlm run experiments/paper/p1_masks.lua [quick=1]
 local hdlm = require "hdlm"
-local c = require "paper.common"
+local c = require "common"
 c.header("#1 masks: leak-free and KV-cache compatible", "outputs at settled/active positions ignore worthless tokens; settled outputs ignore active tokens; cached = recomputed")
 
 local L, V = c.L, 256

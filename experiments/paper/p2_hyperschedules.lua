@@ -3,7 +3,7 @@
 -- point (width 1), ε = 0 (absorbing), equal token budget; the bound on held-out data is computed
 -- consistently with each schedule (every step, the sampler's attention layout).
 --   build/hdlm run experiments/paper/p2_hyperschedules.lua [steps=1000] [seeds=2] [quick=1]
-local c = require "paper.common"
+local c = require "common"
 c.header("#2 hyperschedules: diffusion -> autoregression",
   "the bound falls monotonically as the block width shrinks and approaches the AR NLL; w = L (MDLM) is worst; sampling steps grow as tau*L/w")
 

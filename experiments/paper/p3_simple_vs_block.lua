@@ -4,7 +4,7 @@
 -- with the 2L layout (every block per pass, the default) and with one drawn step per sequence as
 -- simple annealing must be, to separate the schedule from the training layout.
 --   build/hdlm run experiments/paper/p3_simple_vs_block.lua [steps=1000] [seeds=2] [quick=1]
-local c = require "paper.common"
+local c = require "common"
 c.header("#3 simple vs block annealing", "similar bounds at w = 16, tau = 16; both beat w = L; steps L+w-1 (simple) vs tau*L/w (block)")
 local L = c.L
 local configs = {

@@ -4,7 +4,7 @@
 -- tokens replaced by random bytes, the top-1 restoration accuracy at the replaced positions should
 -- rise with ε (the control mostly copies its input); the pure-masking bound gets slightly worse.
 --   build/hdlm run experiments/paper/p4_epsilon.lua [steps=1000] [seeds=2] [quick=1]
-local c = require "paper.common"
+local c = require "common"
 c.header("#4 epsilon-hybrid teaches correction", "restoration accuracy at corrupted visible tokens rises with epsilon; the masking bound gets slightly worse")
 local L, V = c.L, 256
 local M = V -- mask id

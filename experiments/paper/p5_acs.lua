@@ -3,7 +3,7 @@
 -- for large η, no gain for the ε = 0 control. Models of #4 (seed 1), whole-sequence diffusion
 -- sampling with 32 and 128 steps.
 --   build/hdlm run experiments/paper/p5_acs.lua [steps=1000] [quick=1]
-local c = require "paper.common"
+local c = require "common"
 c.header("#5 ACS vs ancestral", "for eps > 0, moderate eta lowers generative NLL at similar entropy; large eta degrades; no gain for eps = 0")
 local models = {
   { label = "eps=0 (control)", noise = { "epsilon_hybrid", epsilon = 0, lambda = 0 } },

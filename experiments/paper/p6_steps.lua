@@ -1,7 +1,7 @@
 -- Claim #6 (README "Reproducing the paper's claims"): more sampling steps give better samples, saturating; entropy stays roughly
 -- stable. ε = 0.01 model of #4, whole-sequence diffusion sampling with 8..128 steps, ancestral.
 --   build/hdlm run experiments/paper/p6_steps.lua [steps=1000] [quick=1]
-local c = require "paper.common"
+local c = require "common"
 c.header("#6 steps vs quality", "generative NLL decreases with sampling steps and saturates; entropy roughly stable")
 local run = c.train{ tag = "p4", noise = { "epsilon_hybrid", epsilon = 0.01, lambda = 1 }, schedule = { "diffusion", tau = 32 }, seed = 1 }
 local rows = {}

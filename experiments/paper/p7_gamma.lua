@@ -3,7 +3,7 @@
 -- tokens change 0 times for γ = 0 and more as γ grows; sample quality similar or slightly better.
 -- One-block diffusion schedule, τ = 64.
 --   build/hdlm run experiments/paper/p7_gamma.lua [steps=1000] [seeds=2] [quick=1]
-local c = require "paper.common"
+local c = require "common"
 c.header("#7 gamma-hybrid", "similar losses for small gamma; visible-token changes during sampling: 0 at gamma = 0, growing with gamma; quality similar")
 local rows = {}
 for _, gamma in ipairs{ 0, 0.01, 0.05 } do

@@ -1,7 +1,7 @@
 -- Claim #8 (README "Reproducing the paper's claims"): temperature trades quality for diversity: lower T gives lower generative
 -- NLL and lower unigram entropy, monotonically. ε = 0.01 model of #4, 32 diffusion steps.
 --   build/hdlm run experiments/paper/p8_temperature.lua [steps=1000] [quick=1]
-local c = require "paper.common"
+local c = require "common"
 c.header("#8 temperature", "lower T: lower generative NLL and lower unigram entropy, monotone")
 local run = c.train{ tag = "p4", noise = { "epsilon_hybrid", epsilon = 0.01, lambda = 1 }, schedule = { "diffusion", tau = 32 }, seed = 1 }
 local rows, nlls, ents = {}, {}, {}

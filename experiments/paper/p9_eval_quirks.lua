@@ -4,7 +4,7 @@
 -- log-scores used as logits, L−1 denominator) is compared with the schedule-consistent DWDSE bound;
 -- the absorbing (ε = 0) model of #4 shows the same comparison where both are valid bounds.
 --   build/hdlm run experiments/paper/p9_eval_quirks.lua [steps=1000] [quick=1]
-local c = require "paper.common"
+local c = require "common"
 c.header("#9 evaluation quirks", "the repo-style estimate differs markedly from a consistent bound for gamma models; report both")
 local rows = {}
 local function both(label, run)
