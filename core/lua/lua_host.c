@@ -347,20 +347,15 @@ static int load_script(lua_State *L, l_ctx *c, const char *path) {
     return status;
 }
 
-int lua_host_run(const lua_host_opts *o, error *e) {
-    lua_State *L = luaL_newstate();
-    if (!L) return error_set(e, HDLM_ENOMEM, "cannot create a Lua state");
-    luaL_openlibs(L);
-    l_ctx *c = lua_newuserdatauv(L, sizeof *c, 0);
-    memset(c, 0, sizeof *c);
-    c->db_path = o->db_path ? o->db_path : "runs.db";
-    const char *shown = o->script[0] == '=' ? o->script + 1 : o->script; /* "=stdin": stdin */
-    c->script = shown;
-    /* runs record the script by absolute path, so that it can be found from another directory */
-    char abs[PATH_MAX], script_dir[PATH_MAX] = "";
+/* Where the script lives (runs record it by absolute path, so that it can be found from another
+ * directory; its folder goes first on package.path) and, for stdin, its text and hash. Sets
+ * c->script and fills script_dir ("" for a chunk); abs holds the path c->script points to. */
+static void set_script_identity(lua_State *L, l_ctx *c, const lua_host_opts *o, char abs[PATH_MAX],
+                                char script_dir[PATH_MAX]) {
+    script_dir[0] = '\0';
     if (!o->chunk && realpath(o->script, abs)) {
         c->script = abs;
-        snprintf(script_dir, sizeof script_dir, "%s", abs);
+        snprintf(script_dir, PATH_MAX, "%s", abs);
         char *slash = strrchr(script_dir, '/');
         if (slash) slash[slash == script_dir ? 1 : 0] = '\0'; /* "/x.lua" keeps "/" */
     }
@@ -379,57 +374,80 @@ int lua_host_run(const lua_host_opts *o, error *e) {
             c->script_bytes = len;
         }
     }
+}
+
+/* package.preload.hdlm (and hdlm_run) with the ctx as upvalue, and the script's own folder first
+ * on the path (modules next to the script, like the script itself; nothing is looked up in a
+ * source tree) */
+static void open_modules(lua_State *L, l_ctx *c, const char *script_dir) {
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "preload");
+    lua_pushlightuserdata(L, c);
+    lua_pushcclosure(L, luaopen_hdlm, 1);
+    lua_setfield(L, -2, "hdlm");
+    lua_pushlightuserdata(L, c);
+    lua_pushcclosure(L, l_open_hdlm_run, 1);
+    lua_setfield(L, -2, "hdlm_run");
+    lua_pop(L, 1);
+    if (script_dir[0]) {
+        lua_pushfstring(L, "%s/?.lua;", script_dir);
+        lua_getfield(L, -2, "path");
+        lua_concat(L, 2);
+        lua_setfield(L, -2, "path");
+    }
+    lua_pop(L, 1);
+}
+
+/* Runs the script and ends its open runs as done, failed or interrupted. */
+static int run_script(lua_State *L, l_ctx *c, const lua_host_opts *o, const char *shown, error *e) {
+    /* a plugin crash that ends the process still marks this script's open runs failed */
+    plugin_set_fatal_hook(fatal_runs_failed, c);
+    lua_pushcfunction(L, msghandler);
+    int status = o->chunk ? luaL_loadbuffer(L, o->chunk, strlen(o->chunk), o->script)
+                          : load_script(L, c, o->script);
+    if (status == LUA_OK) status = lua_pcall(L, 0, 0, -2);
+    int rc = HDLM_OK;
+    if (status != LUA_OK) {
+        const char *msg = lua_tostring(L, -1);
+        error_set(e, HDLM_ELUA, "%s", msg ? msg : "(no message)");
+        /* runs keep the first line only: the traceback stays on the terminal */
+        char first[1024];
+        snprintf(first, sizeof first, "%s", e->msg);
+        first[strcspn(first, "\n")] = '\0';
+        /* stopped by SIGINT/SIGTERM during training: the open runs were interrupted */
+        l_runs_end_all(c, interrupt_signal() ? "interrupted" : "failed", first);
+        if (o->plain_errors && log_get_level() > HDLM_LOG_DEBUG) plain_message(e->msg);
+        rc = HDLM_ELUA;
+    } else if (interrupt_signal()) { /* the script caught the stop: still not 'done' */
+        l_runs_end_all(c, "interrupted", "interrupted by a signal during training");
+        rc = error_set(e, HDLM_ESTATE, "interrupted by %s during training",
+                       interrupt_name(interrupt_signal()));
+    } else {
+        l_runs_end_all(c, "done", NULL);
+        if (o->warn_unread && dist_rank() == 0) warn_unread_args(L, shown);
+    }
+    plugin_set_fatal_hook(NULL, NULL);
+    return rc;
+}
+
+int lua_host_run(const lua_host_opts *o, error *e) {
+    lua_State *L = luaL_newstate();
+    if (!L) return error_set(e, HDLM_ENOMEM, "cannot create a Lua state");
+    luaL_openlibs(L);
+    l_ctx *c = lua_newuserdatauv(L, sizeof *c, 0);
+    memset(c, 0, sizeof *c);
+    c->db_path = o->db_path ? o->db_path : "runs.db";
+    const char *shown = o->script[0] == '=' ? o->script + 1 : o->script; /* "=stdin": stdin */
+    c->script = shown;
+    char abs[PATH_MAX], script_dir[PATH_MAX];
+    set_script_identity(L, c, o, abs, script_dir);
     lua_setfield(L, LUA_REGISTRYINDEX, "hdlm.ctx"); /* anchored for the state's lifetime */
 
     int rc = push_args(L, o->n_args, o->args, e);
     if (rc == HDLM_OK) {
-        /* package.preload.hdlm (and hdlm_run) with the ctx as upvalue, and the script's own
-         * folder first on the path (modules next to the script, like the script itself;
-         * nothing is looked up in a source tree) */
-        lua_getglobal(L, "package");
-        lua_getfield(L, -1, "preload");
-        lua_pushlightuserdata(L, c);
-        lua_pushcclosure(L, luaopen_hdlm, 1);
-        lua_setfield(L, -2, "hdlm");
-        lua_pushlightuserdata(L, c);
-        lua_pushcclosure(L, l_open_hdlm_run, 1);
-        lua_setfield(L, -2, "hdlm_run");
-        lua_pop(L, 1);
-        if (script_dir[0]) {
-            lua_pushfstring(L, "%s/?.lua;", script_dir);
-            lua_getfield(L, -2, "path");
-            lua_concat(L, 2);
-            lua_setfield(L, -2, "path");
-        }
-        lua_pop(L, 1);
-
-        /* a plugin crash that ends the process still marks this script's open runs failed */
-        plugin_set_fatal_hook(fatal_runs_failed, c);
-        lua_pushcfunction(L, msghandler);
-        int status = o->chunk ? luaL_loadbuffer(L, o->chunk, strlen(o->chunk), o->script)
-                              : load_script(L, c, o->script);
-        if (status == LUA_OK) status = lua_pcall(L, 0, 0, -2);
-        if (status != LUA_OK) {
-            const char *msg = lua_tostring(L, -1);
-            error_set(e, HDLM_ELUA, "%s", msg ? msg : "(no message)");
-            /* runs keep the first line only: the traceback stays on the terminal */
-            char first[1024];
-            snprintf(first, sizeof first, "%s", e->msg);
-            first[strcspn(first, "\n")] = '\0';
-            /* stopped by SIGINT/SIGTERM during training: the open runs were interrupted */
-            l_runs_end_all(c, interrupt_signal() ? "interrupted" : "failed", first);
-            if (o->plain_errors && log_get_level() > HDLM_LOG_DEBUG) plain_message(e->msg);
-            rc = HDLM_ELUA;
-        } else if (interrupt_signal()) { /* the script caught the stop: still not 'done' */
-            l_runs_end_all(c, "interrupted", "interrupted by a signal during training");
-            rc = error_set(e, HDLM_ESTATE, "interrupted by %s during training",
-                           interrupt_name(interrupt_signal()));
-        } else {
-            l_runs_end_all(c, "done", NULL);
-            if (o->warn_unread && dist_rank() == 0) warn_unread_args(L, shown);
-        }
+        open_modules(L, c, script_dir);
+        rc = run_script(L, c, o, shown, e);
     }
-    plugin_set_fatal_hook(NULL, NULL);
     plugin_registry *reg = c->plugins;
     char *text = (char *)c->script_text;
     lua_close(L); /* finalizers (stores, corpora) run before the plugins are unloaded */
