@@ -10,9 +10,10 @@
 # message, `latest` still names the previous complete checkpoint, no temporary file is left, and
 # the same command afterwards resumes from that checkpoint and ends byte-identical to an
 # uninterrupted run. Temporary names carry the writer's pid, so the test starts hdlm with exec
-# and plants the fault under the known pid. OMP_NUM_THREADS=1. About 10 s with a release build
-# (~80 ms a step, so the `latest` fault is planted well inside the five steps between two
-# checkpoints). Not covered: a read-only directory by permissions (chmod does not stop root).
+# and plants the fault under the known pid as the run starts, at least five steps before the
+# write it breaks (no polling, so no race with a fast or loaded machine). OMP_NUM_THREADS=1.
+# About 10 s with a release build. Not covered: a read-only directory by permissions (chmod
+# does not stop root).
 set -u
 HDLM=${HDLM_BIN:-./hdlm}
 export OMP_NUM_THREADS=1 HDLM_PROGRESS=off
@@ -62,14 +63,6 @@ start() { # db ckpt name -> background hdlm (exec: $! is its pid, the temporary 
   bgpid=$!
 }
 finish() { wait "$bgpid"; rc=$?; bgpid=""; }
-wait_latest() { # ckpt step: until `latest` says it (or the process ended)
-  for _ in $(seq 1 6000); do
-    [ "$(cat "$1/latest" 2>/dev/null)" = "$2" ] && return 0
-    kill -0 "$bgpid" 2>/dev/null || return 1
-    sleep 0.02
-  done
-  return 1
-}
 # after a failed run: status 1, its message ($2, a regex) in stderr and in the row, `latest` at
 # $3, no temporary file left; then the same command resumes from $3 and matches run A
 check_failed_then_resume() { # name pattern latest db ckpt
@@ -119,10 +112,21 @@ check_failed_then_resume torn \
   "step_00000015\.ema\.safetensors: cannot create temporary file .*Is a directory" \
   10 "$dir/2.db" "$dir/ck2"
 
-# `latest` cannot be replaced at step 10 (planted once step 5 is in, so that one succeeds)
-start "$dir/3.db" "$dir/ck3" latest
-wait_latest "$dir/ck3" 5 && mkdir "$dir/ck3/latest.tmp.$bgpid" || bad "latest: never reached step 5"
+# `latest` cannot be replaced at step 10 while `latest` names step 5. Planted without a race: a
+# first run stops at step 10 (disk full, as above) with `latest` at 5; the same command resumes
+# from step 5 with the fault planted as it starts, five steps before it is reached.
+mkdir -p "$dir/ck3"
+start "$dir/3.db" "$dir/ck3" latest.pre
+ln -s /dev/full "$dir/ck3/step_00000010.safetensors.tmp.$bgpid"
 finish
+[ $rc -eq 1 ] && [ "$(cat "$dir/ck3/latest" 2>/dev/null)" = 5 ] && ok \
+  || bad "latest.pre: exit status $rc, latest '$(cat "$dir/ck3/latest" 2>/dev/null)', expected 1 and 5"
+start "$dir/3.db" "$dir/ck3" latest
+mkdir "$dir/ck3/latest.tmp.$bgpid"
+finish
+grep -q "resuming from step 5 of " "$dir/latest.err" && ok \
+  || bad "latest did not resume from step 5: $(head -2 "$dir/latest.err")"
+[ -f "$dir/ck3/step_00000010.ema.safetensors" ] && ok || bad "latest: step 10 set was not written first"
 check_failed_then_resume latest "latest\.tmp\.[0-9]+: cannot write: Is a directory" \
   5 "$dir/3.db" "$dir/ck3"
 
