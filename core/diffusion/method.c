@@ -9,6 +9,7 @@
 #include "diffusion/facts.h"
 #include "nn/mask.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@ void method_free(method *m) {
     free(m->t);
     free(m->sigma);
     free(m->loss);
+    free(m->seq_total);
     free(m->state);
     free(m->rows);
     memset(m, 0, sizeof *m);
@@ -39,6 +41,7 @@ int method_init(method *m, const method_config *cfg, const hyper *sched, void *n
     m->Vp = V + ni.n_extra;
     m->L = L;
     m->conditioned = (ni.flags & HDLM_INFO_CONDITIONED) != 0;
+    m->concurrent_loss = (ni.flags & HDLM_INFO_CONCURRENT) != 0;
     if (m->conditioned && !noise->conditioning)
         return error_set(e, HDLM_EPLUGIN,
                          "noise plugin is flagged conditioned but has no conditioning function");
@@ -65,7 +68,7 @@ static int ensure_buffers(method *m, int B, error *e) {
     if (B <= m->cap_B) return HDLM_OK;
     size_t n = (size_t)B * m->T;
     free(m->x0), free(m->xt), free(m->pos), free(m->t), free(m->sigma), free(m->loss);
-    free(m->state), free(m->rows);
+    free(m->state), free(m->rows), free(m->seq_total);
     m->x0 = malloc(n * sizeof *m->x0);
     m->xt = malloc(n * sizeof *m->xt);
     m->pos = malloc(n * sizeof *m->pos);
@@ -74,7 +77,9 @@ static int ensure_buffers(method *m, int B, error *e) {
     m->loss = malloc(n * sizeof *m->loss);
     m->state = malloc(n);
     m->rows = malloc(n * sizeof *m->rows);
-    if (!m->x0 || !m->xt || !m->pos || !m->t || !m->sigma || !m->loss || !m->state || !m->rows) {
+    m->seq_total = malloc((size_t)B * sizeof *m->seq_total);
+    if (!m->x0 || !m->xt || !m->pos || !m->t || !m->sigma || !m->loss || !m->state || !m->rows ||
+        !m->seq_total) {
         m->cap_B = 0;
         return error_set(e, HDLM_ENOMEM, "method: out of memory for a batch of %d", B);
     }
@@ -173,21 +178,39 @@ int method_prepare(method *m, const int32_t *windows, int B, rng *streams, doubl
     return HDLM_OK;
 }
 
+/* The noise's loss, one call per sequence (its normalisation is per sequence). Sequences run on
+ * the core's threads when the noise allows it (HDLM_INFO_CONCURRENT); each writes only its own
+ * slices, and the totals are added in sequence order, so the result does not depend on the
+ * thread count. */
 int method_loss(method *m, int B, const float *logits, float *dlogits, double scale, double *total,
                 error *e) {
+    assert(B <= m->cap_B);             /* method_prepare sized the buffers */
     size_t per = (size_t)m->T * m->Vp; /* logits of one sequence */
+    double *seq_total = m->seq_total;  /* [B] */
+    int failed = -1;                   /* the first sequence whose call failed */
     char err[512] = "";
-    double sum = 0;
+#pragma omp parallel for schedule(dynamic, 1) if (m->concurrent_loss && B > 1)
     for (int b = 0; b < B; b++) {
         hdlm_noise_batch nb;
         fill_seq(m, &nb, b);
         nb.logits = logits + (size_t)b * per;
         nb.loss = m->loss + (size_t)b * m->T;
         nb.dlogits = dlogits ? dlogits + (size_t)b * per : NULL;
-        int rc = m->noise->loss(m->noise_self, &nb, err, sizeof err);
-        if (rc != HDLM_OK) return error_set(e, HDLM_EPLUGIN, "noise loss: %s", err);
-        sum += nb.total;
+        char berr[512] = "";
+        int rc = m->noise->loss(m->noise_self, &nb, berr, sizeof berr);
+        seq_total[b] = nb.total;
+        if (rc != HDLM_OK) {
+#pragma omp critical(method_loss_error)
+            if (failed < 0 || b < failed) {
+                failed = b;
+                memcpy(err, berr, sizeof err);
+            }
+        }
     }
+    if (failed >= 0) return error_set(e, HDLM_EPLUGIN, "noise loss: %s", err);
+    double sum = 0;
+    for (int b = 0; b < B; b++)
+        sum += seq_total[b];
     *total = sum * scale;
     if (dlogits && scale != 1.0) {
         size_t n = (size_t)B * per;

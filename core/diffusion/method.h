@@ -36,12 +36,14 @@ typedef struct method {
     int L, T;  /* sequence length, positions the model sees (L or 2L) */
     plan plan; /* the schedule for L and the layout: steps, times, mask width, blocks */
     int conditioned;
+    int concurrent_loss; /* the noise declared HDLM_INFO_CONCURRENT: one sequence per thread */
     /* per micro-batch buffers, (B, T) unless noted */
     int cap_B;
     int32_t *x0, *xt, *pos;
     float *t, *sigma, *loss;
     uint8_t *state;
     attn_row *rows;
+    double *seq_total; /* [B] each sequence's loss total */
 } method;
 
 /* Compiles the schedule's plan for length L (which checks the schedule's invariants) and checks

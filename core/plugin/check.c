@@ -8,6 +8,7 @@
 #include "base/rng.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -450,6 +451,78 @@ static int noise_check_gradient(checker *c, noise_case *nc) {
     return HDLM_OK;
 }
 
+/* A noise that declares HDLM_INFO_CONCURRENT: loss on two batches from two threads at once, many
+ * times, gives the same bits as each call alone. A race shows as a difference (or a crash). */
+static int noise_check_concurrent(checker *c, noise_case *nc) {
+    verdict v = {{0}};
+    if (!(nc->p->info.flags & HDLM_INFO_CONCURRENT)) {
+        report(c, "concurrent loss", NULL, "%s",
+               "not declared (no HDLM_INFO_CONCURRENT): the core calls loss one at a time");
+        return HDLM_OK;
+    }
+    enum { ROUNDS = 200 };
+    nbatch nb[2];
+    float *want_dl[2] = {NULL, NULL}, *want_loss[2] = {NULL, NULL};
+    double want_total[2] = {0, 0};
+    int rc = HDLM_OK, made = 0, parallel_rounds = 0;
+    for (; made < 2; made++)
+        if (noise_small_batch(&nb[made], nc, &v)) {
+            rc = HDLM_ENOMEM;
+            break;
+        }
+    size_t n = made == 2 ? (size_t)(nb[0].b.B * nb[0].b.L) : 0, nv = n * (size_t)nc->Vp;
+    for (int k = 0; k < 2 && rc == HDLM_OK; k++) {
+        want_dl[k] = malloc(nv * sizeof *want_dl[k]);
+        want_loss[k] = malloc(n * sizeof *want_loss[k]);
+        if (!want_dl[k] || !want_loss[k]) rc = HDLM_ENOMEM;
+    }
+    for (int k = 0; k < 2 && rc == HDLM_OK && !v.why[0]; k++) {
+        char err[512] = "";
+        if (nc->ops->loss(nc->p->self, &nb[k].b, err, sizeof err) != HDLM_OK) {
+            err[sizeof err - 1] = '\0';
+            fail_once(&v, "loss failed: %s", err);
+        }
+        memcpy(want_dl[k], nb[k].dlogits, nv * sizeof *want_dl[k]);
+        memcpy(want_loss[k], nb[k].loss, n * sizeof *want_loss[k]);
+        want_total[k] = nb[k].b.total;
+    }
+    for (int round = 0; round < ROUNDS && rc == HDLM_OK && !v.why[0]; round++) {
+        int status[2] = {HDLM_OK, HDLM_OK}, threads = 1;
+        char err[2][512];
+#pragma omp parallel num_threads(2)
+        {
+            int k = omp_get_thread_num();
+            if (k == 0) threads = omp_get_num_threads();
+            for (int j = k; j < 2; j += omp_get_num_threads())
+                status[j] = nc->ops->loss(nc->p->self, &nb[j].b, err[j], sizeof err[j]);
+        }
+        parallel_rounds += threads == 2;
+        for (int k = 0; k < 2 && !v.why[0]; k++) {
+            if (status[k] != HDLM_OK) {
+                err[k][sizeof err[k] - 1] = '\0';
+                fail_once(&v, "loss failed when called from two threads: %s", err[k]);
+            } else if (memcmp(&nb[k].b.total, &want_total[k], sizeof want_total[k]) ||
+                       memcmp(nb[k].loss, want_loss[k], n * sizeof *want_loss[k]) ||
+                       memcmp(nb[k].dlogits, want_dl[k], nv * sizeof *want_dl[k])) {
+                fail_once(&v,
+                          "loss called from two threads at once (round %d) differs from the "
+                          "same call alone (total %.17g, alone %.17g): the flag "
+                          "HDLM_INFO_CONCURRENT is wrong for this plugin",
+                          round + 1, nb[k].b.total, want_total[k]);
+            }
+        }
+    }
+    if (rc == HDLM_OK)
+        report(c, "concurrent loss", &v,
+               "%d rounds of two batches on two threads (%d ran in parallel), same bits as alone",
+               ROUNDS, parallel_rounds);
+    for (int k = 0; k < 2; k++)
+        free(want_dl[k]), free(want_loss[k]);
+    for (int k = 0; k < made; k++)
+        nbatch_free(&nb[k]);
+    return rc;
+}
+
 /* reverse: every ACTIVE row is a distribution over the Vp symbols. */
 static int noise_check_reverse(checker *c, noise_case *nc) {
     verdict v = {{0}};
@@ -574,9 +647,10 @@ static int check_noise(checker *c, plugin_registry *r, const plugin_entry *en, e
     double *probs = malloc((size_t)nc.Vp * sizeof *probs);
     int rc = probs ? HDLM_OK : HDLM_ENOMEM;
     /* a crashed instance is not called again: the checks after the crash are reported as not run */
-    static const char *const names[] = {"marginal sums to 1", "corrupt matches marginal",
-                                        "loss gradient", "reverse rows are distributions", "limit"};
-    for (int k = 0; k < 5 && rc == HDLM_OK; k++) {
+    static const char *const names[] = {
+        "marginal sums to 1", "corrupt matches marginal",       "loss gradient",
+        "concurrent loss",    "reverse rows are distributions", "limit"};
+    for (int k = 0; k < 6 && rc == HDLM_OK; k++) {
         const char *crashed = plugin_instance_crashed(nc.p);
         if (crashed) {
             verdict nv = {{0}};
@@ -595,6 +669,9 @@ static int check_noise(checker *c, plugin_registry *r, const plugin_entry *en, e
             rc = noise_check_gradient(c, &nc);
             break;
         case 3:
+            rc = noise_check_concurrent(c, &nc);
+            break;
+        case 4:
             rc = noise_check_reverse(c, &nc);
             break;
         default:

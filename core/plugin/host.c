@@ -1159,8 +1159,8 @@ static void guarded_ops_fill(instance_box *ib, uint32_t kind) {
 static int check_info(const instance_box *ib, uint32_t kind, int32_t vocab, error *e) {
     const hdlm_info *in = &ib->pub.info;
     const char *who = ib->label;
-    const uint32_t known =
-        HDLM_INFO_CONTINUOUS | HDLM_INFO_SCORE | HDLM_INFO_CONDITIONED | HDLM_INFO_INPUT_MIX;
+    const uint32_t known = HDLM_INFO_CONTINUOUS | HDLM_INFO_SCORE | HDLM_INFO_CONDITIONED |
+                           HDLM_INFO_INPUT_MIX | HDLM_INFO_CONCURRENT;
     if (in->flags & ~known)
         return error_set(e, HDLM_EPLUGIN, "%s: info reports unknown flags 0x%x", who,
                          in->flags & ~known);

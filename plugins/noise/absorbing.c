@@ -108,6 +108,30 @@ static double logsumexp(const float *lg, int32_t n) {
     return mx + log(z);
 }
 
+/* Cross-entropy of target y under n logits, in double. With dl, also writes the gradient
+ * g · (softmax − onehot(y)) over all n: one exp per logit, exp(lg − max) kept in dl, then scaled.
+ */
+static double ce_row(const float *lg, int32_t n, int32_t y, double g, float *dl) {
+    double mx = lg[0], z = 0;
+    for (int32_t v = 1; v < n; v++)
+        if (lg[v] > mx) mx = lg[v];
+    if (!dl) {
+        for (int32_t v = 0; v < n; v++)
+            z += exp((double)lg[v] - mx);
+    } else {
+        for (int32_t v = 0; v < n; v++) {
+            double ev = exp((double)lg[v] - mx);
+            z += ev;
+            dl[v] = (float)ev;
+        }
+        const double s = g / z;
+        for (int32_t v = 0; v < n; v++)
+            dl[v] = (float)(s * dl[v]);
+        dl[y] = (float)(g * (exp((double)lg[y] - mx) / z - 1.0));
+    }
+    return mx + log(z) - lg[y];
+}
+
 /* docs/method.md "epsilon_hybrid" "standard": annealed: Σ_{active, masked} CE/p / max(1, #active
  * positions of the batch); unannealed: Σ_{masked} CE/p / (B·L). CE is over all V+1 classes (the
  * reference does not suppress the mask logit). dlogits = w/norm · (softmax − onehot(x0)) at masked
@@ -143,16 +167,10 @@ static int ab_loss(void *self, hdlm_noise_batch *b, char *err, size_t err_cap) {
             return HDLM_EINVAL;
         }
         const double w = 1.0 / p;
-        const double lse = logsumexp(lg, Vp);
-        const double ce = lse - lg[b->x0[j]];
+        const double g = w / norm;
+        const double ce = ce_row(lg, Vp, b->x0[j], g, dl);
         b->loss[j] = (float)(w * ce / norm);
         b->total += w * ce / norm;
-        if (dl) {
-            const double g = w / norm;
-            for (int32_t v = 0; v < Vp; v++)
-                dl[v] = (float)(g * exp((double)lg[v] - lse));
-            dl[b->x0[j]] = (float)(g * (exp((double)lg[b->x0[j]] - lse) - 1.0));
-        }
     }
     return HDLM_OK;
 }
@@ -267,6 +285,7 @@ static int ab_marginal(void *self, int32_t x0, double t, double *probs, char *er
 }
 
 static void ab_info(void *self, hdlm_info *info) {
+    info->flags = HDLM_INFO_CONCURRENT; /* loss reads self only */
     info->n_extra = 1;
     info->mask_id = ((const absorbing *)self)->V; /* the mask */
 }

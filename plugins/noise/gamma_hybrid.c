@@ -724,7 +724,9 @@ static void gh_destroy(void *self) {
  * e^{-γσ} (the RADD mix of docs/method.md "gamma_hybrid"). */
 static void gh_info(void *self, hdlm_info *info) {
     const gamma_hybrid *g = self;
-    info->flags = HDLM_INFO_SCORE | HDLM_INFO_CONDITIONED | HDLM_INFO_INPUT_MIX;
+    /* concurrent: loss reads self only (its scratch is per call) */
+    info->flags =
+        HDLM_INFO_SCORE | HDLM_INFO_CONDITIONED | HDLM_INFO_INPUT_MIX | HDLM_INFO_CONCURRENT;
     info->n_extra = gh_n_extra(self);
     info->mask_id = g->V;
     info->input_mix = g->gamma;

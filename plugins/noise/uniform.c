@@ -116,6 +116,30 @@ static double logsumexp(const float *lg, int32_t n) {
     return mx + log(z);
 }
 
+/* Cross-entropy of target y under n logits, in double. With dl, also writes the gradient
+ * g · (softmax − onehot(y)) over all n: one exp per logit, exp(lg − max) kept in dl, then scaled.
+ */
+static double ce_row(const float *lg, int32_t n, int32_t y, double g, float *dl) {
+    double mx = lg[0], z = 0;
+    for (int32_t v = 1; v < n; v++)
+        if (lg[v] > mx) mx = lg[v];
+    if (!dl) {
+        for (int32_t v = 0; v < n; v++)
+            z += exp((double)lg[v] - mx);
+    } else {
+        for (int32_t v = 0; v < n; v++) {
+            double ev = exp((double)lg[v] - mx);
+            z += ev;
+            dl[v] = (float)ev;
+        }
+        const double s = g / z;
+        for (int32_t v = 0; v < n; v++)
+            dl[v] = (float)(s * dl[v]);
+        dl[y] = (float)(g * (exp((double)lg[y] - mx) / z - 1.0));
+    }
+    return mx + log(z) - lg[y];
+}
+
 /* x0-prediction cross-entropy (over the V tokens) at every active position, unweighted (the
  * posterior of the reverse step needs only p(x0 | x_t), which the plain CE trains); normalised
  * like the absorbing "standard" loss: annealed by max(1, #active positions of the batch),
@@ -142,16 +166,10 @@ static int un_loss(void *self, hdlm_noise_batch *b, char *err, size_t err_cap) {
         if (b->xt[j] < 0 || b->xt[j] >= u->V)
             return bad_token("loss", "xt", j, b->xt[j], u->V - 1, err, err_cap);
         if (b->annealed && b->state[j] != HDLM_ACTIVE) continue;
-        const double lse = logsumexp(lg, Vp);
-        const double ce = lse - lg[b->x0[j]];
+        const double g = 1.0 / norm;
+        const double ce = ce_row(lg, Vp, b->x0[j], g, dl);
         b->loss[j] = (float)(ce / norm);
         b->total += ce / norm;
-        if (dl) {
-            const double g = 1.0 / norm;
-            for (int32_t v = 0; v < Vp; v++)
-                dl[v] = (float)(g * exp((double)lg[v] - lse));
-            dl[b->x0[j]] = (float)(g * (exp((double)lg[b->x0[j]] - lse) - 1.0));
-        }
     }
     return HDLM_OK;
 }
@@ -290,6 +308,7 @@ static int un_marginal(void *self, int32_t x0, double t, double *probs, char *er
 
 static void un_info(void *self, hdlm_info *info) {
     (void)self;
+    info->flags = HDLM_INFO_CONCURRENT; /* loss reads self only */
     info->n_extra = 0;
     info->mask_id = -1; /* no mask: every symbol is a real token */
 }

@@ -2,7 +2,7 @@
 # `hdlm plugins check` on every shipped plugin (all must pass) and on the broken fixtures of
 # tests/plugins/broken (each must fail with the reason it was built to show, and the correct
 # controls there must pass): rising levels, never reaching level 0, bad n_steps, marginals not
-# summing to 1, a wrong loss gradient, a sampler touching fixed positions or writing invalid
+# summing to 1, a wrong loss gradient, a loss declared concurrent that keeps state, a sampler touching fixed positions or writing invalid
 # tokens, a segfaulting op, and a plugin built against ABI 1. A few seconds.
 set -u
 HDLM=${HDLM_BIN:-./hdlm}
@@ -18,6 +18,10 @@ names=$("$HDLM" plugins 2>/dev/null | awk '/^(noise|schedule|sampler) /{print $2
 [ "$(echo "$names" | wc -w)" -ge 14 ] && ok || bad "expected the 14 shipped plugins, found: $names"
 for n in $names; do
   "$HDLM" plugins check "$n" >"$dir/out" 2>&1; rc=$?
+  case $n in absorbing|uniform|epsilon_hybrid|gamma_hybrid) # they declare HDLM_INFO_CONCURRENT
+    grep -q "^ok   noise $n concurrent loss: 200 rounds of two batches on two threads" "$dir/out" \
+      && ok || bad "$n: no concurrent-loss line: $(grep concurrent "$dir/out")";;
+  esac
   [ $rc -eq 0 ] && grep -q "^all checks passed (1 plugin)$" "$dir/out" && ! grep -q "^FAIL" "$dir/out" \
     && ok || bad "shipped plugin $n: exit $rc: $(grep -v '^ok' "$dir/out")"
   [ "$(grep -c '^ok ' "$dir/out")" -ge 3 ] && ok || bad "$n: fewer than 3 ok lines"
@@ -49,6 +53,8 @@ only bad_n_steps.so "n_steps"
 expect bad_marginal.so "^FAIL noise broken_marginal marginal sums to 1: marginal\(x0 = 0, t = 0.001\) sums to 1.05, not 1"
 expect bad_gradient.so "^FAIL noise broken_gradient loss gradient: d total / d logits\[position [0-9]+, symbol [0-9]+\] is -?[0-9.e-]+ by dlogits, -?[0-9.e-]+ by central differences"
 only bad_gradient.so "loss gradient"
+expect stateful_concurrent.so "^FAIL noise broken_concurrent concurrent loss: loss called from two threads at once \(round 1\) differs from the same call alone .*HDLM_INFO_CONCURRENT is wrong"
+only stateful_concurrent.so "concurrent loss"
 expect touches_fixed.so "^FAIL sampler broken_touches_fixed fixed positions untouched: step 1 changed fixed position 3 of sequence 0"
 only touches_fixed.so "fixed positions untouched"
 expect invalid_token.so "^FAIL sampler broken_invalid_token valid tokens: step 1 wrote token 8 at sequence 0 position [0-9]+, outside 0..7"

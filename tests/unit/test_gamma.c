@@ -142,7 +142,8 @@ static void mat_expm(int n, double X[NS_MAX][NS_MAX], double E[NS_MAX][NS_MAX]) 
 
 static void test_descriptor_and_options(void) {
     inst g = make(5, 0.01, NULL, NULL, -1);
-    CHECK_EQ(g.p->info.flags, HDLM_INFO_SCORE | HDLM_INFO_CONDITIONED | HDLM_INFO_INPUT_MIX);
+    CHECK_EQ(g.p->info.flags,
+             HDLM_INFO_SCORE | HDLM_INFO_CONDITIONED | HDLM_INFO_INPUT_MIX | HDLM_INFO_CONCURRENT);
     CHECK_EQ(g.p->info.n_extra, 1);
     CHECK_EQ(g.p->info.mask_id, 5);
     CHECK(g.p->info.input_mix == 0.01);

@@ -129,7 +129,7 @@ static void test_options(void) {
     for (int i = 0; i < 3; i++) {
         plugin_instance *p = make_ok(names[i], 9, NULL);
         CHECK_EQ(p->info.n_extra, extra[i]);
-        CHECK_EQ(p->info.flags, 0);
+        CHECK_EQ(p->info.flags, HDLM_INFO_CONCURRENT);
         CHECK_EQ(p->info.mask_id, extra[i] ? 9 : -1);
         CHECK(OPS(p)->conditioning == NULL);
         CHECK(OPS(p)->head.struct_size == sizeof(hdlm_noise_ops));

@@ -16,7 +16,8 @@
  * - Required ops (those not marked optional) MUST be non-NULL; optional ops MAY be NULL.
  * - A plugin MUST keep all mutable state in its own `self` (made by create, released by destroy);
  *   it MUST NOT have mutable globals. Different instances MAY be used from different threads; one
- *   instance is used by one thread at a time.
+ *   instance is used by one thread at a time, except for the ops a flag in `info` declares safe
+ *   to call concurrently (HDLM_INFO_CONCURRENT).
  * - A plugin MUST NOT exit, abort, print, or raise signals on bad input: it returns a negative
  *   status and writes a one-line message (naming the option or value and what was expected) into
  *   the err buffer it is given. Logging goes through host->log only.
@@ -122,6 +123,10 @@ enum {
     HDLM_INFO_CONDITIONED = 1u << 2,
     /* noise: input_mix below is set (the model mixes the mask embedding in with weight e^{-γσ}) */
     HDLM_INFO_INPUT_MIX = 1u << 3,
+    /* noise: `loss` MAY be called on this instance from several threads at once, each call on its
+     * own batch (the op reads self and writes only its batch's outputs). The core then spreads
+     * a training batch's sequences over its threads; without the flag it calls them one by one. */
+    HDLM_INFO_CONCURRENT = 1u << 4,
 };
 
 /* Filled by the `info` op. The host zero-fills it and sets struct_size to the size it knows; the

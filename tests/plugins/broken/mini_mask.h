@@ -4,7 +4,10 @@
  * that `hdlm plugins check` must name that one failure:
  *   BROKEN_MARGINAL  marginal puts 1 - t + 0.05 on x0: rows sum to 1.05
  *   BROKEN_GRADIENT  dlogits of the loss is twice the true gradient
- *   BROKEN_CRASH     the loss dereferences NULL at its crash_at-th call (an option) */
+ *   BROKEN_CRASH     the loss dereferences NULL at its crash_at-th call (an option)
+ *   BROKEN_CONCURRENT  info declares HDLM_INFO_CONCURRENT, but the loss depends on a call count
+ *                    kept in self (weights scaled by 1 + 1e-9 · calls): state shared across calls
+ */
 #ifndef MINI_MASK_H
 #define MINI_MASK_H
 
@@ -41,6 +44,9 @@ static void mm_destroy(void *self) {
 }
 
 static void mm_info(void *self, hdlm_info *info) {
+#ifdef BROKEN_CONCURRENT
+    info->flags = HDLM_INFO_CONCURRENT;
+#endif
     info->n_extra = 1;
     info->mask_id = ((const mini_mask *)self)->V;
 }
@@ -83,7 +89,11 @@ static int mm_loss(void *self, hdlm_noise_batch *b, char *err, size_t err_cap) {
             mx = lg[v] > mx ? lg[v] : mx;
         for (int32_t v = 0; v < b->Vp; v++)
             z += exp((double)lg[v] - mx);
-        const double lse = mx + log(z), w = 1.0 / b->t[j] / norm;
+        double w = 1.0 / b->t[j] / norm;
+#ifdef BROKEN_CONCURRENT
+        w *= 1 + 1e-9 * (double)m->calls;
+#endif
+        const double lse = mx + log(z);
         b->loss[j] = (float)(w * (lse - lg[b->x0[j]]));
         b->total += w * (lse - lg[b->x0[j]]);
         if (!dl) continue;
