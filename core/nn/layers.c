@@ -60,6 +60,51 @@ static inline CPU_INLINE float fast_expf(float xin) {
     return xin != xin ? xin : y;
 }
 
+static inline CPU_INLINE double f64_from_bits(int64_t b) {
+    double f;
+    memcpy(&f, &b, sizeof f);
+    return f;
+}
+static inline CPU_INLINE int64_t f64_bits(double f) {
+    int64_t b;
+    memcpy(&b, &f, sizeof b);
+    return b;
+}
+
+/* exp(x) in double for x clamped to [-708, 709] (2^n stays a normal double), within a few ulp:
+ * x = n·ln2 + r, |r| <= ln2/2, with fdlibm's split of ln2 (ln2_hi has 32 significant bits, so
+ * n·ln2_hi is exact), a degree-13 Taylor polynomial for e^r (truncation below 1e-17), 2^n built
+ * in the exponent bits with integer adds and shifts only (no double -> int64 conversion, which
+ * AVX2 lacks), so loops over it vectorise on every variant. NaN is handed back. */
+static inline CPU_INLINE double fast_exp(double xin) {
+    double x = xin != xin ? 0.0 : xin;
+    x = x < -708.0 ? -708.0 : x;
+    x = x > 709.0 ? 709.0 : x;
+    const double shifter = 6755399441055744.0; /* 1.5·2^52: adding it rounds to an integer */
+    double y = x * 1.4426950408889634 + shifter;
+    double n = y - shifter;
+    double r = fma(n, -6.93147180369123816490e-01, x); /* ln2_hi */
+    r = fma(n, -1.90821492927058770002e-10, r);        /* ln2_lo */
+    double p = 1.0 / 6227020800.0;                     /* 1/13! */
+    p = fma(p, r, 1.0 / 479001600.0);
+    p = fma(p, r, 1.0 / 39916800.0);
+    p = fma(p, r, 1.0 / 3628800.0);
+    p = fma(p, r, 1.0 / 362880.0);
+    p = fma(p, r, 1.0 / 40320.0);
+    p = fma(p, r, 1.0 / 5040.0);
+    p = fma(p, r, 1.0 / 720.0);
+    p = fma(p, r, 1.0 / 120.0);
+    p = fma(p, r, 1.0 / 24.0);
+    p = fma(p, r, 1.0 / 6.0);
+    p = fma(p, r, 0.5);
+    p = fma(p, r, 1.0);
+    p = fma(p, r, 1.0);
+    /* the low bits of y hold n (plus the shifter's): 2^n = bits (n + 1023) << 52 */
+    int64_t e = f64_bits(y) - f64_bits(shifter) + 1023;
+    double res = p * f64_from_bits(e << 52);
+    return xin != xin ? xin : res;
+}
+
 /* sigmoid(a) = 1/(1+z), z = exp(-a), for a clamped to [-40, 40]; also returns z for derivatives.
  * The clamp keeps (1+z)^2 finite and results away from denormals (slow on some cores); below -40
  * the sigmoid is flushed to 0 (true value < 5e-18) so x·sigmoid stays 0 for huge negative x. */
@@ -1129,6 +1174,45 @@ static inline CPU_INLINE void xent_backward_row_body(float *d, float *e, const f
 }
 CPU_KERNEL(xent_backward_row, xent_backward_row_body,
            (float *d, float *e, const float *x, int V, float w), (d, e, x, V, w))
+
+/* one row's cross-entropy and, with d, its gradient (crossentropy_row) */
+static inline CPU_INLINE void xent_row_body(double *ce, float *d, const float *x, int V, int y,
+                                            double g) {
+    float m = -INFINITY;
+#pragma omp simd reduction(max : m)
+    for (int j = 0; j < V; j++)
+        m = x[j] > m ? x[j] : m;
+    const double md = m;
+    double s = 0.0;
+    if (!d) {
+#pragma omp simd reduction(+ : s)
+        for (int j = 0; j < V; j++)
+            s += fast_exp((double)x[j] - md);
+        *ce = md + log(s) - (double)x[y];
+        return;
+    }
+#pragma omp simd reduction(+ : s)
+    for (int j = 0; j < V; j++) {
+        double e = fast_exp((double)x[j] - md);
+        d[j] = (float)e; /* kept for the scaling below: one exp per logit */
+        s += e;
+    }
+    const double c = g / s;
+#pragma omp simd
+    for (int j = 0; j < V; j++)
+        d[j] = (float)(c * (double)d[j]);
+    d[y] = (float)(g * (fast_exp((double)x[y] - md) / s - 1.0));
+    *ce = md + log(s) - (double)x[y];
+}
+CPU_KERNEL(xent_row, xent_row_body, (double *ce, float *d, const float *x, int V, int y, double g),
+           (ce, d, x, V, y, g))
+
+double crossentropy_row(float *d, const float *x, int V, int y, double g) {
+    HDLM_ASSERT(V > 0 && y >= 0 && y < V);
+    double ce;
+    xent_row(&ce, d, x, V, y, g);
+    return ce;
+}
 
 void crossentropy_forward(float *loss, const float *logits, const int32_t *target, int N, int V) {
 #pragma omp parallel for schedule(static) if ((int64_t)N * V >= PAR_MIN)

@@ -152,5 +152,9 @@ void crossentropy_forward(float *loss, const float *logits, const int32_t *targe
  * no gradient. */
 void crossentropy_backward(float *dlogits, const float *logits, const int32_t *target,
                            const float *dloss, int N, int V);
+/* One row: returns logsumexp(x) - x[y] in double (vectorised double exps, within a few ulp, summed
+ * in double). With d, also writes d(V) = g·(softmax(x) - onehot(y)) in float (one exp per logit).
+ * What the plugin host offers noise processes as host->softmax_ce. */
+double crossentropy_row(float *d, const float *x, int V, int y, double g);
 
 #endif

@@ -12,6 +12,7 @@
 #include "base/rng.h"
 #include "base/sha256.h"
 #include "base/text.h"
+#include "nn/layers.h"
 #include "plugin/guard.h"
 
 #include <dirent.h>
@@ -933,6 +934,10 @@ int plugin_registry_load_default(plugin_registry *r, char *refusals, size_t cap,
 /* ------------------------------------------------------------------------------------------- */
 /* instances                                                                                   */
 
+static double softmax_ce_cb(const float *lg, int32_t n, int32_t y, double g, float *dl) {
+    return crossentropy_row(dl, lg, n, y, g); /* the core's vectorised row (nn/layers.c) */
+}
+
 static const hdlm_host host_table = {
     .struct_size = sizeof(hdlm_host),
     .abi_version = HDLM_ABI_VERSION,
@@ -942,6 +947,7 @@ static const hdlm_host host_table = {
     .opt_string = plugin_opts_string,
     .log = log_plugin_cb,
     .log_ctx = NULL,
+    .softmax_ce = softmax_ce_cb,
 };
 
 const hdlm_host *plugin_host_table(void) {

@@ -22,6 +22,10 @@ typedef struct eps_hybrid {
 
 static int eh_create(const hdlm_create_args *args, void **self, char *err, size_t err_cap) {
     const hdlm_host *host = args->host;
+    if (!HDLM_HOST_HAS(host, softmax_ce)) { /* the loss uses the host's vectorised row */
+        snprintf(err, err_cap, "this hdlm is older than the plugin: its host has no softmax_ce");
+        return HDLM_EINVAL;
+    }
     const void *opts = args->opts;
     double vocab, epsilon, lambda;
     const char *aw;
@@ -175,30 +179,6 @@ static double logsumexp(const float *lg, int32_t n) {
     return mx + log(z);
 }
 
-/* Cross-entropy of target y under n logits, in double. With dl, also writes the gradient
- * g · (softmax − onehot(y)) over all n: one exp per logit, exp(lg − max) kept in dl, then scaled.
- */
-static double ce_row(const float *lg, int32_t n, int32_t y, double g, float *dl) {
-    double mx = lg[0], z = 0;
-    for (int32_t v = 1; v < n; v++)
-        if (lg[v] > mx) mx = lg[v];
-    if (!dl) {
-        for (int32_t v = 0; v < n; v++)
-            z += exp((double)lg[v] - mx);
-    } else {
-        for (int32_t v = 0; v < n; v++) {
-            double ev = exp((double)lg[v] - mx);
-            z += ev;
-            dl[v] = (float)ev;
-        }
-        const double s = g / z;
-        for (int32_t v = 0; v < n; v++)
-            dl[v] = (float)(s * dl[v]);
-        dl[y] = (float)(g * (exp((double)lg[y] - mx) / z - 1.0));
-    }
-    return mx + log(z) - lg[y];
-}
-
 /* docs/method.md "epsilon_hybrid" hybrid losses; CE over all V+1 classes, target always x0.
  *   unannealed: masked 1/max(p, 1e-4), visible corrupted λ(1−ε)/(1−p), visible clean λε/(1−p);
  *               normalised by B·L.
@@ -252,7 +232,7 @@ static int eh_loss(void *self, hdlm_noise_batch *b, char *err, size_t err_cap) {
         }
         if (w == 0) continue;
         const double g = w / norm;
-        const double ce = ce_row(lg, Vp, b->x0[j], g, dl);
+        const double ce = h->host->softmax_ce(lg, Vp, b->x0[j], g, dl); /* fills dl */
         b->loss[j] = (float)(w * ce / norm);
         b->total += w * ce / norm;
     }

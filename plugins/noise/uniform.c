@@ -19,6 +19,10 @@ typedef struct uniform_noise {
 
 static int un_create(const hdlm_create_args *args, void **self, char *err, size_t err_cap) {
     const hdlm_host *host = args->host;
+    if (!HDLM_HOST_HAS(host, softmax_ce)) { /* the loss uses the host's vectorised row */
+        snprintf(err, err_cap, "this hdlm is older than the plugin: its host has no softmax_ce");
+        return HDLM_EINVAL;
+    }
     double vocab;
     vocab = args->vocab; /* checked by the host too */
     if (vocab < 2 || vocab > 16777216.0) {
@@ -116,30 +120,6 @@ static double logsumexp(const float *lg, int32_t n) {
     return mx + log(z);
 }
 
-/* Cross-entropy of target y under n logits, in double. With dl, also writes the gradient
- * g · (softmax − onehot(y)) over all n: one exp per logit, exp(lg − max) kept in dl, then scaled.
- */
-static double ce_row(const float *lg, int32_t n, int32_t y, double g, float *dl) {
-    double mx = lg[0], z = 0;
-    for (int32_t v = 1; v < n; v++)
-        if (lg[v] > mx) mx = lg[v];
-    if (!dl) {
-        for (int32_t v = 0; v < n; v++)
-            z += exp((double)lg[v] - mx);
-    } else {
-        for (int32_t v = 0; v < n; v++) {
-            double ev = exp((double)lg[v] - mx);
-            z += ev;
-            dl[v] = (float)ev;
-        }
-        const double s = g / z;
-        for (int32_t v = 0; v < n; v++)
-            dl[v] = (float)(s * dl[v]);
-        dl[y] = (float)(g * (exp((double)lg[y] - mx) / z - 1.0));
-    }
-    return mx + log(z) - lg[y];
-}
-
 /* x0-prediction cross-entropy (over the V tokens) at every active position, unweighted (the
  * posterior of the reverse step needs only p(x0 | x_t), which the plain CE trains); normalised
  * like the absorbing "standard" loss: annealed by max(1, #active positions of the batch),
@@ -167,7 +147,7 @@ static int un_loss(void *self, hdlm_noise_batch *b, char *err, size_t err_cap) {
             return bad_token("loss", "xt", j, b->xt[j], u->V - 1, err, err_cap);
         if (b->annealed && b->state[j] != HDLM_ACTIVE) continue;
         const double g = 1.0 / norm;
-        const double ce = ce_row(lg, Vp, b->x0[j], g, dl);
+        const double ce = u->host->softmax_ce(lg, Vp, b->x0[j], g, dl); /* fills dl */
         b->loss[j] = (float)(ce / norm);
         b->total += ce / norm;
     }

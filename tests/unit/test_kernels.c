@@ -181,7 +181,30 @@ static void run_variant(outputs *o, const char *name) {
             wd = e > wd ? e : wd;
         }
         CHECK(wd <= 1e-6);
+        if (target[i] < 0) continue;
+        /* the row form the plugin host offers (host->softmax_ce): double result, weight g */
+        const double gw = 0.37;
+        float *d = malloc((size_t)V * sizeof(float));
+        double ce = crossentropy_row(d, xi, V, target[i], gw);
+        CHECK_NEAR(ce, want, 1e-13 * (1.0 + fabs(want))); /* double exps: near libm's */
+        CHECK_NEAR(crossentropy_row(NULL, xi, V, target[i], gw), ce, 0.0); /* same sum */
+        wd = 0.0;
+        for (int j = 0; j < V; j++) {
+            double g = gw * (exp(xi[j] - m) / s - (j == target[i] ? 1.0 : 0.0));
+            double e = fabs(d[j] - g) / (1e-9 + 1e-6 * fabs(g));
+            wd = e > wd ? e : wd;
+        }
+        CHECK(wd <= 1);
+        free(d);
     }
+    /* one logit, and logits far below the largest (their exps clamp at e^-708, which leaves the
+     * sum; the CE of such a class still comes from its own logit) */
+    float one = 3.0f, far[3] = {0.0f, -200.0f, -1e30f}, d1, d3[3];
+    CHECK_NEAR(crossentropy_row(&d1, &one, 1, 0, 1.0), 0.0, 0.0);
+    CHECK_NEAR(d1, 0.0, 0.0);
+    CHECK_NEAR(crossentropy_row(d3, far, 3, 0, 1.0), 0.0, 1e-30);
+    CHECK_NEAR(crossentropy_row(d3, far, 3, 1, 1.0), 200.0, 1e-9); /* from the logit itself */
+    CHECK_NEAR(d3[1], -1.0, 1e-7);
     free(logits);
 
     /* the GEMV (linear with at most 8 rows), with a width that is not a multiple of 32 */

@@ -93,7 +93,15 @@ typedef struct hdlm_host {
     /* One line, no newline; the host prefixes it with the instance's name. */
     void (*log)(void *log_ctx, int level, const char *msg);
     void *log_ctx;
+    /* The cross-entropy of class y (0 <= y < n) under n logits, logsumexp(lg) - lg[y], in double
+     * (the host's vectorised double exps, within a few ulp, summed in double). With dl,
+     * it also writes dl[v] = g·(softmax(lg)[v] - [v = y]) for all n (one exp per logit). Safe to
+     * call from any thread. Present when HDLM_HOST_HAS(host, softmax_ce). */
+    double (*softmax_ce)(const float *lg, int32_t n, int32_t y, double g, float *dl);
 } hdlm_host;
+
+#define HDLM_HOST_HAS(host, field)                                                                 \
+    ((host)->struct_size >= offsetof(hdlm_host, field) + sizeof((host)->field))
 
 /* ---- creation ---- */
 /* What create receives. Everything is lent until destroy (the plugin MAY keep the pointers). */
