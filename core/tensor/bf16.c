@@ -105,15 +105,27 @@ typedef struct gemm_entry {
     gemm_key key;
     dnnl_primitive_t prim;
     dnnl_memory_t a, b, c;
+    dnnl_memory_t scratch; /* NULL when the primitive needs none */
+    size_t scratch_bytes;
     uint64_t used; /* last use, for eviction */
 } gemm_entry;
 
-#define GEMM_CACHE 64
+#define GEMM_CACHE 256
+#define GEMM_ROWS  128 /* row block of products whose row count varies (bf16_gemm) */
 static gemm_entry gemm_cache[GEMM_CACHE];
 static int gemm_count;
 static uint64_t gemm_clock;
 static dnnl_engine_t gemm_engine;
 static dnnl_stream_t gemm_stream;
+/* One scratchpad for every primitive, kept across calls (they run one at a time). oneDNN's own
+ * ("library") scratchpad is allocated and freed around each execution: hundreds of fresh pages,
+ * zeroed by the kernel, per training step. */
+static void *scratch_buf;
+static size_t scratch_cap;
+/* the padded last row block of a product (bf16_gemm): (GEMM_ROWS, K) of A, (GEMM_ROWS, N) of C */
+static uint16_t *pad_a;
+static float *pad_c;
+static size_t pad_a_cap, pad_c_cap;
 
 #define DNNL_OK(call)                                                                              \
     do {                                                                                           \
@@ -129,6 +141,7 @@ static void entry_free(gemm_entry *g) {
     if (g->a) dnnl_memory_destroy(g->a);
     if (g->b) dnnl_memory_destroy(g->b);
     if (g->c) dnnl_memory_destroy(g->c);
+    if (g->scratch) dnnl_memory_destroy(g->scratch);
     memset(g, 0, sizeof *g);
 }
 
@@ -140,6 +153,12 @@ void bf16_release(void) {
     if (gemm_engine) dnnl_engine_destroy(gemm_engine);
     gemm_stream = NULL;
     gemm_engine = NULL;
+    free(scratch_buf);
+    scratch_buf = NULL;
+    scratch_cap = 0;
+    free(pad_a), free(pad_c);
+    pad_a = NULL, pad_c = NULL;
+    pad_a_cap = pad_c_cap = 0;
 }
 
 static void entry_build(gemm_entry *g, const gemm_key *k) {
@@ -160,6 +179,7 @@ static void entry_build(gemm_entry *g, const gemm_key *k) {
     DNNL_OK(dnnl_matmul_desc_init(&mm, &amd, &bmd, NULL, &cmd));
     dnnl_primitive_attr_t attr;
     DNNL_OK(dnnl_primitive_attr_create(&attr));
+    DNNL_OK(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
     dnnl_post_ops_t po = NULL;
     if (k->accumulate) { /* C += product: oneDNN's sum post-op reads C in place */
         DNNL_OK(dnnl_post_ops_create(&po));
@@ -169,6 +189,10 @@ static void entry_build(gemm_entry *g, const gemm_key *k) {
     dnnl_primitive_desc_t pd;
     DNNL_OK(dnnl_primitive_desc_create(&pd, &mm, attr, gemm_engine, NULL));
     DNNL_OK(dnnl_primitive_create(&g->prim, pd));
+    const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    g->scratch_bytes = smd ? dnnl_memory_desc_get_size(smd) : 0;
+    if (g->scratch_bytes)
+        DNNL_OK(dnnl_memory_create(&g->scratch, smd, gemm_engine, DNNL_MEMORY_NONE));
     DNNL_OK(dnnl_primitive_desc_destroy(pd));
     if (po) dnnl_post_ops_destroy(po);
     dnnl_primitive_attr_destroy(attr);
@@ -199,6 +223,35 @@ static gemm_entry *entry_get(const gemm_key *k) {
     return g;
 }
 
+/* One product through the cached primitive of its exact shape. */
+static void gemm_run(int ta, int tb, int M, int N, int K, const uint16_t *A, int lda,
+                     const uint16_t *B, int ldb, float beta, float *C, int ldc) {
+    gemm_key k;
+    memset(&k, 0, sizeof k); /* compared with memcmp */
+    k.ta = !!ta, k.tb = !!tb, k.M = M, k.N = N, k.K = K, k.lda = lda, k.ldb = ldb, k.ldc = ldc;
+    k.accumulate = beta != 0.0f;
+    gemm_entry *g = entry_get(&k);
+    DNNL_OK(dnnl_memory_set_data_handle(g->a, (void *)A));
+    DNNL_OK(dnnl_memory_set_data_handle(g->b, (void *)B));
+    DNNL_OK(dnnl_memory_set_data_handle(g->c, C));
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, g->a},
+                               {DNNL_ARG_WEIGHTS, g->b},
+                               {DNNL_ARG_DST, g->c},
+                               {DNNL_ARG_SCRATCHPAD, g->scratch}};
+    if (g->scratch_bytes > scratch_cap) {
+        free(scratch_buf);
+        scratch_cap = (g->scratch_bytes + 4095) & ~(size_t)4095;
+        scratch_buf = aligned_alloc(64, scratch_cap);
+        if (!scratch_buf) {
+            fprintf(stderr, "hdlm: out of memory for a %zu-byte oneDNN scratchpad\n", scratch_cap);
+            abort();
+        }
+    }
+    if (g->scratch) DNNL_OK(dnnl_memory_set_data_handle(g->scratch, scratch_buf));
+    DNNL_OK(dnnl_primitive_execute(g->prim, gemm_stream, g->scratch ? 4 : 3, args));
+    DNNL_OK(dnnl_stream_wait(gemm_stream));
+}
+
 void bf16_gemm(int ta, int tb, int M, int N, int K, const uint16_t *A, int lda, const uint16_t *B,
                int ldb, float beta, float *C, int ldc) {
     HDLM_ASSERT(M >= 0 && N >= 0 && K >= 0);
@@ -211,18 +264,38 @@ void bf16_gemm(int ta, int tb, int M, int N, int K, const uint16_t *A, int lda, 
                 C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : C[(size_t)i * ldc + j];
         return;
     }
-    gemm_key k;
-    memset(&k, 0, sizeof k); /* compared with memcmp */
-    k.ta = !!ta, k.tb = !!tb, k.M = M, k.N = N, k.K = K, k.lda = lda, k.ldb = ldb, k.ldc = ldc;
-    k.accumulate = beta != 0.0f;
-    gemm_entry *g = entry_get(&k);
-    DNNL_OK(dnnl_memory_set_data_handle(g->a, (void *)A));
-    DNNL_OK(dnnl_memory_set_data_handle(g->b, (void *)B));
-    DNNL_OK(dnnl_memory_set_data_handle(g->c, C));
-    dnnl_exec_arg_t args[3] = {
-        {DNNL_ARG_SRC, g->a}, {DNNL_ARG_WEIGHTS, g->b}, {DNNL_ARG_DST, g->c}};
-    DNNL_OK(dnnl_primitive_execute(g->prim, gemm_stream, 3, args));
-    DNNL_OK(dnnl_stream_wait(gemm_stream));
+    if (ta || M % GEMM_ROWS == 0) {
+        gemm_run(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    /* rows in whole blocks of GEMM_ROWS, then the remainder padded to one block: the product's
+     * row count varies from step to step (the rows that carry a loss), and each new count would
+     * compile a new oneDNN kernel; this way a shape has at most 2048 / GEMM_ROWS + 1 kernels */
+    int bulk = M - M % GEMM_ROWS, r = M - bulk;
+    if (bulk) gemm_run(0, tb, bulk, N, K, A, lda, B, ldb, beta, C, ldc);
+    size_t need_a = (size_t)GEMM_ROWS * K, need_c = (size_t)GEMM_ROWS * N;
+    if (need_a > pad_a_cap || need_c > pad_c_cap) {
+        free(pad_a), free(pad_c);
+        pad_a_cap = need_a > pad_a_cap ? need_a : pad_a_cap;
+        pad_c_cap = need_c > pad_c_cap ? need_c : pad_c_cap;
+        pad_a = aligned_alloc(64, (pad_a_cap * sizeof *pad_a + 63) & ~(size_t)63);
+        pad_c = aligned_alloc(64, (pad_c_cap * sizeof *pad_c + 63) & ~(size_t)63);
+        if (!pad_a || !pad_c) {
+            fprintf(stderr, "hdlm: out of memory for the bf16 product's padding rows\n");
+            abort();
+        }
+    }
+    const uint16_t *Ar = A + (size_t)bulk * lda; /* (r, K) rows of A, then zero rows */
+    float *Cr = C + (size_t)bulk * ldc;
+    for (int i = 0; i < r; i++) {
+        memcpy(pad_a + (size_t)i * K, Ar + (size_t)i * lda, (size_t)K * sizeof *pad_a);
+        if (beta != 0.0f)
+            memcpy(pad_c + (size_t)i * N, Cr + (size_t)i * ldc, (size_t)N * sizeof *pad_c);
+    }
+    memset(pad_a + (size_t)r * K, 0, (size_t)(GEMM_ROWS - r) * K * sizeof *pad_a);
+    gemm_run(0, tb, GEMM_ROWS, N, K, pad_a, K, B, ldb, beta, pad_c, N);
+    for (int i = 0; i < r; i++)
+        memcpy(Cr + (size_t)i * ldc, pad_c + (size_t)i * N, (size_t)N * sizeof *pad_c);
 }
 
 #else
