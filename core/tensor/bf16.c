@@ -112,6 +112,8 @@ typedef struct gemm_entry {
 
 #define GEMM_CACHE 256
 #define GEMM_ROWS  128 /* row block of products whose row count varies (bf16_gemm) */
+#define GEMM_PAD   16  /* the last block's rows are rounded up to a multiple of this */
+#define GEMM_EXACT 64  /* up to this many rows: the exact count (decoding: 1, 8, 16 rows ...) */
 static gemm_entry gemm_cache[GEMM_CACHE];
 static int gemm_count;
 static uint64_t gemm_clock;
@@ -264,15 +266,22 @@ void bf16_gemm(int ta, int tb, int M, int N, int K, const uint16_t *A, int lda, 
                 C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : C[(size_t)i * ldc + j];
         return;
     }
-    if (ta || M % GEMM_ROWS == 0) {
+    if (ta || M <= GEMM_EXACT || M % GEMM_ROWS == 0) {
         gemm_run(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    /* rows in whole blocks of GEMM_ROWS, then the remainder padded to one block: the product's
-     * row count varies from step to step (the rows that carry a loss), and each new count would
-     * compile a new oneDNN kernel; this way a shape has at most 2048 / GEMM_ROWS + 1 kernels */
-    int bulk = M - M % GEMM_ROWS, r = M - bulk;
+    /* rows in whole blocks of GEMM_ROWS, then the remainder rounded up to a multiple of GEMM_PAD
+     * through padding rows: the product's row count varies from step to step in training (the
+     * rows that carry a loss), and each new count would compile a new oneDNN kernel; this way a
+     * shape has at most 2048 / GEMM_ROWS + GEMM_ROWS / GEMM_PAD kernels, for at most
+     * GEMM_PAD - 1 wasted rows. Small counts (decoding) stay exact: they are few and repeat. */
+    int bulk = M - M % GEMM_ROWS, r = M - bulk, rp = (r + GEMM_PAD - 1) / GEMM_PAD * GEMM_PAD;
     if (bulk) gemm_run(0, tb, bulk, N, K, A, lda, B, ldb, beta, C, ldc);
+    if (r == rp) { /* the remainder is already a multiple of GEMM_PAD */
+        gemm_run(0, tb, r, N, K, A + (size_t)bulk * lda, lda, B, ldb, beta, C + (size_t)bulk * ldc,
+                 ldc);
+        return;
+    }
     size_t need_a = (size_t)GEMM_ROWS * K, need_c = (size_t)GEMM_ROWS * N;
     if (need_a > pad_a_cap || need_c > pad_c_cap) {
         free(pad_a), free(pad_c);
@@ -292,8 +301,8 @@ void bf16_gemm(int ta, int tb, int M, int N, int K, const uint16_t *A, int lda, 
         if (beta != 0.0f)
             memcpy(pad_c + (size_t)i * N, Cr + (size_t)i * ldc, (size_t)N * sizeof *pad_c);
     }
-    memset(pad_a + (size_t)r * K, 0, (size_t)(GEMM_ROWS - r) * K * sizeof *pad_a);
-    gemm_run(0, tb, GEMM_ROWS, N, K, pad_a, K, B, ldb, beta, pad_c, N);
+    memset(pad_a + (size_t)r * K, 0, (size_t)(rp - r) * K * sizeof *pad_a);
+    gemm_run(0, tb, rp, N, K, pad_a, K, B, ldb, beta, pad_c, N);
     for (int i = 0; i < r; i++)
         memcpy(Cr + (size_t)i * ldc, pad_c + (size_t)i * N, (size_t)N * sizeof *pad_c);
 }

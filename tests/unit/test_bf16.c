@@ -198,13 +198,15 @@ static void test_gemm(void) {
             gemm_case(ta, tb, 130, 96, 256, 1.0f, 0);
             gemm_case(ta, tb, 1, 64, 32, 0.0f, 5);
         }
-    /* row counts that are not a multiple of the 128-row block: whole blocks, then the remainder
-     * through the padded block (accumulating and not, with padded leading dimensions); a whole
-     * number of blocks goes straight through */
+    /* row counts above 64 that are not a multiple of the 128-row block: whole blocks, then the
+     * remainder rounded up to 16 rows through padding rows (accumulating and not, with padded
+     * leading dimensions) or, when it is a multiple of 16 already, straight; a whole number of
+     * blocks goes straight through */
     gemm_case(0, 1, 300, 257, 256, 1.0f, 3);
     gemm_case(0, 0, 300, 40, 100, 0.0f, 2);
     gemm_case(0, 1, 256, 64, 48, 1.0f, 0);
     gemm_case(0, 1, 127, 64, 48, 0.0f, 1);
+    gemm_case(0, 1, 160, 64, 48, 1.0f, 2);
     /* the same shape twice: the cached primitive serves it */
     gemm_case(0, 1, 200, 300, 128, 1.0f, 0);
     gemm_case(0, 1, 200, 300, 128, 1.0f, 0);
