@@ -131,24 +131,40 @@ static inline CPU_INLINE float fast_sigmoid(float a, float *z_out) {
  * rows side by side, or a row's two halves, makes several streams inside one page and got 16-20
  * GB/s from memory. */
 #define LINEAR_GEMV_MAX_N 8
-static inline CPU_INLINE float gemv_dot(const float *x, const float *w, int C) {
-    float s = 0.0f;
+#if HDLM_DISPATCH || defined(__AVX512F__)
+/* The AVX-512 dot product measured above: the kernel of the AVX-512 variant, and of gemv_dot in
+ * a native build with AVX-512 (which needs no target attribute, and must not have one: it would
+ * not inline into the native build's code) */
 #if defined(__AVX512F__)
+#define GEMV_AVX512_TARGET
+#else
+#define GEMV_AVX512_TARGET __attribute__((target("arch=x86-64-v4")))
+#endif
+GEMV_AVX512_TARGET static inline CPU_INLINE float gemv_dot_avx512(const float *x, const float *w,
+                                                                  int C) {
     int c = 0;
     __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
     for (; c + 32 <= C; c += 32) {
         a = _mm512_fmadd_ps(_mm512_loadu_ps(w + c), _mm512_loadu_ps(x + c), a);
         b = _mm512_fmadd_ps(_mm512_loadu_ps(w + c + 16), _mm512_loadu_ps(x + c + 16), b);
     }
-    s = _mm512_reduce_add_ps(_mm512_add_ps(a, b));
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(a, b));
     for (; c < C; c++) /* the tail: none when C is a multiple of 32 */
         s += x[c] * w[c];
+    return s;
+}
+#endif
+
+static inline CPU_INLINE float gemv_dot(const float *x, const float *w, int C) {
+#if defined(__AVX512F__)
+    return gemv_dot_avx512(x, w, C);
 #else
+    float s = 0.0f;
 #pragma omp simd reduction(+ : s)
     for (int k = 0; k < C; k++)
         s += x[k] * w[k];
-#endif
     return s;
+#endif
 }
 
 /* out rows lo..hi of the GEMV (one thread's share) */
@@ -164,26 +180,17 @@ static inline CPU_INLINE void gemv_rows_body(float *out, const float *inp, const
 }
 
 #if HDLM_DISPATCH
-/* The AVX-512 variant keeps the intrinsic form measured above; the others are gemv_rows_body
- * compiled for their instruction set (CPU_KERNEL spelled out, to swap in this one). */
+/* The AVX-512 variant uses the intrinsic dot product measured above; the others are
+ * gemv_rows_body compiled for their instruction set (CPU_KERNEL spelled out, to swap in this
+ * one). */
 __attribute__((target("arch=x86-64-v4"))) static void
 gemv_rows_avx512(float *out, const float *inp, const float *w, const float *bias, int N, int C,
                  int OC, int lo, int hi) {
     for (int o = lo; o < hi; o++) {
         const float *wo = w + (size_t)o * C;
-        for (int n = 0; n < N; n++) {
-            const float *x = inp + (size_t)n * C;
-            int c = 0;
-            __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
-            for (; c + 32 <= C; c += 32) {
-                a = _mm512_fmadd_ps(_mm512_loadu_ps(wo + c), _mm512_loadu_ps(x + c), a);
-                b = _mm512_fmadd_ps(_mm512_loadu_ps(wo + c + 16), _mm512_loadu_ps(x + c + 16), b);
-            }
-            float s = _mm512_reduce_add_ps(_mm512_add_ps(a, b));
-            for (; c < C; c++)
-                s += x[c] * wo[c];
-            out[(size_t)n * OC + o] = s + (bias ? bias[o] : 0.0f);
-        }
+        for (int n = 0; n < N; n++)
+            out[(size_t)n * OC + o] =
+                gemv_dot_avx512(inp + (size_t)n * C, wo, C) + (bias ? bias[o] : 0.0f);
     }
 }
 __attribute__((target("arch=x86-64-v3"))) static void
