@@ -9,7 +9,6 @@
 #include "diffusion/facts.h"
 #include "nn/mask.h"
 
-#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -184,7 +183,7 @@ int method_prepare(method *m, const int32_t *windows, int B, rng *streams, doubl
  * thread count. */
 int method_loss(method *m, int B, const float *logits, float *dlogits, double scale, double *total,
                 error *e) {
-    assert(B <= m->cap_B);             /* method_prepare sized the buffers */
+    HDLM_ASSERT(B <= m->cap_B);        /* method_prepare sized the buffers */
     size_t per = (size_t)m->T * m->Vp; /* logits of one sequence */
     double *seq_total = m->seq_total;  /* [B] */
     int failed = -1;                   /* the first sequence whose call failed */

@@ -125,8 +125,7 @@ static dnnl_stream_t gemm_stream;
 static void *scratch_buf;
 static size_t scratch_cap;
 /* the padded last row block of a product (bf16_gemm): (GEMM_ROWS, K) of A, (GEMM_ROWS, N) of C */
-static uint16_t *pad_a;
-static float *pad_c;
+static void *pad_a_buf, *pad_c_buf;
 static size_t pad_a_cap, pad_c_cap;
 
 #define DNNL_OK(call)                                                                              \
@@ -158,8 +157,8 @@ void bf16_release(void) {
     free(scratch_buf);
     scratch_buf = NULL;
     scratch_cap = 0;
-    free(pad_a), free(pad_c);
-    pad_a = NULL, pad_c = NULL;
+    free(pad_a_buf), free(pad_c_buf);
+    pad_a_buf = NULL, pad_c_buf = NULL;
     pad_a_cap = pad_c_cap = 0;
 }
 
@@ -225,6 +224,19 @@ static gemm_entry *entry_get(const gemm_key *k) {
     return g;
 }
 
+/* Grows a kept 64-byte-aligned buffer to at least `need` bytes (its old contents are not kept). */
+static void *grow_kept(void **buf, size_t *cap, size_t need, const char *what) {
+    if (need <= *cap) return *buf;
+    free(*buf);
+    *cap = (need + 4095) & ~(size_t)4095;
+    *buf = aligned_alloc(64, *cap);
+    if (!*buf) {
+        fprintf(stderr, "hdlm: out of memory for %zu bytes of %s\n", *cap, what);
+        abort();
+    }
+    return *buf;
+}
+
 /* One product through the cached primitive of its exact shape. */
 static void gemm_run(int ta, int tb, int M, int N, int K, const uint16_t *A, int lda,
                      const uint16_t *B, int ldb, float beta, float *C, int ldc) {
@@ -240,16 +252,10 @@ static void gemm_run(int ta, int tb, int M, int N, int K, const uint16_t *A, int
                                {DNNL_ARG_WEIGHTS, g->b},
                                {DNNL_ARG_DST, g->c},
                                {DNNL_ARG_SCRATCHPAD, g->scratch}};
-    if (g->scratch_bytes > scratch_cap) {
-        free(scratch_buf);
-        scratch_cap = (g->scratch_bytes + 4095) & ~(size_t)4095;
-        scratch_buf = aligned_alloc(64, scratch_cap);
-        if (!scratch_buf) {
-            fprintf(stderr, "hdlm: out of memory for a %zu-byte oneDNN scratchpad\n", scratch_cap);
-            abort();
-        }
-    }
-    if (g->scratch) DNNL_OK(dnnl_memory_set_data_handle(g->scratch, scratch_buf));
+    if (g->scratch)
+        DNNL_OK(dnnl_memory_set_data_handle(
+            g->scratch,
+            grow_kept(&scratch_buf, &scratch_cap, g->scratch_bytes, "oneDNN scratchpad")));
     DNNL_OK(dnnl_primitive_execute(g->prim, gemm_stream, g->scratch ? 4 : 3, args));
     DNNL_OK(dnnl_stream_wait(gemm_stream));
 }
@@ -282,18 +288,10 @@ void bf16_gemm(int ta, int tb, int M, int N, int K, const uint16_t *A, int lda, 
                  ldc);
         return;
     }
-    size_t need_a = (size_t)GEMM_ROWS * K, need_c = (size_t)GEMM_ROWS * N;
-    if (need_a > pad_a_cap || need_c > pad_c_cap) {
-        free(pad_a), free(pad_c);
-        pad_a_cap = need_a > pad_a_cap ? need_a : pad_a_cap;
-        pad_c_cap = need_c > pad_c_cap ? need_c : pad_c_cap;
-        pad_a = aligned_alloc(64, (pad_a_cap * sizeof *pad_a + 63) & ~(size_t)63);
-        pad_c = aligned_alloc(64, (pad_c_cap * sizeof *pad_c + 63) & ~(size_t)63);
-        if (!pad_a || !pad_c) {
-            fprintf(stderr, "hdlm: out of memory for the bf16 product's padding rows\n");
-            abort();
-        }
-    }
+    uint16_t *pad_a =
+        grow_kept(&pad_a_buf, &pad_a_cap, (size_t)GEMM_ROWS * K * sizeof *pad_a, "padding rows");
+    float *pad_c =
+        grow_kept(&pad_c_buf, &pad_c_cap, (size_t)GEMM_ROWS * N * sizeof *pad_c, "padding rows");
     const uint16_t *Ar = A + (size_t)bulk * lda; /* (r, K) rows of A, then zero rows */
     float *Cr = C + (size_t)bulk * ldc;
     for (int i = 0; i < r; i++) {
